@@ -1,0 +1,6 @@
+"""Allow `python -m fairaudit`."""
+
+from fairaudit.cli.main import main
+
+if __name__ == "__main__":
+    main()

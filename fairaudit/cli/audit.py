@@ -1,0 +1,218 @@
+"""`fairaudit audit`: flags in, library call, exit code out (0 done, 1 gate failed, 2 bad input)."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+HELP = (
+    "Audit a model's predictions per demographic group: metrics with bootstrap intervals, "
+    "differences and ratios to a reference group, significance tests corrected for multiple "
+    "comparisons, an optional CI gate, and results.json / report.md / report.html / manifest.csv."
+)
+log = logging.getLogger(__name__)
+
+_FORMATS = ("html", "md", "json", "junit")
+
+
+def audit(
+    dicom_dir: Annotated[
+        Path | None,
+        typer.Argument(help="DICOM folder to run a model on (not needed with --predictions)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")] = Path(
+        "fairaudit_out"
+    ),
+    predictions: Annotated[
+        Path | None,
+        typer.Option("--predictions", help="CSV of precomputed predictions: id, label, score."),
+    ] = None,
+    demographics: Annotated[
+        Path | None,
+        typer.Option(
+            "--demographics",
+            help="Demographics CSV (omit when the attributes are in --predictions).",
+        ),
+    ] = None,
+    attribute: Annotated[
+        list[str] | None, typer.Option("--attribute", help="Column to audit by (repeatable).")
+    ] = None,
+    task: Annotated[str, typer.Option("--task", help="classification or segmentation.")] = "classification",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="bundled:NAME, a bundle folder, TorchScript or ONNX."),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="CSV with the ground-truth label per id.")
+    ] = None,
+    label_column: Annotated[str, typer.Option("--label-column", help="Label column (0/1).")] = "label",
+    score_column: Annotated[
+        str | None,
+        typer.Option("--score-column", help="Score column (probability in [0, 1]). [default: score]"),
+    ] = None,
+    prediction_column: Annotated[
+        str,
+        typer.Option(
+            "--prediction-column", help="0/1 prediction column, used when there is no score column."
+        ),
+    ] = "prediction",
+    masks: Annotated[
+        Path | None, typer.Option("--masks", help="Segmentation ground-truth masks folder.")
+    ] = None,
+    pred_masks: Annotated[Path | None, typer.Option("--pred-masks", help="Predicted masks folder.")] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option(
+            "--id-column",
+            help="Join key; default: auto-detect (sop_instance_uid, study_instance_uid, patient_id, path).",
+        ),
+    ] = None,
+    intersect: Annotated[
+        list[str] | None,
+        typer.Option("--intersect", help="Intersectional groups, e.g. sex,race (repeatable)."),
+    ] = None,
+    reference: Annotated[
+        list[str] | None,
+        typer.Option("--reference", help="ATTR=GROUP reference group; default: the largest (repeatable)."),
+    ] = None,
+    missing_as_group: Annotated[
+        bool,
+        typer.Option(
+            "--missing-as-group",
+            help="Keep rows with a missing attribute as an explicit '(missing)' group.",
+        ),
+    ] = False,
+    threshold: Annotated[
+        float,
+        typer.Option("--threshold", help="Decision threshold: positive when score >= threshold."),
+    ] = 0.5,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples B.")] = 2000,
+    permutations: Annotated[
+        int | None,
+        typer.Option(
+            "--permutations",
+            help="Permutations for ece/auprc/balanced_accuracy tests. [default: B]",
+        ),
+    ] = None,
+    ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
+    ci_method: Annotated[str, typer.Option("--ci-method", help="percentile or bca.")] = "percentile",
+    correction: Annotated[
+        str, typer.Option("--correction", help="holm, fdr_bh, bonferroni or none.")
+    ] = "holm",
+    min_group_size: Annotated[
+        int, typer.Option("--min-group-size", help="Groups with fewer cases are marked small.")
+    ] = 30,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (model runs).")] = "auto",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Inference batch size (model runs).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Worker processes. [default: CPU count]")
+    ] = None,
+    gate: Annotated[
+        Path | None, typer.Option("--gate", help="Gate policy TOML; exit code 1 when it fails.")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Reports to write: any of html,md,json,junit.")
+    ] = "html,md,json",
+    keep_ids: Annotated[
+        bool,
+        typer.Option("--keep-ids", help="Keep ids in clear in manifest.csv (default: salted hash)."),
+    ] = False,
+    salt: Annotated[
+        str | None,
+        typer.Option("--salt", envvar="FAIRAUDIT_SALT", help="Salt for stable id hashes across runs."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal summary.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print results.json to standard output.")] = False,
+) -> None:
+    from rich.console import Console
+
+    from fairaudit.errors import InputError
+
+    err = Console(stderr=True)
+    try:
+        if predictions is None:
+            raise InputError(
+                "this version audits precomputed predictions: pass --predictions preds.csv "
+                "(running a model on a DICOM folder is not available yet)."
+            )
+        if dicom_dir is not None or model is not None:
+            raise InputError(
+                "--model and DICOM_DIR are not available yet in this version; pass --predictions only."
+            )
+        if task != "classification" or masks is not None or pred_masks is not None:
+            raise InputError(
+                "segmentation audits are not available yet in this version; use --task classification."
+            )
+        formats = tuple(f.strip().lower() for f in fmt.split(",") if f.strip())
+        bad = [f for f in formats if f not in _FORMATS]
+        if bad or not formats:
+            raise InputError(
+                f"--format: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(_FORMATS)}."
+            )
+        from fairaudit.pipeline import (
+            AuditRequest,
+            audit_predictions,
+            parse_intersections,
+            parse_references,
+        )
+
+        req = AuditRequest(
+            predictions=predictions,
+            attributes=list(attribute or []),
+            out=out,
+            demographics=demographics,
+            labels=labels,
+            id_column=id_column,
+            label_column=label_column,
+            score_column=score_column or "score",
+            score_column_given=score_column is not None,
+            prediction_column=prediction_column,
+            intersections=parse_intersections(list(intersect or [])),
+            references=parse_references(list(reference or [])),
+            missing_as_group=missing_as_group,
+            threshold=threshold,
+            bootstrap=bootstrap,
+            permutations=permutations,
+            ci_level=ci_level,
+            ci_method=ci_method.lower(),
+            correction=correction.lower(),
+            min_group_size=min_group_size,
+            seed=seed,
+            workers=workers,
+            gate=gate,
+            formats=formats,
+            keep_ids=keep_ids,
+            salt=salt,
+            command=" ".join(shlex.quote(a) for a in ["fairaudit", *sys.argv[1:]]),
+        )
+        outcome = audit_predictions(req)
+    except InputError as exc:
+        err.print(f"[bold red]error:[/] {_escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+    if json_out:
+        from fairaudit.report.writers import results_to_json
+
+        sys.stdout.write(results_to_json(outcome.results))
+    elif not quiet:
+        from fairaudit.report import print_summary
+
+        print_summary(outcome.results, Console())
+    if not json_out:
+        report = outcome.files.get("html") or outcome.files.get("md") or outcome.files["json"]
+        err.print(f"Report: {report}")
+    raise typer.Exit(outcome.exit_code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,57 @@
+"""The `fairaudit` command. Kept import-light: `fairaudit --help` loads no numpy or torch."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from fairaudit._version import __version__
+from fairaudit.cli import audit as audit_cmd
+
+app = typer.Typer(
+    name="fairaudit",
+    help="Audit medical-imaging AI models for fairness: per-group metrics with intervals, tests and a CI gate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fairaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log detail (-vv for debug).")
+    ] = 0,
+) -> None:
+    """fairaudit: fairness audits for medical-imaging AI."""
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(show_path=False, markup=False, rich_tracebacks=False)],
+        force=True,
+    )
+
+
+app.command("audit", help=audit_cmd.HELP)(audit_cmd.audit)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,268 @@
+"""Join predictions, labels and demographics into the audited cohort, accounting for every row.
+
+Every row of every input file ends in the manifest as included or excluded with a reason;
+results.json counts the exclusions by reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fairaudit.errors import InputError
+from fairaudit.io.privacy import IdHasher
+from fairaudit.io.tables import (
+    Table,
+    detect_id_column,
+    is_missing,
+    parse_binary,
+    parse_score,
+    read_table,
+)
+
+log = logging.getLogger(__name__)
+
+MISSING_GROUP = "(missing)"
+INTERSECTION_SEP = "×"
+MANIFEST_COLUMNS = ("source", "row", "id", "status", "reason")
+
+
+@dataclass
+class CohortSpec:
+    """Where the cohort's columns live and how to join them (from the CLI flags)."""
+
+    predictions: Path
+    attributes: list[str]
+    demographics: Path | None = None
+    labels: Path | None = None
+    id_column: str | None = None
+    label_column: str = "label"
+    score_column: str = "score"
+    prediction_column: str = "prediction"
+    score_column_given: bool = False
+    intersections: list[list[str]] = field(default_factory=list)
+    missing_as_group: bool = False
+
+
+@dataclass
+class Cohort:
+    """The included cases, ready for the statistics, and the account of every input row."""
+
+    labels: np.ndarray
+    scores: np.ndarray
+    has_scores: bool
+    attributes: dict[str, np.ndarray]
+    manifest: pd.DataFrame
+    n_records: int
+    excluded: list[dict]
+    id_column: str | None
+
+    @property
+    def n_included(self) -> int:
+        return int(self.labels.size)
+
+
+def intersection_name(parts: list[str]) -> str:
+    return INTERSECTION_SEP.join(parts)
+
+
+def _ids(table: Table, id_col: str | None) -> pd.Series:
+    if id_col is None:
+        return table.rows.astype(str)
+    return table.frame[table.column(id_col)]
+
+
+def _lookup(
+    pred_ids: pd.Series, other: Table, other_ids: pd.Series, what: str
+) -> tuple[pd.Series, pd.Series]:
+    """For each prediction id: the matching row index in `other`, and a reason if none/ambiguous."""
+    counts = other_ids.value_counts()
+    first = pd.Series(other_ids.index, index=other_ids.values)
+    first = first[~first.index.duplicated()]
+    idx = pred_ids.map(first)
+    reason = pd.Series("", index=pred_ids.index, dtype=object)
+    reason[idx.isna()] = f"no row in {other.name} ({what})"
+    dup = pred_ids.map(counts).fillna(0) > 1
+    reason[dup] = f"duplicate id in {other.name}"
+    return idx, reason
+
+
+def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
+    """Read, validate and join the inputs; raise InputError for bad input (exit code 2)."""
+    pred = read_table(spec.predictions)
+    demo = read_table(spec.demographics) if spec.demographics else None
+    lab = read_table(spec.labels) if spec.labels else None
+    tables = [t for t in (pred, demo, lab) if t is not None]
+    id_col = detect_id_column(tables, spec.id_column)
+    if id_col is None and len(tables) > 1:  # pragma: no cover - detect_id_column raises
+        raise InputError("no id column to join on.")
+
+    # Columns and their sources.
+    label_table = lab or pred
+    label_col = label_table.column(
+        spec.label_column, option="--label-column" if lab else "--label-column (or --labels FILE)"
+    )
+    if pred.has(spec.score_column) or spec.score_column_given:
+        score_col = pred.column(spec.score_column, option="--score-column")
+        has_scores = True
+    elif pred.has(spec.prediction_column):
+        score_col = pred.column(spec.prediction_column, option="--prediction-column")
+        has_scores = False
+        log.warning(
+            "%s has 0/1 predictions ('%s') and no score column: auroc, auprc, brier and ece will be null.",
+            pred.name,
+            score_col,
+        )
+    else:
+        cols = ", ".join(repr(c) for c in pred.frame.columns)
+        raise InputError(
+            f"no score column '{spec.score_column}' and no prediction column "
+            f"'{spec.prediction_column}' (columns: {cols}).",
+            file=pred.name,
+            column=spec.score_column,
+            hint="Pass --score-column NAME (probabilities) or --prediction-column NAME (0/1).",
+        )
+    attr_table = demo or pred
+    needed = list(dict.fromkeys(spec.attributes + [a for parts in spec.intersections for a in parts]))
+    if not needed:
+        raise InputError("no --attribute given: name at least one demographic column to audit by.")
+    attr_cols = {}
+    for a in needed:
+        if attr_table.has(a) or demo is None:
+            attr_cols[a] = (attr_table, attr_table.column(a, option="--attribute"))
+        else:
+            attr_cols[a] = (pred, pred.column(a, option="--attribute"))
+
+    # Values (validation errors name file, column and row).
+    label_vals = parse_binary(label_table, label_col, "label")
+    if has_scores:
+        score_vals = parse_score(pred, score_col)
+    else:
+        score_vals = parse_binary(pred, score_col, "prediction")
+
+    pred_ids = _ids(pred, id_col)
+    reason = pd.Series("", index=pred.frame.index, dtype=object)
+
+    def mark(mask: pd.Series, why: str | pd.Series) -> None:
+        free = mask & (reason == "")
+        if isinstance(why, pd.Series):
+            reason[free] = why[free]
+        else:
+            reason[free] = why
+
+    if id_col is not None:
+        mark(pred_ids.map(is_missing), f"missing {id_col}")
+        mark(pred_ids.duplicated(keep=False), f"duplicate id in {pred.name}")
+
+    # Row index into each other table, per prediction row.
+    where: dict[str, pd.Series] = {}
+    for other, what in ((demo, "demographics"), (lab, "labels")):
+        if other is None:
+            continue
+        idx, why = _lookup(pred_ids, other, _ids(other, id_col), what)
+        mark(why != "", why)
+        where[other.name] = idx
+
+    def values_of(table: Table, series: pd.Series) -> pd.Series:
+        if table is pred:
+            return series
+        idx = where[table.name]
+        out = pd.Series(
+            np.nan if series.dtype.kind == "f" else "", index=pred.frame.index, dtype=series.dtype
+        )
+        ok = idx.notna()
+        out[ok] = series.reindex(idx[ok].astype(int)).to_numpy()
+        return out
+
+    labels = values_of(label_table, label_vals)
+    mark(labels.isna(), "missing label")
+    raw_scores = pred.frame[score_col]
+    mark(raw_scores.map(is_missing), "missing score" if has_scores else "missing prediction")
+    mark(score_vals.isna(), "score is not finite")
+
+    attr_values: dict[str, pd.Series] = {}
+    for a, (table, col) in attr_cols.items():
+        vals = values_of(table, table.frame[col]).astype(str)
+        missing = vals.map(is_missing)
+        if spec.missing_as_group:
+            vals = vals.where(~missing, MISSING_GROUP)
+        else:
+            mark(missing, f"missing {a}")
+        attr_values[a] = vals
+
+    included = reason == ""
+    counts = Counter(reason[~included])
+    for why, k in sorted(counts.items()):
+        log.warning("excluded %d of %d rows of %s: %s", k, len(reason), pred.name, why)
+
+    manifest = [
+        pd.DataFrame(
+            {
+                "source": pred.name,
+                "row": pred.rows.to_numpy(),
+                "id": pred_ids.map(hasher).to_numpy(),
+                "status": np.where(included, "included", "excluded"),
+                "reason": reason.to_numpy(),
+            }
+        )
+    ]
+    excluded = [{"reason": f"{pred.name}: {why}", "count": int(k)} for why, k in sorted(counts.items())]
+    for other in (demo, lab):
+        if other is None or other is pred:
+            continue
+        ids = _ids(other, id_col)
+        used = set(pred_ids[included])
+        status = ids.isin(used)
+        why = pd.Series("", index=other.frame.index, dtype=object)
+        why[~ids.isin(set(pred_ids))] = "no prediction for this id"
+        why[ids.duplicated(keep=False)] = f"duplicate id in {other.name}"
+        why[(why == "") & ~status] = "its prediction row was excluded (see that row)"
+        orphan = int((why == "no prediction for this id").sum())
+        dups = int((why == f"duplicate id in {other.name}").sum())
+        if orphan:
+            log.warning("%d rows of %s have no prediction", orphan, other.name)
+            excluded.append({"reason": f"{other.name}: no prediction for this id", "count": orphan})
+        if dups:
+            excluded.append({"reason": f"{other.name}: duplicate id", "count": dups})
+        manifest.append(
+            pd.DataFrame(
+                {
+                    "source": other.name,
+                    "row": other.rows.to_numpy(),
+                    "id": ids.map(hasher).to_numpy(),
+                    "status": np.where(status, "included", "excluded"),
+                    "reason": why.to_numpy(),
+                }
+            )
+        )
+
+    attributes: dict[str, np.ndarray] = {}
+    for a in spec.attributes:
+        attributes[a] = attr_values[a][included].to_numpy(dtype=str)
+    for parts in spec.intersections:
+        combined = attr_values[parts[0]][included]
+        for p in parts[1:]:
+            combined = combined + INTERSECTION_SEP + attr_values[p][included]
+        attributes[intersection_name(parts)] = combined.to_numpy(dtype=str)
+
+    if not included.any():
+        raise InputError(
+            f"no row of {pred.name} can be audited: every row was excluded "
+            f"({'; '.join(f'{k} x {w}' for w, k in counts.items())}). See the reasons above.",
+            file=pred.name,
+        )
+    return Cohort(
+        labels=labels[included].to_numpy(dtype=np.int64),
+        scores=score_vals[included].to_numpy(dtype=np.float64),
+        has_scores=has_scores,
+        attributes=attributes,
+        manifest=pd.concat(manifest, ignore_index=True),
+        n_records=len(pred.frame),
+        excluded=excluded,
+        id_column=id_col,
+    )

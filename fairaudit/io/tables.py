@@ -1,0 +1,168 @@
+"""Reading the user's CSV files: one place that validates and names file, column and row.
+
+Row numbers follow spreadsheets: the header is row 1, the first record row 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from fairaudit.errors import InputError
+
+ID_CANDIDATES: tuple[str, ...] = ("sop_instance_uid", "study_instance_uid", "patient_id", "path")
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+
+
+@dataclass
+class Table:
+    """A CSV read as text, with the spreadsheet row number of each record."""
+
+    path: Path
+    frame: pd.DataFrame  # every cell a str, stripped; original column names
+    rows: pd.Series  # spreadsheet row number per record
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def column(self, name: str, *, option: str | None = None) -> str:
+        """The actual column called `name` (exact, else the one case-insensitive match)."""
+        if name in self.frame.columns:
+            return name
+        folded = [c for c in self.frame.columns if c.lower() == name.lower()]
+        if len(folded) == 1:
+            return folded[0]
+        cols = ", ".join(repr(c) for c in self.frame.columns)
+        hint = f"Pass {option} with one of the columns listed." if option else ""
+        raise InputError(
+            f"no column '{name}' (columns: {cols}).", file=str(self.path), column=name, hint=hint
+        )
+
+    def has(self, name: str) -> bool:
+        return name in self.frame.columns or any(c.lower() == name.lower() for c in self.frame.columns)
+
+
+def _sniff_delimiter(path: Path) -> str:
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        sample = fh.read(65536)
+    if not sample.strip():
+        raise InputError("the file is empty; it needs a header row and at least one record.", file=str(path))
+    try:
+        return csv.Sniffer().sniff(sample.splitlines()[0] if sample else sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def read_table(path: Path | str) -> Table:
+    """Read a CSV (comma, semicolon, tab; optional byte-order mark) as text."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found.", file=str(path), hint="Check the path.")
+    sep = _sniff_delimiter(path)
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            encoding="utf-8-sig",
+            skipinitialspace=True,
+        )
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"is not UTF-8 text ({exc.reason}).", file=str(path), hint="Save it as UTF-8 CSV."
+        ) from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot be parsed as CSV: {exc}", file=str(path)) from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if dupes:
+        raise InputError(f"the header repeats column(s) {', '.join(dupes)}.", file=str(path))
+    frame = frame.apply(lambda col: col.str.strip())
+    rows = pd.Series(range(2, len(frame) + 2), index=frame.index)
+    return Table(path=path, frame=frame, rows=rows)
+
+
+def is_missing(value: str) -> bool:
+    return value.strip().lower() in MISSING_TOKENS
+
+
+def parse_binary(table: Table, column: str, what: str) -> pd.Series:
+    """0/1 values as floats (NaN where missing); anything else is an InputError."""
+    out = []
+    for value, row in zip(table.frame[column], table.rows, strict=True):
+        if is_missing(value):
+            out.append(math.nan)
+            continue
+        try:
+            num = float(value)
+        except ValueError:
+            raise InputError(
+                f"value '{value}' is not a number; {what} must be 0 or 1.",
+                file=table.name,
+                column=column,
+                row=int(row),
+            ) from None
+        if num not in (0.0, 1.0):
+            raise InputError(
+                f"value '{value}' is not a binary {what} (0 or 1).",
+                file=table.name,
+                column=column,
+                row=int(row),
+                hint="Binarize it first (for example finding present = 1).",
+            )
+        out.append(num)
+    return pd.Series(out, index=table.frame.index, dtype=float)
+
+
+def parse_score(table: Table, column: str) -> pd.Series:
+    """Scores in [0, 1] as floats; NaN where missing or not finite (excluded later)."""
+    values = pd.to_numeric(table.frame[column].where(~table.frame[column].map(is_missing)), errors="coerce")
+    bad = values.isna() & ~table.frame[column].map(is_missing)
+    bad &= ~table.frame[column].str.lower().isin({"inf", "-inf", "+inf", "infinity", "-infinity"})
+    if bad.any():
+        i = bad.idxmax()
+        raise InputError(
+            f"value '{table.frame[column][i]}' is not a number.",
+            file=table.name,
+            column=column,
+            row=int(table.rows[i]),
+            hint="Scores must be probabilities in [0, 1].",
+        )
+    finite = values[values.notna() & values.abs().ne(math.inf)]
+    out_of_range = (finite < 0) | (finite > 1)
+    if out_of_range.any():
+        i = out_of_range.idxmax()
+        raise InputError(
+            f"score {table.frame[column][i]} is outside [0, 1].",
+            file=table.name,
+            column=column,
+            row=int(table.rows[i]),
+            hint="Pass probabilities (apply a sigmoid or softmax to logits first).",
+        )
+    values = values.where(values.abs() != math.inf)
+    return values.astype(float)
+
+
+def detect_id_column(tables: list[Table], requested: str | None) -> str | None:
+    """The join key shared by all tables: `requested`, else the first of ID_CANDIDATES."""
+    if requested is not None:
+        for t in tables:
+            t.column(requested, option="--id-column")
+        return requested
+    for cand in ID_CANDIDATES:
+        if all(t.has(cand) for t in tables):
+            return cand
+    if len(tables) == 1:
+        return None
+    listing = "; ".join(f"{t.name}: {', '.join(t.frame.columns)}" for t in tables)
+    raise InputError(
+        f"no id column shared by all files (tried {', '.join(ID_CANDIDATES)}). Columns are {listing}.",
+        hint="Pass --id-column NAME naming a column present in every file.",
+    )

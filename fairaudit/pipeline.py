@@ -1,0 +1,178 @@
+"""The audit as a library call: inputs -> cohort -> AuditResult -> gate -> files.
+
+The CLI only parses flags and calls `audit_predictions`; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fairaudit._version import __version__
+from fairaudit.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+DEFAULT_FORMATS = ("json", "md", "html")
+
+
+@dataclass
+class AuditRequest:
+    """Everything an audit of precomputed predictions needs (the CLI flags, typed)."""
+
+    predictions: Path
+    attributes: list[str]
+    out: Path
+    demographics: Path | None = None
+    labels: Path | None = None
+    id_column: str | None = None
+    label_column: str = "label"
+    score_column: str = "score"
+    score_column_given: bool = False
+    prediction_column: str = "prediction"
+    intersections: list[list[str]] = field(default_factory=list)
+    references: dict[str, str] = field(default_factory=dict)
+    missing_as_group: bool = False
+    threshold: float = 0.5
+    bootstrap: int = 2000
+    permutations: int | None = None
+    ci_level: float = 0.95
+    ci_method: str = "percentile"
+    correction: str = "holm"
+    min_group_size: int = 30
+    seed: int = 0
+    workers: int | None = None
+    gate: Path | None = None
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    keep_ids: bool = False
+    salt: str | None = None
+    command: str = ""
+
+
+@dataclass
+class AuditOutcome:
+    results: dict[str, Any]
+    files: dict[str, Path]
+    exit_code: int
+
+
+def parse_references(values: list[str]) -> dict[str, str]:
+    """`--reference ATTR=GROUP` values into a dict (the group may contain '=')."""
+    out = {}
+    for v in values:
+        attr, sep, group = v.partition("=")
+        if not sep or not attr.strip():
+            raise InputError(f"--reference '{v}': expected ATTR=GROUP, for example sex=F.")
+        out[attr.strip()] = group
+    return out
+
+
+def parse_intersections(values: list[str]) -> list[list[str]]:
+    """`--intersect sex,race` values into lists of attribute names."""
+    out = []
+    for v in values:
+        parts = [p.strip() for p in v.split(",") if p.strip()]
+        if len(parts) < 2:
+            raise InputError(
+                f"--intersect '{v}': name two or more attributes separated by commas, e.g. sex,race."
+            )
+        out.append(parts)
+    return out
+
+
+def audit_predictions(req: AuditRequest) -> AuditOutcome:
+    """Run a complete audit of a predictions CSV and write every output file."""
+    from fairaudit.gate import apply_gate, load_policy
+    from fairaudit.io.cohort import CohortSpec, build_cohort, intersection_name
+    from fairaudit.io.privacy import IdHasher
+    from fairaudit.report.writers import atomic_write_text, write_reports
+    from fairaudit.stats import AuditConfig, run_audit
+
+    policy = load_policy(req.gate) if req.gate else None
+    formats = tuple(dict.fromkeys(["json", *req.formats]))
+    try:
+        cfg = AuditConfig(
+            bootstrap=req.bootstrap,
+            ci_level=req.ci_level,
+            ci_method=req.ci_method,
+            seed=req.seed,
+            threshold=req.threshold,
+            min_group_size=req.min_group_size,
+            correction=req.correction,
+            permutations=req.permutations,
+            workers=req.workers,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+    hasher = IdHasher(req.salt, req.keep_ids)
+    spec = CohortSpec(
+        predictions=req.predictions,
+        attributes=list(req.attributes),
+        demographics=req.demographics,
+        labels=req.labels,
+        id_column=req.id_column,
+        label_column=req.label_column,
+        score_column=req.score_column,
+        prediction_column=req.prediction_column,
+        score_column_given=req.score_column_given,
+        intersections=req.intersections,
+        missing_as_group=req.missing_as_group,
+    )
+    cohort = build_cohort(spec, hasher)
+    known = set(cohort.attributes)
+    references = {}
+    for attr, group in req.references.items():
+        name = attr if attr in known else intersection_name([p.strip() for p in attr.split(",")])
+        if name not in known:
+            raise InputError(
+                f"--reference {attr}={group}: '{attr}' is not an audited attribute ({', '.join(known)})."
+            )
+        references[name] = group
+    log.info("auditing %d of %d records", cohort.n_included, cohort.n_records)
+    try:
+        result = run_audit(
+            cohort.labels,
+            cohort.scores,
+            cohort.attributes,
+            cfg,
+            has_scores=cohort.has_scores,
+            references=references,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+    body = result.to_dict()
+    config = dict(body["config"])
+    config["id_column"] = cohort.id_column
+    config["threshold_policy"] = "fixed"
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "fairaudit_version": __version__,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": req.command,
+        "task": body["task"],
+        "config": config,
+        "inputs": {
+            "n_records": cohort.n_records,
+            "n_included": cohort.n_included,
+            "excluded": cohort.excluded,
+            "has_scores": cohort.has_scores,
+        },
+        "model": None,
+        "overall": body["overall"],
+        "attributes": body["attributes"],
+        "gate": apply_gate(result, policy) if policy else None,
+    }
+    out = Path(req.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = write_reports(results, out, formats)
+    manifest_path = out / "manifest.csv"
+    atomic_write_text(manifest_path, cohort.manifest.to_csv(index=False))
+    files["manifest"] = manifest_path
+    code = 1 if results["gate"] is not None and not results["gate"]["passed"] else 0
+    return AuditOutcome(results=results, files=files, exit_code=code)

@@ -1,0 +1,539 @@
+"""Jinja2 environment and the one view of results.json that every report renders.
+
+Formatting lives here, once, so the Markdown, HTML and terminal reports show the same
+numbers the same way. The view keeps user strings raw: each renderer escapes them for
+its own medium (HTML autoescape, :func:`md_escape`, rich.markup.escape).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+logger = logging.getLogger(__name__)
+
+DASH = "—"
+
+#: Display order for metric columns; metrics not listed follow in first-seen order.
+METRIC_ORDER: tuple[str, ...] = (
+    "tpr",
+    "fnr",
+    "tnr",
+    "fpr",
+    "ppv",
+    "npv",
+    "selection_rate",
+    "prevalence",
+    "accuracy",
+    "balanced_accuracy",
+    "auroc",
+    "auprc",
+    "brier",
+    "ece",
+    "dice",
+    "iou",
+    "hd95",
+    "assd",
+    "volume_error",
+)
+
+#: Metrics shown first where space is short (terminal, forest plots).
+KEY_METRICS: tuple[str, ...] = (
+    "tpr",
+    "fpr",
+    "auroc",
+    "ppv",
+    "balanced_accuracy",
+    "ece",
+    "dice",
+    "iou",
+    "hd95",
+    "assd",
+    "volume_error",
+)
+
+TEST_NAMES: dict[str, str] = {
+    "fisher_exact": "Fisher exact",
+    "fisher": "Fisher exact",
+    "delong": "DeLong",
+    "mann_whitney_u": "Mann-Whitney U",
+    "mannwhitneyu": "Mann-Whitney U",
+    "mann_whitney": "Mann-Whitney U",
+    "permutation": "permutation",
+    "chi2": "chi-square",
+    "chi_square": "chi-square",
+    "chi2_contingency": "chi-square",
+    "kruskal": "Kruskal-Wallis",
+    "kruskal_wallis": "Kruskal-Wallis",
+}
+
+CORRECTION_NAMES: dict[str, str] = {
+    "holm": "Holm",
+    "fdr_bh": "Benjamini-Hochberg (false discovery rate)",
+    "bonferroni": "Bonferroni",
+    "none": "none",
+}
+
+CI_METHOD_NAMES: dict[str, str] = {"percentile": "percentile", "bca": "BCa"}
+
+
+# --------------------------------------------------------------------------- environment
+
+
+class _TraversableLoader(jinja2.BaseLoader):
+    """Load templates from an importlib Traversable, so a zipped install works too."""
+
+    def __init__(self, root: Traversable) -> None:
+        self.root = root
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str | None, Any]:
+        node = self.root
+        for part in template.split("/"):
+            if part in ("", ".", ".."):
+                raise jinja2.TemplateNotFound(template)
+            node = node.joinpath(part)
+        if not node.is_file():
+            raise jinja2.TemplateNotFound(template)
+        filename = str(node) if isinstance(node, Path) else None
+        return node.read_text(encoding="utf-8"), filename, lambda: True
+
+
+def templates_root() -> Traversable:
+    """Where the report templates are: inside the wheel, else the source checkout's templates/."""
+    try:
+        packaged = resources.files("fairaudit").joinpath("templates")
+        if packaged.is_dir():
+            return packaged
+    except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover - defensive
+        pass
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+@lru_cache(maxsize=1)
+def get_environment() -> jinja2.Environment:
+    """The shared Jinja2 environment: HTML autoescaped, undefined names are errors."""
+    env = jinja2.Environment(
+        loader=_TraversableLoader(templates_root()),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html", "htm", "html.j2", "xml"),
+            default_for_string=False,
+            default=False,
+        ),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md_escape
+    env.filters["num"] = fmt_num
+    env.filters["pval"] = fmt_p
+    env.filters["est"] = fmt_est
+    env.filters["test_name"] = test_name
+    return env
+
+
+# --------------------------------------------------------------------------- formatting
+
+_MD_ALWAYS = re.compile(r"([\\`*\[\]<>|#&~!])")
+_MD_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+
+
+def md_escape(value: Any) -> str:
+    """Make any string literal text in GitHub Markdown, including inside table cells.
+
+    Newlines become spaces (a table row is one line), `|` becomes `\\|`, and HTML and
+    emphasis characters are backslash-escaped so a group named `<script>` shows as text.
+    """
+    text = re.sub(r"[\r\n\t]+", " ", str(value))
+    text = _MD_ALWAYS.sub(r"\\\1", text)
+    # An underscore inside a word never starts emphasis in GFM; keep `balanced_accuracy` readable.
+    return _MD_UNDERSCORE.sub(r"\\_", text)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def fmt_num(value: Any, digits: int = 3) -> str:
+    """A number with fixed decimals; integers as integers; missing or NaN as a dash."""
+    if value is None or not _is_number(value):
+        return DASH
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return DASH
+    return f"{value:.{digits}f}"
+
+
+def fmt_ci(ci: Any, digits: int = 3) -> str:
+    """[low, high], or an empty string when there is no interval."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return ""
+    if ci[0] is None and ci[1] is None:
+        return ""
+    return f"[{fmt_num(ci[0], digits)}, {fmt_num(ci[1], digits)}]"
+
+
+def fmt_est(estimate: Any, digits: int = 3) -> str:
+    """'0.812 [0.790, 0.833]', or a dash when the value is undefined."""
+    if not isinstance(estimate, Mapping) or estimate.get("value") is None:
+        return DASH
+    text = fmt_num(estimate["value"], digits)
+    ci = fmt_ci(estimate.get("ci"), digits)
+    return f"{text} {ci}" if ci else text
+
+
+def fmt_p(value: Any) -> str:
+    """p-values as '<0.001' or three significant digits."""
+    if value is None or not _is_number(value) or not math.isfinite(value):
+        return DASH
+    if value < 0.001:
+        return "<0.001"
+    return f"{value:#.3g}"
+
+
+def fmt_level(ci_level: Any) -> str:
+    """0.95 -> '95%'."""
+    if not _is_number(ci_level):
+        return DASH
+    return f"{ci_level * 100:g}%"
+
+
+def test_name(name: Any) -> str:
+    """A readable name for a test id; unknown ids are shown as given."""
+    if name is None:
+        return DASH
+    return TEST_NAMES.get(str(name).lower(), str(name))
+
+
+def order_metrics(names: Iterable[str]) -> list[str]:
+    """Known metrics in the canonical order, then the rest as first seen."""
+    seen: list[str] = []
+    for name in names:
+        if name not in seen:
+            seen.append(name)
+    known = [m for m in METRIC_ORDER if m in seen]
+    return known + [m for m in seen if m not in METRIC_ORDER]
+
+
+def key_metrics(names: Iterable[str], limit: int) -> list[str]:
+    """The metrics worth showing where space is short: KEY_METRICS first, then the rest."""
+    ordered = order_metrics(names)
+    first = [m for m in KEY_METRICS if m in ordered]
+    return (first + [m for m in ordered if m not in first])[:limit]
+
+
+# --------------------------------------------------------------------------- the view
+
+
+@dataclass
+class Cell:
+    """One formatted estimate; `note` numbers the reason when the value is undefined."""
+
+    text: str
+    note: int | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Notes:
+    """Numbers each distinct reason for an undefined value, so tables stay narrow."""
+
+    reasons: list[str] = field(default_factory=list)
+
+    def cell(self, estimate: Any) -> Cell:
+        """Format an estimate; a null value gets a dash and a numbered reason."""
+        if isinstance(estimate, Mapping) and estimate.get("value") is not None:
+            return Cell(fmt_est(estimate))
+        reason = None
+        if isinstance(estimate, Mapping):
+            reason = estimate.get("reason")
+        reason = str(reason) if reason else "not available"
+        return Cell(DASH, self.number(reason), reason)
+
+    def number(self, reason: str) -> int:
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        return self.reasons.index(reason) + 1
+
+    @property
+    def items(self) -> list[tuple[int, str]]:
+        return list(enumerate(self.reasons, start=1))
+
+
+def _abs_value(estimate: Any) -> float:
+    if isinstance(estimate, Mapping) and _is_number(estimate.get("value")):
+        value = float(estimate["value"])
+        if math.isfinite(value):
+            return abs(value)
+    return -1.0
+
+
+def _largest_disparity(attribute: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The summary metric with the largest |max_difference| for one attribute."""
+    summary = attribute.get("summary") or {}
+    best: tuple[float, str] | None = None
+    for metric in order_metrics(summary):
+        size = _abs_value(summary[metric].get("max_difference"))
+        if size >= 0 and (best is None or size > best[0]):
+            best = (size, metric)
+    if best is None:
+        return None
+    entry = summary[best[1]]
+    return {
+        "attribute": attribute.get("name", ""),
+        "metric": best[1],
+        "max_difference": fmt_est(entry.get("max_difference")),
+        "min_ratio": fmt_est(entry.get("min_ratio")),
+        "worst_group": entry.get("worst_group"),
+    }
+
+
+def _verdict(results: Mapping[str, Any]) -> dict[str, Any]:
+    gate = results.get("gate")
+    if not gate:
+        return {"status": "none", "label": "No gate", "counts": {}, "failed": [], "n_checks": 0}
+    checks = gate.get("checks") or []
+    counts = {s: sum(1 for c in checks if c.get("status") == s) for s in ("pass", "fail", "inconclusive")}
+    failed = [c for c in checks if c.get("status") == "fail" and c.get("decides", True) is not False]
+    passed = bool(gate.get("passed"))
+    return {
+        "status": "passed" if passed else "failed",
+        "label": "Gate passed" if passed else "Gate failed",
+        "counts": counts,
+        "failed": failed,
+        "n_checks": len(checks),
+        "decide": gate.get("decide"),
+    }
+
+
+def _group_rows(attribute: Mapping[str, Any], metrics: list[str], notes: Notes) -> list[dict]:
+    reference = attribute.get("reference")
+    rows = []
+    for group in attribute.get("groups") or []:
+        group_metrics = group.get("metrics") or {}
+        rows.append(
+            {
+                "name": str(group.get("group", "")),
+                "n": fmt_num(group.get("n")),
+                "n_positive": fmt_num(group.get("n_positive")),
+                "small": bool(group.get("small")),
+                "is_ref": group.get("group") == reference,
+                "cells": [
+                    notes.cell(group_metrics[m]) if m in group_metrics else Cell(DASH) for m in metrics
+                ],
+                "values": {m: group_metrics.get(m) for m in metrics},
+            }
+        )
+    return rows
+
+
+def _comparison_rows(
+    attribute: Mapping[str, Any], notes: Notes, significant_only: bool
+) -> tuple[list[dict], int]:
+    rows = []
+    hidden = 0
+    for comp in attribute.get("comparisons") or []:
+        if significant_only and comp.get("significant") is not True:
+            hidden += 1
+            continue
+        p_note = None
+        if comp.get("p_value") is None and comp.get("reason"):
+            p_note = notes.number(str(comp["reason"]))
+        significant = comp.get("significant")
+        rows.append(
+            {
+                "metric": str(comp.get("metric", "")),
+                "group": str(comp.get("group", "")),
+                "reference": str(comp.get("reference", "")),
+                "difference": notes.cell(comp.get("difference")),
+                "ratio": notes.cell(comp.get("ratio")),
+                "test": test_name(comp.get("test")),
+                "p": fmt_p(comp.get("p_value")),
+                "p_note": p_note,
+                "p_adjusted": fmt_p(comp.get("p_adjusted")),
+                "significant": {True: "yes", False: "no"}.get(significant, DASH),
+                "is_significant": significant is True,
+                "note": str(comp["note"]) if comp.get("note") else "",
+            }
+        )
+    return rows, hidden
+
+
+def _as_int_if_whole(value: Any) -> Any:
+    """Degrees of freedom arrive as floats from scipy; show 2.0 as 2."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _omnibus_rows(attribute: Mapping[str, Any], notes: Notes) -> list[dict]:
+    rows = []
+    for omni in attribute.get("omnibus") or []:
+        p_note = None
+        if omni.get("p_value") is None and omni.get("reason"):
+            p_note = notes.number(str(omni["reason"]))
+        rows.append(
+            {
+                "metric": str(omni.get("metric", "")),
+                "test": test_name(omni.get("test")),
+                "statistic": fmt_num(omni.get("statistic")),
+                "df": fmt_num(_as_int_if_whole(omni.get("df"))),
+                "p": fmt_p(omni.get("p_value")),
+                "p_note": p_note,
+            }
+        )
+    return rows
+
+
+def _summary_rows(attribute: Mapping[str, Any], notes: Notes) -> list[dict]:
+    summary = attribute.get("summary") or {}
+    return [
+        {
+            "metric": metric,
+            "max_difference": notes.cell(summary[metric].get("max_difference")),
+            "min_ratio": notes.cell(summary[metric].get("min_ratio")),
+            "worst_group": summary[metric].get("worst_group"),
+        }
+        for metric in order_metrics(summary)
+    ]
+
+
+def _gate_view(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not gate:
+        return None
+    notes = Notes()
+    checks = []
+    for check in gate.get("checks") or []:
+        decides = check.get("decides", True) is not False
+        note = str(check["note"]) if check.get("note") else ""
+        if not decides and not note:
+            note = "does not decide the gate"
+        checks.append(
+            {
+                "rule": str(check.get("rule", "")),
+                "metric": str(check.get("metric", "")),
+                "attribute": str(check.get("attribute", "")),
+                "group": DASH if check.get("group") is None else str(check["group"]),
+                "bound": fmt_num(check.get("bound")),
+                "observed": notes.cell(check.get("observed")),
+                "status": str(check.get("status", "")),
+                "decides": decides,
+                "note": note,
+            }
+        )
+    return {
+        "passed": bool(gate.get("passed")),
+        "decide": gate.get("decide"),
+        "checks": checks,
+        "notes": notes.items,
+    }
+
+
+def build_view(results: Mapping[str, Any], *, significant_only: bool = False) -> dict[str, Any]:
+    """Turn a results dict into the formatted view the templates lay out.
+
+    `significant_only` drops comparison rows that are not significant, for the
+    length-limited Markdown report; the count dropped is kept per attribute.
+    """
+    config = results.get("config") or {}
+    inputs = results.get("inputs") or {}
+    ci_level = config.get("ci_level")
+    overall = results.get("overall") or {}
+    overall_notes = Notes()
+    overall_metrics = order_metrics((overall.get("metrics") or {}).keys())
+
+    attributes = []
+    tests_used: list[str] = []
+    for attribute in results.get("attributes") or []:
+        notes = Notes()
+        metric_names: list[str] = []
+        for group in attribute.get("groups") or []:
+            metric_names.extend((group.get("metrics") or {}).keys())
+        metrics = order_metrics(metric_names)
+        groups = _group_rows(attribute, metrics, notes)
+        comparisons, hidden = _comparison_rows(attribute, notes, significant_only)
+        for comp in attribute.get("comparisons") or []:
+            name = test_name(comp.get("test"))
+            if comp.get("test") and name not in tests_used:
+                tests_used.append(name)
+        for omni in attribute.get("omnibus") or []:
+            name = test_name(omni.get("test"))
+            if omni.get("test") and name not in tests_used:
+                tests_used.append(name)
+        small = attribute.get("small_groups")
+        if small is None:
+            small = [g["name"] for g in groups if g["small"]]
+        attributes.append(
+            {
+                "name": str(attribute.get("name", "")),
+                "reference": str(attribute.get("reference", "")),
+                "metrics": metrics,
+                "groups": groups,
+                "comparisons": comparisons,
+                "n_comparisons": len(attribute.get("comparisons") or []),
+                "comparisons_hidden": hidden,
+                "omnibus": _omnibus_rows(attribute, notes),
+                "summary": _summary_rows(attribute, notes),
+                "small_groups": [str(s) for s in small],
+                "notes": notes,
+            }
+        )
+
+    model = results.get("model")
+    return {
+        "meta": {
+            "schema_version": str(results.get("schema_version", "")),
+            "fairaudit_version": str(results.get("fairaudit_version", "")),
+            "created": str(results.get("created", "")),
+            "task": str(results.get("task", "")),
+            "command": str(results["command"]) if results.get("command") else "",
+        },
+        "verdict": _verdict(results),
+        "disparities": [d for d in (_largest_disparity(a) for a in results.get("attributes") or []) if d],
+        "inputs": {
+            "n_records": fmt_num(inputs.get("n_records")),
+            "n_included": fmt_num(inputs.get("n_included")),
+            "excluded": [
+                {"reason": str(e.get("reason", "")), "count": fmt_num(e.get("count"))}
+                for e in inputs.get("excluded") or []
+            ],
+        },
+        "config": {
+            "bootstrap": fmt_num(config.get("bootstrap")),
+            "ci_level": fmt_level(ci_level),
+            "alpha": fmt_num(1 - ci_level, 3) if _is_number(ci_level) else DASH,
+            "ci_method": CI_METHOD_NAMES.get(str(config.get("ci_method")), str(config.get("ci_method"))),
+            "correction": CORRECTION_NAMES.get(str(config.get("correction")), str(config.get("correction"))),
+            "threshold": fmt_num(config.get("threshold"), 3),
+            "threshold_policy": str(config["threshold_policy"]) if config.get("threshold_policy") else "",
+            "seed": DASH if config.get("seed") is None else str(config.get("seed")),
+            "min_group_size": fmt_num(config.get("min_group_size")),
+            "permutations": fmt_num(config["permutations"]) if "permutations" in config else "",
+        },
+        "model": (
+            {"name": str(model.get("name", "")), "sha256": str(model.get("sha256") or DASH)}
+            if isinstance(model, Mapping)
+            else None
+        ),
+        "overall": {
+            "n": fmt_num(overall.get("n")),
+            "metrics": overall_metrics,
+            "cells": [overall_notes.cell(overall["metrics"][m]) for m in overall_metrics],
+            "notes": overall_notes,
+        },
+        "attributes": attributes,
+        "gate": _gate_view(results.get("gate")),
+        "tests_used": tests_used,
+        "significant_only": significant_only,
+    }

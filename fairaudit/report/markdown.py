@@ -1,0 +1,49 @@
+"""report.md: the GitHub-flavoured Markdown report posted as a pull-request comment."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fairaudit.report._templates import build_view, get_environment
+
+__all__ = ["MAX_MARKDOWN_CHARS", "render_markdown"]
+
+logger = logging.getLogger(__name__)
+
+#: GitHub refuses comments longer than 65,536 characters; stay clearly below.
+MAX_MARKDOWN_CHARS = 65_000
+
+_TRUNCATED = (
+    "\n\n**This report was cut short to fit a pull-request comment; "
+    "report.html and results.json have everything.**\n"
+)
+
+
+def _render(results: Mapping[str, Any], significant_only: bool) -> str:
+    template = get_environment().get_template("report.md.j2")
+    return template.render(**build_view(results, significant_only=significant_only))
+
+
+def render_markdown(results: Mapping[str, Any], max_chars: int = MAX_MARKDOWN_CHARS) -> str:
+    """Render results as Markdown no longer than `max_chars`.
+
+    When too long, comparison rows that are not significant go first (they are the
+    bulk and change no conclusion); if it is still too long it is cut at a line break
+    with a pointer to report.html.
+    """
+    text = _render(results, significant_only=False)
+    if len(text) <= max_chars:
+        return text
+    logger.info(
+        "report.md is %d characters; leaving out comparisons that are not significant",
+        len(text),
+    )
+    text = _render(results, significant_only=True)
+    if len(text) <= max_chars:
+        return text
+    logger.warning("report.md is still %d characters; cutting it at %d", len(text), max_chars)
+    budget = max(0, max_chars - len(_TRUNCATED))
+    cut = text.rfind("\n", 0, budget)
+    return text[: cut if cut > 0 else budget] + _TRUNCATED

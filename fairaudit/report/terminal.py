@@ -1,0 +1,162 @@
+"""The rich terminal summary an ML engineer reads right after `fairaudit audit`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fairaudit.report._templates import (
+    Notes,
+    build_view,
+    fmt_est,
+    fmt_p,
+    order_metrics,
+    test_name,
+)
+
+__all__ = ["print_summary"]
+
+logger = logging.getLogger(__name__)
+
+_TERMINAL_METRICS = ("tpr", "fpr", "auroc")
+_MAX_OTHER_METRICS = 4
+_MAX_SIGNIFICANT = 15
+
+_STATUS_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow"}
+
+
+def _chosen_metrics(metrics: list[str]) -> list[str]:
+    """tpr, fpr and auroc when present, else the first few metrics there are."""
+    chosen = [m for m in _TERMINAL_METRICS if m in metrics]
+    return chosen or order_metrics(metrics)[:_MAX_OTHER_METRICS]
+
+
+def _verdict_line(view: Mapping[str, Any]) -> str:
+    verdict = view["verdict"]
+    if verdict["status"] == "none":
+        return "[bold]Verdict:[/] [yellow]no gate[/] (no policy given; nothing passed or failed)"
+    counts = verdict["counts"]
+    detail = (
+        f"{verdict['n_checks']} checks: {counts['pass']} pass, {counts['fail']} fail, "
+        f"{counts['inconclusive']} inconclusive"
+    )
+    if verdict["status"] == "passed":
+        return f"[bold]Verdict:[/] [bold green]gate passed[/] ({detail})"
+    return f"[bold]Verdict:[/] [bold red]gate failed[/] ({detail})"
+
+
+def _group_table(attribute: Mapping[str, Any], title: str) -> tuple[Table, Notes]:
+    """The per-group table; undefined values get a numbered reason listed under it."""
+    metrics = _chosen_metrics(attribute["metrics"])
+    notes = Notes()
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("group", overflow="fold")
+    table.add_column("n", justify="right")
+    for metric in metrics:
+        table.add_column(escape(metric), no_wrap=True)
+    for group in attribute["groups"]:
+        label = escape(group["name"])
+        if group["is_ref"]:
+            label += " [cyan](ref)[/]"
+        if group["small"]:
+            label += " [yellow](small)[/]"
+        cells = []
+        for metric in metrics:
+            cell = notes.cell(group["values"].get(metric))
+            text = escape(cell.text)
+            if cell.note is not None:
+                text += f" [dim]({cell.note})[/]"
+            cells.append(text)
+        table.add_row(label, escape(group["n"]), *cells)
+    return table, notes
+
+
+def print_summary(results: Mapping[str, Any], console: Console) -> None:
+    """Print verdict, inputs, per-attribute groups, significant comparisons and disparities.
+
+    Every user string (attribute and group names, reasons) is markup-escaped: they come
+    from users' CSV files and could otherwise be read as rich markup.
+    """
+    view = build_view(results)
+    console.print(_verdict_line(view))
+
+    inputs = view["inputs"]
+    excluded = ", ".join(f"{escape(e['reason'])}: {escape(e['count'])}" for e in inputs["excluded"])
+    console.print(
+        f"[bold]Inputs:[/] {escape(inputs['n_included'])} of {escape(inputs['n_records'])} "
+        f"records included" + (f"; excluded: {excluded}" if excluded else "")
+    )
+    config = view["config"]
+    console.print(
+        f"[dim]{escape(config['ci_level'])} {escape(config['ci_method'])} bootstrap intervals "
+        f"(B = {escape(config['bootstrap'])}), {escape(config['correction'])} correction, "
+        f"threshold {escape(config['threshold'])}[/]"
+    )
+    if view["model"]:
+        console.print(f"[bold]Model:[/] {escape(view['model']['name'])}")
+
+    alpha = escape(config["alpha"])
+    for attribute in view["attributes"]:
+        console.print()
+        title = f"[bold]{escape(attribute['name'])}[/] (reference: {escape(attribute['reference'])})"
+        table, notes = _group_table(attribute, title)
+        console.print(table)
+        for number, reason in notes.items:
+            console.print(f"[dim]  ({number}) {escape(reason)}[/]")
+        if attribute["small_groups"]:
+            names = ", ".join(escape(s) for s in attribute["small_groups"])
+            console.print(
+                f"[yellow]Too little data (n < {escape(config['min_group_size'])}): {names}; "
+                "they do not decide the gate.[/]"
+            )
+
+    significant = [
+        (attr, comp)
+        for attr in results.get("attributes") or []
+        for comp in attr.get("comparisons") or []
+        if comp.get("significant") is True
+    ]
+    console.print()
+    if significant:
+        console.print(f"[bold]Significant comparisons[/] (adjusted p < {alpha}):")
+        for attr, comp in significant[:_MAX_SIGNIFICANT]:
+            console.print(
+                f"  {escape(str(attr.get('name', '')))}: {escape(str(comp.get('metric', '')))} "
+                f"{escape(str(comp.get('group', '')))} vs {escape(str(comp.get('reference', '')))}"
+                f" difference {escape(fmt_est(comp.get('difference')))}, "
+                f"{escape(test_name(comp.get('test')))} "
+                f"p adj. {escape(fmt_p(comp.get('p_adjusted')))}"
+            )
+        if len(significant) > _MAX_SIGNIFICANT:
+            console.print(f"  … and {len(significant) - _MAX_SIGNIFICANT} more (see report.html)")
+    else:
+        console.print(f"[bold]Significant comparisons:[/] none (adjusted p < {alpha})")
+
+    if view["disparities"]:
+        console.print("[bold]Largest disparities[/] (max difference from the reference):")
+        for d in view["disparities"]:
+            worst = "" if d["worst_group"] is None else f", worst group {escape(str(d['worst_group']))}"
+            console.print(
+                f"  {escape(d['attribute'])}: {escape(d['metric'])} {escape(d['max_difference'])}{worst}"
+            )
+
+    gate = view["gate"]
+    if gate:
+        bad = [c for c in gate["checks"] if c["status"] != "pass"]
+        if bad:
+            console.print("[bold]Gate checks that did not pass:[/]")
+        for check in bad[:_MAX_SIGNIFICANT]:
+            style = _STATUS_STYLE.get(check["status"], "")
+            status = escape(check["status"])
+            label = f"[{style}]{status}[/]" if style else status
+            note = f"; [dim]{escape(check['note'])}[/]" if check["note"] else ""
+            console.print(
+                f"  {label}: {escape(check['rule'])} {escape(check['metric'])} "
+                f"{escape(check['attribute'])}={escape(check['group'])} "
+                f"bound {escape(check['bound'])}, observed {escape(check['observed'].text)}{note}"
+            )

@@ -1,0 +1,239 @@
+"""Classification metrics of DESIGN.md, evaluated on many count vectors at once.
+
+`MetricKernel.evaluate` takes a batch of count vectors over one group's cells (the original
+counts, bootstrap resamples or permutations) and returns every metric for every row: the
+linear statistics come from one matrix product, AUROC and average precision from one
+cumulative pass over the once-sorted scores. `MetricKernel.leave_one_out` gives the
+jackknife values in closed form (one value per cell and label), which BCa needs.
+Undefined values are NaN here; `reasons` says why, and the result layer turns them into
+null with that reason.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RATE_METRICS: tuple[str, ...] = (
+    "tpr",
+    "fnr",
+    "tnr",
+    "fpr",
+    "ppv",
+    "npv",
+    "selection_rate",
+    "prevalence",
+    "accuracy",
+    "balanced_accuracy",
+)
+SCORE_METRICS: tuple[str, ...] = ("auroc", "auprc", "brier", "ece")
+METRICS: tuple[str, ...] = RATE_METRICS + SCORE_METRICS
+
+# Which direction is worse, for "worst group" summaries (None: no direction is worse).
+HIGHER_IS_BETTER: dict[str, bool | None] = {
+    "tpr": True,
+    "fnr": False,
+    "tnr": True,
+    "fpr": False,
+    "ppv": True,
+    "npv": True,
+    "selection_rate": None,
+    "prevalence": None,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "auroc": True,
+    "auprc": True,
+    "brier": False,
+    "ece": False,
+}
+
+# Numerator and denominator of each proportion, as names of confusion counts.
+PROPORTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "tpr": (("tp",), ("tp", "fn")),
+    "fnr": (("fn",), ("tp", "fn")),
+    "tnr": (("tn",), ("tn", "fp")),
+    "fpr": (("fp",), ("tn", "fp")),
+    "ppv": (("tp",), ("tp", "fp")),
+    "npv": (("tn",), ("tn", "fn")),
+    "selection_rate": (("tp", "fp"), ("tp", "fp", "tn", "fn")),
+    "prevalence": (("tp", "fn"), ("tp", "fp", "tn", "fn")),
+    "accuracy": (("tp", "tn"), ("tp", "fp", "tn", "fn")),
+}
+
+UNDEFINED_REASON: dict[str, str] = {
+    "tpr": "no positive cases (TP+FN = 0)",
+    "fnr": "no positive cases (TP+FN = 0)",
+    "tnr": "no negative cases (TN+FP = 0)",
+    "fpr": "no negative cases (TN+FP = 0)",
+    "ppv": "no predicted positives (TP+FP = 0)",
+    "npv": "no predicted negatives (TN+FN = 0)",
+    "selection_rate": "no cases",
+    "prevalence": "no cases",
+    "accuracy": "no cases",
+    "balanced_accuracy": "needs both positive and negative cases",
+    "auroc": "needs both positive and negative cases",
+    "auprc": "no positive cases",
+    "brier": "no cases",
+    "ece": "no cases",
+}
+NO_SCORE_REASON = "no score column: threshold-free metrics need scores, not 0/1 predictions"
+
+ECE_BINS = 10
+_ECE_EDGES = np.arange(ECE_BINS + 1) / ECE_BINS
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with NaN where den == 0."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def rates_from_confusion(
+    tp: np.ndarray, fp: np.ndarray, tn: np.ndarray, fn: np.ndarray
+) -> dict[str, np.ndarray]:
+    """All threshold metrics from confusion counts (arrays broadcast together)."""
+    n = tp + fp + tn + fn
+    tpr = _div(tp, tp + fn)
+    tnr = _div(tn, tn + fp)
+    return {
+        "tpr": tpr,
+        "fnr": _div(fn, tp + fn),
+        "tnr": tnr,
+        "fpr": _div(fp, tn + fp),
+        "ppv": _div(tp, tp + fp),
+        "npv": _div(tn, tn + fn),
+        "selection_rate": _div(tp + fp, n),
+        "prevalence": _div(tp + fn, n),
+        "accuracy": _div(tp + tn, n),
+        "balanced_accuracy": (tpr + tnr) / 2.0,
+    }
+
+
+def ece_bin_index(u: np.ndarray) -> np.ndarray:
+    """Bin k holds scores in [k/10, (k+1)/10); the last bin is closed at 1.0."""
+    idx = np.searchsorted(_ECE_EDGES, u, side="right") - 1
+    return np.clip(idx, 0, ECE_BINS - 1)
+
+
+class MetricKernel:
+    """Evaluates the metrics of one group's cell grid for batches of count vectors."""
+
+    def __init__(self, u: np.ndarray, threshold: float, with_scores: bool) -> None:
+        self.u = np.asarray(u, dtype=np.float64)
+        self.threshold = float(threshold)
+        self.with_scores = with_scores
+        k = self.u.size
+        self.above = (self.u >= self.threshold).astype(np.float64)
+        self.bin = ece_bin_index(self.u)
+        onehot = np.zeros((k, ECE_BINS))
+        onehot[np.arange(k), self.bin] = 1.0
+        # Columns: predicted positive, squared error, per-bin (score - label) sums.
+        self._m_pos = np.column_stack([self.above, (self.u - 1.0) ** 2, onehot * (self.u - 1.0)[:, None]])
+        self._m_neg = np.column_stack([self.above, self.u**2, onehot * self.u[:, None]])
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return METRICS if self.with_scores else RATE_METRICS
+
+    def evaluate(self, pos: np.ndarray, neg: np.ndarray) -> dict[str, np.ndarray]:
+        """Every metric for each row of `pos`/`neg` (shape (B, K), counts per cell)."""
+        pos = np.asarray(pos, dtype=np.float64)
+        neg = np.asarray(neg, dtype=np.float64)
+        n_pos = pos.sum(axis=1)
+        n_neg = neg.sum(axis=1)
+        n = n_pos + n_neg
+        lin_p = pos @ self._m_pos
+        lin_n = neg @ self._m_neg
+        tp = lin_p[:, 0]
+        fp = lin_n[:, 0]
+        out = rates_from_confusion(tp, fp, n_neg - fp, n_pos - tp)
+        if not self.with_scores:
+            return out
+        out["brier"] = _div(lin_p[:, 1] + lin_n[:, 1], n)
+        out["ece"] = _div(np.abs(lin_p[:, 2:] + lin_n[:, 2:]).sum(axis=1), n)
+        cum_neg = np.cumsum(neg, axis=1)
+        cum_pos = np.cumsum(pos, axis=1)
+        # AUROC: each positive scores 1 per negative below it and 1/2 per tie.
+        cum_neg -= 0.5 * neg
+        s = np.einsum("ij,ij->i", pos, cum_neg)
+        out["auroc"] = _div(s, n_pos * n_neg)
+        # Average precision: thresholds at unique scores, descending; TPc / Tot at each.
+        cum_neg += 0.5 * neg  # back to the inclusive cumulative count
+        tot_above = (n[:, None] - cum_pos - cum_neg) + pos + neg
+        tp_above = n_pos[:, None] - cum_pos + pos
+        np.maximum(tot_above, 1.0, out=tot_above)
+        s_ap = np.einsum("ij,ij->i", pos, tp_above / tot_above)
+        out["auprc"] = _div(s_ap, n_pos)
+        return out
+
+    def point(self, pos: np.ndarray, neg: np.ndarray) -> dict[str, float]:
+        """The metrics of one count vector, as floats (NaN where undefined)."""
+        res = self.evaluate(pos[None, :], neg[None, :])
+        return {m: float(v[0]) for m, v in res.items()}
+
+    def leave_one_out(self, pos: np.ndarray, neg: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Jackknife values in closed form: one per (cell, label) with its multiplicity.
+
+        Removing any one case of the same cell and label gives the same statistic, so the
+        n leave-one-out values collapse to at most 2K distinct ones, each computed in O(1)
+        from prefix and suffix sums (no n x n recomputation).
+        """
+        pos = np.asarray(pos, dtype=np.float64)
+        neg = np.asarray(neg, dtype=np.float64)
+        k = self.u.size
+        y = np.concatenate([np.zeros(k), np.ones(k)])
+        t = np.concatenate([np.arange(k), np.arange(k)])
+        w = np.concatenate([neg, pos])
+        keep = w > 0
+        y, t, w = y[keep], t[keep], w[keep]
+        n_pos, n_neg = pos.sum(), neg.sum()
+        n = n_pos + n_neg
+        above = self.above[t]
+        tp0 = float(pos @ self.above)
+        fp0 = float(neg @ self.above)
+        tp = tp0 - y * above
+        fp = fp0 - (1 - y) * above
+        p1 = n_pos - y
+        n1 = n_neg - (1 - y)
+        out = rates_from_confusion(tp, fp, n1 - fp, p1 - tp)
+        if not self.with_scores:
+            return out, w
+        u = self.u[t]
+        err = u - y
+        sse = float(pos @ (self.u - 1.0) ** 2 + neg @ self.u**2)
+        out["brier"] = _div(sse - err**2, np.full_like(err, n - 1))
+        d = np.zeros(ECE_BINS)
+        np.add.at(d, self.bin, pos * (self.u - 1.0) + neg * self.u)
+        e_total = np.abs(d).sum()
+        db = d[self.bin[t]]
+        out["ece"] = _div(e_total - np.abs(db) + np.abs(db - err), np.full_like(err, n - 1))
+        # AUROC.
+        cum_neg = np.cumsum(neg)
+        cum_pos = np.cumsum(pos)
+        below_neg = cum_neg - neg  # negatives strictly below each cell
+        above_pos = n_pos - cum_pos  # positives strictly above each cell
+        s = float(pos @ (below_neg + 0.5 * neg))
+        s1 = s - y * (below_neg[t] + 0.5 * neg[t]) - (1 - y) * (above_pos[t] + 0.5 * pos[t])
+        out["auroc"] = _div(s1, p1 * n1)
+        # Average precision (see module docstring of the formula in evaluate).
+        tot_above = n - cum_pos - cum_neg + pos + neg  # cases scoring >= u[k]
+        tp_above = n_pos - cum_pos + pos
+        a = pos * _safe(tp_above, tot_above)
+        pre = np.cumsum(a[::-1])[::-1] - a  # sum over higher cells
+        g0 = pos * _safe(tp_above, tot_above - 1)
+        g1 = pos * _safe(tp_above - 1, tot_above - 1)
+        suf0 = np.cumsum(g0) - g0  # sum over lower cells, label 0 removed
+        suf1 = np.cumsum(g1) - g1
+        term = (pos[t] - y) * _safe(tp_above[t] - y, tot_above[t] - 1)
+        suf = np.where(y == 1, suf1[t], suf0[t])
+        out["auprc"] = _div(pre[t] + term + suf, p1)
+        return out, w
+
+
+def _safe(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with 0 where den <= 0 (terms that carry zero weight)."""
+    out = np.zeros(np.broadcast(num, den).shape)
+    np.divide(num, den, out=out, where=den > 0)
+    return out

@@ -1,0 +1,138 @@
+"""Seeded, vectorized resampling of cell counts: bootstrap and permutation draws.
+
+A bootstrap resample of a group of n cases is n draws with replacement; its cell counts
+are what the metrics need. Two exact ways to get them, chosen by the shape of the data:
+- few cells (discrete scores, 0/1 predictions): numpy's multinomial over the cells;
+- many cells: n uniform integer draws binned into cells.
+Both give exactly the distribution of resampling rows. Each chunk of resamples has its
+own generator derived from (seed, stream key, chunk index), and chunk sizes depend only
+on the data, so the numbers do not depend on how many processes run the tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from fairaudit.stats._cells import Cells
+from fairaudit.stats._metrics import MetricKernel
+
+log = logging.getLogger(__name__)
+
+# Elements (resamples x cells) per chunk: enough to amortize Python overhead, small
+# enough that the temporaries of one chunk stay in cache.
+_CHUNK_ELEMENTS = 400_000
+# Below this much work (cases x resamples, all tasks), processes cost more than they save.
+_PARALLEL_MIN_WORK = 20_000_000
+
+
+def chunk_bounds(total: int, width: int) -> list[tuple[int, int]]:
+    """Split `total` resamples into chunks sized for `width` cells per resample."""
+    size = max(1, min(total, _CHUNK_ELEMENTS // max(width, 1)))
+    return [(a, min(total, a + size)) for a in range(0, total, size)]
+
+
+def generator(seed: int, key: Sequence[int]) -> np.random.Generator:
+    """A generator for one stream: same (seed, key), same draws, on any machine."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=tuple(key)))
+
+
+def bootstrap_counts(cells: Cells, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`size` bootstrap resamples of the group's cases, as (pos, neg) counts per cell."""
+    n = cells.n
+    k2 = 2 * cells.k
+    if k2 * 8 <= n:
+        counts = rng.multinomial(n, cells.counts() / n, size=size)
+    else:
+        codes = cells.codes()
+        idx = rng.integers(0, n, size=(size, n), dtype=np.int32 if n < 2**31 else np.int64)
+        counts = np.empty((size, k2), dtype=np.int64)
+        for r in range(size):
+            counts[r] = np.bincount(codes[idx[r]], minlength=k2)
+    counts = counts.reshape(size, cells.k, 2)
+    return counts[:, :, 1], counts[:, :, 0]
+
+
+def permutation_counts(
+    pooled: Cells, n_first: int, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`size` random splits of the pooled cases: the first group's (pos, neg) counts.
+
+    Shuffling group labels among pooled cases makes the first group's cell counts a
+    multivariate hypergeometric draw; the second group's counts are the pool minus it.
+    """
+    colors = pooled.counts()
+    method = "marginals" if colors.size * 16 <= pooled.n else "count"
+    counts = rng.multivariate_hypergeometric(colors, n_first, size=size, method=method)
+    counts = counts.reshape(size, pooled.k, 2)
+    return counts[:, :, 1], counts[:, :, 0]
+
+
+def bootstrap_task(
+    cells: Cells, threshold: float, with_scores: bool, size: int, seed: int, key: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Every metric over `size` bootstrap resamples of one group."""
+    kernel = MetricKernel(cells.u, threshold, with_scores)
+    parts = []
+    for i, (a, b) in enumerate(chunk_bounds(size, max(cells.n // 4, 2 * cells.k))):
+        pos, neg = bootstrap_counts(cells, b - a, generator(seed, key + (i,)))
+        parts.append(kernel.evaluate(pos, neg))
+    return {m: np.concatenate([p[m] for p in parts]) for m in kernel.metrics}
+
+
+def permutation_task(
+    pooled: Cells,
+    n_first: int,
+    threshold: float,
+    metrics: Sequence[str],
+    size: int,
+    seed: int,
+    key: tuple[int, ...],
+) -> dict[str, np.ndarray]:
+    """Null distribution of (first group - second group) under shuffled group labels."""
+    kernel = MetricKernel(pooled.u, threshold, True)
+    parts = []
+    for i, (a, b) in enumerate(chunk_bounds(size, max(pooled.n // 4, 2 * pooled.k))):
+        pos_g, neg_g = permutation_counts(pooled, n_first, b - a, generator(seed, key + (i,)))
+        m_g = kernel.evaluate(pos_g, neg_g)
+        m_r = kernel.evaluate(pooled.pos[None, :] - pos_g, pooled.neg[None, :] - neg_g)
+        parts.append({m: m_g[m] - m_r[m] for m in metrics})
+    return {m: np.concatenate([p[m] for p in parts]) for m in metrics}
+
+
+def workers_default() -> int:
+    env = os.environ.get("FAIRAUDIT_WORKERS")
+    if env:
+        return max(1, int(env))
+    return max(1, os.cpu_count() or 1)
+
+
+def _one_blas_thread() -> None:
+    """Workers already split the work: a BLAS pool per worker would oversubscribe cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def run_tasks(
+    fn: Callable[..., dict[str, np.ndarray]],
+    tasks: list[tuple[Any, ...]],
+    work: float,
+    workers: int | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """Run tasks in order, in worker processes when the work is large enough to pay."""
+    workers = workers_default() if workers is None else max(1, workers)
+    workers = min(workers, len(tasks))
+    if workers <= 1 or work < _PARALLEL_MIN_WORK or "fork" not in multiprocessing.get_all_start_methods():
+        return [fn(*t) for t in tasks]
+    log.debug("running %d resampling tasks in %d processes", len(tasks), workers)
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_blas_thread) as pool:
+        futures = [pool.submit(fn, *t) for t in tasks]
+        return [f.result() for f in futures]
