@@ -493,8 +493,12 @@ def test_terminal_summary_no_gate_and_markup_names(results):
 
 def test_write_reports(tmp_path: Path, results):
     written = write_reports(results, tmp_path / "out", {"json", "md", "html", "junit"})
-    assert set(written) == {"json", "md", "html"}
+    assert set(written) == {"json", "md", "html", "junit"}
     assert written["json"].name == "results.json"
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(written["junit"]).getroot().find("testsuite")
+    assert len(suite.findall("testcase")) == len(results["gate"]["checks"])
     assert json.loads(written["json"].read_text(encoding="utf-8")) == results
     assert XSS in written["json"].read_text(encoding="utf-8")
     assert written["md"].read_text(encoding="utf-8") == render_markdown(results)

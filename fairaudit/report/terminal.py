@@ -55,10 +55,11 @@ def _group_table(attribute: Mapping[str, Any], title: str) -> tuple[Table, Notes
     metrics = _chosen_metrics(attribute["metrics"])
     notes = Notes()
     table = Table(title=title, title_justify="left", header_style="bold")
-    table.add_column("group", overflow="fold")
-    table.add_column("n", justify="right")
+    longest = max((len(str(g["name"])) + 12 for g in attribute["groups"]), default=8)
+    table.add_column("group", overflow="fold", min_width=min(longest, 24))
+    table.add_column("n", justify="right", no_wrap=True)
     for metric in metrics:
-        table.add_column(escape(metric), no_wrap=True)
+        table.add_column(escape(metric), overflow="fold", min_width=10)
     for group in attribute["groups"]:
         label = escape(group["name"])
         if group["is_ref"]:
@@ -138,7 +139,7 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
         console.print(f"[bold]Significant comparisons:[/] none (adjusted p < {alpha})")
 
     if view["disparities"]:
-        console.print("[bold]Largest disparities[/] (max difference from the reference):")
+        console.print("[bold]Largest disparities[/] (largest between-group difference, groups of adequate size):")
         for d in view["disparities"]:
             worst = "" if d["worst_group"] is None else f", worst group {escape(str(d['worst_group']))}"
             console.print(
@@ -147,7 +148,8 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
 
     gate = view["gate"]
     if gate:
-        bad = [c for c in gate["checks"] if c["status"] != "pass"]
+        bad = [c for c in gate["checks"] if c["status"] == "fail"]
+        bad += [c for c in gate["checks"] if c["status"] == "inconclusive"]
         if bad:
             console.print("[bold]Gate checks that did not pass:[/]")
         for check in bad[:_MAX_SIGNIFICANT]:
