@@ -146,10 +146,41 @@ def _status_ratio(est: Estimate, bound: float) -> tuple[str, str | None]:
     return "inconclusive", "the interval straddles the bound"
 
 
+def _not_computed(result: AuditResult, policy: GatePolicy) -> list[dict[str, Any]]:
+    """An inconclusive check for each gated metric the audit could not compute.
+
+    Without scores (0/1 predictions) there is no auroc; a policy that asks for it must
+    not pass silently, so each such pair is reported (and fails "evidence_of_fairness").
+    """
+    out = []
+    for attr in result.attributes:
+        pairs = {(c.group, c.reference, c.small) for c in attr.comparisons}
+        seen = {(c.group, c.metric) for c in attr.comparisons}
+        for group, reference, small in sorted(pairs):
+            for metric in policy.metrics:
+                if (group, metric) in seen:
+                    continue
+                out.append(
+                    {
+                        "rule": "computed",
+                        "metric": metric,
+                        "attribute": attr.name,
+                        "group": group,
+                        "reference": reference,
+                        "bound": None,
+                        "observed": {"value": None, "ci": None, "reason": "metric not computed (no scores)"},
+                        "status": "inconclusive",
+                        "decides": not small,
+                        "note": "the gate asks for a metric this audit could not compute",
+                    }
+                )
+    return out
+
+
 def apply_gate(result: AuditResult, policy: GatePolicy) -> dict[str, Any]:
     """Every check of the policy on every non-reference group; results.json's `gate`."""
     checks: list[dict[str, Any]] = []
-    alpha = 1.0 - float(result.config["ci_level"])
+    alpha = round(1.0 - float(result.config["ci_level"]), 12)
     for attr in result.attributes:
         for comp in attr.comparisons:
             if comp.metric not in policy.metrics:
@@ -192,10 +223,11 @@ def apply_gate(result: AuditResult, policy: GatePolicy) -> dict[str, Any]:
                     "decides": not comp.small,
                 }
                 if comp.small:
-                    note = "group smaller than min_group_size: reported, never decides the gate"
+                    note = "group or reference smaller than min_group_size: reported, never decides the gate"
                 if note:
                     check["note"] = note
                 checks.append(check)
+    checks += _not_computed(result, policy)
     deciding = [c for c in checks if c["decides"]]
     failed = any(c["status"] == "fail" for c in deciding)
     if policy.decide == "evidence_of_fairness":

@@ -37,6 +37,7 @@ def root(
     ] = 0,
 ) -> None:
     """fairaudit: fairness audits for medical-imaging AI."""
+    from rich.console import Console
     from rich.logging import RichHandler
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
@@ -44,7 +45,9 @@ def root(
         level=level,
         format="%(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(show_path=False, markup=False, rich_tracebacks=False)],
+        handlers=[
+            RichHandler(console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False)
+        ],
         force=True,
     )
 

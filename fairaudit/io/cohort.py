@@ -133,7 +133,8 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
         raise InputError("no --attribute given: name at least one demographic column to audit by.")
     attr_cols = {}
     for a in needed:
-        if attr_table.has(a) or demo is None:
+        if attr_table.has(a) or demo is None or not pred.has(a):
+            # Not found anywhere: the error names the demographics file, where it belongs.
             attr_cols[a] = (attr_table, attr_table.column(a, option="--attribute"))
         else:
             attr_cols[a] = (pred, pred.column(a, option="--attribute"))
@@ -183,7 +184,6 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
     mark(labels.isna(), "missing label")
     raw_scores = pred.frame[score_col]
     mark(raw_scores.map(is_missing), "missing score" if has_scores else "missing prediction")
-    mark(score_vals.isna(), "score is not finite")
 
     attr_values: dict[str, pd.Series] = {}
     for a, (table, col) in attr_cols.items():

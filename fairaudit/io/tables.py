@@ -73,6 +73,7 @@ def read_table(path: Path | str) -> Table:
             na_filter=False,
             encoding="utf-8-sig",
             skipinitialspace=True,
+            skip_blank_lines=False,
         )
     except UnicodeDecodeError as exc:
         raise InputError(
@@ -84,8 +85,13 @@ def read_table(path: Path | str) -> Table:
     dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if dupes:
         raise InputError(f"the header repeats column(s) {', '.join(dupes)}.", file=str(path))
-    frame = frame.apply(lambda col: col.str.strip())
+    frame = frame.apply(lambda col: col.str.strip()) if len(frame) else frame
     rows = pd.Series(range(2, len(frame) + 2), index=frame.index)
+    # Blank lines count as rows (as in a spreadsheet) but hold no record.
+    blank = (frame == "").all(axis=1) if len(frame.columns) else pd.Series(False, index=frame.index)
+    frame, rows = frame[~blank].reset_index(drop=True), rows[~blank].reset_index(drop=True)
+    if frame.empty:
+        raise InputError("has a header but no records.", file=str(path))
     return Table(path=path, frame=frame, rows=rows)
 
 
@@ -122,10 +128,9 @@ def parse_binary(table: Table, column: str, what: str) -> pd.Series:
 
 
 def parse_score(table: Table, column: str) -> pd.Series:
-    """Scores in [0, 1] as floats; NaN where missing or not finite (excluded later)."""
+    """Scores in [0, 1] as floats; NaN where missing (excluded later). inf is out of range."""
     values = pd.to_numeric(table.frame[column].where(~table.frame[column].map(is_missing)), errors="coerce")
     bad = values.isna() & ~table.frame[column].map(is_missing)
-    bad &= ~table.frame[column].str.lower().isin({"inf", "-inf", "+inf", "infinity", "-infinity"})
     if bad.any():
         i = bad.idxmax()
         raise InputError(
@@ -135,7 +140,7 @@ def parse_score(table: Table, column: str) -> pd.Series:
             row=int(table.rows[i]),
             hint="Scores must be probabilities in [0, 1].",
         )
-    finite = values[values.notna() & values.abs().ne(math.inf)]
+    finite = values[values.notna()]
     out_of_range = (finite < 0) | (finite > 1)
     if out_of_range.any():
         i = out_of_range.idxmax()
@@ -146,7 +151,6 @@ def parse_score(table: Table, column: str) -> pd.Series:
             row=int(table.rows[i]),
             hint="Pass probabilities (apply a sigmoid or softmax to logits first).",
         )
-    values = values.where(values.abs() != math.inf)
     return values.astype(float)
 
 

@@ -75,6 +75,7 @@ TEST_NAMES: dict[str, str] = {
     "chi2_contingency": "chi-square",
     "kruskal": "Kruskal-Wallis",
     "kruskal_wallis": "Kruskal-Wallis",
+    "delong_chi2": "DeLong chi-square",
 }
 
 CORRECTION_NAMES: dict[str, str] = {

@@ -139,7 +139,9 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
         console.print(f"[bold]Significant comparisons:[/] none (adjusted p < {alpha})")
 
     if view["disparities"]:
-        console.print("[bold]Largest disparities[/] (largest between-group difference, groups of adequate size):")
+        console.print(
+            "[bold]Largest disparities[/] (largest between-group difference, groups of adequate size):"
+        )
         for d in view["disparities"]:
             worst = "" if d["worst_group"] is None else f", worst group {escape(str(d['worst_group']))}"
             console.print(

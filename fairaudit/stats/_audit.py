@@ -76,6 +76,11 @@ class AuditConfig:
             raise ValueError("--min-group-size must be >= 0")
 
     @property
+    def alpha(self) -> float:
+        """1 - ci_level, rounded so that 1 - 0.95 is exactly 0.05 (not 0.050000000000000044)."""
+        return round(1.0 - self.ci_level, 12)
+
+    @property
     def n_permutations(self) -> int:
         return self.permutations if self.permutations is not None else self.bootstrap
 
@@ -367,7 +372,9 @@ def run_audit(
         ]
         comparisons: list[Comparison] = []
         for _, g in pairs:
-            comparisons += _compare(g, ref, cfg, has_scores, small[g.name], next(nulls))
+            # Neither a small group nor a small reference may decide anything on its own.
+            tiny = small[g.name] or small[ref.name]
+            comparisons += _compare(g, ref, cfg, has_scores, tiny, next(nulls))
         attr_results.append(
             AttributeResult(
                 name=attr,
@@ -396,7 +403,7 @@ def adjust(result: AuditResult, cfg: AuditConfig) -> None:
     if not rows:
         return
     pvals = np.array([c.p_value for c in rows])
-    alpha = 1.0 - cfg.ci_level
+    alpha = cfg.alpha
     if cfg.correction == "none":
         adjusted = pvals
     else:

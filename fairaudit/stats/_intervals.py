@@ -61,7 +61,9 @@ def bca_interval(boot: np.ndarray, estimate: float, accel: float, level: float) 
     finite = boot[np.isfinite(boot)]
     if finite.size == 0 or finite.size < MIN_DEFINED_SHARE * boot.size or not np.isfinite(estimate):
         return None
-    z0 = ndtri(np.mean(finite < estimate))
+    # Ties count one half, as in scipy.stats.bootstrap: for a rate of a small group many
+    # resamples equal the estimate, and counting them as "above" would bias z0.
+    z0 = ndtri((np.sum(finite < estimate) + np.sum(finite <= estimate)) / (2.0 * finite.size))
     if not np.isfinite(z0) or not np.isfinite(accel):
         return percentile_interval(boot, level)
     alpha = 1.0 - level

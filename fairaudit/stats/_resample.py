@@ -130,7 +130,12 @@ def run_tasks(
     workers = workers_default() if workers is None else max(1, workers)
     workers = min(workers, len(tasks))
     if workers <= 1 or work < _PARALLEL_MIN_WORK or "fork" not in multiprocessing.get_all_start_methods():
-        return [fn(*t) for t in tasks]
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread here too: sums then round the same way as in the workers, so
+        # results do not depend on the number of processes.
+        with threadpool_limits(1):
+            return [fn(*t) for t in tasks]
     log.debug("running %d resampling tasks in %d processes", len(tasks), workers)
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_blas_thread) as pool:

@@ -88,7 +88,7 @@ class Comparison:
         if self.p_value is None:
             out["reason"] = self.reason or "test undefined"
         if self.small:
-            out["note"] = "group smaller than min_group_size"
+            out["note"] = "group or reference smaller than min_group_size"
         return out
 
 

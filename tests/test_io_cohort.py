@@ -1,0 +1,357 @@
+"""The cohort join: every input row accounted for, exclusions counted, CSV dialects read.
+
+Small CSVs are written by hand so every expected count is known exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fairaudit.cli.main import app
+from fairaudit.errors import InputError
+from fairaudit.io.cohort import MISSING_GROUP, CohortSpec, build_cohort
+from fairaudit.io.privacy import IdHasher
+from fairaudit.schema import validate_results
+
+SALT = "test-salt"
+
+
+def write(path: Path, text: str, *, bom: bool = False) -> Path:
+    path.write_text(text, encoding="utf-8-sig" if bom else "utf-8", newline="")
+    return path
+
+
+def squash(text: str) -> str:
+    """Whitespace removed: rich may wrap a message anywhere there was a space."""
+    return re.sub(r"\s+", "", text)
+
+
+# Predictions (header = spreadsheet row 1, so u1 is row 2).
+PREDS = """sop_instance_uid,label,score
+u1,0,0.1
+u2,1,0.9
+u3,0,0.2
+u4,1,0.8
+u4,0,0.3
+u5,1,0.7
+u6,0,0.4
+u7,1,
+u8,0,nan
+u9,1,0.6
+u10,0,0.35
+"""
+# u3: no demographics; u4: twice in predictions; u5: twice in demographics;
+# u6: sex missing; u7 / u8: score missing; u99: demographics without a prediction.
+DEMO = """sop_instance_uid,sex,race
+u1,F,A
+u2,M,B
+u4,F,A
+u5,M,A
+u5,M,A
+u6,,B
+u7,F,A
+u8,M,B
+u9,F,B
+u10,M,A
+u99,F,A
+"""
+N_PRED_ROWS = 11
+N_DEMO_ROWS = 11
+
+EXPECTED_EXCLUDED = {
+    "predictions.csv: no row in demo.csv (demographics)": 1,
+    "predictions.csv: duplicate id in predictions.csv": 2,
+    "predictions.csv: duplicate id in demo.csv": 1,
+    "predictions.csv: missing sex": 1,
+    "predictions.csv: missing score": 2,
+    "demo.csv: no prediction for this id": 1,
+    "demo.csv: duplicate id": 2,
+}
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    return write(tmp_path / "predictions.csv", PREDS), write(tmp_path / "demo.csv", DEMO)
+
+
+def spec_for(preds: Path, demo: Path | None = None, **kw) -> CohortSpec:
+    kw.setdefault("attributes", ["sex", "race"])
+    return CohortSpec(predictions=preds, demographics=demo, **kw)
+
+
+def manifest_rows(cohort) -> list[dict]:
+    return cohort.manifest.to_dict("records")
+
+
+def row_of(cohort, source: str, row: int) -> dict:
+    (hit,) = [r for r in manifest_rows(cohort) if r["source"] == source and r["row"] == row]
+    return hit
+
+
+# --- exclusions -----------------------------------------------------------------------
+
+
+def test_exclusions_are_counted_by_reason(files) -> None:
+    preds, demo = files
+    cohort = build_cohort(spec_for(preds, demo), IdHasher(SALT))
+    assert cohort.n_records == N_PRED_ROWS
+    assert cohort.n_included == 4  # u1, u2, u9, u10
+    assert {e["reason"]: e["count"] for e in cohort.excluded} == EXPECTED_EXCLUDED
+    assert len(cohort.excluded) == len(EXPECTED_EXCLUDED)  # no reason listed twice
+    assert cohort.id_column == "sop_instance_uid"
+    assert cohort.attributes["sex"].tolist() == ["F", "M", "F", "M"]
+    assert cohort.attributes["race"].tolist() == ["A", "B", "B", "A"]
+    assert cohort.labels.tolist() == [0, 1, 1, 0]
+    assert cohort.scores.tolist() == [0.1, 0.9, 0.6, 0.35]
+    assert cohort.has_scores
+
+
+@pytest.mark.parametrize(
+    ("source", "row", "reason"),
+    [
+        ("predictions.csv", 4, "no row in demo.csv (demographics)"),  # u3
+        ("predictions.csv", 5, "duplicate id in predictions.csv"),  # u4, both copies
+        ("predictions.csv", 6, "duplicate id in predictions.csv"),
+        ("predictions.csv", 7, "duplicate id in demo.csv"),  # u5
+        ("predictions.csv", 8, "missing sex"),  # u6
+        ("predictions.csv", 9, "missing score"),  # u7 (empty)
+        ("predictions.csv", 10, "missing score"),  # u8 ("nan")
+        ("demo.csv", 5, "duplicate id in demo.csv"),  # u5, both copies
+        ("demo.csv", 6, "duplicate id in demo.csv"),
+        ("demo.csv", 12, "no prediction for this id"),  # u99
+        ("demo.csv", 4, "its prediction row was excluded (see that row)"),  # u4
+    ],
+)
+def test_manifest_status_and_reason(files, source: str, row: int, reason: str) -> None:
+    cohort = build_cohort(spec_for(*files), IdHasher(SALT))
+    hit = row_of(cohort, source, row)
+    assert hit["status"] == "excluded"
+    assert hit["reason"] == reason
+
+
+def test_manifest_lists_every_row_of_every_file_once(files) -> None:
+    cohort = build_cohort(spec_for(*files), IdHasher(SALT))
+    rows = manifest_rows(cohort)
+    assert list(cohort.manifest.columns) == ["source", "row", "id", "status", "reason"]
+    assert len(rows) == N_PRED_ROWS + N_DEMO_ROWS
+    keys = [(r["source"], r["row"]) for r in rows]
+    assert len(set(keys)) == len(keys)
+    assert {k for k in keys if k[0] == "predictions.csv"} == {
+        ("predictions.csv", i) for i in range(2, N_PRED_ROWS + 2)
+    }
+    assert {k for k in keys if k[0] == "demo.csv"} == {("demo.csv", i) for i in range(2, N_DEMO_ROWS + 2)}
+    included = [r for r in rows if r["status"] == "included"]
+    # u1, u2, u9, u10 in both files.
+    assert sorted((r["source"], r["row"]) for r in included) == sorted(
+        [("predictions.csv", r) for r in (2, 3, 11, 12)] + [("demo.csv", r) for r in (2, 3, 10, 11)]
+    )
+    assert all(r["reason"] == "" for r in included)
+    assert all(r["reason"] for r in rows if r["status"] == "excluded")
+
+
+def test_missing_attribute_kept_as_group(files) -> None:
+    cohort = build_cohort(spec_for(*files, missing_as_group=True), IdHasher(SALT))
+    assert cohort.n_included == 5  # u6 comes back
+    assert cohort.attributes["sex"].tolist() == ["F", "M", MISSING_GROUP, "F", "M"]
+    assert MISSING_GROUP == "(missing)"
+    reasons = {e["reason"]: e["count"] for e in cohort.excluded}
+    assert "predictions.csv: missing sex" not in reasons
+    assert row_of(cohort, "predictions.csv", 8)["status"] == "included"
+    assert row_of(cohort, "demo.csv", 7)["status"] == "included"
+
+
+def test_missing_attribute_in_same_file_and_missing_id(tmp_path: Path) -> None:
+    preds = write(
+        tmp_path / "p.csv",
+        "patient_id,label,score,sex\nP1,0,0.1,F\nP2,1,0.9,NA\n,1,0.8,M\nP4,0,0.2,M\n",
+    )
+    cohort = build_cohort(spec_for(preds, attributes=["sex"]), IdHasher(SALT))
+    assert cohort.n_included == 2
+    assert {e["reason"]: e["count"] for e in cohort.excluded} == {
+        "p.csv: missing patient_id": 1,
+        "p.csv: missing sex": 1,
+    }
+    assert len(cohort.manifest) == 4  # demographics in the same file: one file, four rows
+
+
+def test_all_rows_excluded_is_an_input_error(tmp_path: Path) -> None:
+    preds = write(tmp_path / "p.csv", "patient_id,label,score,sex\nP1,0,,F\nP2,1,0.9,\n")
+    with pytest.raises(InputError, match="every row was excluded"):
+        build_cohort(spec_for(preds, attributes=["sex"]), IdHasher(SALT))
+
+
+# --- pseudonymized ids ----------------------------------------------------------------
+
+
+def test_manifest_ids_are_salted_hashes(files) -> None:
+    cohort = build_cohort(spec_for(*files), IdHasher(SALT))
+    raw = {line.split(",")[0] for line in (PREDS + DEMO).splitlines()[1:]}
+    ids = cohort.manifest["id"].tolist()
+    assert not raw & set(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
+    assert row_of(cohort, "predictions.csv", 2)["id"] == IdHasher(SALT)("u1")
+    assert row_of(cohort, "demo.csv", 2)["id"] == IdHasher(SALT)("u1")
+
+
+def test_hasher_is_stable_per_salt() -> None:
+    assert IdHasher("a")("1.2.3") == IdHasher("a")("1.2.3")
+    assert IdHasher("a")("1.2.3") != IdHasher("b")("1.2.3")
+    assert IdHasher("a")("1.2.3") != IdHasher("a")("1.2.4")
+    # No salt: a random one per hasher, so two runs cannot be linked.
+    assert IdHasher()("1.2.3") != IdHasher()("1.2.3")
+    assert IdHasher("a", keep_ids=True)("1.2.3") == "1.2.3"
+
+
+def test_keep_ids_writes_ids_in_clear(files) -> None:
+    cohort = build_cohort(spec_for(*files), IdHasher(SALT, keep_ids=True))
+    assert row_of(cohort, "predictions.csv", 2)["id"] == "u1"
+    assert row_of(cohort, "demo.csv", 12)["id"] == "u99"
+
+
+# --- CSV dialects ---------------------------------------------------------------------
+
+
+def test_bom_and_semicolons(tmp_path: Path) -> None:
+    preds = write(
+        tmp_path / "p.csv", "sop_instance_uid;label;score\nA1;0;0.2\nA2;1;0.7\nA3;1;0.4\n", bom=True
+    )
+    demo = write(tmp_path / "d.csv", "sop_instance_uid;sex\nA1;F\nA2;M\nA3;F\n", bom=True)
+    cohort = build_cohort(spec_for(preds, demo, attributes=["sex"]), IdHasher(SALT))
+    assert cohort.id_column == "sop_instance_uid"  # the BOM is not part of the first column name
+    assert cohort.n_included == 3
+    assert cohort.attributes["sex"].tolist() == ["F", "M", "F"]
+    assert cohort.scores.tolist() == [0.2, 0.7, 0.4]
+
+
+def test_tab_separated(tmp_path: Path) -> None:
+    preds = write(tmp_path / "p.tsv", "patient_id\tlabel\tscore\tsex\nP1\t0\t0.2\tF\nP2\t1\t0.9\tM\n")
+    cohort = build_cohort(spec_for(preds, attributes=["sex"]), IdHasher(SALT))
+    assert cohort.attributes["sex"].tolist() == ["F", "M"]
+
+
+def test_quoted_newline_field(tmp_path: Path) -> None:
+    preds = write(tmp_path / "p.csv", "patient_id,label,score\nP1,0,0.2\nP2,1,0.9\nP3,1,0.6\n")
+    demo = write(
+        tmp_path / "d.csv",
+        'patient_id,comment,sex\nP1,"two\nlines, and a comma",F\nP2,plain,"M"\nP3,x,F\n',
+    )
+    cohort = build_cohort(spec_for(preds, demo, attributes=["sex"]), IdHasher(SALT))
+    assert cohort.n_included == 3
+    assert cohort.attributes["sex"].tolist() == ["F", "M", "F"]
+    # Rows are records (spreadsheet rows), not physical lines.
+    assert sorted(r["row"] for r in manifest_rows(cohort) if r["source"] == "d.csv") == [2, 3, 4]
+
+
+def test_row_number_after_quoted_newline_is_the_record_row(tmp_path: Path) -> None:
+    preds = write(
+        tmp_path / "p.csv",
+        'patient_id,label,score,note\nP1,0,0.2,"a\nb"\nP2,1,0.9,x\nP3,2,0.6,y\n',
+    )
+    with pytest.raises(InputError) as info:
+        build_cohort(spec_for(preds, attributes=["note"]), IdHasher(SALT))
+    assert info.value.row == 4
+    assert info.value.column == "label"
+    assert info.value.file == "p.csv"
+
+
+def test_row_number_counts_blank_lines_like_a_spreadsheet(tmp_path: Path) -> None:
+    # Line 3 is blank: a spreadsheet shows it as an empty row 3, and "P2,2,..." is row 5.
+    preds = write(tmp_path / "p.csv", "patient_id,label,score,sex\nP1,0,0.2,F\n\nP3,1,0.6,M\nP2,2,0.9,M\n")
+    with pytest.raises(InputError) as info:
+        build_cohort(spec_for(preds, attributes=["sex"]), IdHasher(SALT))
+    assert info.value.row == 5
+
+
+# --- group names survive exactly ------------------------------------------------------
+
+ODD_GROUPS = ("<b>x</b>", "Māori & 女性", 'say "hi"')
+
+
+def _odd_files(tmp_path: Path) -> tuple[Path, Path]:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["sop_instance_uid", "label", "score"])
+    demo = io.StringIO()
+    wd = csv.writer(demo, lineterminator="\n")
+    wd.writerow(["sop_instance_uid", "grp"])
+    for i in range(30):
+        w.writerow([f"id{i}", i % 2, 0.8 if i % 2 else 0.3])
+        wd.writerow([f"id{i}", ODD_GROUPS[i % 3]])
+    return write(tmp_path / "p.csv", out.getvalue()), write(tmp_path / "d.csv", demo.getvalue())
+
+
+def test_group_names_survive_cohort(tmp_path: Path) -> None:
+    preds, demo = _odd_files(tmp_path)
+    cohort = build_cohort(spec_for(preds, demo, attributes=["grp"]), IdHasher(SALT))
+    assert set(cohort.attributes["grp"].tolist()) == set(ODD_GROUPS)
+
+
+def test_group_names_survive_to_results_json(tmp_path: Path) -> None:
+    preds, demo = _odd_files(tmp_path)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app,
+        ["audit", "--predictions", str(preds), "--demographics", str(demo), "--attribute", "grp",
+         "--out", str(out), "--bootstrap", "50", "--min-group-size", "5", "--quiet"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    validate_results(results)
+    (attr,) = results["attributes"]
+    assert {g["group"] for g in attr["groups"]} == set(ODD_GROUPS)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<b>x</b>" not in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html
+    assert "Māori" in html and "女性" in html
+
+
+# --- CLI level --------------------------------------------------------------------------
+
+
+def test_cli_counts_lists_and_warns_exclusions(files, tmp_path: Path) -> None:
+    preds, demo = files
+    out = tmp_path / "out"
+    res = CliRunner().invoke(
+        app,
+        ["audit", "--predictions", str(preds), "--demographics", str(demo), "--attribute", "sex",
+         "--out", str(out), "--bootstrap", "50", "--min-group-size", "1", "--salt", SALT],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    validate_results(results)
+    assert results["inputs"]["n_records"] == N_PRED_ROWS
+    assert results["inputs"]["n_included"] == 4
+    assert {e["reason"]: e["count"] for e in results["inputs"]["excluded"]} == EXPECTED_EXCLUDED
+    with (out / "manifest.csv").open(encoding="utf-8", newline="") as fh:
+        manifest = list(csv.DictReader(fh))
+    assert len(manifest) == N_PRED_ROWS + N_DEMO_ROWS
+    assert sum(r["status"] == "included" for r in manifest) == 8
+    assert {r["id"] for r in manifest if r["source"] == "demo.csv" and r["row"] == "12"} == {
+        IdHasher(SALT)("u99")
+    }
+    assert "u99" not in (out / "manifest.csv").read_text(encoding="utf-8")
+    flat = squash(res.output)
+    assert squash("excluded 2 of 11 rows of predictions.csv: missing score") in flat
+    assert squash("1 rows of demo.csv have no prediction") in flat
+
+
+def test_separate_labels_file(tmp_path: Path) -> None:
+    preds = write(tmp_path / "p.csv", "patient_id,score,sex\nP1,0.1,F\nP2,0.9,M\nP3,0.4,F\n")
+    labels = write(tmp_path / "l.csv", "patient_id,finding\nP2,1\nP1,0\nP7,1\n")
+    spec = spec_for(preds, attributes=["sex"], labels=labels, label_column="finding")
+    cohort = build_cohort(spec, IdHasher(SALT))
+    assert cohort.labels.tolist() == [0, 1]  # joined by id, not by row order
+    assert {e["reason"]: e["count"] for e in cohort.excluded} == {
+        "p.csv: no row in l.csv (labels)": 1,
+        "l.csv: no prediction for this id": 1,
+    }
+    assert len(cohort.manifest) == 6
+    assert row_of(cohort, "l.csv", 4)["reason"] == "no prediction for this id"
