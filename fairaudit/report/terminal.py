@@ -151,7 +151,9 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
     gate = view["gate"]
     if gate:
         bad = [c for c in gate["checks"] if c["status"] == "fail"]
-        bad += [c for c in gate["checks"] if c["status"] == "inconclusive"]
+        unsure = [c for c in gate["checks"] if c["status"] == "inconclusive"]
+        if gate_decide(results) == "evidence_of_fairness":
+            bad += unsure  # these decide the gate too
         if bad:
             console.print("[bold]Gate checks that did not pass:[/]")
         for check in bad[:_MAX_SIGNIFICANT]:
@@ -164,3 +166,13 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
                 f"{escape(check['attribute'])}={escape(check['group'])} "
                 f"bound {escape(check['bound'])}, observed {escape(check['observed'].text)}{note}"
             )
+        if unsure and gate_decide(results) != "evidence_of_fairness":
+            console.print(
+                f"[dim]{len(unsure)} inconclusive checks (the interval straddles the bound; they do "
+                "not fail this gate): see report.html[/]"
+            )
+
+
+def gate_decide(results: Mapping[str, Any]) -> str | None:
+    """The gate's decision rule, if there is a gate."""
+    return (results.get("gate") or {}).get("decide")
