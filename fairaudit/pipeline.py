@@ -51,6 +51,9 @@ class AuditRequest:
     keep_ids: bool = False
     salt: str | None = None
     command: str = ""
+    dicom_dir: Path | None = None  # join predictions to the files of this folder
+    unit: str = "image"  # image or series: what one record of the audit is
+    progress: bool = True
 
 
 @dataclass
@@ -110,6 +113,15 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
         raise InputError(str(exc)) from None
 
     hasher = IdHasher(req.salt, req.keep_ids)
+    files = files_manifest = None
+    candidates = None
+    if req.dicom_dir is not None:
+        from fairaudit.io.dicom_cohort import id_candidates, scan_dicom_table
+
+        files, files_manifest = scan_dicom_table(
+            req.dicom_dir, unit=req.unit, workers=req.workers, progress=req.progress
+        )
+        candidates = id_candidates(req.unit)
     spec = CohortSpec(
         predictions=req.predictions,
         attributes=list(req.attributes),
@@ -122,7 +134,11 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
         score_column_given=req.score_column_given,
         intersections=req.intersections,
         missing_as_group=req.missing_as_group,
+        files=files,
+        files_manifest=files_manifest,
     )
+    if candidates is not None:
+        spec.id_candidates = candidates
     cohort = build_cohort(spec, hasher)
     known = set(cohort.attributes)
     references = {}
@@ -162,6 +178,10 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
             "n_included": cohort.n_included,
             "excluded": cohort.excluded,
             "has_scores": cohort.has_scores,
+            "unit": req.unit,
+            "dicom_files": None
+            if files is None
+            else {"readable": len(files.frame), "unreadable": len(files_manifest)},
         },
         "model": None,
         "overall": body["overall"],

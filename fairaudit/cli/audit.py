@@ -23,7 +23,9 @@ _FORMATS = ("html", "md", "json", "junit")
 def audit(
     dicom_dir: Annotated[
         Path | None,
-        typer.Argument(help="DICOM folder to run a model on (not needed with --predictions)."),
+        typer.Argument(
+            help="DICOM folder: its files are joined with --predictions by id (SOPInstanceUID, ...)."
+        ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")] = Path(
         "fairaudit_out"
@@ -129,6 +131,9 @@ def audit(
         str | None,
         typer.Option("--salt", envvar="FAIRAUDIT_SALT", help="Salt for stable id hashes across runs."),
     ] = None,
+    unit: Annotated[
+        str, typer.Option("--unit", help="With DICOM_DIR: one record per image or per series.")
+    ] = "image",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal summary.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to standard output.")] = False,
 ) -> None:
@@ -143,9 +148,10 @@ def audit(
                 "this version audits precomputed predictions: pass --predictions preds.csv "
                 "(running a model on a DICOM folder is not available yet)."
             )
-        if dicom_dir is not None or model is not None:
+        if model is not None:
             raise InputError(
-                "--model and DICOM_DIR are not available yet in this version; pass --predictions only."
+                "--model is not available yet in this version: pass --predictions (with DICOM_DIR "
+                "to check them against the files)."
             )
         if task != "classification" or masks is not None or pred_masks is not None:
             raise InputError(
@@ -192,6 +198,9 @@ def audit(
             keep_ids=keep_ids,
             salt=salt,
             command=" ".join(shlex.quote(a) for a in ["fairaudit", *sys.argv[1:]]),
+            dicom_dir=dicom_dir,
+            unit=unit.lower(),
+            progress=not quiet and not json_out,
         )
         outcome = audit_predictions(req)
     except InputError as exc:

@@ -17,6 +17,7 @@ import pandas as pd
 from fairaudit.errors import InputError
 from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import (
+    ID_CANDIDATES,
     Table,
     detect_id_column,
     is_missing,
@@ -47,6 +48,11 @@ class CohortSpec:
     score_column_given: bool = False
     intersections: list[list[str]] = field(default_factory=list)
     missing_as_group: bool = False
+    # The DICOM side of the join (one row per readable file or series), and the manifest
+    # rows of the files that could not be read; see fairaudit.io.dicom_cohort.
+    files: Table | None = None
+    files_manifest: pd.DataFrame | None = None
+    id_candidates: tuple[str, ...] = ID_CANDIDATES
 
 
 @dataclass
@@ -78,7 +84,7 @@ def _ids(table: Table, id_col: str | None) -> pd.Series:
 
 
 def _lookup(
-    pred_ids: pd.Series, other: Table, other_ids: pd.Series, what: str
+    pred_ids: pd.Series, other: Table, other_ids: pd.Series, missing: str
 ) -> tuple[pd.Series, pd.Series]:
     """For each prediction id: the matching row index in `other`, and a reason if none/ambiguous."""
     counts = other_ids.value_counts()
@@ -86,7 +92,7 @@ def _lookup(
     first = first[~first.index.duplicated()]
     idx = pred_ids.map(first)
     reason = pd.Series("", index=pred_ids.index, dtype=object)
-    reason[idx.isna()] = f"no row in {other.name} ({what})"
+    reason[idx.isna()] = missing
     dup = pred_ids.map(counts).fillna(0) > 1
     reason[dup] = f"duplicate id in {other.name}"
     return idx, reason
@@ -97,8 +103,9 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
     pred = read_table(spec.predictions)
     demo = read_table(spec.demographics) if spec.demographics else None
     lab = read_table(spec.labels) if spec.labels else None
-    tables = [t for t in (pred, demo, lab) if t is not None]
-    id_col = detect_id_column(tables, spec.id_column)
+    files = spec.files
+    tables = [t for t in (pred, demo, lab, files) if t is not None]
+    id_col = detect_id_column(tables, spec.id_column, spec.id_candidates)
     if id_col is None and len(tables) > 1:  # pragma: no cover - detect_id_column raises
         raise InputError("no id column to join on.")
 
@@ -162,10 +169,14 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
 
     # Row index into each other table, per prediction row.
     where: dict[str, pd.Series] = {}
-    for other, what in ((demo, "demographics"), (lab, "labels")):
+    for other, missing in (
+        (demo, f"no row in {demo.name if demo else ''} (demographics)"),
+        (lab, f"no row in {lab.name if lab else ''} (labels)"),
+        (files, "no readable DICOM file with this id (see the files' rows in the manifest)"),
+    ):
         if other is None:
             continue
-        idx, why = _lookup(pred_ids, other, _ids(other, id_col), what)
+        idx, why = _lookup(pred_ids, other, _ids(other, id_col), missing)
         mark(why != "", why)
         where[other.name] = idx
 
@@ -212,7 +223,7 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
         )
     ]
     excluded = [{"reason": f"{pred.name}: {why}", "count": int(k)} for why, k in sorted(counts.items())]
-    for other in (demo, lab):
+    for other in (demo, lab, files):
         if other is None or other is pred:
             continue
         ids = _ids(other, id_col)
@@ -229,17 +240,25 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
             excluded.append({"reason": f"{other.name}: no prediction for this id", "count": orphan})
         if dups:
             excluded.append({"reason": f"{other.name}: duplicate id", "count": dups})
+        is_files = other is files
         manifest.append(
             pd.DataFrame(
                 {
-                    "source": other.name,
-                    "row": other.rows.to_numpy(),
+                    "source": other.frame["path"].map(lambda p, o=other: f"{o.name}/{p}").to_numpy()
+                    if is_files
+                    else other.name,
+                    "row": "" if is_files else other.rows.to_numpy(),
                     "id": ids.map(hasher).to_numpy(),
                     "status": np.where(status, "included", "excluded"),
                     "reason": why.to_numpy(),
                 }
             )
         )
+
+    if spec.files_manifest is not None and len(spec.files_manifest):
+        manifest.append(spec.files_manifest.loc[:, list(MANIFEST_COLUMNS)])
+        for why, k in spec.files_manifest["reason"].value_counts().sort_index().items():
+            excluded.append({"reason": f"{files.name if files else 'DICOM files'}: {why}", "count": int(k)})
 
     attributes: dict[str, np.ndarray] = {}
     for a in spec.attributes:

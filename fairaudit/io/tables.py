@@ -25,10 +25,11 @@ class Table:
     path: Path
     frame: pd.DataFrame  # every cell a str, stripped; original column names
     rows: pd.Series  # spreadsheet row number per record
+    label: str | None = None  # how messages name it, when not by its file name
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.label or self.path.name
 
     def column(self, name: str, *, option: str | None = None) -> str:
         """The actual column called `name` (exact, else the one case-insensitive match)."""
@@ -154,19 +155,21 @@ def parse_score(table: Table, column: str) -> pd.Series:
     return values.astype(float)
 
 
-def detect_id_column(tables: list[Table], requested: str | None) -> str | None:
-    """The join key shared by all tables: `requested`, else the first of ID_CANDIDATES."""
+def detect_id_column(
+    tables: list[Table], requested: str | None, candidates: tuple[str, ...] = ID_CANDIDATES
+) -> str | None:
+    """The join key shared by all tables: `requested`, else the first of `candidates`."""
     if requested is not None:
         for t in tables:
             t.column(requested, option="--id-column")
         return requested
-    for cand in ID_CANDIDATES:
+    for cand in candidates:
         if all(t.has(cand) for t in tables):
             return cand
     if len(tables) == 1:
         return None
     listing = "; ".join(f"{t.name}: {', '.join(t.frame.columns)}" for t in tables)
     raise InputError(
-        f"no id column shared by all files (tried {', '.join(ID_CANDIDATES)}). Columns are {listing}.",
+        f"no id column shared by all files (tried {', '.join(candidates)}). Columns are {listing}.",
         hint="Pass --id-column NAME naming a column present in every file.",
     )
