@@ -55,6 +55,22 @@ def root(
 app.command("audit", help=audit_cmd.HELP)(audit_cmd.audit)
 
 
+INTERNAL_ERROR = 3
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    An unexpected exception exits with code 3, never 1: CI gates read 1 as "the fairness
+    gate failed", and a crash must not be mistaken for a verdict.
+    """
+    try:
+        app()
+    except Exception:
+        from rich.console import Console
+
+        Console(stderr=True).print_exception(show_locals=False)
+        Console(stderr=True).print(
+            "[bold red]internal error[/]: fairaudit crashed (exit code 3); please report it with the trace above."
+        )
+        raise SystemExit(INTERNAL_ERROR) from None
