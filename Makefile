@@ -32,6 +32,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bootstrap_vs_fairlearn.py
+	$(BIN)/python benchmarks/dicom_decode.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check fairaudit tests benchmarks

@@ -9,6 +9,7 @@ import typer
 
 from fairaudit._version import __version__
 from fairaudit.cli import audit as audit_cmd
+from fairaudit.cli import sample_data as sample_cmd
 
 app = typer.Typer(
     name="fairaudit",
@@ -53,6 +54,7 @@ def root(
 
 
 app.command("audit", help=audit_cmd.HELP)(audit_cmd.audit)
+app.command("sample-data", help=sample_cmd.HELP)(sample_cmd.sample_data)
 
 
 INTERNAL_ERROR = 3

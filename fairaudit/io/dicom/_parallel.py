@@ -1,0 +1,462 @@
+"""Read every file of a folder in worker processes, streaming outcomes in sorted path order.
+
+- Worker processes come from the fork context (as in fairaudit.stats._resample); with
+  one worker, or where fork is unavailable, the files are read in this process.
+- Files go out in small chunks, and only a few chunks per worker are in flight: the
+  parent holds only those results, so memory does not grow with the number of files.
+- Decoded images come back through shared memory (see "transfer" below).
+- Outcomes come back in the walk's order (sorted paths) whatever order workers finish in.
+- A transient rich progress bar on stderr shows files done / total and files per second,
+  when asked for and when stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fairaudit.io.dicom._decode import DEFAULT_OPTIONS, DecodeOptions, FileOutcome, read_file, relative_path
+from fairaudit.io.dicom._scan import WalkEntry, count_entries, walk
+
+log = logging.getLogger(__name__)
+
+# Files per task: header reads are quick (amortize the task overhead over more files);
+# decoded images are large (keep the in-flight memory small).
+_CHUNK_HEADER = 16
+_CHUNK_DECODE = 2
+# Tasks in flight per worker: enough that no worker waits for the next one.
+_WINDOW_HEADER = 4
+_WINDOW_DECODE = 3
+# Arrays from this size go through shared memory; each decode task has a slot this big.
+_SHARED_MIN_BYTES = 64 * 1024
+_SLOT_BYTES = 8 * 2**20
+
+
+def workers_default() -> int:
+    """FAIRAUDIT_WORKERS if set, else the CPUs this process may run on."""
+    env = os.environ.get("FAIRAUDIT_WORKERS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _preload() -> None:
+    """Import pydicom and its decoding plugins once, before forking, so workers inherit them."""
+    import importlib
+
+    for name in (
+        "pydicom",
+        "pydicom.pixels",
+        "pydicom.pixels.decoders",
+        "pydicom.pixels.decoders.pylibjpeg",
+        "pydicom.pixels.decoders.pyjpegls",
+        "pydicom.pixels.decoders.pillow",
+        "pydicom.pixels.decoders.rle",
+        "pylibjpeg",
+        "libjpeg",
+        "openjpeg",
+        "rle",
+        "jpeg_ls",
+    ):
+        try:
+            importlib.import_module(name)
+        except Exception:  # an optional plugin that is not installed
+            log.debug("not preloading %s", name)
+
+
+# --------------------------------------------------------------------------- transfer
+# Decoded images go back to the parent through shared memory, not the result pipe
+# (which copies in 64 kB pieces, each a context switch). The parent owns one block per
+# task in flight ("slot") and reuses it, so its pages are mapped once, not per image;
+# an array too large for the rest of its slot gets a block of its own.
+
+
+@dataclass(frozen=True)
+class _InSlot:
+    offset: int
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class _Shared:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def _new_block(size: int):
+    """A shared-memory block with its pages reserved, or None when /dev/shm has no room
+    (64 MB in a default Docker container): writing to an unreserved page of a full tmpfs
+    kills the process with SIGBUS, reserving fails cleanly."""
+    from multiprocessing import shared_memory
+
+    try:
+        block = shared_memory.SharedMemory(create=True, size=size)
+    except OSError:
+        return None
+    fd = getattr(block, "_fd", -1)
+    if fd >= 0 and hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError:
+            block.close()
+            block.unlink()
+            return None
+    return block
+
+
+class _Slots:
+    """The parent's reusable shared-memory blocks, one per task in flight."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.blocks: list = []
+        self.free: list[int] = []
+        self.full = False
+
+    def take(self) -> int | None:
+        """A free slot, or None (the task's arrays then go through the pipe)."""
+        if self.free:
+            return self.free.pop()
+        if self.full:
+            return None
+        block = _new_block(self.size)
+        if block is None:
+            self.full = True
+            log.debug("shared memory is full: decoded images go through the result pipe")
+            return None
+        self.blocks.append(block)
+        return len(self.blocks) - 1
+
+    def name(self, index: int) -> str:
+        return self.blocks[index].name
+
+    def release(self, index: int | None) -> None:
+        if index is not None:
+            self.free.append(index)
+
+    def close(self) -> None:
+        for block in self.blocks:
+            block.close()
+            block.unlink()
+        self.blocks = []
+
+
+_ATTACHED: dict[str, object] = {}  # worker side: slots mapped once per process
+
+
+class _SlotWriter:
+    def __init__(self, name: str | None) -> None:
+        self.block = None
+        self.offset = 0
+        if name is not None:
+            from multiprocessing import shared_memory
+
+            block = _ATTACHED.get(name)
+            if block is None:
+                block = _ATTACHED[name] = shared_memory.SharedMemory(name=name)
+            self.block = block
+
+    def pack(self, array: np.ndarray | None) -> np.ndarray | _InSlot | _Shared | None:
+        if array is None or array.nbytes < _SHARED_MIN_BYTES:
+            return array
+        block = self.block
+        if block is not None and self.offset + array.nbytes <= block.size:  # type: ignore[attr-defined]
+            offset = self.offset
+            np.ndarray(array.shape, array.dtype, buffer=block.buf, offset=offset)[...] = array  # type: ignore[attr-defined]
+            self.offset = (offset + array.nbytes + 63) // 64 * 64
+            return _InSlot(offset, array.shape, array.dtype.str)
+        own = _new_block(array.nbytes)
+        if own is None:  # no room in shared memory: the pipe it is
+            return array
+        try:
+            np.ndarray(array.shape, array.dtype, buffer=own.buf)[...] = array
+            return _Shared(own.name, array.shape, array.dtype.str)
+        finally:
+            own.close()
+
+
+def _unpack(value, block, keep: bool) -> np.ndarray | None:
+    if isinstance(value, _InSlot):
+        if not keep:
+            return None
+        return np.ndarray(value.shape, np.dtype(value.dtype), buffer=block.buf, offset=value.offset).copy()
+    if isinstance(value, _Shared):
+        from multiprocessing import shared_memory
+
+        own = shared_memory.SharedMemory(name=value.name)
+        try:
+            return np.ndarray(value.shape, np.dtype(value.dtype), buffer=own.buf).copy() if keep else None
+        finally:
+            own.close()
+            own.unlink()
+    return value
+
+
+def _collect(outcomes: list[FileOutcome], block, keep: bool = True) -> list[FileOutcome]:
+    for o in outcomes:
+        o.image = _unpack(o.image, block, keep)
+        o.padding_mask = _unpack(o.padding_mask, block, keep)
+    return outcomes
+
+
+def _read_chunk(
+    root: str, paths: list[str], header_only: bool, options: DecodeOptions, slot: str | None
+) -> list[FileOutcome]:
+    base = Path(root)
+    outcomes = [read_file(Path(p), base, header_only=header_only, options=options) for p in paths]
+    # Packed once every file is read: a worker that dies mid-chunk leaves no block behind.
+    writer = _SlotWriter(slot)
+    for o in outcomes:
+        o.image = writer.pack(o.image)  # type: ignore[assignment]
+        o.padding_mask = writer.pack(o.padding_mask)  # type: ignore[assignment]
+    return outcomes
+
+
+def _problem_outcome(entry: WalkEntry) -> FileOutcome:
+    status, reason = entry.problem  # type: ignore[misc]
+    return FileOutcome(entry.rel, status, reason, None)
+
+
+def _chunks(entries: Iterable[WalkEntry], size: int) -> Iterator[list[WalkEntry]]:
+    """Consecutive entries, cut before and after each problem entry (those need no worker)."""
+    chunk: list[WalkEntry] = []
+    for entry in entries:
+        if entry.problem is not None:
+            if chunk:
+                yield chunk
+                chunk = []
+            yield [entry]
+            continue
+        chunk.append(entry)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def iter_outcomes(
+    root: Path,
+    *,
+    header_only: bool,
+    options: DecodeOptions = DEFAULT_OPTIONS,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Iterator[FileOutcome]:
+    """One FileOutcome per file under `root`, in sorted path order, read in parallel.
+
+    Never raises for a bad file (it becomes a "failed" or "skipped" outcome). Closing the
+    iterator early (break) stops the workers.
+    """
+    root = Path(root)
+    workers = workers_default() if workers is None else max(1, int(workers))
+    parallel = workers > 1 and "fork" in multiprocessing.get_all_start_methods()
+    show = progress and _is_terminal()
+    total = count_entries(root) if show else None
+    chunk_size = _CHUNK_HEADER if header_only else _CHUNK_DECODE
+    chunks = _chunks(walk(root), chunk_size)
+    if parallel:
+        stream = _parallel(root, chunks, header_only, options, workers)
+    else:
+        stream = _serial(root, chunks, header_only, options)
+    if not show:
+        yield from stream
+        return
+    yield from _with_progress(stream, total, "headers" if header_only else "decoding")
+
+
+def _serial(
+    root: Path, chunks: Iterator[list[WalkEntry]], header_only: bool, options: DecodeOptions
+) -> Iterator[FileOutcome]:
+    for chunk in chunks:
+        for entry in chunk:
+            if entry.problem is not None:
+                yield _problem_outcome(entry)
+            else:
+                yield read_file(entry.path, root, header_only=header_only, options=options)
+
+
+class _Pool:
+    """A fork-context process pool that can be replaced when a worker dies."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.executor = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        ctx = multiprocessing.get_context("fork")
+        # Objects that exist now are frozen out of the garbage collector while the workers
+        # fork, so that collections in a worker do not write to (and copy) every page
+        # it shares with this process.
+        gc.freeze()
+        try:
+            # No threadpoolctl limit here, unlike stats._resample: decoding does no BLAS
+            # work, and setting OpenBLAS's thread count in each forked worker made every
+            # file about 10% slower to decode (measured; see benchmarks/README.md).
+            executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            executor.submit(int).result()  # forks every worker now
+        finally:
+            gc.unfreeze()
+        return executor
+
+    def renew(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.executor = self._new()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass
+class _Task:
+    paths: list[str]
+    slot: int | None
+    future: Future | None  # None: not accepted (the pool had broken)
+
+
+def _parallel(
+    root: Path,
+    chunks: Iterator[list[WalkEntry]],
+    header_only: bool,
+    options: DecodeOptions,
+    workers: int,
+) -> Iterator[FileOutcome]:
+    window = (_WINDOW_HEADER if header_only else _WINDOW_DECODE) * workers
+    # In submission order: a _Task, or the ready outcome of a walk problem.
+    pending: deque[_Task | FileOutcome] = deque()
+    _preload()
+    # One resource tracker for the parent and its workers (started before they fork), so
+    # shared memory that a worker maps and the parent unlinks is tracked once.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    slots = _Slots(_SLOT_BYTES)
+    pool = _Pool(workers)
+    in_flight = 0
+    log.debug("reading files in %d processes", workers)
+
+    def submit(paths: list[str], slot: int | None) -> _Task:
+        name = None if slot is None else slots.name(slot)
+        try:
+            future = pool.executor.submit(_read_chunk, str(root), paths, header_only, options, name)
+        except BrokenProcessPool:  # a worker died since the last task: resubmitted below
+            future = None
+        return _Task(paths, slot, future)
+
+    try:
+        while True:
+            while in_flight < window:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                if chunk[0].problem is not None:
+                    pending.append(_problem_outcome(chunk[0]))
+                else:
+                    slot = None if header_only else slots.take()
+                    pending.append(submit([str(e.path) for e in chunk], slot))
+                    in_flight += 1
+            if not pending:
+                return
+            head = pending.popleft()
+            if isinstance(head, FileOutcome):
+                yield head
+                continue
+            in_flight -= 1
+            block = None if head.slot is None else slots.blocks[head.slot]
+            try:
+                if head.future is None:
+                    raise BrokenProcessPool("submitted to a broken pool")
+                results = _collect(head.future.result(), block)
+            except BrokenProcessPool:
+                # A file in flight killed its worker (a decoder crash, or out of memory):
+                # read this chunk one file at a time to find it, then resubmit the tasks
+                # that the broken pool did not finish.
+                pool.renew()
+                results = [_isolated(pool, submit, root, p, head.slot, block) for p in head.paths]
+                for i, task in enumerate(pending):
+                    if isinstance(task, _Task) and not _finished(task.future):
+                        pending[i] = submit(task.paths, task.slot)
+            slots.release(head.slot)
+            yield from results
+    finally:
+        pool.close()
+        # Closed early: free what finished tasks left in shared memory of their own.
+        for task in pending:
+            if isinstance(task, _Task) and _finished(task.future):
+                _collect(task.future.result(), None, keep=False)  # type: ignore[union-attr]
+        slots.close()
+
+
+def _finished(future: Future | None) -> bool:
+    """Done with a result (not cancelled, not failed)."""
+    return future is not None and future.done() and not future.cancelled() and future.exception() is None
+
+
+def _isolated(pool: _Pool, submit, root: Path, path: str, slot: int | None, block) -> FileOutcome:
+    try:
+        future = submit([path], slot).future
+        if future is None:
+            raise BrokenProcessPool("submitted to a broken pool")
+        return _collect(future.result(), block)[0]
+    except BrokenProcessPool:
+        pool.renew()
+        rel = relative_path(Path(path), root)
+        log.warning("%s: the worker process died while reading this file", rel)
+        return FileOutcome(
+            rel, "failed", "the worker process died while reading this file (crash or out of memory)", None
+        )
+
+
+def _is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _with_progress(stream: Iterator[FileOutcome], total: int | None, what: str) -> Iterator[FileOutcome]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+    )
+    start = time.perf_counter()
+    done = 0
+    # The first result comes before the bar starts: the worker processes are forked
+    # before rich's refresh thread exists.
+    try:
+        item = next(stream, None)
+        if item is None:
+            return
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(f"DICOM {what}", total=total, rate="")
+            while item is not None:
+                yield item
+                done += 1
+                elapsed = time.perf_counter() - start
+                bar.update(task, advance=1, rate=f"{done / elapsed:,.0f} files/s" if elapsed > 0 else "")
+                item = next(stream, None)
+    finally:
+        stream.close()  # type: ignore[attr-defined]

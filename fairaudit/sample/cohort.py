@@ -1,0 +1,469 @@
+"""The synthetic chest-radiograph cohort of `fairaudit sample-data`.
+
+``generate_cohort(out_dir, n, size, seed)`` writes::
+
+    images/<site>/<NNNN>.dcm   one DICOM file per image (a few without the .dcm suffix)
+    masks/<SOPInstanceUID>.png ground truth, 8-bit: 0 background, 1 lung fields, 2 lesion
+    demographics.csv           sop_instance_uid, patient_id, sex, age_group, race, site
+    labels.csv                 sop_instance_uid, finding
+    predictions.csv            sop_instance_uid, label, score (a simulated model)
+    images.csv                 sop_instance_uid, path, mask and what each acquisition drew
+    README.md                  the command, the seed and what each file is
+
+The planted disparity: group "C" is imaged on the portable unit far more often than "A"
+or "B", and portable images are noisier and lower in contrast (see
+:mod:`fairaudit.sample.phantom`), so a lesion is harder to see there. The simulated
+model's evidence for a finding grows with the lesion's contrast-to-noise ratio in the
+rendered image, so it misses more findings in group C. Sex is drawn independently of
+everything, so an audit should find no disparity by sex beyond chance.
+
+All randomness flows from ``seed`` through numpy Generators (one stream for the plan, one
+per image for its noise, one for the simulated model); the same seed, n and size write
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from fairaudit.errors import InputError
+from fairaudit.sample import phantom
+from fairaudit.sample.phantom import SITES, Anatomy, Exposure, Lesion
+
+RACES = ("A", "B", "C")
+RACE_P = (0.45, 0.2, 0.35)
+# Share of each race's images taken on the portable unit (the rest split evenly between
+# the two fixed units).
+PORTABLE_P = {"A": 0.1, "B": 0.15, "C": 0.85}
+AGE_GROUPS = {"18-39": (18, 39), "40-64": (40, 64), "65+": (65, 90)}
+AGE_P = (0.3, 0.45, 0.25)
+PREVALENCE = 0.3
+FOLLOW_UP_P = 0.12  # share of patients with a second (follow-up) image
+MONOCHROME1_EVERY = 5  # 1 in 5 files stored MONOCHROME1
+NO_SUFFIX_P = 0.12  # share of files written without the .dcm suffix
+# The simulated model: logit = N(0, 1) + separation * label - BIAS, with separation
+# = SEPARATION_MAX * cnr^2 / (cnr^2 + CNR_HALF^2) (a psychometric curve of the lesion's
+# contrast-to-noise ratio in the rendered image).
+SEPARATION_MAX = 4.0
+CNR_HALF = 5.5
+BIAS = 1.4
+
+MIN_SIZE, MAX_SIZE = 32, 2048
+OUTPUTS = (
+    "images",
+    "masks",
+    "demographics.csv",
+    "labels.csv",
+    "predictions.csv",
+    "images.csv",
+    "README.md",
+)
+_PLAN, _RENDER, _MODEL = 0, 1, 2  # random streams
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """Everything drawn for one image before it is rendered."""
+
+    index: int
+    patient_id: str
+    sex: str
+    age_group: str
+    age: int
+    race: str
+    site: str
+    finding: int
+    anatomy: Anatomy
+    lesion: Lesion | None
+    exposure: Exposure
+    photometric: str
+    transfer_syntax: str
+    path: str  # relative to the cohort folder, POSIX separators
+    study_date: str
+    study_time: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+
+    @property
+    def mask_path(self) -> str:
+        return f"masks/{self.sop_uid}.png"
+
+
+@dataclass(frozen=True)
+class CohortFiles:
+    """What generate_cohort wrote (absolute paths) and a summary of the cohort."""
+
+    out_dir: Path
+    images: tuple[Path, ...]
+    masks: tuple[Path, ...]
+    demographics: Path
+    labels: Path
+    predictions: Path
+    index: Path
+    readme: Path
+    n: int
+    size: int
+    seed: int
+    summary: dict = field(default_factory=dict)
+
+
+def plan_cohort(n: int, size: int = 256, seed: int = 0) -> list[ImagePlan]:
+    """Draw the demographics, anatomy, findings, sites and file formats of `n` images.
+
+    Cheap (nothing is rendered): tests draw large cohorts with it to check the
+    demographic structure.
+    """
+    _check(n, size, seed)
+    rng = np.random.default_rng([seed, _PLAN])
+    uid_base = (f"seed={seed}", f"n={n}", f"size={size}")
+    from fairaudit.sample.dicom_writer import make_uid
+
+    plans: list[ImagePlan] = []
+    patient = 0
+    start = date(2024, 1, 1)
+    while len(plans) < n:
+        patient += 1
+        pid = f"SYN{patient:05d}"
+        sex = str(rng.choice(["F", "M"]))
+        race = str(rng.choice(RACES, p=RACE_P))
+        age_group = str(rng.choice(list(AGE_GROUPS), p=AGE_P))
+        lo, hi = AGE_GROUPS[age_group]
+        age = int(rng.integers(lo, hi + 1))
+        finding = int(rng.random() < PREVALENCE)
+        anatomy = phantom.draw_anatomy(rng)
+        lesion = phantom.draw_lesion(rng) if finding else None
+        day = int(rng.integers(0, 300))
+        visits = 2 if rng.random() < FOLLOW_UP_P else 1
+        for visit in range(visits):
+            if len(plans) >= n:
+                break
+            i = len(plans)
+            portable = rng.random() < PORTABLE_P[race]
+            site = "portable" if portable else str(rng.choice(["fixed_1", "fixed_2"]))
+            exposure = phantom.draw_exposure(SITES[site], rng)
+            when = start + timedelta(days=day + 30 * visit)
+            seconds = int(rng.integers(7 * 3600, 20 * 3600))
+            suffix = "" if rng.random() < NO_SUFFIX_P else ".dcm"
+            plans.append(
+                ImagePlan(
+                    index=i,
+                    patient_id=pid,
+                    sex=sex,
+                    age_group=age_group,
+                    age=age,
+                    race=race,
+                    site=site,
+                    finding=finding,
+                    anatomy=anatomy,
+                    lesion=lesion,
+                    exposure=exposure,
+                    photometric="MONOCHROME2",
+                    transfer_syntax="explicit_vr_little_endian",
+                    path=f"images/{site}/{i + 1:04d}{suffix}",
+                    study_date=when.strftime("%Y%m%d"),
+                    study_time=f"{seconds // 3600:02d}{seconds // 60 % 60:02d}{seconds % 60:02d}",
+                    study_uid=make_uid(*uid_base, "study", i),
+                    series_uid=make_uid(*uid_base, "series", i),
+                    sop_uid=make_uid(*uid_base, "sop", i),
+                )
+            )
+    # Storage formats: exact shares, spread over the cohort independently of site.
+    mono1 = rng.permutation(n) % MONOCHROME1_EVERY == 0
+    syntax = rng.permutation(n) % 4
+    names = {0: "rle_lossless", 1: "jpeg_ls_lossless"}
+    return [
+        _replace(
+            p,
+            photometric="MONOCHROME1" if mono1[p.index] else "MONOCHROME2",
+            transfer_syntax=names.get(int(syntax[p.index]), "explicit_vr_little_endian"),
+        )
+        for p in plans
+    ]
+
+
+def simulated_scores(labels: np.ndarray, cnr: np.ndarray, seed: int) -> np.ndarray:
+    """Scores of a simulated model whose separation grows with the lesion's CNR."""
+    rng = np.random.default_rng([seed, _MODEL])
+    cnr2 = np.asarray(cnr, dtype=np.float64) ** 2
+    separation = SEPARATION_MAX * cnr2 / (cnr2 + CNR_HALF**2)
+    logit = rng.normal(0.0, 1.0, len(labels)) + separation * np.asarray(labels) - BIAS
+    return np.round(1.0 / (1.0 + np.exp(-logit)), 6)
+
+
+def generate_cohort(
+    out_dir: Path,
+    n: int = 400,
+    size: int = 256,
+    seed: int = 0,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> CohortFiles:
+    """Render and write the cohort into `out_dir` (see the module docstring).
+
+    Refuses to write over an earlier cohort's files unless `overwrite`; with it, the
+    `images/` and `masks/` folders are replaced and the CSVs and README rewritten.
+    `progress(done, n)` is called after each image.
+    """
+    _check(n, size, seed)
+    out_dir = Path(out_dir)
+    existing = [name for name in OUTPUTS if (out_dir / name).exists()]
+    if existing and not overwrite:
+        raise InputError(
+            f"already holds {', '.join(existing)}.",
+            file=str(out_dir),
+            hint="Pass --overwrite to replace them, or choose another folder.",
+        )
+    for name in ("images", "masks"):
+        target = out_dir / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+    from PIL import Image
+
+    from fairaudit.sample.dicom_writer import ImageInfo, write_image
+
+    plans = plan_cohort(n, size, seed)
+    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    images, masks, cnr = [], [], np.zeros(n)
+    for p in plans:
+        rng = np.random.default_rng([seed, _RENDER, p.index])
+        site = SITES[p.site]
+        img = phantom.render(p.anatomy, p.lesion, site, p.exposure, size, rng)
+        cnr[p.index] = img.lesion_cnr
+        info = ImageInfo(
+            patient_id=p.patient_id,
+            patient_name=f"SYNTHETIC^{p.patient_id}",
+            sex=p.sex,
+            age_years=p.age,
+            study_uid=p.study_uid,
+            series_uid=p.series_uid,
+            sop_uid=p.sop_uid,
+            study_date=p.study_date,
+            study_time=p.study_time,
+            accession=f"ACC{p.index + 1:06d}",
+        )
+        images.append(
+            write_image(
+                out_dir / p.path,
+                img.pixels,
+                info,
+                site,
+                photometric=p.photometric,
+                transfer_syntax=p.transfer_syntax,
+            )
+        )
+        mask_path = out_dir / p.mask_path
+        Image.fromarray(img.mask).save(mask_path, format="PNG", optimize=True)
+        masks.append(mask_path)
+        if progress is not None:
+            progress(p.index + 1, n)
+
+    labels = np.array([p.finding for p in plans])
+    scores = simulated_scores(labels, cnr, seed)
+    demo = _write_csv(
+        out_dir / "demographics.csv",
+        ["sop_instance_uid", "patient_id", "sex", "age_group", "race", "site"],
+        [[p.sop_uid, p.patient_id, p.sex, p.age_group, p.race, p.site] for p in plans],
+    )
+    lab = _write_csv(
+        out_dir / "labels.csv", ["sop_instance_uid", "finding"], [[p.sop_uid, p.finding] for p in plans]
+    )
+    pred = _write_csv(
+        out_dir / "predictions.csv",
+        ["sop_instance_uid", "label", "score"],
+        [[p.sop_uid, p.finding, f"{s:.6f}"] for p, s in zip(plans, scores, strict=True)],
+    )
+    index = _write_csv(
+        out_dir / "images.csv",
+        [
+            "sop_instance_uid",
+            "patient_id",
+            "path",
+            "mask",
+            "site",
+            "modality",
+            "view",
+            "pixel_spacing_mm",
+            "photometric",
+            "transfer_syntax",
+            "exposure_factor",
+            "rotation_deg",
+            "lesion_cnr",
+        ],
+        [
+            [
+                p.sop_uid,
+                p.patient_id,
+                p.path,
+                p.mask_path,
+                p.site,
+                SITES[p.site].modality,
+                SITES[p.site].view,
+                f"{SITES[p.site].spacing_mm(size):g}",
+                p.photometric,
+                p.transfer_syntax,
+                f"{p.exposure.factor:.4f}",
+                f"{p.exposure.rotation_deg:.3f}",
+                f"{cnr[p.index]:.3f}",
+            ]
+            for p in plans
+        ],
+    )
+    summary = summarize(plans, scores)
+    readme = out_dir / "README.md"
+    readme.write_text(_readme(out_dir.name or ".", n, size, seed, summary), encoding="utf-8")
+    return CohortFiles(
+        out_dir=out_dir,
+        images=tuple(images),
+        masks=tuple(masks),
+        demographics=demo,
+        labels=lab,
+        predictions=pred,
+        index=index,
+        readme=readme,
+        n=n,
+        size=size,
+        seed=seed,
+        summary=summary,
+    )
+
+
+def summarize(plans: list[ImagePlan], scores: np.ndarray | None = None) -> dict:
+    """Counts a reader of the cohort wants: by site and race, findings, storage formats."""
+    n = len(plans)
+    by_site = {s: sum(p.site == s for p in plans) for s in SITES}
+    by_race = {r: sum(p.race == r for p in plans) for r in RACES}
+    portable_share = {
+        r: (sum(p.race == r and p.site == "portable" for p in plans) / by_race[r]) if by_race[r] else None
+        for r in RACES
+    }
+    out: dict = {
+        "n_images": n,
+        "n_patients": len({p.patient_id for p in plans}),
+        "by_site": by_site,
+        "by_race": by_race,
+        "by_sex": {s: sum(p.sex == s for p in plans) for s in ("F", "M")},
+        "portable_share_by_race": portable_share,
+        "findings": sum(p.finding for p in plans),
+        "photometric": {k: sum(p.photometric == k for p in plans) for k in ("MONOCHROME2", "MONOCHROME1")},
+        "transfer_syntax": {
+            k: sum(p.transfer_syntax == k for p in plans)
+            for k in ("explicit_vr_little_endian", "rle_lossless", "jpeg_ls_lossless")
+        },
+    }
+    if scores is not None:
+        out["tpr_at_0.5_by_site"] = {}
+        for s in SITES:
+            pos = [p.index for p in plans if p.site == s and p.finding]
+            out["tpr_at_0.5_by_site"][s] = round(float(np.mean(scores[pos] >= 0.5)), 3) if pos else None
+    return out
+
+
+def _check(n: int, size: int, seed: int) -> None:
+    if not isinstance(n, int) or n < 1:
+        raise InputError(f"--n must be a positive number of images, got {n!r}.")
+    if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise InputError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size!r}.")
+    if not isinstance(seed, int) or seed < 0:
+        raise InputError(f"--seed must be a non-negative integer, got {seed!r}.")
+
+
+def _replace(p: ImagePlan, **changes: object) -> ImagePlan:
+    from dataclasses import replace
+
+    return replace(p, **changes)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _readme(folder: str, n: int, size: int, seed: int, s: dict) -> str:
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.0f}%"
+
+    sites = "\n".join(
+        f"| {site.name} | {site.modality} | {site.view} | {site.manufacturer} / {site.model} | "
+        f"{site.spacing_mm(size):g} | {site.quanta:g} | {site.scatter_ratio:g} | {site.blur_mm:g} | "
+        f"{s['by_site'][site.name]} |"
+        for site in SITES.values()
+    )
+    share = ", ".join(f"{r} {pct(v)}" for r, v in s["portable_share_by_race"].items())
+    races = ", ".join(f"{r} {k}" for r, k in s["by_race"].items())
+    tpr = ", ".join(f"{k} {v}" for k, v in s.get("tpr_at_0.5_by_site", {}).items())
+    ts = s["transfer_syntax"]
+    return f"""# Synthetic chest-radiograph cohort
+
+Made by
+
+    fairaudit sample-data {folder} --n {n} --size {size} --seed {seed}
+
+(add `--overwrite` to regenerate it in place). The same command, seed, n and size write byte-identical files.
+**Synthetic phantoms only: no real patient data.** Names, ids, dates and UIDs are made up;
+every DICOM file says so in ImageComments.
+
+## Files
+
+| path | what |
+|---|---|
+| `images/<site>/<NNNN>.dcm` | one DICOM file per image ({n}); some have no `.dcm` suffix |
+| `masks/<SOPInstanceUID>.png` | ground truth, 8-bit, {size}x{size}: 0 background, 1 lung fields, 2 lesion |
+| `demographics.csv` | sop_instance_uid, patient_id, sex, age_group, race, site |
+| `labels.csv` | sop_instance_uid, finding (1: a lesion is present) |
+| `predictions.csv` | sop_instance_uid, label, score: a simulated model (see below) |
+| `images.csv` | sop_instance_uid, patient_id, path, mask, site, modality, view, pixel spacing, photometric, transfer syntax, and what each acquisition drew (exposure factor, rotation, lesion CNR) |
+
+`sop_instance_uid` (the files' SOPInstanceUID) joins every CSV.
+`patient_id` (the files' PatientID) allows patient-level splits: {s["n_patients"]} patients, some with a follow-up image.
+
+## Images
+
+{n} images of {size}x{size} pixels, 12 bits stored in 16 allocated (values 0..4095).
+Phantoms: chest wall, lung fields, heart shadow, spine, ribs and clavicles; {s["findings"]} images have a lesion in one lung.
+Storage varies on purpose, independently of site:
+{s["photometric"]["MONOCHROME1"]} files are MONOCHROME1 (stored inverted, so they display the same),
+{ts["rle_lossless"]} are RLE Lossless, {ts["jpeg_ls_lossless"]} JPEG-LS Lossless and {ts["explicit_vr_little_endian"]} Explicit VR Little Endian.
+Fixed units write DX with PixelSpacing and ImagerPixelSpacing; the portable unit writes CR with ImagerPixelSpacing only.
+
+| site | modality | view | unit | spacing (mm) | quanta / pixel | scatter ratio | blur (mm) | images |
+|---|---|---|---|---|---|---|---|---|
+{sites}
+
+The portable unit (no anti-scatter grid, lower dose, AP view) gives noisier images with lower contrast,
+a less stable exposure and a magnified heart (parameters in `fairaudit/sample/phantom.py`).
+
+## The planted disparity
+
+Images by race: {races}. Share imaged on the portable unit: {share}.
+Sex is drawn independently of everything. Findings: {s["findings"]} of {n}.
+
+`predictions.csv` is not a trained network. It simulates a model whose evidence for a finding grows with
+the lesion's contrast-to-noise ratio (cnr, in `images.csv`) in the rendered image:
+logit = N(0, 1) + {SEPARATION_MAX:g} * cnr^2 / (cnr^2 + {CNR_HALF:g}^2) * label - {BIAS:g}.
+Lesions are harder to see on portable images, so its sensitivity at threshold 0.5 is lower there
+({tpr}), and group C, imaged there more often, gets a lower TPR and AUROC.
+An audit should show that disparity for race C and none by sex:
+
+    fairaudit audit --predictions {folder}/predictions.csv --demographics {folder}/demographics.csv \\
+        --attribute sex --attribute race --out audit_out
+
+With the DICOM folder as well, the audit checks that every prediction has its file:
+
+    fairaudit audit {folder}/images --predictions {folder}/predictions.csv \\
+        --demographics {folder}/demographics.csv --attribute race --out audit_out
+"""
