@@ -11,7 +11,8 @@ DEMO   := demo_out
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev,models,onnx,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
