@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := demo_out
 
-.PHONY: install demo test bench lint format clean
+.PHONY: install demo test bench lint format clean browser models
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,55 @@ demo: $(STAMP)
 	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 	@echo "Report: $(CURDIR)/$(DEMO)/report.html (also report.md, results.json, junit.xml, manifest.csv)"
 
-test: $(STAMP)
+# Headless Chromium for tests/test_browser.py (Debian's package), installed only when missing.
+# Without it (no apt, no sudo) the browser tests are skipped with the reason; the rest still run.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		echo "Installing chromium for the browser tests (apt-get)..."; \
+		if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium \
+			|| echo "warning: could not install chromium; tests/test_browser.py will be skipped"; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bootstrap_vs_fairlearn.py
 	$(BIN)/python benchmarks/dicom_decode.py
+	$(BIN)/python benchmarks/inference.py
+	$(BIN)/python benchmarks/augment.py
+
+# The bundled demonstration models (fairaudit/models/bundled/): a larger synthetic cohort
+# (seed 1; sample_data/ is seed 0), a finding classifier and a lung-field segmenter trained by
+# `fairaudit train` on CPU with fixed seeds, model cards written from their model.json.
+MODELS_WORK := build/models
+MODELS_DEST := fairaudit/models/bundled
+MODELS_SOURCE := fairaudit sample-data $(MODELS_WORK)/cohort --n 2000 --size 128 --seed 1
+CLF_ARGS := --architecture small_cnn --width 16 --pool max --highpass 3 --input-size 64x64 \
+	--epochs 15 --patience 5 --lr 2e-3 --batch-size 32 --bootstrap 1000
+SEG_ARGS := --architecture unet --width 8 --depth 3 --input-size 64x64 \
+	--epochs 10 --patience 3 --lr 2e-3 --batch-size 32 --bootstrap 1000
+models: $(STAMP)
+	rm -rf $(MODELS_WORK) && mkdir -p $(MODELS_WORK)
+	$(BIN)/$(MODELS_SOURCE) -q
+	OMP_NUM_THREADS=2 $(BIN)/fairaudit train $(MODELS_WORK)/cohort/images --task classification \
+		--demographics $(MODELS_WORK)/cohort/demographics.csv --labels $(MODELS_WORK)/cohort/labels.csv \
+		--attribute race --attribute sex --attribute age_group \
+		$(CLF_ARGS) --device cpu --threads 2 --seed 0 \
+		--name cxr_finding_classifier --out $(MODELS_WORK)/cxr_finding_classifier
+	OMP_NUM_THREADS=2 $(BIN)/fairaudit train $(MODELS_WORK)/cohort/images --task segmentation \
+		--demographics $(MODELS_WORK)/cohort/demographics.csv --masks $(MODELS_WORK)/cohort/masks \
+		--attribute race --attribute sex --attribute age_group \
+		$(SEG_ARGS) --device cpu --threads 2 --seed 0 \
+		--name cxr_lung_segmenter --out $(MODELS_WORK)/cxr_lung_segmenter
+	$(BIN)/python -m fairaudit.models.card $(MODELS_WORK)/cxr_finding_classifier $(MODELS_WORK)/cxr_lung_segmenter \
+		--source "$(MODELS_SOURCE)"
+	for m in cxr_finding_classifier cxr_lung_segmenter; do \
+		rm -rf $(MODELS_DEST)/$$m && mkdir -p $(MODELS_DEST)/$$m && \
+		cp $(MODELS_WORK)/$$m/model.safetensors $(MODELS_WORK)/$$m/model.json \
+			$(MODELS_WORK)/$$m/training_log.jsonl $(MODELS_WORK)/$$m/MODEL_CARD.md $(MODELS_DEST)/$$m/; \
+	done
+	@du -sh $(MODELS_DEST)/*
 
 lint: $(STAMP)
 	$(BIN)/ruff check fairaudit tests benchmarks

@@ -15,6 +15,10 @@ from typing import Any
 
 from fairaudit.errors import InputError
 from fairaudit.stats import METRICS, AuditResult, Estimate
+from fairaudit.stats._segmentation import SEGMENTATION_METRICS
+
+# Classification and segmentation metrics: a policy may name either kind.
+_KNOWN_METRICS: tuple[str, ...] = METRICS + SEGMENTATION_METRICS
 
 DECIDE_MODES = ("no_evidence_of_harm", "evidence_of_fairness")
 _RULE_KEYS = ("max_abs_difference", "min_ratio")
@@ -73,10 +77,10 @@ def load_policy(path: Path | str) -> GatePolicy:
         raise InputError(
             '[gate] metrics must be a list of metric names, e.g. ["tpr", "fpr"].', file=str(path)
         )
-    bad = [m for m in metrics if m not in METRICS]
+    bad = [m for m in metrics if m not in _KNOWN_METRICS]
     if bad:
         raise InputError(
-            f"[gate] metrics: unknown metric(s) {', '.join(bad)}; known: {', '.join(METRICS)}.",
+            f"[gate] metrics: unknown metric(s) {', '.join(bad)}; known: {', '.join(_KNOWN_METRICS)}.",
             file=str(path),
         )
     rules: dict[str, float | None] = {}
@@ -93,7 +97,7 @@ def load_policy(path: Path | str) -> GatePolicy:
         raise InputError("[gate] fail_on_significant must be true or false.", file=str(path))
     overrides: dict[str, dict[str, float]] = {}
     for metric, table in (gate.get("overrides") or {}).items():
-        if metric not in METRICS or not isinstance(table, dict):
+        if metric not in _KNOWN_METRICS or not isinstance(table, dict):
             raise InputError(f"[gate.overrides.{metric}]: not a known metric.", file=str(path))
         extra = set(table) - set(_RULE_KEYS)
         if extra:
@@ -146,6 +150,14 @@ def _status_ratio(est: Estimate, bound: float) -> tuple[str, str | None]:
     return "inconclusive", "the interval straddles the bound"
 
 
+def _not_computed_reason(result: AuditResult, metric: str) -> str:
+    if result.task == "segmentation" and metric not in SEGMENTATION_METRICS:
+        return "metric not computed (a segmentation audit computes dice, iou, hd95, assd, volume_error)"
+    if result.task == "classification" and metric in SEGMENTATION_METRICS:
+        return "metric not computed (a segmentation metric in a classification audit)"
+    return "metric not computed (no scores)"
+
+
 def _not_computed(result: AuditResult, policy: GatePolicy) -> list[dict[str, Any]]:
     """An inconclusive check for each gated metric the audit could not compute.
 
@@ -168,7 +180,11 @@ def _not_computed(result: AuditResult, policy: GatePolicy) -> list[dict[str, Any
                         "group": group,
                         "reference": reference,
                         "bound": None,
-                        "observed": {"value": None, "ci": None, "reason": "metric not computed (no scores)"},
+                        "observed": {
+                            "value": None,
+                            "ci": None,
+                            "reason": _not_computed_reason(result, metric),
+                        },
                         "status": "inconclusive",
                         "decides": not small,
                         "note": "the gate asks for a metric this audit could not compute",

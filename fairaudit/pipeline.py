@@ -38,6 +38,8 @@ class AuditRequest:
     references: dict[str, str] = field(default_factory=dict)
     missing_as_group: bool = False
     threshold: float = 0.5
+    threshold_policy: str | None = None  # youden, f1, sensitivity=X, specificity=X (one threshold for all)
+    calibration_set: Path | None = None  # CSV (id, label, score) to choose it on; default: the audited set
     bootstrap: int = 2000
     permutations: int | None = None
     ci_level: float = 0.95
@@ -54,6 +56,14 @@ class AuditRequest:
     dicom_dir: Path | None = None  # join predictions to the files of this folder
     unit: str = "image"  # image or series: what one record of the audit is
     progress: bool = True
+    bins: dict[str, list[float]] = field(default_factory=dict)  # --bins dicom:KVP=60,80,100
+    discover: bool = False  # --discover: rank slices and pairwise intersections (stats._discover)
+    discover_metric: str | None = None  # default: auroc (tpr without scores)
+    discover_top: int = 10
+    # A model run (fairaudit.model_audit): the files it read, so the folder is not scanned again,
+    # and the `model` object of results.json.
+    files: Any = None  # (Table of readable files, manifest rows of unreadable ones)
+    model: dict[str, Any] | None = None
 
 
 @dataclass
@@ -113,15 +123,27 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
         raise InputError(str(exc)) from None
 
     hasher = IdHasher(req.salt, req.keep_ids)
+    from fairaudit.io import dicom_attributes as dicom_attrs  # `dicom:KEYWORD` attributes, --bins
+
+    dicom_wanted = dicom_attrs.requested(
+        req.attributes, req.intersections, req.bins, req.dicom_dir is not None or req.files is not None
+    )
     files = files_manifest = None
     candidates = None
-    if req.dicom_dir is not None:
+    if req.files is not None:
+        from fairaudit.io.dicom_cohort import id_candidates
+
+        files, files_manifest = req.files
+        candidates = id_candidates(req.unit)
+    elif req.dicom_dir is not None:
         from fairaudit.io.dicom_cohort import id_candidates, scan_dicom_table
 
         files, files_manifest = scan_dicom_table(
-            req.dicom_dir, unit=req.unit, workers=req.workers, progress=req.progress
-        )
+            req.dicom_dir, unit=req.unit, workers=req.workers, progress=req.progress,
+            keywords=tuple(a.keyword for a in dicom_wanted),
+        )  # fmt: skip
         candidates = id_candidates(req.unit)
+    dicom_records = dicom_attrs.attach(files, dicom_wanted, req.bins, req.salt) if dicom_wanted else []
     spec = CohortSpec(
         predictions=req.predictions,
         attributes=list(req.attributes),
@@ -149,6 +171,20 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
                 f"--reference {attr}={group}: '{attr}' is not an audited attribute ({', '.join(known)})."
             )
         references[name] = group
+    threshold_selection = None
+    if req.threshold_policy or req.calibration_set is not None:
+        from dataclasses import replace
+
+        from fairaudit.stats._thresholds import pick_threshold
+
+        if not req.threshold_policy:
+            raise InputError("--calibration-set needs --threshold-policy (youden, f1, sensitivity=X, ...).")
+        threshold_selection = pick_threshold(
+            req.threshold_policy, cohort.labels, cohort.scores, has_scores=cohort.has_scores,
+            calibration_set=req.calibration_set, label_column=req.label_column, score_column=req.score_column,
+        )  # fmt: skip
+        req = replace(req, threshold=threshold_selection["threshold"])
+        cfg = replace(cfg, threshold=req.threshold)
     log.info("auditing %d of %d records", cohort.n_included, cohort.n_records)
     try:
         result = run_audit(
@@ -165,7 +201,9 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
     body = result.to_dict()
     config = dict(body["config"])
     config["id_column"] = cohort.id_column
-    config["threshold_policy"] = "fixed"
+    config["threshold_policy"] = threshold_selection["policy"] if threshold_selection else "fixed"
+    if threshold_selection:
+        config["threshold_selection"] = threshold_selection
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "fairaudit_version": __version__,
@@ -183,16 +221,42 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
             if files is None
             else {"readable": len(files.frame), "unreadable": len(files_manifest)},
         },
-        "model": None,
+        "model": req.model,
         "overall": body["overall"],
         "attributes": body["attributes"],
         "gate": apply_gate(result, policy) if policy else None,
     }
+    if dicom_records:
+        results["inputs"]["dicom_attributes"] = dicom_records
+    if req.discover:
+        from fairaudit.stats._discover import discover_slices
+
+        base = {a: cohort.attributes[a] for a in dict.fromkeys(req.attributes) if a in cohort.attributes}
+        try:
+            results["discovered"] = discover_slices(
+                cohort.labels, cohort.scores, base, cfg, metric=req.discover_metric,
+                top=req.discover_top, has_scores=cohort.has_scores,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    # Curves, power and provenance: what the reports need to re-render without the data.
+    from fairaudit.report.provenance import collect_provenance
+    from fairaudit.stats._curves import attach_curves
+    from fairaudit.stats._power import attach_power
+
+    attach_curves(results, cohort.labels, cohort.scores, cohort.attributes, req.threshold, cohort.has_scores)
+    attach_power(results)
+    manifest_text = cohort.manifest.to_csv(index=False)
+    results["provenance"] = collect_provenance(
+        manifest_text,
+        {"predictions": req.predictions, "demographics": req.demographics, "labels": req.labels,
+         "gate_policy": req.gate},
+    )  # fmt: skip
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
     files = write_reports(results, out, formats)
     manifest_path = out / "manifest.csv"
-    atomic_write_text(manifest_path, cohort.manifest.to_csv(index=False))
+    atomic_write_text(manifest_path, manifest_text)
     files["manifest"] = manifest_path
     code = 1 if results["gate"] is not None and not results["gate"]["passed"] else 0
     return AuditOutcome(results=results, files=files, exit_code=code)

@@ -368,9 +368,9 @@ def test_html_is_self_contained(results):
 
 def test_html_sections_and_numbers(results):
     html = render_html(results)
-    for heading in ("Verdict", "Data", "Methods", "Limitations", "Gate"):
+    for heading in ("Verdict", "Data and provenance", "Methods", "Limitations", "Gate"):
         assert f">{heading}</h2>" in html
-    assert html.index(">Verdict</h2>") < html.index(">Data</h2>") < html.index(">Methods</h2>")
+    assert html.index(">Verdict</h2>") < html.index(">Data and provenance</h2>") < html.index(">Methods</h2>")
     for word in ("Fisher exact", "DeLong", "Mann-Whitney U", "permutation", "Kruskal-Wallis"):
         assert word in html
     assert "Gate failed" in html
@@ -575,15 +575,30 @@ def test_segmentation_results_render():
 
 
 def test_forest_svg_maps_values_and_escapes():
-    from fairaudit.report.html import ForestRow, _forest_svg
+    from fairaudit.report.plots import ForestRow, forest_svg
 
     rows = [
-        ForestRow("ref", est(2.0, 1.0, 3.0), is_ref=True),
-        ForestRow('"><b>x</b>', est(10.0, 8.0, 12.0), small=True),
-        ForestRow("none", est(None, reason="empty mask")),
+        ForestRow("ref", est(2.0, 1.0, 3.0), n=40, is_ref=True),
+        ForestRow('"><b>x</b> $a$', est(10.0, 8.0, 12.0), n=12, small=True),
+        ForestRow("none", est(None, reason="empty mask"), n=35),
+        ForestRow("worse", est(6.0, 5.0, 7.0), n=50, significant=True),
     ]
-    svg = str(_forest_svg("hd95", rows, reference=2.0))
-    assert "<b>" not in svg and "&lt;b&gt;" in svg and "&#34;&gt;" in svg
-    xs = [float(v) for v in re.findall(r'<circle cx="([0-9.]+)"', svg)]
-    assert len(xs) == 2 and xs[0] < xs[1]
-    assert "stroke-dasharray" in svg and "n/a: empty mask" in svg
+    svg = str(forest_svg("site", "hd95", rows, "95%"))
+    assert svg.startswith('<svg class="forest"')
+    assert 'aria-label="Forest plot of hd95 by group of site"' in svg
+    assert "<b>" not in svg and "&lt;b&gt;x&lt;/b&gt; $a$ (n=12, small)</text>" in svg  # text, no mathtext
+    assert ">ref (n=40, ref)</text>" in svg and "<script" not in svg and "http" not in svg
+
+    def dot_x(i: int) -> float:
+        body = re.search(rf'-point-{i}">(.*?)</g>\s*</g>', svg, re.S).group(1)
+        return float(re.search(r'<use [^>]*x="([-\d.]+)"', body).group(1))
+
+    assert dot_x(0) < dot_x(3) < dot_x(1)  # 2 < 6 < 10 on one axis
+    assert "-point-2" not in svg and ">n/a: empty mask</text>" in svg and ">n/a</text>" in svg
+    # Open dot for the small group: white fill; the reference line at the reference's dot.
+    small = re.search(r'-point-1">(.*?)</g>\s*</g>', svg, re.S).group(1)
+    assert "fill: #ffffff" in small
+    line_x = float(re.search(r'-reference-line">\s*<path d="M ([-\d.]+) ', svg).group(1))
+    assert line_x == pytest.approx(dot_x(0), abs=0.01)
+    assert ">6.000 [5.000, 7.000] *</text>" in svg and ">10.000 [8.000, 12.000]</text>" in svg
+    assert forest_svg("site", "hd95", rows, "95%") == forest_svg("site", "hd95", list(rows), "95%")

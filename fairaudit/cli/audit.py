@@ -24,7 +24,8 @@ def audit(
     dicom_dir: Annotated[
         Path | None,
         typer.Argument(
-            help="DICOM folder: its files are joined with --predictions by id (SOPInstanceUID, ...)."
+            help="DICOM folder: the images --model runs on, or the files --predictions are joined "
+            "with by id (SOPInstanceUID, ...)."
         ),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")] = Path(
@@ -55,7 +56,7 @@ def audit(
     label_column: Annotated[str, typer.Option("--label-column", help="Label column (0/1).")] = "label",
     score_column: Annotated[
         str | None,
-        typer.Option("--score-column", help="Score column (probability in [0, 1]). [default: score]"),
+        typer.Option("--score-column", help="Score column (probability in [0, 1]). \\[default: score]"),
     ] = None,
     prediction_column: Annotated[
         str,
@@ -67,6 +68,27 @@ def audit(
         Path | None, typer.Option("--masks", help="Segmentation ground-truth masks folder.")
     ] = None,
     pred_masks: Annotated[Path | None, typer.Option("--pred-masks", help="Predicted masks folder.")] = None,
+    mask_labels: Annotated[
+        str | None,
+        typer.Option(
+            "--mask-labels",
+            help="Mask values that count as foreground, e.g. 1,2 or 2. \\[default: any nonzero value]",
+        ),
+    ] = None,
+    pred_mask_labels: Annotated[
+        str | None,
+        typer.Option(
+            "--pred-mask-labels", help="Foreground values of the predicted masks. \\[default: --mask-labels]"
+        ),
+    ] = None,
+    spacing: Annotated[
+        str | None,
+        typer.Option(
+            "--spacing",
+            help="Pixel spacing in mm (rows x cols, e.g. 0.5x0.5) when DICOM_DIR does not give it; "
+            "without either, hd95 and assd are in pixels.",
+        ),
+    ] = None,
     id_column: Annotated[
         str | None,
         typer.Option(
@@ -93,12 +115,24 @@ def audit(
         float,
         typer.Option("--threshold", help="Decision threshold: positive when score >= threshold."),
     ] = 0.5,
+    threshold_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--threshold-policy",
+            help="Choose ONE threshold for all groups instead of --threshold: youden, f1, "
+            "sensitivity=0.8 or specificity=0.8 (on the audited set, or on --calibration-set).",
+        ),
+    ] = None,
+    calibration_set: Annotated[
+        Path | None,
+        typer.Option("--calibration-set", help="CSV (id, label, score) to choose --threshold-policy on."),
+    ] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples B.")] = 2000,
     permutations: Annotated[
         int | None,
         typer.Option(
             "--permutations",
-            help="Permutations for ece/auprc/balanced_accuracy tests. [default: B]",
+            help="Permutations for ece/auprc/balanced_accuracy tests. \\[default: the --bootstrap count]",
         ),
     ] = None,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
@@ -115,7 +149,7 @@ def audit(
         int | None, typer.Option("--batch-size", help="Inference batch size (model runs).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Worker processes. [default: CPU count]")
+        int | None, typer.Option("--workers", help="Worker processes. \\[default: CPU count]")
     ] = None,
     gate: Annotated[
         Path | None, typer.Option("--gate", help="Gate policy TOML; exit code 1 when it fails.")
@@ -134,6 +168,32 @@ def audit(
     unit: Annotated[
         str, typer.Option("--unit", help="With DICOM_DIR: one record per image or per series.")
     ] = "image",
+    bins: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bins",
+            help="Cut points of a numeric dicom: attribute, e.g. dicom:KVP=60,80,100 (repeatable). "
+            "\\[default: quartiles]",
+        ),
+    ] = None,
+    discover: Annotated[
+        bool,
+        typer.Option(
+            "--discover",
+            help="Search the groups of the attributes and their pairwise intersections for the slices "
+            "where the model does worst (p-values adjusted over the whole search).",
+        ),
+    ] = False,
+    discover_metric: Annotated[
+        str | None,
+        typer.Option(
+            "--discover-metric",
+            help="Metric --discover ranks on: auroc, brier or a rate (tpr, fpr, ...). \\[default: auroc]",
+        ),
+    ] = None,
+    discover_top: Annotated[
+        int, typer.Option("--discover-top", help="Slices --discover reports.", min=1)
+    ] = 10,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal summary.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to standard output.")] = False,
 ) -> None:
@@ -143,19 +203,24 @@ def audit(
 
     err = Console(stderr=True)
     try:
-        if predictions is None:
+        segmentation = task == "segmentation" or masks is not None or pred_masks is not None
+        if task not in ("classification", "segmentation"):
+            raise InputError(f"--task must be classification or segmentation, not '{task}'.")
+        if predictions is None and model is None and not segmentation:
             raise InputError(
-                "this version audits precomputed predictions: pass --predictions preds.csv "
-                "(running a model on a DICOM folder is not available yet)."
+                "nothing to audit: pass --predictions preds.csv, or DICOM_DIR with --model "
+                "(bundled:NAME, a bundle folder, a TorchScript or ONNX file)."
             )
-        if model is not None:
+        if model is not None and pred_masks is not None:
+            raise InputError("--model and --pred-masks exclude each other: the model makes the masks.")
+        if segmentation and task != "segmentation":
             raise InputError(
-                "--model is not available yet in this version: pass --predictions (with DICOM_DIR "
-                "to check them against the files)."
+                "--masks and --pred-masks belong to a segmentation audit: add --task segmentation."
             )
-        if task != "classification" or masks is not None or pred_masks is not None:
+        dicom_named = any(a.strip().startswith("dicom:") for a in [*(attribute or []), *(intersect or [])])
+        if segmentation and (discover or bins or dicom_named):
             raise InputError(
-                "segmentation audits are not available yet in this version; use --task classification."
+                "--discover, --bins and dicom: attributes are not available for segmentation audits yet."
             )
         formats = tuple(f.strip().lower() for f in fmt.split(",") if f.strip())
         bad = [f for f in formats if f not in _FORMATS]
@@ -163,6 +228,7 @@ def audit(
             raise InputError(
                 f"--format: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(_FORMATS)}."
             )
+        from fairaudit.io.dicom_attributes import parse_bins
         from fairaudit.pipeline import (
             AuditRequest,
             audit_predictions,
@@ -185,6 +251,8 @@ def audit(
             references=parse_references(list(reference or [])),
             missing_as_group=missing_as_group,
             threshold=threshold,
+            threshold_policy=threshold_policy,
+            calibration_set=calibration_set,
             bootstrap=bootstrap,
             permutations=permutations,
             ci_level=ci_level,
@@ -201,8 +269,29 @@ def audit(
             dicom_dir=dicom_dir,
             unit=unit.lower(),
             progress=not quiet and not json_out,
+            bins=parse_bins(list(bins or [])),
+            discover=discover,
+            discover_metric=discover_metric.lower() if discover_metric else None,
+            discover_top=discover_top,
         )
-        outcome = audit_predictions(req)
+        if model is not None:
+            from fairaudit.model_audit import audit_with_model
+
+            outcome = audit_with_model(
+                req, model, device=device, batch_size=batch_size, segmentation=segmentation, masks=masks,
+                mask_labels=mask_labels, pred_mask_labels=pred_mask_labels, spacing=spacing,
+            )  # fmt: skip
+        elif segmentation:
+            from fairaudit.segmentation_pipeline import audit_segmentation, request_from_audit
+
+            outcome = audit_segmentation(
+                request_from_audit(
+                    req, masks=masks, pred_masks=pred_masks, mask_labels=mask_labels,
+                    pred_mask_labels=pred_mask_labels, spacing=spacing,
+                )
+            )  # fmt: skip
+        else:
+            outcome = audit_predictions(req)
     except InputError as exc:
         err.print(f"[bold red]error:[/] {_escape(str(exc))}")
         raise typer.Exit(2) from None

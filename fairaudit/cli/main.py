@@ -9,7 +9,11 @@ import typer
 
 from fairaudit._version import __version__
 from fairaudit.cli import audit as audit_cmd
+from fairaudit.cli import augment_check as augment_check_cmd
+from fairaudit.cli import normalize as normalize_cmd
+from fairaudit.cli import report as report_cmd
 from fairaudit.cli import sample_data as sample_cmd
+from fairaudit.cli import train as train_cmd
 
 app = typer.Typer(
     name="fairaudit",
@@ -55,6 +59,10 @@ def root(
 
 app.command("audit", help=audit_cmd.HELP)(audit_cmd.audit)
 app.command("sample-data", help=sample_cmd.HELP)(sample_cmd.sample_data)
+app.command("report", help=report_cmd.HELP)(report_cmd.report)
+app.command("train", help=train_cmd.HELP)(train_cmd.train)
+app.command("normalize", help=normalize_cmd.HELP)(normalize_cmd.normalize)
+app.command("augment-check", help=augment_check_cmd.HELP)(augment_check_cmd.augment_check)
 
 
 INTERNAL_ERROR = 3

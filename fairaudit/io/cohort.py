@@ -140,7 +140,9 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
         raise InputError("no --attribute given: name at least one demographic column to audit by.")
     attr_cols = {}
     for a in needed:
-        if attr_table.has(a) or demo is None or not pred.has(a):
+        if files is not None and a.startswith("dicom:") and files.has(a):  # from the DICOM headers
+            attr_cols[a] = (files, files.column(a))
+        elif attr_table.has(a) or demo is None or not pred.has(a):
             # Not found anywhere: the error names the demographics file, where it belongs.
             attr_cols[a] = (attr_table, attr_table.column(a, option="--attribute"))
         else:

@@ -37,10 +37,20 @@ def id_candidates(unit: str) -> tuple[str, ...]:
 
 
 def scan_dicom_table(
-    root: Path, *, unit: str = "image", workers: int | None = None, progress: bool = True
+    root: Path,
+    *,
+    unit: str = "image",
+    workers: int | None = None,
+    progress: bool = True,
+    keywords: tuple[str, ...] = (),
 ) -> tuple[Table, pd.DataFrame]:
-    """(join table of readable files or series, manifest rows of unreadable files)."""
-    from fairaudit.io.dicom import iter_outcomes
+    """(join table of readable files or series, manifest rows of unreadable files).
+
+    `keywords` (vetted by fairaudit.io.dicom_attributes) become raw text columns "dicom:KEYWORD"."""
+    from fairaudit.io.dicom import HEADER_FIELDS, DecodeOptions, iter_outcomes
+    from fairaudit.io.dicom_attributes import PREFIX, header_text
+
+    options = DecodeOptions(extra_header=tuple(k for k in keywords if k not in HEADER_FIELDS))
 
     root = Path(root)
     if not root.is_dir():
@@ -51,7 +61,7 @@ def scan_dicom_table(
         raise InputError(f"--unit must be image or series, not '{unit}'.")
     rows: list[dict[str, str]] = []
     bad: list[dict[str, str]] = []
-    for o in iter_outcomes(root, header_only=True, workers=workers, progress=progress):
+    for o in iter_outcomes(root, header_only=True, workers=workers, progress=progress, options=options):
         if o.status != "ok" or o.header is None:
             bad.append(
                 {
@@ -67,6 +77,8 @@ def scan_dicom_table(
         for col, tag in _TAGS.items():
             value = o.header.get(tag)
             row[col] = "" if value is None else str(value).strip()
+        for kw in keywords:
+            row[PREFIX + kw] = header_text(o.header.get(kw))
         rows.append(row)
     if bad:
         counts = Counter(b["reason"] for b in bad)
@@ -100,6 +112,7 @@ def _series_rows(frame: pd.DataFrame) -> pd.DataFrame:
         study_instance_uid=("study_instance_uid", "first"),
         patient_id=("patient_id", "first"),
         n_files=("path", "size"),
+        **{c: (c, "first") for c in frame.columns if c.startswith("dicom:")},
     )
     out["sop_instance_uid"] = ""
     out["n_files"] = out["n_files"].astype(str)

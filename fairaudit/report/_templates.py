@@ -87,6 +87,9 @@ CORRECTION_NAMES: dict[str, str] = {
 
 CI_METHOD_NAMES: dict[str, str] = {"percentile": "percentile", "bca": "BCa"}
 
+#: Metric columns of the Markdown group tables (a pull-request comment is narrow).
+MD_GROUP_METRICS = 6
+
 
 # --------------------------------------------------------------------------- environment
 
@@ -280,11 +283,33 @@ def _abs_value(estimate: Any) -> float:
     return -1.0
 
 
-def _largest_disparity(attribute: Mapping[str, Any]) -> dict[str, Any] | None:
+#: Metrics whose differences are in other units than a proportion; each family is ranked apart.
+_UNIT_FAMILIES: tuple[tuple[str, ...], ...] = (("hd95", "assd"), ("volume_error",))
+
+
+def _largest_disparities(attribute: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per family of comparable units, the summary metric with the largest |max_difference|.
+
+    Differences in mm (hd95) and in Dice points cannot be ranked against each other, so a
+    segmentation audit gets one row for the overlap metrics and one per distance family.
+    """
+    summary = attribute.get("summary") or {}
+    other = {m for family in _UNIT_FAMILIES for m in family}
+    families = [
+        [m for m in summary if m not in other],
+        *[[m for m in f if m in summary] for f in _UNIT_FAMILIES],
+    ]
+    rows = [_largest_disparity(attribute, family) for family in families if family]
+    return [r for r in rows if r]
+
+
+def _largest_disparity(
+    attribute: Mapping[str, Any], metrics: Iterable[str] | None = None
+) -> dict[str, Any] | None:
     """The summary metric with the largest |max_difference| for one attribute."""
     summary = attribute.get("summary") or {}
     best: tuple[float, str] | None = None
-    for metric in order_metrics(summary):
+    for metric in order_metrics(summary if metrics is None else metrics):
         size = _abs_value(summary[metric].get("max_difference"))
         if size >= 0 and (best is None or size > best[0]):
             best = (size, metric)
@@ -334,9 +359,51 @@ def _group_rows(attribute: Mapping[str, Any], metrics: list[str], notes: Notes) 
                     notes.cell(group_metrics[m]) if m in group_metrics else Cell(DASH) for m in metrics
                 ],
                 "values": {m: group_metrics.get(m) for m in metrics},
+                "confusion": _confusion(group.get("confusion")),
+                "roc": ((group.get("curves") or {}).get("roc")) or None,
+                "calibration": ((group.get("curves") or {}).get("calibration")) or None,
+                "distributions": {
+                    str(k): v for k, v in (group.get("distributions") or {}).items() if _is_histogram(v)
+                },
             }
         )
     return rows
+
+
+def _confusion(value: Any) -> dict[str, str] | None:
+    if not isinstance(value, Mapping) or not all(k in value for k in ("tp", "fp", "tn", "fn")):
+        return None
+    return {k: fmt_num(value[k]) for k in ("tp", "fp", "tn", "fn")}
+
+
+def _is_histogram(value: Any) -> bool:
+    """A stored per-case distribution: edges and counts of matching lengths."""
+    if not isinstance(value, Mapping):
+        return False
+    edges, counts = value.get("edges"), value.get("counts")
+    return (
+        isinstance(edges, list)
+        and isinstance(counts, list)
+        and len(edges) == len(counts) + 1
+        and len(counts) > 0
+        and all(_is_number(e) for e in edges)
+        and all(_is_number(c) for c in counts)
+    )
+
+
+def fmt_mdd(value: Any) -> Cell:
+    """The smallest detectable difference of a comparison, or a dash with the reason."""
+    if not isinstance(value, Mapping):
+        return Cell(DASH)
+    if value.get("value") is None:
+        return Cell(DASH, None, str(value.get("reason") or "not available"))
+    text = fmt_num(value["value"])
+    up, down = value.get("increase"), value.get("decrease")
+    if _is_number(down) and up is None and "increase" in value:
+        return Cell(f"{text} ↓ only")
+    if _is_number(up) and down is None and "decrease" in value:
+        return Cell(f"{text} ↑ only")
+    return Cell(text)
 
 
 def _comparison_rows(
@@ -365,7 +432,9 @@ def _comparison_rows(
                 "p_adjusted": fmt_p(comp.get("p_adjusted")),
                 "significant": {True: "yes", False: "no"}.get(significant, DASH),
                 "is_significant": significant is True,
+                "_p": comp.get("p_adjusted"),
                 "note": str(comp["note"]) if comp.get("note") else "",
+                "mdd": fmt_mdd(comp.get("min_detectable_difference")),
             }
         )
     return rows, hidden
@@ -441,11 +510,89 @@ def _gate_view(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def build_view(results: Mapping[str, Any], *, significant_only: bool = False) -> dict[str, Any]:
+def _provenance_view(results: Mapping[str, Any]) -> dict[str, Any]:
+    """Hashes and versions, formatted; absent pieces (an old results.json) are left out."""
+    prov = results.get("provenance") or {}
+    files = []
+    for role, entry in (prov.get("input_files") or {}).items():
+        if isinstance(entry, Mapping) and entry.get("sha256"):
+            files.append(
+                {"role": str(role), "name": str(entry.get("name", "")), "sha256": str(entry["sha256"])}
+            )
+    libraries = [(str(k), str(v)) for k, v in (prov.get("libraries") or {}).items()]
+    return {
+        "manifest_sha256": str(prov["manifest_sha256"]) if prov.get("manifest_sha256") else "",
+        "files": files,
+        "libraries": libraries,
+        "platform": str(prov.get("platform") or ""),
+    }
+
+
+def _power_view(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per metric: how many comparisons were not significant, and what they could have detected."""
+    by_metric: dict[str, list[float]] = {}
+    for attribute in results.get("attributes") or []:
+        for comp in attribute.get("comparisons") or []:
+            mdd = comp.get("min_detectable_difference")
+            if comp.get("significant") is True or not isinstance(mdd, Mapping):
+                continue
+            value = mdd.get("value")
+            if _is_number(value):
+                by_metric.setdefault(str(comp.get("metric", "")), []).append(float(value))
+    rows = []
+    for metric in order_metrics(by_metric):
+        values = sorted(by_metric[metric])
+        rows.append(
+            {
+                "metric": metric,
+                "n": len(values),
+                "min": fmt_num(values[0]),
+                "median": fmt_num(values[len(values) // 2]),
+                "max": fmt_num(values[-1]),
+            }
+        )
+    return rows
+
+
+def _p_order(row: Mapping[str, Any]) -> tuple[int, float]:
+    """Sort key: most significant first, rows without a p-value last."""
+    p = row.get("_p")
+    return (0, float(p)) if _is_number(p) else (1, 0.0)
+
+
+def _cap_groups(groups: list[dict], keep_names: set[str], max_rows: int) -> tuple[list[dict], int]:
+    """The reference, the groups named in the kept comparisons, then the largest; table order kept."""
+    if len(groups) <= max_rows:
+        return groups, 0
+
+    def size(g: Mapping[str, Any]) -> int:
+        return int(g["n"]) if str(g["n"]).isdigit() else 0
+
+    ranked = sorted(groups, key=lambda g: (not g["is_ref"], g["name"] not in keep_names, -size(g)))
+    kept = {id(g) for g in ranked[:max_rows]}
+    return [g for g in groups if id(g) in kept], len(groups) - max_rows
+
+
+def _cap_checks(gate: dict[str, Any] | None, max_rows: int) -> None:
+    """Keep the checks that decide against the release first (fail, then inconclusive)."""
+    if not gate or len(gate["checks"]) <= max_rows:
+        if gate:
+            gate["checks_hidden"] = 0
+        return
+    rank = {"fail": 0, "inconclusive": 1}
+    ordered = sorted(gate["checks"], key=lambda c: (not c["decides"], rank.get(c["status"], 2)))
+    gate["checks_hidden"] = len(ordered) - max_rows
+    gate["checks"] = ordered[:max_rows]
+
+
+def build_view(
+    results: Mapping[str, Any], *, significant_only: bool = False, max_rows: int | None = None
+) -> dict[str, Any]:
     """Turn a results dict into the formatted view the templates lay out.
 
-    `significant_only` drops comparison rows that are not significant, for the
-    length-limited Markdown report; the count dropped is kept per attribute.
+    `significant_only` drops comparison rows that are not significant, and `max_rows`
+    caps every long table (groups, comparisons, gate checks), for the length-limited
+    Markdown report; the counts dropped are kept so the report can say so.
     """
     config = results.get("config") or {}
     inputs = results.get("inputs") or {}
@@ -464,6 +611,13 @@ def build_view(results: Mapping[str, Any], *, significant_only: bool = False) ->
         metrics = order_metrics(metric_names)
         groups = _group_rows(attribute, metrics, notes)
         comparisons, hidden = _comparison_rows(attribute, notes, significant_only)
+        groups_hidden = 0
+        if max_rows is not None:
+            if len(comparisons) > max_rows:
+                comparisons = sorted(comparisons, key=_p_order)
+                hidden += len(comparisons) - max_rows
+                comparisons = comparisons[:max_rows]
+            groups, groups_hidden = _cap_groups(groups, {c["group"] for c in comparisons}, max_rows)
         for comp in attribute.get("comparisons") or []:
             name = test_name(comp.get("test"))
             if comp.get("test") and name not in tests_used:
@@ -480,10 +634,12 @@ def build_view(results: Mapping[str, Any], *, significant_only: bool = False) ->
                 "name": str(attribute.get("name", "")),
                 "reference": str(attribute.get("reference", "")),
                 "metrics": metrics,
+                "key_index": [metrics.index(m) for m in key_metrics(metrics, MD_GROUP_METRICS)],
                 "groups": groups,
                 "comparisons": comparisons,
                 "n_comparisons": len(attribute.get("comparisons") or []),
                 "comparisons_hidden": hidden,
+                "groups_hidden": groups_hidden,
                 "omnibus": _omnibus_rows(attribute, notes),
                 "summary": _summary_rows(attribute, notes),
                 "small_groups": [str(s) for s in small],
@@ -491,6 +647,11 @@ def build_view(results: Mapping[str, Any], *, significant_only: bool = False) ->
             }
         )
 
+    gate_view = _gate_view(results.get("gate"))
+    if gate_view is not None:
+        gate_view["checks_hidden"] = 0
+        if max_rows is not None:
+            _cap_checks(gate_view, max_rows)
     model = results.get("model")
     return {
         "meta": {
@@ -501,7 +662,7 @@ def build_view(results: Mapping[str, Any], *, significant_only: bool = False) ->
             "command": str(results["command"]) if results.get("command") else "",
         },
         "verdict": _verdict(results),
-        "disparities": [d for d in (_largest_disparity(a) for a in results.get("attributes") or []) if d],
+        "disparities": [d for a in results.get("attributes") or [] for d in _largest_disparities(a)],
         "inputs": {
             "n_records": fmt_num(inputs.get("n_records")),
             "n_included": fmt_num(inputs.get("n_included")),
@@ -523,7 +684,17 @@ def build_view(results: Mapping[str, Any], *, significant_only: bool = False) ->
             "permutations": fmt_num(config["permutations"]) if "permutations" in config else "",
         },
         "model": (
-            {"name": str(model.get("name", "")), "sha256": str(model.get("sha256") or DASH)}
+            {
+                "name": str(model.get("name", "")),
+                "sha256": str(model.get("sha256") or DASH),
+                "details": [
+                    (str(k), str(v))
+                    for k, v in model.items()
+                    if k not in ("name", "sha256")
+                    and isinstance(v, (str, int, float))
+                    and not isinstance(v, bool)
+                ],
+            }
             if isinstance(model, Mapping)
             else None
         ),
@@ -534,7 +705,24 @@ def build_view(results: Mapping[str, Any], *, significant_only: bool = False) ->
             "notes": overall_notes,
         },
         "attributes": attributes,
-        "gate": _gate_view(results.get("gate")),
+        "gate": gate_view,
+        "provenance": _provenance_view(results),
+        "significant": [
+            {
+                "attribute": str(attribute.get("name", "")),
+                "metric": str(comp.get("metric", "")),
+                "group": str(comp.get("group", "")),
+                "reference": str(comp.get("reference", "")),
+                "difference": fmt_est(comp.get("difference")),
+                "test": test_name(comp.get("test")),
+                "p_adjusted": fmt_p(comp.get("p_adjusted")),
+            }
+            for attribute in results.get("attributes") or []
+            for comp in attribute.get("comparisons") or []
+            if comp.get("significant") is True
+        ],
+        "power": _power_view(results),
+        "discovered": results.get("discovered"),  # --discover: templates/_discovered.*.j2
         "tests_used": tests_used,
         "significant_only": significant_only,
     }

@@ -1,8 +1,9 @@
 """junit.xml for CI systems: one testcase per gate check.
 
-A failed check is a <failure>, an inconclusive one a <skipped> with the reason, and a
-check on a small group (which never decides the gate) is <skipped> too, so CI dashboards
-show exactly which checks decided the release.
+A failed check is a <failure>, an inconclusive one a <skipped> with the reason (a
+<failure> under decide = "evidence_of_fairness", where inconclusive checks fail the
+gate), and a check on a small group (which never decides the gate) is <skipped> too, so
+CI dashboards show exactly which checks decided the release.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def render_junit(results: Mapping[str, Any]) -> str:
     """The gate's checks as a JUnit XML document (an empty suite when there is no gate)."""
     gate = results.get("gate") or {"checks": []}
     checks = gate.get("checks", [])
+    strict = gate.get("decide") == "evidence_of_fairness"
     suite = ET.Element("testsuite", name="fairaudit.gate", tests=str(len(checks)))
     failures = skipped = 0
     for c in checks:
@@ -39,7 +41,14 @@ def render_junit(results: Mapping[str, Any]) -> str:
             ET.SubElement(case, "skipped", message=f"{msg}; {c.get('note', 'does not decide the gate')}")
             skipped += 1
         elif c["status"] == "fail":
-            ET.SubElement(case, "failure", message=msg, type="fairness_gate")
+            ET.SubElement(case, "failure", message=msg, type="fairness_gate").text = msg
+            failures += 1
+        elif c["status"] == "inconclusive" and strict:
+            why = (
+                f"{msg}; inconclusive ({c.get('note', 'the interval straddles the bound')}), and the policy "
+            )
+            why += "asks for evidence of fairness"
+            ET.SubElement(case, "failure", message=why, type="fairness_gate_inconclusive").text = why
             failures += 1
         elif c["status"] == "inconclusive":
             ET.SubElement(case, "skipped", message=f"{msg}; inconclusive: {c.get('note', '')}")

@@ -21,17 +21,22 @@ _TRUNCATED = (
 )
 
 
-def _render(results: Mapping[str, Any], significant_only: bool) -> str:
+#: Row caps tried in turn, after dropping non-significant comparisons, before cutting.
+_ROW_CAPS = (60, 30, 15)
+
+
+def _render(results: Mapping[str, Any], significant_only: bool, max_rows: int | None = None) -> str:
     template = get_environment().get_template("report.md.j2")
-    return template.render(**build_view(results, significant_only=significant_only))
+    return template.render(**build_view(results, significant_only=significant_only, max_rows=max_rows))
 
 
 def render_markdown(results: Mapping[str, Any], max_chars: int = MAX_MARKDOWN_CHARS) -> str:
     """Render results as Markdown no longer than `max_chars`.
 
     When too long, comparison rows that are not significant go first (they are the
-    bulk and change no conclusion); if it is still too long it is cut at a line break
-    with a pointer to report.html.
+    bulk and change no conclusion); then long tables are capped, keeping the reference,
+    the most significant comparisons and the checks that fail; if it is still too long
+    it is cut at a line break with a pointer to report.html.
     """
     text = _render(results, significant_only=False)
     if len(text) <= max_chars:
@@ -43,6 +48,11 @@ def render_markdown(results: Mapping[str, Any], max_chars: int = MAX_MARKDOWN_CH
     text = _render(results, significant_only=True)
     if len(text) <= max_chars:
         return text
+    for cap in _ROW_CAPS:
+        text = _render(results, significant_only=True, max_rows=cap)
+        if len(text) <= max_chars:
+            logger.info("report.md: long tables capped at %d rows", cap)
+            return text
     logger.warning("report.md is still %d characters; cutting it at %d", len(text), max_chars)
     budget = max(0, max_chars - len(_TRUNCATED))
     cut = text.rfind("\n", 0, budget)

@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 _TERMINAL_METRICS = ("tpr", "fpr", "auroc")
 _MAX_OTHER_METRICS = 4
 _MAX_SIGNIFICANT = 15
+#: Group rows per terminal table (the reference and the largest groups); report.html has all.
+_MAX_GROUP_ROWS = 30
+#: Below this console width a cell's interval goes on its own line instead of wrapping anywhere.
+_NARROW = 110
 
 _STATUS_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow"}
 
@@ -50,7 +54,19 @@ def _verdict_line(view: Mapping[str, Any]) -> str:
     return f"[bold]Verdict:[/] [bold red]gate failed[/] ({detail})"
 
 
-def _group_table(attribute: Mapping[str, Any], title: str) -> tuple[Table, Notes]:
+def _shown_groups(groups: list[dict]) -> list[dict]:
+    """At most _MAX_GROUP_ROWS groups: the reference first in rank, then the largest; table order kept."""
+    if len(groups) <= _MAX_GROUP_ROWS:
+        return groups
+
+    def size(g: Mapping[str, Any]) -> int:
+        return int(g["n"]) if str(g["n"]).isdigit() else 0
+
+    keep = {id(g) for g in sorted(groups, key=lambda g: (not g["is_ref"], -size(g)))[:_MAX_GROUP_ROWS]}
+    return [g for g in groups if id(g) in keep]
+
+
+def _group_table(attribute: Mapping[str, Any], title: str, narrow: bool = False) -> tuple[Table, Notes]:
     """The per-group table; undefined values get a numbered reason listed under it."""
     metrics = _chosen_metrics(attribute["metrics"])
     notes = Notes()
@@ -60,7 +76,7 @@ def _group_table(attribute: Mapping[str, Any], title: str) -> tuple[Table, Notes
     table.add_column("n", justify="right", no_wrap=True)
     for metric in metrics:
         table.add_column(escape(metric), overflow="fold", min_width=10)
-    for group in attribute["groups"]:
+    for group in _shown_groups(attribute["groups"]):
         label = escape(group["name"])
         if group["is_ref"]:
             label += " [cyan](ref)[/]"
@@ -69,7 +85,7 @@ def _group_table(attribute: Mapping[str, Any], title: str) -> tuple[Table, Notes
         cells = []
         for metric in metrics:
             cell = notes.cell(group["values"].get(metric))
-            text = escape(cell.text)
+            text = escape(cell.text.replace(" [", "\n[", 1) if narrow else cell.text)
             if cell.note is not None:
                 text += f" [dim]({cell.note})[/]"
             cells.append(text)
@@ -105,8 +121,11 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
     for attribute in view["attributes"]:
         console.print()
         title = f"[bold]{escape(attribute['name'])}[/] (reference: {escape(attribute['reference'])})"
-        table, notes = _group_table(attribute, title)
+        table, notes = _group_table(attribute, title, narrow=console.width < _NARROW)
         console.print(table)
+        hidden = len(attribute["groups"]) - len(_shown_groups(attribute["groups"]))
+        if hidden:
+            console.print(f"[dim]  … {hidden} smaller groups not shown (see report.html)[/]")
         for number, reason in notes.items:
             console.print(f"[dim]  ({number}) {escape(reason)}[/]")
         if attribute["small_groups"]:
@@ -137,6 +156,14 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
             console.print(f"  … and {len(significant) - _MAX_SIGNIFICANT} more (see report.html)")
     else:
         console.print(f"[bold]Significant comparisons:[/] none (adjusted p < {alpha})")
+
+    key_power = [r for r in view["power"] if r["metric"] in _TERMINAL_METRICS]
+    if key_power:
+        parts = ", ".join(f"{escape(r['metric'])} {escape(r['median'])}" for r in key_power)
+        console.print(
+            f"[dim]Not significant is not the same as equal: the median smallest difference these "
+            f"comparisons could detect with 80% power was {parts}.[/]"
+        )
 
     if view["disparities"]:
         console.print(

@@ -100,11 +100,15 @@ class DecodeOptions:
         F // 2) and "first" decode one frame only, as (H, W). Single-frame files are (H, W).
     max_pixels: refuse, before reading the pixel data, any file whose
         Rows * Columns * NumberOfFrames * SamplesPerPixel exceeds this.
+    extra_header: further header keywords to read (as text, multiple values joined by
+        a backslash) beyond HEADER_FIELDS; callers vet them first (fairaudit.io.dicom_attributes
+        refuses identifying ones).
     """
 
     voi_lut: bool = False
     frames: str = "all"
     max_pixels: int = 2**28
+    extra_header: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.frames not in FRAME_POLICIES:
@@ -261,7 +265,7 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
     if not preamble and not has_sop:
         raise _Stop("skipped", "not a DICOM file (no preamble and no SOP Class/Instance UID)")
     tsyntax = _transfer_syntax(ds)
-    state["header"] = header = extract_header(ds, tsyntax)
+    state["header"] = header = extract_header(ds, tsyntax, options.extra_header)
 
     if pixel_tag is None:
         if not has_sop and not getattr(ds, "file_meta", {}).get("TransferSyntaxUID"):
@@ -645,8 +649,9 @@ def _get(ds, keyword: str, enhanced: bool = False):
     return value
 
 
-def extract_header(ds, tsyntax=None) -> dict[str, Any]:
-    """HEADER_FIELDS of `ds` as plain Python values (None when absent or unparsable)."""
+def extract_header(ds, tsyntax=None, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """HEADER_FIELDS of `ds` as plain Python values (None when absent or unparsable), and
+    the `extra` keywords as text."""
     enhanced = _is_enhanced(ds)
     header: dict[str, Any] = {}
     for kw in _STR_FIELDS:
@@ -658,6 +663,9 @@ def extract_header(ds, tsyntax=None) -> dict[str, Any]:
     for kw in _LIST_FIELDS:
         header[kw] = _plain_floats(_get(ds, kw, enhanced))
     header["TransferSyntaxUID"] = str(tsyntax) if tsyntax else None
+    for kw in extra:
+        if kw not in header:
+            header[kw] = _plain_str(_get(ds, kw, enhanced))
     return header
 
 

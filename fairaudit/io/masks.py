@@ -1,0 +1,172 @@
+"""Segmentation masks named by id: `<id>.png` or `<id>.npy` in a folder.
+
+The file name without its suffix is the id (for example `<SOPInstanceUID>.png`, as in
+sample_data/masks/). PNG: 8- or 16-bit grayscale or palette (the palette index is the
+label); a colour PNG whose channels are equal is read as grayscale. NPY: an integer or
+boolean array (floats only when every value is a whole number), loaded without pickle.
+2-D and 3-D masks are accepted. DICOM SEG files are not supported (export the segments to
+PNG or NPY first); they are listed in the manifest with that reason.
+
+Labels: by default every nonzero value is foreground; `labels` (from `--mask-labels
+1,2`) makes only those values foreground. Reading never raises for a bad file: it
+returns the reason, which ends up in manifest.csv.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fairaudit.errors import InputError
+
+log = logging.getLogger(__name__)
+
+MASK_SUFFIXES: tuple[str, ...] = (".png", ".npy")
+_DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+@dataclass(frozen=True)
+class MaskIndex:
+    """A mask folder: id -> file for usable names; (relative path, reason) for the others."""
+
+    root: Path
+    files: dict[str, Path]
+    skipped: list[tuple[str, str]]
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def parse_labels(text: str | None, option: str = "--mask-labels") -> tuple[int, ...] | None:
+    """'1,2' -> (1, 2); None or '' -> None (any nonzero value is foreground)."""
+    if text is None or not text.strip():
+        return None
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            value = int(part)
+        except ValueError:
+            raise InputError(
+                f"{option} '{text}': expected integer labels separated by commas, e.g. 1,2."
+            ) from None
+        if value == 0:
+            raise InputError(f"{option} '{text}': 0 is background and cannot be a foreground label.")
+        out.append(value)
+    return tuple(dict.fromkeys(out))
+
+
+def parse_spacing(text: str | None) -> tuple[float, ...] | None:
+    """'0.5x0.5' (rows x columns, mm; three values for volumes) -> (0.5, 0.5)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        values = tuple(float(p) for p in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        values = ()
+    if len(values) not in (2, 3) or not all(np.isfinite(v) and v > 0 for v in values):
+        raise InputError(
+            f"--spacing '{text}': expected two (rows x columns) or three positive numbers in mm, e.g. 0.5x0.5."
+        )
+    return values
+
+
+def index_masks(root: Path | str, option: str = "--masks") -> MaskIndex:
+    """Every file under `root` (recursively): usable masks by id, and the others with a reason."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(
+            "is not a folder.", file=str(root), hint=f"Pass {option} a folder of <id>.png files."
+        )
+    by_id: dict[str, list[Path]] = {}
+    skipped: list[tuple[str, str]] = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue  # hidden files (.DS_Store, editor swap files) are not inputs
+        suffix = path.suffix.lower()
+        if suffix in MASK_SUFFIXES:
+            by_id.setdefault(path.stem, []).append(path)
+        elif suffix in _DICOM_SUFFIXES:
+            skipped.append(
+                (rel, "DICOM SEG masks are not supported: export the segments as <id>.png or .npy")
+            )
+        else:
+            skipped.append((rel, "not a mask file (expected <id>.png or <id>.npy)"))
+    files: dict[str, Path] = {}
+    for key, paths in by_id.items():
+        if len(paths) == 1:
+            files[key] = paths[0]
+        else:
+            for p in paths:
+                skipped.append(
+                    (p.relative_to(root).as_posix(), f"duplicate id '{key}': {len(paths)} mask files")
+                )
+    if not files:
+        raise InputError(
+            f"no mask file (<id>.png or <id>.npy) found ({len(skipped)} other files).",
+            file=str(root),
+            hint=f"Check {option}.",
+        )
+    return MaskIndex(root, files, skipped)
+
+
+class MaskReadError(Exception):
+    """A mask file that cannot be used; the message is the manifest reason."""
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        mode = img.mode
+        arr = np.asarray(img)
+    if arr.ndim == 3:
+        if arr.shape[2] in (3, 4) and np.all(arr[..., 0:1] == arr[..., 1:3]):
+            return arr[..., 0]
+        if arr.shape[2] == 2:  # LA: grayscale with alpha
+            return arr[..., 0]
+        raise MaskReadError(f"colour PNG ({mode}): a mask must be a single-channel label image")
+    return arr
+
+
+def read_label_image(path: Path) -> np.ndarray:
+    """The stored label image of a mask file, or MaskReadError with the reason."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".png":
+            arr = _read_png(path)
+        elif suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        else:
+            raise MaskReadError(f"unsupported mask format '{suffix}'")
+    except MaskReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-file reason
+        first = str(exc).replace(str(path), path.name).splitlines()[0][:200] if str(exc) else ""
+        raise MaskReadError(f"unreadable: {type(exc).__name__}: {first}") from None
+    arr = np.asarray(arr)
+    if arr.ndim not in (2, 3):
+        raise MaskReadError(f"a mask must be 2-D or 3-D, this one has shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise MaskReadError("non-integer values (probabilities?): threshold the masks into labels first")
+    elif arr.dtype.kind not in "biu":
+        raise MaskReadError(f"values of type {arr.dtype} are not labels")
+    return arr
+
+
+def foreground(labels_image: np.ndarray, labels: Sequence[int] | None) -> np.ndarray:
+    """Boolean foreground: any nonzero value, or the values in `labels`."""
+    if labels is None:
+        return labels_image != 0
+    return np.isin(labels_image, np.asarray(labels))
+
+
+def read_mask(path: Path, labels: Sequence[int] | None = None) -> np.ndarray:
+    """The boolean foreground of one mask file (MaskReadError with the reason if unusable)."""
+    return foreground(read_label_image(path), labels)

@@ -1,0 +1,297 @@
+"""`fairaudit audit DICOM_DIR --model ...`: run the model, then the same audit as for a CSV.
+
+Classification: the model's scores go, with the DICOM ids, into a private predictions
+table (a temporary file, ids in clear, deleted afterwards) that `audit_predictions` joins
+with --labels and --demographics exactly as it joins a user's predictions CSV; the files
+the run read (and the reasons of those it could not use) are handed over, so every file
+appears once in manifest.csv and the folder is not scanned twice. OUT_DIR/predictions.csv
+gets the scores with pseudonymized ids (the same salted hash as manifest.csv; --keep-ids
+keeps them, and then the file can be audited again with --predictions).
+
+Segmentation: the predicted label maps, restored to each image's original grid, are
+written to OUT_DIR/pred_masks/<id>.png (hashed id unless --keep-ids) and handed to the
+segmentation audit (fairaudit.segmentation_pipeline) keyed by the real id.
+
+results.json's `model` object names the model (name, sha256 of the weights or file,
+source, task, device) and the run (files, images/s, batch size).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairaudit.errors import InputError
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predictions.csv"
+PRED_MASKS_DIR = "pred_masks"
+_MODEL_IDS = ("sop_instance_uid", "study_instance_uid", "series_instance_uid", "patient_id", "path")
+
+
+class MaskFolder(Mapping[str, np.ndarray]):
+    """id -> predicted mask, read from its PNG when asked (the run holds no masks in memory)."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self._files = files
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self._files[key]) as im:
+            return np.asarray(im)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+
+def _id_column(req: Any) -> str:
+    """The join key of a model run: --id-column, else the first id column every table has."""
+    from fairaudit.io.tables import detect_id_column, read_table
+
+    tables = [
+        read_table(p) for p in dict.fromkeys(x for x in (req.demographics, req.labels) if x is not None)
+    ]
+    if not tables:
+        raise InputError("--model needs --demographics (the attributes per image) to audit by.")
+    found = detect_id_column(tables, req.id_column, _candidates(req))
+    if found is None:
+        raise InputError(
+            f"no id column to join the model's predictions on (tried {', '.join(_candidates(req))}).",
+            file=tables[0].name,
+            hint="Pass --id-column NAME with one of those columns.",
+        )
+    if found.lower() not in _MODEL_IDS:
+        raise InputError(
+            f"--id-column {found}: a model run names each image by a DICOM id; use one of "
+            f"{', '.join(_MODEL_IDS)} (path: relative to DICOM_DIR)."
+        )
+    return found
+
+
+def _candidates(req: Any) -> tuple[str, ...]:
+    from fairaudit.io.dicom_cohort import id_candidates
+
+    return id_candidates(req.unit)
+
+
+def _check(req: Any, segmentation: bool, masks: Path | None) -> None:
+    if req.dicom_dir is None:
+        raise InputError(
+            "--model runs on a DICOM folder: pass DICOM_DIR (fairaudit audit DICOM_DIR --model ...)."
+        )
+    if not Path(req.dicom_dir).is_dir():
+        raise InputError("is not a folder.", file=str(req.dicom_dir), hint="Pass the folder of DICOM files.")
+    if req.predictions is not None:
+        raise InputError(
+            "--model and --predictions exclude each other: audit a model run or a predictions CSV."
+        )
+    if req.unit != "image":
+        raise InputError("--unit series is not supported with --model (the models take one image each).")
+    if segmentation:
+        if masks is None:
+            raise InputError(
+                "a segmentation audit of a model needs the ground truth: pass --masks MASK_DIR "
+                "(<id>.png or <id>.npy label images)."
+            )
+        return
+    if req.labels is None:
+        from fairaudit.io.tables import read_table
+
+        if req.demographics is None or not read_table(req.demographics).has(req.label_column):
+            raise InputError(
+                f"--model (classification) needs the ground truth: pass --labels labels.csv with a "
+                f"'{req.label_column}' column (0/1), or --label-column NAME.",
+            )
+
+
+def audit_with_model(
+    req: Any,
+    model: str,
+    *,
+    device: str = "auto",
+    batch_size: int | None = None,
+    segmentation: bool = False,
+    masks: Path | None = None,
+    mask_labels: str | None = None,
+    pred_mask_labels: str | None = None,
+    spacing: str | None = None,
+) -> Any:
+    """Run `model` on req.dicom_dir and audit its predictions (see the module doc)."""
+    from fairaudit.io.privacy import IdHasher
+    from fairaudit.models.inference import DEFAULT_BATCH_SIZE, run_inference
+    from fairaudit.models.loading import load_predictor
+
+    _check(req, segmentation, masks)
+    # One salt for predictions.csv, pred_masks and manifest.csv, so their ids match; a
+    # random one (never written) unless the user gave --salt.
+    req = replace(req, salt=req.salt or secrets.token_hex(16))
+    hasher = IdHasher(req.salt, req.keep_ids)
+    id_col = _id_column(req) if not segmentation else _segmentation_id(req)
+    key = id_col.lower()
+    predictor = load_predictor(model, device, task="segmentation" if segmentation else "classification")
+    out = Path(req.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    mask_files: dict[str, Path] = {}
+    mask_rows: list[dict[str, str]] = []
+    on_mask = None
+    if segmentation:
+        mask_dir = out / PRED_MASKS_DIR
+        mask_dir.mkdir(exist_ok=True)
+
+        def on_mask(rec: dict[str, str], mask: np.ndarray) -> None:
+            ident = rec.get(key, "")
+            if not ident:
+                return
+            name = f"{_safe(hasher(ident))}.png"
+            _write_png(mask_dir / name, mask)
+            mask_files[ident] = mask_dir / name
+            mask_rows.append({"id": hasher(ident), "mask": f"{PRED_MASKS_DIR}/{name}"})
+
+    keywords: tuple[str, ...] = ()
+    if not segmentation:  # `--attribute dicom:KEYWORD`: keep those header fields of each file
+        from fairaudit.io import dicom_attributes
+
+        wanted = dicom_attributes.requested(req.attributes, req.intersections, getattr(req, "bins", {}), True)
+        keywords = tuple(a.keyword for a in wanted)
+    run = run_inference(
+        predictor, Path(req.dicom_dir), batch_size=batch_size, workers=req.workers,
+        progress=req.progress, on_mask=on_mask, header_keywords=keywords,
+    )  # fmt: skip
+    info = predictor.describe()
+    info["batch_size"] = batch_size or DEFAULT_BATCH_SIZE
+    info["run"] = run.summary()
+
+    if segmentation:
+        from fairaudit.report.provenance import file_sha256
+        from fairaudit.segmentation_pipeline import audit_segmentation, request_from_audit
+
+        path = out / PREDICTIONS_FILE
+        pd.DataFrame(mask_rows, columns=["id", "mask"]).to_csv(path, index=False)
+        info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
+        if run.unreadable:
+            reasons = Counter(why for _, why in run.unreadable)
+            log.warning(
+                "%d files gave no predicted mask: %s",
+                len(run.unreadable),
+                "; ".join(f"{why} x {k}" for why, k in reasons.most_common(5)),
+            )
+        return audit_segmentation(
+            request_from_audit(
+                req, masks=masks, pred_masks=MaskFolder(mask_files), mask_labels=mask_labels,
+                pred_mask_labels=pred_mask_labels, spacing=spacing, model=info,
+            )
+        )  # fmt: skip
+    return _audit_scores(req, run, id_col, hasher, info)
+
+
+def _segmentation_id(req: Any) -> str:
+    from fairaudit.io.tables import detect_id_column, read_table
+
+    if req.demographics is None:
+        raise InputError("a segmentation audit needs --demographics (one row per case, with the attributes).")
+    found = detect_id_column([read_table(req.demographics)], req.id_column)
+    if found is None or found.lower() not in _MODEL_IDS:
+        raise InputError(
+            "a model run names each image by a DICOM id: the demographics need one of "
+            f"{', '.join(_MODEL_IDS)}, or pass --id-column with one.",
+            file=str(req.demographics),
+        )
+    return found
+
+
+def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, Any]) -> Any:
+    from fairaudit.io.dicom_cohort import FILES_LABEL
+    from fairaudit.io.tables import Table
+    from fairaudit.pipeline import audit_predictions
+    from fairaudit.report.provenance import file_sha256
+
+    key = id_col.lower()
+    if not run.records:
+        raise InputError(
+            f"the model predicted no image: none of the {run.n_files} files could be used (see the log).",
+            file=str(req.dicom_dir),
+        )
+    ids = [rec.get(key, "") for rec in run.records]
+    scores = np.asarray(run.scores, dtype=np.float64)
+    frame = pd.DataFrame(run.records, dtype=str).fillna("")
+    table = Table(
+        path=Path(req.dicom_dir),
+        frame=frame,
+        rows=pd.Series(range(1, len(frame) + 1), index=frame.index),
+        label=FILES_LABEL,
+    )
+    bad = pd.DataFrame(
+        [
+            {"source": f"{FILES_LABEL}/{p}", "row": "", "id": "", "status": "excluded", "reason": why}
+            for p, why in run.unreadable
+        ],
+        columns=["source", "row", "id", "status", "reason"],
+    )
+    # The user-facing predictions.csv: pseudonymized ids, score, and the label when known.
+    public = pd.DataFrame({"id" if not req.keep_ids else id_col: [hasher(i) for i in ids]})
+    public["score"] = [repr(float(s)) for s in scores]  # the numbers the audit used, exactly
+    labels = _labels_by_id(req, id_col)
+    if labels is not None:
+        public["label"] = [labels.get(i, "") for i in ids]
+    out = Path(req.out)
+    path = out / PREDICTIONS_FILE
+    public.to_csv(path, index=False)
+    info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
+
+    with tempfile.TemporaryDirectory(prefix="fairaudit-model-") as tmp:
+        private = Path(tmp) / PREDICTIONS_FILE
+        private_frame = pd.DataFrame({id_col: ids, "score": [repr(float(s)) for s in scores]})
+        if req.labels is None:  # the labels sit in the demographics: carry them in the predictions
+            private_frame[req.label_column] = public["label"].to_numpy()
+        private_frame.to_csv(private, index=False)
+        outcome = audit_predictions(
+            replace(
+                req, predictions=private, files=(table, bad), model=info, score_column="score",
+                score_column_given=True,
+            )
+        )  # fmt: skip
+    return outcome
+
+
+def _labels_by_id(req: Any, id_col: str) -> dict[str, str] | None:
+    """id -> label as written in --labels, else in the demographics (unique ids only)."""
+    from fairaudit.io.tables import read_table
+
+    source = req.labels if req.labels is not None else req.demographics
+    if source is None:
+        return None
+    table = read_table(source)
+    if not table.has(req.label_column) or not table.has(id_col):
+        return None
+    ids = table.frame[table.column(id_col)]
+    vals = table.frame[table.column(req.label_column)]
+    keep = ~ids.duplicated(keep=False)
+    return dict(zip(ids[keep], vals[keep], strict=True))
+
+
+def _safe(name: str) -> str:
+    """A file name from an id (ids in clear may hold '/' and the like)."""
+    return "".join(c if c.isalnum() or c in ".-_" else "_" for c in name)
+
+
+def _write_png(path: Path, mask: np.ndarray) -> None:
+    from PIL import Image
+
+    arr = np.asarray(mask)
+    dtype = np.uint8 if arr.size == 0 or arr.max() < 256 else np.uint16
+    Image.fromarray(np.ascontiguousarray(arr.astype(dtype))).save(path)

@@ -1,0 +1,140 @@
+"""Images of a DICOM folder joined with a demographics CSV, for normalize and augment-check.
+
+The join key is --id-column, else the first of sop_instance_uid, study_instance_uid,
+patient_id, path that the CSV has (matched against the DICOM tags SOPInstanceUID,
+StudyInstanceUID, PatientID or the path relative to DICOM_DIR), as in `fairaudit audit`.
+Every file and every CSV row ends in the manifest with a status and a reason; ids are
+pseudonymized by IdHasher unless --keep-ids.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fairaudit.errors import InputError
+from fairaudit.io.privacy import IdHasher
+from fairaudit.io.tables import ID_CANDIDATES, Table, is_missing, read_table
+
+FILES_LABEL = "DICOM files"
+MANIFEST_COLUMNS = ("source", "row", "id", "status", "reason", "output")
+_ID_TAGS = {
+    "sop_instance_uid": "SOPInstanceUID",
+    "study_instance_uid": "StudyInstanceUID",
+    "patient_id": "PatientID",
+}
+MISSING_GROUP = "(missing)"
+
+
+def outcome_id(outcome: Any, id_column: str | None) -> str:
+    """The join key of one decoded file (its relative path when there is no CSV)."""
+    if id_column is None or id_column.lower() == "path":
+        return str(outcome.path)
+    tag = _ID_TAGS.get(id_column.lower())
+    if tag is None or outcome.header is None:
+        return ""
+    value = outcome.header.get(tag)
+    return "" if value is None else str(value).strip()
+
+
+@dataclass
+class Demographics:
+    """A demographics CSV indexed by its join key."""
+
+    table: Table
+    id_column: str
+    attributes: list[str]  # actual column names
+    extra: dict[str, str]  # requested name -> actual column (e.g. site)
+    by_id: dict[str, int]
+    duplicates: set[str]
+    used: set[str] = field(default_factory=set)
+
+    @staticmethod
+    def read(
+        path: Path, attributes: list[str], id_column: str | None, extra: list[str] | None = None
+    ) -> Demographics:
+        table = read_table(path)
+        if id_column is not None:
+            col = table.column(id_column, option="--id-column")
+        else:
+            found = [c for c in ID_CANDIDATES if table.has(c)]
+            if not found:
+                raise InputError(
+                    f"no id column (tried {', '.join(ID_CANDIDATES)}).",
+                    file=str(path),
+                    hint="Pass --id-column naming the column that holds SOPInstanceUID (or the path).",
+                )
+            col = table.column(found[0])
+        if col.lower() not in (*_ID_TAGS, "path"):
+            raise InputError(
+                f"--id-column '{col}' cannot be matched with the DICOM files: use one of "
+                f"{', '.join((*_ID_TAGS, 'path'))} (named so in the CSV).",
+                file=str(path),
+            )
+        attrs = [table.column(a, option="--attribute") for a in attributes]
+        ex = {e: table.column(e, option="--site-column") for e in (extra or [])}
+        ids = table.frame[col]
+        counts = Counter(ids)
+        dupes = {i for i, k in counts.items() if k > 1 or i == ""}
+        by_id = {i: k for k, i in enumerate(ids) if i not in dupes}
+        return Demographics(table, col, attrs, ex, by_id, dupes)
+
+    def lookup(self, key: str) -> tuple[int | None, str]:
+        if key in self.duplicates:
+            return None, f"id appears more than once in {self.table.name}"
+        k = self.by_id.get(key)
+        if k is None:
+            return None, f"no row in {self.table.name} for this file's {self.id_column}"
+        self.used.add(key)
+        return k, ""
+
+    def value(self, k: int, column: str) -> str | None:
+        v = self.table.frame.at[k, column]
+        return None if is_missing(v) else str(v)
+
+    def manifest_rows(self, hasher: IdHasher) -> list[dict[str, Any]]:
+        rows = []
+        name = self.table.name
+        for k, key in enumerate(self.table.frame[self.id_column]):
+            if key in self.used:
+                status, reason = "included", ""
+            elif key in self.duplicates:
+                status, reason = "excluded", "duplicate or empty id"
+            else:
+                status, reason = "excluded", "no readable DICOM file with this id"
+            rows.append(
+                {
+                    "source": name,
+                    "row": int(self.table.rows[k]),
+                    "id": hasher(key),
+                    "status": status,
+                    "reason": reason,
+                    "output": "",
+                }
+            )
+        return rows
+
+
+def manifest_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+
+
+def excluded_counts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    c = Counter(
+        f"{r['source'].split('/')[0]}: {r['reason']}"
+        for r in rows
+        if r["status"] not in ("included", "normalized", "checked")
+    )
+    return [{"reason": k, "count": v} for k, v in sorted(c.items())]
+
+
+def safe_name(rel_path: str, hasher: IdHasher) -> str:
+    """File stem for per-image outputs: a salted hash of the path (or the path, --keep-ids)."""
+    if hasher.keep_ids:
+        stem = rel_path.replace("/", "__")
+        return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in stem)
+    return hasher(rel_path)

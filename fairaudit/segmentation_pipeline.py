@@ -1,0 +1,479 @@
+"""A segmentation audit as a library call: masks + demographics -> AuditResult -> files.
+
+`audit_segmentation(SegmentationRequest(...))` compares predicted masks with ground-truth
+masks case by case (dice, iou, hd95, assd, volume_error; fairaudit.stats._segmentation),
+then runs the per-group statistics (fairaudit.stats._segmentation_audit) and writes
+results.json, the reports, manifest.csv and segmentation_cases.csv. Predicted masks come
+from a folder (`--pred-masks`) or, for a model run, as a mapping id -> array.
+
+Spacing (for hd95 and assd in mm): from the DICOM file of the same id when a DICOM folder
+is given (header-only scan: PixelSpacing, else ImagerPixelSpacing), else `spacing`
+(`--spacing 0.5x0.5`), else distances are in pixels. results.json says which
+(config.segmentation.distance_unit and spacing_source). Every demographics row, mask
+file and DICOM file appears in manifest.csv; a bad file excludes its case, never the audit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fairaudit._version import __version__
+from fairaudit.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+CASES_FILE = "segmentation_cases.csv"
+_DICOM_TAGS = {
+    "sop_instance_uid": "SOPInstanceUID",
+    "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID",
+    "patient_id": "PatientID",
+}
+
+
+@dataclass
+class SegmentationRequest:
+    """Everything a segmentation audit needs (the CLI flags, typed).
+
+    `pred_masks` is a folder of `<id>.png|.npy`, or a mapping id -> label image (numpy,
+    2-D or 3-D) for predictions made in memory. `pred_mask_labels` None means: the same
+    as `mask_labels` (None: any nonzero value is foreground).
+    """
+
+    masks: Path
+    pred_masks: Path | Mapping[str, np.ndarray]
+    attributes: list[str]
+    out: Path
+    demographics: Path | None = None
+    dicom_dir: Path | None = None
+    id_column: str | None = None
+    intersections: list[list[str]] = field(default_factory=list)
+    references: dict[str, str] = field(default_factory=dict)
+    missing_as_group: bool = False
+    mask_labels: tuple[int, ...] | None = None
+    pred_mask_labels: tuple[int, ...] | None = None
+    spacing: tuple[float, ...] | None = None
+    bootstrap: int = 2000
+    ci_level: float = 0.95
+    ci_method: str = "percentile"
+    correction: str = "holm"
+    min_group_size: int = 30
+    seed: int = 0
+    workers: int | None = None
+    gate: Path | None = None
+    formats: tuple[str, ...] = ("json", "md", "html")
+    keep_ids: bool = False
+    salt: str | None = None
+    command: str = ""
+    progress: bool = True
+    model: dict[str, Any] | None = None  # {"name": ..., "sha256": ...} when a model made pred_masks
+
+
+@dataclass
+class _Dicom:
+    """The DICOM side: id -> (path, spacing, (rows, cols)), ambiguous ids, manifest rows."""
+
+    by_id: dict[str, tuple[str, tuple[float, ...] | None, tuple[int, int] | None]]
+    ambiguous: set[str]
+    paths_by_id: dict[str, list[str]]
+    unreadable: list[tuple[str, str]]
+
+
+def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool) -> _Dicom:
+    from fairaudit.io.dicom import iter_outcomes
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(
+            "is not a folder.", file=str(root), hint="Pass the folder that holds the DICOM files."
+        )
+    tag = _DICOM_TAGS.get(id_col.lower())
+    if tag is None:
+        raise InputError(
+            f"with a DICOM folder, mask files must be named by a DICOM id; the id column '{id_col}' is not "
+            f"one of {', '.join(_DICOM_TAGS)}.",
+            hint="Pass --id-column sop_instance_uid (or leave DICOM_DIR out and give --spacing).",
+        )
+    by_id: dict[str, tuple[str, tuple[float, ...] | None, tuple[int, int] | None]] = {}
+    paths: dict[str, list[str]] = {}
+    unreadable: list[tuple[str, str]] = []
+    for o in iter_outcomes(root, header_only=True, workers=workers, progress=progress):
+        if o.status != "ok" or o.header is None:
+            unreadable.append((o.path, f"{o.status}: {o.reason}" if o.reason else o.status))
+            continue
+        key = str(o.header.get(tag) or "").strip()
+        rows, cols = o.header.get("Rows"), o.header.get("Columns")
+        shape = (int(rows), int(cols)) if rows and cols else None
+        spacing = tuple(float(s) for s in o.spacing) if o.spacing is not None else None
+        paths.setdefault(key, []).append(o.path)
+        by_id[key] = (o.path, spacing, shape)
+    ambiguous = {k for k, v in paths.items() if len(v) > 1}
+    return _Dicom(by_id, ambiguous, paths, unreadable)
+
+
+def audit_segmentation(req: SegmentationRequest) -> Any:
+    """Run a complete segmentation audit and write every output file (see the module doc)."""
+    from fairaudit.gate import apply_gate, load_policy
+    from fairaudit.io.cohort import INTERSECTION_SEP, MISSING_GROUP, intersection_name
+    from fairaudit.io.masks import MaskReadError, foreground, index_masks, read_mask
+    from fairaudit.io.privacy import IdHasher
+    from fairaudit.io.tables import detect_id_column, is_missing, read_table
+    from fairaudit.pipeline import AuditOutcome
+    from fairaudit.report.writers import atomic_write_text, write_reports
+    from fairaudit.stats import AuditConfig
+    from fairaudit.stats._segmentation import SEGMENTATION_METRICS, case_metrics
+    from fairaudit.stats._segmentation_audit import run_segmentation_audit
+
+    policy = load_policy(req.gate) if req.gate else None
+    formats = tuple(dict.fromkeys(["json", *req.formats]))
+    try:
+        cfg = AuditConfig(
+            bootstrap=req.bootstrap,
+            ci_level=req.ci_level,
+            ci_method=req.ci_method,
+            seed=req.seed,
+            min_group_size=req.min_group_size,
+            correction=req.correction,
+            workers=req.workers,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if req.demographics is None:
+        raise InputError("a segmentation audit needs --demographics (one row per case, with the attributes).")
+    hasher = IdHasher(req.salt, req.keep_ids)
+    pred_labels = req.pred_mask_labels if req.pred_mask_labels is not None else req.mask_labels
+
+    demo = read_table(req.demographics)
+    id_col = detect_id_column([demo], req.id_column)
+    if id_col is None:
+        raise InputError(
+            "no id column (tried sop_instance_uid, study_instance_uid, patient_id, path).",
+            file=demo.name,
+            hint="Pass --id-column NAME: the column whose values name the mask files (<id>.png).",
+        )
+    id_col_actual = demo.column(id_col, option="--id-column")
+    needed = list(dict.fromkeys(req.attributes + [a for parts in req.intersections for a in parts]))
+    if not needed:
+        raise InputError("no --attribute given: name at least one demographic column to audit by.")
+    attr_cols = {a: demo.column(a, option="--attribute") for a in needed}
+
+    truth_index = index_masks(req.masks, option="--masks")
+    pred_index = None if isinstance(req.pred_masks, Mapping) else index_masks(req.pred_masks, "--pred-masks")
+    pred_ids = set(req.pred_masks) if isinstance(req.pred_masks, Mapping) else set(pred_index.files)
+    dicom = _scan_dicom(req.dicom_dir, id_col, req.workers, req.progress) if req.dicom_dir else None
+    if dicom is not None:
+        spacing_source = "dicom"
+    elif req.spacing is not None:
+        spacing_source = "--spacing"
+    else:
+        spacing_source = "none"
+        log.warning("no DICOM folder and no --spacing: hd95 and assd are in pixels, not mm")
+
+    ids = demo.frame[id_col_actual].astype(str)
+    dup = ids.duplicated(keep=False)
+    reasons: list[str] = []
+    file_reason: dict[tuple[str, str], str] = {}  # (which, id) -> reason of an unusable file
+    case_values: list[dict[str, float]] = []
+    case_reasons: list[dict[str, str]] = []
+    case_rows: list[int] = []
+    nonempty: list[bool] = []
+    n_mm_fallback = 0
+    for i, (key, is_dup) in enumerate(zip(ids, dup, strict=True)):
+        why = ""
+        if is_missing(key):
+            why = f"missing {id_col}"
+        elif is_dup:
+            why = f"duplicate id in {demo.name}"
+        elif key not in truth_index.files:
+            why = "no ground-truth mask (--masks) for this id"
+        elif key not in pred_ids:
+            why = "no predicted mask for this id"
+        if not why and not req.missing_as_group:
+            for a, col in attr_cols.items():
+                if is_missing(demo.frame[col].iloc[i]):
+                    why = f"missing {a}"
+                    break
+        spacing: tuple[float, ...] | None = req.spacing
+        dshape = None
+        if not why and dicom is not None:
+            if key in dicom.ambiguous:
+                why = f"several DICOM files with this id ({len(dicom.paths_by_id[key])})"
+            elif key not in dicom.by_id:
+                why = "no readable DICOM file with this id (see the files' rows in the manifest)"
+            else:
+                _, dsp, dshape = dicom.by_id[key]
+                if dsp is not None and all(np.isfinite(dsp)):
+                    spacing = dsp
+                elif req.spacing is not None:
+                    n_mm_fallback += 1
+                else:
+                    why = "the DICOM file has no pixel spacing (pass --spacing to give one)"
+        truth = pred = None
+        if not why:
+            try:
+                truth = read_mask(truth_index.files[key], req.mask_labels)
+            except MaskReadError as exc:
+                why = f"ground-truth mask {exc}"
+                file_reason[("truth", key)] = str(exc)
+        if not why:
+            try:
+                if pred_index is not None:
+                    pred = read_mask(pred_index.files[key], pred_labels)
+                else:
+                    pred = foreground(np.asarray(req.pred_masks[key]), pred_labels)  # type: ignore[index]
+            except MaskReadError as exc:
+                why = f"predicted mask {exc}"
+                file_reason[("pred", key)] = str(exc)
+        if not why and truth.shape != pred.shape:
+            why = f"mask shapes differ: ground truth {truth.shape}, prediction {pred.shape}"
+        if not why and dshape is not None and tuple(truth.shape[-2:]) != dshape:
+            why = f"mask shape {truth.shape} does not match the DICOM image ({dshape[0]} x {dshape[1]})"
+        if not why and spacing is not None and len(spacing) != truth.ndim:
+            why = (
+                f"spacing {spacing} has {len(spacing)} values but the mask is {truth.ndim}-D "
+                f"(pass --spacing with {truth.ndim} values)"
+            )
+        if not why:
+            m = case_metrics(truth, pred, spacing)
+            case_values.append(m.values)
+            case_reasons.append(m.reasons)
+            case_rows.append(i)
+            nonempty.append(m.truth_voxels > 0)
+        reasons.append(why)
+    if n_mm_fallback:
+        log.warning(
+            "%d DICOM files had no pixel spacing: --spacing %s used for them", n_mm_fallback, req.spacing
+        )
+
+    reason = pd.Series(reasons, index=demo.frame.index, dtype=object)
+    included = reason == ""
+    counts = Counter(reason[~included])
+    for why, k in sorted(counts.items()):
+        log.warning("excluded %d of %d rows of %s: %s", k, len(reason), demo.name, why)
+    if not included.any():
+        raise InputError(
+            f"no case can be audited: every row was excluded "
+            f"({'; '.join(f'{k} x {w}' for w, k in counts.most_common(5))}). See manifest reasons above.",
+            file=demo.name,
+        )
+    excluded = [{"reason": f"{demo.name}: {why}", "count": int(k)} for why, k in sorted(counts.items())]
+    manifest = [
+        pd.DataFrame(
+            {
+                "source": demo.name,
+                "row": demo.rows.to_numpy(),
+                "id": ids.map(hasher).to_numpy(),
+                "status": np.where(included, "included", "excluded"),
+                "reason": reason.to_numpy(),
+            }
+        )
+    ]
+    used = set(ids[included])
+    known = set(ids[~ids.map(is_missing)])
+    for which, index, label in (("truth", truth_index, "masks"), ("pred", pred_index, "pred_masks")):
+        if index is None:
+            continue
+        rows = []
+        for key, path in sorted(index.files.items()):
+            if key in used:
+                status, why = "included", ""
+            elif (which, key) in file_reason:
+                status, why = "excluded", file_reason[(which, key)]
+            elif key not in known:
+                status, why = "excluded", "no demographics row for this id"
+            else:
+                status, why = "excluded", "its demographics row was excluded (see that row)"
+            rows.append((f"{label}/{index.rel(path)}", hasher(key), status, why))
+        for rel, why in index.skipped:
+            rows.append((f"{label}/{rel}", "", "excluded", why))
+        frame = pd.DataFrame(rows, columns=["source", "id", "status", "reason"])
+        frame.insert(1, "row", "")
+        manifest.append(frame)
+        for why, k in Counter(r[3] for r in rows if r[2] == "excluded").items():
+            if why != "its demographics row was excluded (see that row)":
+                excluded.append({"reason": f"{label}: {why}", "count": int(k)})
+    if dicom is not None:
+        rows = [(f"DICOM files/{p}", "", "excluded", w) for p, w in dicom.unreadable]
+        for key, plist in sorted(dicom.paths_by_id.items()):
+            for p in plist:
+                ok = key in used
+                rows.append(
+                    (f"DICOM files/{p}", hasher(key) if key else "", "included" if ok else "excluded",
+                     "" if ok else "no included case with this id")
+                )  # fmt: skip
+        frame = pd.DataFrame(rows, columns=["source", "id", "status", "reason"])
+        frame.insert(1, "row", "")
+        manifest.append(frame)
+        for why, k in Counter(w for _, w in dicom.unreadable).items():
+            excluded.append({"reason": f"DICOM files: {why}", "count": int(k)})
+
+    values = {m: np.array([v[m] for v in case_values], dtype=np.float64) for m in SEGMENTATION_METRICS}
+    per_case_reasons = {m: [r.get(m, "") for r in case_reasons] for m in SEGMENTATION_METRICS}
+    rows_idx = np.array(case_rows)
+    attr_values: dict[str, pd.Series] = {}
+    for a, col in attr_cols.items():
+        vals = demo.frame[col].iloc[rows_idx].astype(str).reset_index(drop=True)
+        attr_values[a] = vals.where(~vals.map(is_missing), MISSING_GROUP)
+    attributes: dict[str, np.ndarray] = {a: attr_values[a].to_numpy(dtype=str) for a in req.attributes}
+    for parts in req.intersections:
+        combined = attr_values[parts[0]]
+        for p in parts[1:]:
+            combined = combined + INTERSECTION_SEP + attr_values[p]
+        attributes[intersection_name(parts)] = combined.to_numpy(dtype=str)
+    references = {}
+    for attr, group in req.references.items():
+        name = attr if attr in attributes else intersection_name([p.strip() for p in attr.split(",")])
+        if name not in attributes:
+            raise InputError(
+                f"--reference {attr}={group}: '{attr}' is not an audited attribute ({', '.join(attributes)})."
+            )
+        references[name] = group
+    log.info("auditing %d of %d cases", len(case_rows), len(demo.frame))
+    try:
+        result = run_segmentation_audit(
+            values,
+            attributes,
+            cfg,
+            truth_nonempty=np.array(nonempty, bool),
+            reasons=per_case_reasons,
+            references=references,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+    body = result.to_dict()
+    config = dict(body["config"])
+    config["id_column"] = id_col
+    config["threshold_policy"] = None
+    config["segmentation"] = {
+        "mask_labels": list(req.mask_labels) if req.mask_labels else "any nonzero",
+        "pred_mask_labels": list(pred_labels) if pred_labels else "any nonzero",
+        "distance_unit": "pixels" if spacing_source == "none" else "mm",
+        "spacing_source": spacing_source,
+        "spacing": list(req.spacing) if req.spacing else None,
+        "hd95": "max of the two directed 95th percentiles of surface distances (as MONAI)",
+        "assd": "mean of both directions' surface distances pooled (as MONAI, symmetric)",
+        "group_value": "mean over the group's cases where the metric is defined (see n_defined)",
+    }
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "fairaudit_version": __version__,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": req.command,
+        "task": "segmentation",
+        "config": config,
+        "inputs": {
+            "n_records": len(demo.frame),
+            "n_included": int(included.sum()),
+            "excluded": excluded,
+            "unit": "mask",
+            "masks": {
+                "truth_files": len(truth_index.files),
+                "pred_files": len(pred_ids),
+                "other_files": len(truth_index.skipped) + (len(pred_index.skipped) if pred_index else 0),
+            },
+            "dicom_files": None
+            if dicom is None
+            else {
+                "readable": sum(len(v) for v in dicom.paths_by_id.values()),
+                "unreadable": len(dicom.unreadable),
+            },
+        },
+        "model": req.model,
+        "overall": body["overall"],
+        "attributes": body["attributes"],
+        "gate": apply_gate(result, policy) if policy else None,
+    }
+    from fairaudit.report.provenance import collect_provenance
+    from fairaudit.stats._power import attach_power
+
+    attach_power(results)
+    manifest_text = pd.concat(manifest, ignore_index=True).to_csv(index=False)
+    results["provenance"] = collect_provenance(
+        manifest_text, {"demographics": req.demographics, "gate_policy": req.gate}
+    )
+    out = Path(req.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = write_reports(results, out, formats)
+    manifest_path = out / "manifest.csv"
+    atomic_write_text(manifest_path, manifest_text)
+    files["manifest"] = manifest_path
+    cases = pd.DataFrame({"id": ids.iloc[rows_idx].map(hasher).to_numpy()})
+    for m in SEGMENTATION_METRICS:
+        cases[m] = values[m]
+    cases_path = out / CASES_FILE
+    atomic_write_text(cases_path, cases.to_csv(index=False))
+    files["cases"] = cases_path
+    code = 1 if results["gate"] is not None and not results["gate"]["passed"] else 0
+    return AuditOutcome(results=results, files=files, exit_code=code)
+
+
+def request_from_audit(
+    req: Any,
+    *,
+    masks: Path | None,
+    pred_masks: Path | Mapping[str, np.ndarray] | None,
+    mask_labels: str | tuple[int, ...] | None = None,
+    pred_mask_labels: str | tuple[int, ...] | None = None,
+    spacing: str | tuple[float, ...] | None = None,
+    model: dict[str, Any] | None = None,
+) -> SegmentationRequest:
+    """A SegmentationRequest from the `audit` command's AuditRequest plus the mask options.
+
+    The CLI (and a model run that wrote its masks to a folder or holds them in memory)
+    builds one AuditRequest from the flags and hands the segmentation part here.
+    """
+    from fairaudit.io.masks import parse_labels, parse_spacing
+
+    if masks is None or pred_masks is None:
+        raise InputError(
+            "a segmentation audit needs --masks (ground truth) and --pred-masks (predictions, or --model).",
+            hint="Both are folders of <id>.png or <id>.npy files.",
+        )
+    if getattr(req, "predictions", None) is not None:
+        raise InputError("--predictions is for classification; a segmentation audit reads --pred-masks.")
+    if getattr(req, "threshold_policy", None) or getattr(req, "calibration_set", None):
+        raise InputError("--threshold-policy and --calibration-set apply to classification audits only.")
+    if getattr(req, "unit", "image") != "image":
+        raise InputError("--unit series is not supported for segmentation audits (one mask per image).")
+    return SegmentationRequest(
+        masks=Path(masks),
+        pred_masks=pred_masks if isinstance(pred_masks, Mapping) else Path(pred_masks),
+        attributes=list(req.attributes),
+        out=Path(req.out),
+        demographics=req.demographics,
+        dicom_dir=req.dicom_dir,
+        id_column=req.id_column,
+        intersections=list(req.intersections),
+        references=dict(req.references),
+        missing_as_group=req.missing_as_group,
+        mask_labels=mask_labels if not isinstance(mask_labels, str) else parse_labels(mask_labels),
+        pred_mask_labels=pred_mask_labels
+        if not isinstance(pred_mask_labels, str)
+        else parse_labels(pred_mask_labels, "--pred-mask-labels"),
+        spacing=spacing if not isinstance(spacing, str) else parse_spacing(spacing),
+        bootstrap=req.bootstrap,
+        ci_level=req.ci_level,
+        ci_method=req.ci_method,
+        correction=req.correction,
+        min_group_size=req.min_group_size,
+        seed=req.seed,
+        workers=req.workers,
+        gate=req.gate,
+        formats=tuple(req.formats),
+        keep_ids=req.keep_ids,
+        salt=req.salt,
+        command=req.command,
+        progress=req.progress,
+        model=model,
+    )

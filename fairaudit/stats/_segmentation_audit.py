@@ -1,0 +1,414 @@
+"""The AuditResult of a segmentation audit, from per-case metric values.
+
+Same statistics as the classification engine (DESIGN, Statistics), on per-case values:
+- a group's value of a metric is the mean over its cases where the metric is defined
+  (hd95 and assd need two non-empty masks; volume_error a non-empty truth);
+- intervals: bootstrap stratified by group (cases resampled within each group, sizes
+  fixed; one draw of case indices serves every metric), percentile or BCa (jackknife of
+  the mean for the acceleration); differences and ratios from the same resamples;
+- tests: two-sided Mann-Whitney U of per-case values, group vs reference; omnibus:
+  Kruskal-Wallis across groups; one family per audit corrected by `adjust`.
+Plus, per attribute, the summary measures the segmentation-fairness literature uses:
+the skewed error ratio (1 - min group Dice) / (1 - max group Dice) and the standard
+deviation (population, ddof = 0) of the group mean Dice, over groups of adequate size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fairaudit.stats import _tests as T
+from fairaudit.stats._audit import AuditConfig, adjust
+from fairaudit.stats._intervals import acceleration, bca_interval, percentile_interval
+from fairaudit.stats._resample import generator
+from fairaudit.stats._segmentation import (
+    RATIO_METRICS,
+    SEGMENTATION_HIGHER_IS_BETTER,
+    SEGMENTATION_METRICS,
+)
+from fairaudit.stats.result import (
+    AttributeResult,
+    AuditResult,
+    Comparison,
+    Estimate,
+    GroupResult,
+    MetricSummary,
+    Omnibus,
+)
+
+log = logging.getLogger(__name__)
+
+# Per-group distribution of these metrics (bounded in [0, 1]) for the report's plots.
+DISTRIBUTION_METRICS: tuple[str, ...] = ("dice", "iou")
+DISTRIBUTION_BINS = 20
+DISTRIBUTION_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+# Cases x resamples per chunk of the bootstrap (bounds the temporary index array).
+_CHUNK_ELEMENTS = 2_000_000
+
+
+@dataclass
+class SegmentationGroupResult(GroupResult):
+    """A group of a segmentation audit; n_positive counts cases with a non-empty truth mask."""
+
+    n_defined: dict[str, int] = field(default_factory=dict)
+    distributions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["n_defined"] = dict(self.n_defined)
+        out["distributions"] = self.distributions
+        return out
+
+
+@dataclass
+class SegmentationAttributeResult(AttributeResult):
+    """An attribute of a segmentation audit, with the segmentation fairness summary."""
+
+    segmentation_summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["segmentation_summary"] = self.segmentation_summary
+        return out
+
+
+@dataclass
+class SegmentationAuditResult(AuditResult):
+    overall_n_defined: dict[str, int] = field(default_factory=dict)
+    overall_distributions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["overall"]["n_defined"] = dict(self.overall_n_defined)
+        out["overall"]["distributions"] = self.overall_distributions
+        return out
+
+
+@dataclass
+class _Group:
+    """One group's per-case values, point means, bootstrap means and jackknife means."""
+
+    name: str
+    values: dict[str, np.ndarray]
+    reasons: dict[str, np.ndarray]
+    n_positive: int
+    point: dict[str, float] = field(default_factory=dict)
+    boot: dict[str, np.ndarray] = field(default_factory=dict)
+    loo: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(next(iter(self.values.values())).size)
+
+    def defined(self, m: str) -> np.ndarray:
+        v = self.values[m]
+        return v[np.isfinite(v)]
+
+    def undefined_reason(self, m: str) -> str:
+        """Why the group mean is undefined: the per-case reasons, counted."""
+        if self.n == 0:
+            return "no cases"
+        counts = Counter(r for r in self.reasons[m].tolist() if r)
+        text = "; ".join(f"{why}: {k}" for why, k in counts.most_common())
+        return f"undefined in every case ({text})" if text else "undefined in every case"
+
+
+def _nanmean_rows(x: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(x)
+    count = finite.sum(axis=1)
+    total = np.where(finite, x, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _prepare(g: _Group, cfg: AuditConfig, key: tuple[int, ...]) -> None:
+    """Point means, B bootstrap means (one index draw for every metric), jackknife means."""
+    n = g.n
+    for m in SEGMENTATION_METRICS:
+        d = g.defined(m)
+        g.point[m] = float(d.mean()) if d.size else float("nan")
+        g.boot[m] = np.full(cfg.bootstrap, np.nan)
+        if cfg.ci_method == "bca":
+            v = g.values[m]
+            k, s = d.size, float(d.sum())
+            with np.errstate(invalid="ignore", divide="ignore"):
+                loo = np.where(np.isfinite(v), (s - np.nan_to_num(v)) / (k - 1), s / k if k else np.nan)
+            g.loo[m] = loo.astype(np.float64)
+    if n == 0:
+        return
+    size = max(1, _CHUNK_ELEMENTS // n)
+    for i, a in enumerate(range(0, cfg.bootstrap, size)):
+        b = min(cfg.bootstrap, a + size)
+        idx = generator(cfg.seed, key + (i,)).integers(0, n, size=(b - a, n))
+        for m in SEGMENTATION_METRICS:
+            g.boot[m][a:b] = _nanmean_rows(g.values[m][idx])
+
+
+def _interval(cfg: AuditConfig, boot: np.ndarray, value: float, strata) -> tuple[float, float] | None:
+    if cfg.ci_method == "bca" and strata is not None:
+        return bca_interval(boot, value, acceleration(strata), cfg.ci_level)
+    return percentile_interval(boot, cfg.ci_level)
+
+
+def _estimate(cfg: AuditConfig, value: float, boot: np.ndarray, strata, reason: str) -> Estimate:
+    if not np.isfinite(value):
+        return Estimate(None, None, reason)
+    ci = _interval(cfg, boot, value, strata)
+    if ci is None:
+        return Estimate(float(value), None, "interval undefined: the metric is undefined in most resamples")
+    return Estimate(float(value), ci, None)
+
+
+def _ones(g: _Group) -> np.ndarray:
+    return np.ones(g.n)
+
+
+def _group_estimates(g: _Group, cfg: AuditConfig) -> dict[str, Estimate]:
+    out = {}
+    for m in SEGMENTATION_METRICS:
+        strata = [(g.loo[m], _ones(g))] if cfg.ci_method == "bca" else None
+        out[m] = _estimate(cfg, g.point[m], g.boot[m], strata, g.undefined_reason(m))
+    return out
+
+
+def distribution(values: np.ndarray) -> dict[str, Any]:
+    """Histogram (20 equal bins over [0, 1], the last closed) and quantiles of defined values."""
+    d = values[np.isfinite(values)]
+    counts, _ = np.histogram(np.clip(d, 0.0, 1.0), bins=DISTRIBUTION_BINS, range=(0.0, 1.0))
+    quantiles = (
+        {
+            f"{q:g}": float(v)
+            for q, v in zip(DISTRIBUTION_QUANTILES, np.quantile(d, DISTRIBUTION_QUANTILES), strict=True)
+        }
+        if d.size
+        else {f"{q:g}": None for q in DISTRIBUTION_QUANTILES}
+    )
+    return {
+        "n": int(d.size),
+        "edges": [k / DISTRIBUTION_BINS for k in range(DISTRIBUTION_BINS + 1)],
+        "counts": [int(c) for c in counts],
+        "quantiles": quantiles,
+        "min": float(d.min()) if d.size else None,
+        "max": float(d.max()) if d.size else None,
+    }
+
+
+def _group_result(g: _Group, cfg: AuditConfig) -> SegmentationGroupResult:
+    return SegmentationGroupResult(
+        group=g.name,
+        n=g.n,
+        n_positive=g.n_positive,
+        small=g.n < cfg.min_group_size,
+        metrics=_group_estimates(g, cfg),
+        n_defined={m: int(g.defined(m).size) for m in SEGMENTATION_METRICS},
+        distributions={m: distribution(g.values[m]) for m in DISTRIBUTION_METRICS},
+    )
+
+
+def _compare(g: _Group, r: _Group, cfg: AuditConfig, small: bool) -> list[Comparison]:
+    rows = []
+    for m in SEGMENTATION_METRICS:
+        vg, vr = g.point[m], r.point[m]
+        bg, br = g.boot[m], r.boot[m]
+        diff = vg - vr if np.isfinite(vg) and np.isfinite(vr) else np.nan
+        why = f"{m} undefined in this group or the reference"
+        d_strata = r_strata = None
+        if cfg.ci_method == "bca" and np.isfinite(diff):
+            d_strata = [(g.loo[m] - vr, _ones(g)), (vg - r.loo[m], _ones(r))]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r_strata = [(g.loo[m] / vr, _ones(g)), (vg / r.loo[m], _ones(r))]
+        difference = _estimate(cfg, diff, bg - br, d_strata, why)
+        if m not in RATIO_METRICS:
+            ratio = Estimate(None, None, f"no ratio for a signed metric ({m}); see the difference")
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rv = vg / vr if np.isfinite(diff) and vr != 0 else np.nan
+                boot_ratio = bg / br
+            boot_ratio[~np.isfinite(boot_ratio)] = np.nan
+            ratio = _estimate(
+                cfg, rv, boot_ratio, r_strata, why if not np.isfinite(diff) else "reference value is 0"
+            )
+        xg, xr = g.defined(m), r.defined(m)
+        if xg.size == 0 or xr.size == 0:
+            res = T.TestResult("mann_whitney_u", None, reason=f"no case with a defined {m} in one group")
+        else:
+            res = T.mannwhitney_test(xg, xr)
+        rows.append(
+            Comparison(
+                metric=m,
+                group=g.name,
+                reference=r.name,
+                difference=difference,
+                ratio=ratio,
+                test=res.test,
+                p_value=res.p_value,
+                reason=res.reason,
+                small=small,
+            )
+        )
+    return rows
+
+
+def _omnibus(groups: list[_Group]) -> list[Omnibus]:
+    out = []
+    for m in SEGMENTATION_METRICS:
+        res = T.kruskal_omnibus([g.defined(m) for g in groups])
+        out.append(Omnibus(m, res.test, res.p_value, res.statistic, res.df, res.reason))
+    return out
+
+
+def _summaries(big: list[_Group], cfg: AuditConfig) -> dict[str, MetricSummary]:
+    """Between-group spread of each metric over groups of adequate size (percentile intervals)."""
+    out: dict[str, MetricSummary] = {}
+    for m in SEGMENTATION_METRICS:
+        defined = [g for g in big if np.isfinite(g.point[m])]
+        if len(defined) < 2:
+            reason = "fewer than two groups of adequate size with a defined value"
+            out[m] = MetricSummary(Estimate(None, None, reason), Estimate(None, None, reason), None)
+            continue
+        vals = np.array([g.point[m] for g in defined])
+        boots = np.vstack([g.boot[m] for g in defined])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bmax, bmin = np.max(boots, axis=0), np.min(boots, axis=0)
+            bratio = np.where(bmax > 0, bmin / bmax, np.nan)
+        d = float(vals.max() - vals.min())
+        if m in RATIO_METRICS:
+            ratio = float(vals.min() / vals.max()) if vals.max() > 0 else np.nan
+            ratio_est = Estimate.of(
+                ratio, percentile_interval(bratio, cfg.ci_level), "the largest group value is 0"
+            )
+        else:
+            ratio_est = Estimate(None, None, f"no ratio for a signed metric ({m})")
+        direction = SEGMENTATION_HIGHER_IS_BETTER[m]
+        if direction is True:
+            worst = defined[int(np.argmin(vals))].name
+        elif direction is False:
+            worst = defined[int(np.argmax(vals))].name
+        else:
+            worst = None
+        out[m] = MetricSummary(Estimate(d, percentile_interval(bmax - bmin, cfg.ci_level)), ratio_est, worst)
+    return out
+
+
+def fairness_summary(big: list[_Group], cfg: AuditConfig) -> dict[str, Any]:
+    """Skewed error ratio and SD of group mean Dice, with percentile intervals.
+
+    results.json: attributes[].segmentation_summary = {"metric": "dice", "groups": [...],
+    "skewed_error_ratio": ESTIMATE, "sd_group_means": ESTIMATE}.
+    """
+    groups = [g for g in big if np.isfinite(g.point["dice"])]
+    out: dict[str, Any] = {"metric": "dice", "groups": [g.name for g in groups]}
+    if len(groups) < 2:
+        reason = "fewer than two groups of adequate size"
+        out["skewed_error_ratio"] = Estimate(None, None, reason).to_dict()
+        out["sd_group_means"] = Estimate(None, None, reason).to_dict()
+        return out
+    vals = np.array([g.point["dice"] for g in groups])
+    boots = np.vstack([g.boot["dice"] for g in groups])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ser = (1.0 - vals.min()) / (1.0 - vals.max()) if vals.max() < 1.0 else np.nan
+        bmax = boots.max(axis=0)
+        bser = np.where(bmax < 1.0, (1.0 - boots.min(axis=0)) / (1.0 - bmax), np.nan)
+    out["skewed_error_ratio"] = Estimate.of(
+        ser, percentile_interval(bser, cfg.ci_level), "the best group's mean Dice is 1 (no error)"
+    ).to_dict()
+    out["sd_group_means"] = Estimate(
+        float(vals.std(ddof=0)), percentile_interval(boots.std(axis=0, ddof=0), cfg.ci_level)
+    ).to_dict()
+    return out
+
+
+def _choose_reference(groups: list[_Group], requested: str | None, attr: str) -> str:
+    """The requested group, else the largest (ties: first name in sorted order), as for classification."""
+    if requested is not None:
+        names = [g.name for g in groups]
+        if requested not in names:
+            raise ValueError(
+                f"--reference {attr}={requested}: no such group; groups of '{attr}' are: " + ", ".join(names)
+            )
+        return requested
+    return sorted(groups, key=lambda g: (-g.n, g.name))[0].name
+
+
+def run_segmentation_audit(
+    values: Mapping[str, np.ndarray],
+    attributes: Mapping[str, np.ndarray],
+    cfg: AuditConfig,
+    *,
+    truth_nonempty: np.ndarray | None = None,
+    reasons: Mapping[str, Sequence[str]] | None = None,
+    references: Mapping[str, str] | None = None,
+) -> SegmentationAuditResult:
+    """Audit per-case segmentation metrics (NaN where undefined) by each attribute.
+
+    `values` maps each of SEGMENTATION_METRICS to one value per case; `reasons` to one
+    string per case ("" where defined); `attributes` maps each attribute name
+    (intersections already combined) to one group label per case.
+    """
+    references = references or {}
+    vals = {m: np.asarray(values[m], dtype=np.float64) for m in SEGMENTATION_METRICS}
+    n = vals["dice"].size
+    why = {
+        m: np.asarray(reasons[m] if reasons and m in reasons else [""] * n, dtype=object)
+        for m in SEGMENTATION_METRICS
+    }
+    nonempty = np.ones(n, bool) if truth_nonempty is None else np.asarray(truth_nonempty, bool)
+
+    def subset(name: str, mask: np.ndarray) -> _Group:
+        return _Group(
+            name,
+            {m: v[mask] for m, v in vals.items()},
+            {m: r[mask] for m, r in why.items()},
+            int(nonempty[mask].sum()),
+        )
+
+    overall = subset("overall", np.ones(n, bool))
+    _prepare(overall, cfg, (0,))
+    attr_results: list[AttributeResult] = []
+    for ai, (attr, labels) in enumerate(attributes.items()):
+        labels = np.asarray(labels).astype(str)
+        groups = []
+        for gi, name in enumerate(sorted(set(labels.tolist()))):
+            g = subset(name, labels == name)
+            _prepare(g, cfg, (1, ai, gi))
+            groups.append(g)
+        log.info("attribute %s: %d groups", attr, len(groups))
+        ref_name = _choose_reference(groups, references.get(attr), attr)
+        ref = next(g for g in groups if g.name == ref_name)
+        small = {g.name: g.n < cfg.min_group_size for g in groups}
+        comparisons: list[Comparison] = []
+        for g in groups:
+            if g.name != ref_name:
+                comparisons += _compare(g, ref, cfg, small[g.name] or small[ref_name])
+        big = [g for g in groups if not small[g.name]]
+        attr_results.append(
+            SegmentationAttributeResult(
+                name=attr,
+                reference=ref_name,
+                groups=[_group_result(g, cfg) for g in groups],
+                comparisons=comparisons,
+                omnibus=_omnibus(groups),
+                summary=_summaries(big, cfg),
+                segmentation_summary=fairness_summary(big, cfg),
+            )
+        )
+    config = cfg.to_dict()
+    config["threshold"] = None
+    config.pop("permutations", None)
+    result = SegmentationAuditResult(
+        task="segmentation",
+        config=config,
+        n=n,
+        overall=_group_estimates(overall, cfg),
+        attributes=attr_results,
+        overall_n_defined={m: int(overall.defined(m).size) for m in SEGMENTATION_METRICS},
+        overall_distributions={m: distribution(overall.values[m]) for m in DISTRIBUTION_METRICS},
+    )
+    adjust(result, cfg)
+    return result

@@ -1,0 +1,168 @@
+"""Per-group statistics of segmentation metrics, checked against scipy/statsmodels/numpy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+from fairaudit.schema import validate_results
+from fairaudit.stats import AuditConfig
+from fairaudit.stats._segmentation import SEGMENTATION_METRICS
+from fairaudit.stats._segmentation_audit import run_segmentation_audit
+
+
+def _cohort(seed: int = 0):
+    """Three groups; C segments worse (lower dice, larger distances); B small (n = 12)."""
+    rng = np.random.default_rng(seed)
+    sizes = {"A": 80, "B": 12, "C": 60}
+    group = np.concatenate([[g] * n for g, n in sizes.items()])
+    shift = np.where(group == "C", -0.08, 0.0)
+    dice = np.clip(rng.normal(0.9, 0.04, group.size) + shift, 0, 1)
+    iou = dice / (2 - dice)
+    hd95 = rng.gamma(4.0, 1.5, group.size) * np.where(group == "C", 1.8, 1.0)
+    assd = hd95 * 0.4
+    vol = rng.normal(-0.02, 0.1, group.size) + shift
+    hd95[:3] = np.nan  # three cases with an empty predicted mask in A
+    assd[:3] = np.nan
+    sex = np.where(rng.random(group.size) < 0.5, "F", "M")
+    values = {"dice": dice, "iou": iou, "hd95": hd95, "assd": assd, "volume_error": vol}
+    reasons = {m: ["empty predicted mask" if (m in ("hd95", "assd") and i < 3) else "" for i in range(group.size)]
+               for m in SEGMENTATION_METRICS}  # fmt: skip
+    return values, {"group": group, "sex": sex}, reasons
+
+
+def _results_dict(result) -> dict:
+    body = result.to_dict()
+    return {
+        "schema_version": "1",
+        "fairaudit_version": "test",
+        "created": "2026-01-01T00:00:00Z",
+        "task": body["task"],
+        "config": body["config"],
+        "inputs": {"n_records": body["overall"]["n"], "n_included": body["overall"]["n"], "excluded": []},
+        "model": None,
+        "overall": body["overall"],
+        "attributes": body["attributes"],
+        "gate": None,
+    }
+
+
+@pytest.fixture(scope="module")
+def audited():
+    values, attrs, reasons = _cohort()
+    cfg = AuditConfig(bootstrap=1000, seed=3, min_group_size=30)
+    return values, attrs, run_segmentation_audit(values, attrs, cfg, reasons=reasons)
+
+
+def test_group_means_tests_and_correction(audited):
+    values, attrs, result = audited
+    att = result.attribute("group")
+    assert att.reference == "A"  # the largest group
+    for g in att.groups:
+        sel = attrs["group"] == g.group
+        for m in SEGMENTATION_METRICS:
+            assert g.metrics[m].value == pytest.approx(np.nanmean(values[m][sel]))
+            assert g.n_defined[m] == int(np.isfinite(values[m][sel]).sum())
+        assert g.small == (sel.sum() < 30)
+    ref = attrs["group"] == "A"
+    for c in att.comparisons:
+        sel = attrs["group"] == c.group
+        x, y = values[c.metric][sel], values[c.metric][ref]
+        x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+        assert c.test == "mann_whitney_u"
+        assert c.p_value == pytest.approx(sps.mannwhitneyu(x, y, alternative="two-sided").pvalue)
+        assert c.difference.value == pytest.approx(x.mean() - y.mean())
+        if c.metric == "volume_error":
+            assert c.ratio.value is None and "signed" in c.ratio.reason
+        else:
+            assert c.ratio.value == pytest.approx(x.mean() / y.mean())
+        assert c.small == (c.group == "B")
+    for o in att.omnibus:
+        samples = [values[o.metric][attrs["group"] == g] for g in ("A", "B", "C")]
+        samples = [s[np.isfinite(s)] for s in samples]
+        assert o.test == "kruskal_wallis"
+        assert o.p_value == pytest.approx(sps.kruskal(*samples).pvalue)
+    # One family over every comparison of every attribute, Holm.
+    rows = [c for _, c in result.comparisons()]
+    adjusted = multipletests([c.p_value for c in rows], alpha=0.05, method="holm")[1]
+    assert [c.p_adjusted for c in rows] == pytest.approx(list(adjusted))
+    assert all(c.significant == (c.p_adjusted < 0.05) for c in rows)
+
+
+def test_summary_and_fairness_measures(audited):
+    values, attrs, result = audited
+    att = result.attribute("group")
+    means = {g: np.nanmean(values["dice"][attrs["group"] == g]) for g in ("A", "C")}  # B is small
+    s = att.summary["dice"]
+    assert s.max_difference.value == pytest.approx(abs(means["A"] - means["C"]))
+    assert s.min_ratio.value == pytest.approx(min(means.values()) / max(means.values()))
+    assert s.worst_group == "C"
+    assert att.summary["hd95"].worst_group == "C"  # higher is worse
+    assert att.summary["volume_error"].worst_group is None
+    seg = att.segmentation_summary
+    assert seg["groups"] == ["A", "C"]
+    ser = (1 - min(means.values())) / (1 - max(means.values()))
+    assert seg["skewed_error_ratio"]["value"] == pytest.approx(ser)
+    assert seg["sd_group_means"]["value"] == pytest.approx(np.std(list(means.values())))
+    lo, hi = seg["skewed_error_ratio"]["ci"]
+    assert lo < ser < hi
+
+
+def test_intervals_against_normal_theory(audited):
+    """The percentile interval of a mean is close to mean ± 1.96 SE for n = 80."""
+    values, attrs, result = audited
+    x = values["dice"][attrs["group"] == "A"]
+    se = x.std(ddof=1) / math.sqrt(x.size)
+    lo, hi = result.attribute("group").group("A").metrics["dice"].ci
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert lo < x.mean() < hi
+
+
+def test_distributions_and_schema(audited):
+    values, attrs, result = audited
+    g = result.attribute("group").group("C")
+    dist = g.to_dict()["distributions"]["dice"]
+    x = values["dice"][attrs["group"] == "C"]
+    counts, edges = np.histogram(x, bins=20, range=(0, 1))
+    assert dist["counts"] == counts.tolist() and dist["edges"] == pytest.approx(edges.tolist())
+    assert dist["quantiles"]["0.5"] == pytest.approx(np.median(x))
+    validate_results(_results_dict(result))
+
+
+def test_undefined_everywhere_gives_null_with_reason():
+    values, attrs, reasons = _cohort()
+    sel = attrs["group"] == "B"
+    values["hd95"][sel] = np.nan
+    for i in np.flatnonzero(sel):
+        reasons["hd95"][i] = "empty predicted mask"
+    result = run_segmentation_audit(values, attrs, AuditConfig(bootstrap=200), reasons=reasons)
+    b = result.attribute("group").group("B").metrics["hd95"]
+    assert b.value is None and "empty predicted mask: 12" in b.reason
+    comp = next(c for c in result.attribute("group").comparisons if c.group == "B" and c.metric == "hd95")
+    assert comp.difference.value is None and comp.p_value is None and comp.reason
+
+
+def test_seeded_and_bca():
+    values, attrs, reasons = _cohort(1)
+    a = run_segmentation_audit(values, attrs, AuditConfig(bootstrap=300, seed=5)).to_dict()
+    b = run_segmentation_audit(values, attrs, AuditConfig(bootstrap=300, seed=5)).to_dict()
+    c = run_segmentation_audit(values, attrs, AuditConfig(bootstrap=300, seed=6)).to_dict()
+    assert a == b and a != c
+    bca = run_segmentation_audit(values, attrs, AuditConfig(bootstrap=2000, seed=5, ci_method="bca"))
+    x = values["dice"][attrs["group"] == "A"]
+    res = sps.bootstrap((x,), np.mean, n_resamples=2000, method="BCa", random_state=0)
+    lo, hi = bca.attribute("group").group("A").metrics["dice"].ci
+    assert lo == pytest.approx(res.confidence_interval.low, abs=0.004)
+    assert hi == pytest.approx(res.confidence_interval.high, abs=0.004)
+
+
+def test_reference_and_unknown_reference():
+    values, attrs, _ = _cohort()
+    res = run_segmentation_audit(values, attrs, AuditConfig(bootstrap=50), references={"group": "C"})
+    assert res.attribute("group").reference == "C"
+    with pytest.raises(ValueError, match="no such group"):
+        run_segmentation_audit(values, attrs, AuditConfig(bootstrap=50), references={"group": "Z"})
