@@ -21,7 +21,7 @@ from fairaudit.stats._segmentation import SEGMENTATION_METRICS
 _KNOWN_METRICS: tuple[str, ...] = METRICS + SEGMENTATION_METRICS
 
 DECIDE_MODES = ("no_evidence_of_harm", "evidence_of_fairness")
-_RULE_KEYS = ("max_abs_difference", "min_ratio")
+_RULE_KEYS = ("max_abs_difference", "min_ratio", "max_disparity_increase")
 _GATE_KEYS = {"metrics", "fail_on_significant", "decide", "overrides", *_RULE_KEYS}
 
 
@@ -33,6 +33,8 @@ class GatePolicy:
     fail_on_significant: bool = False
     decide: str = "no_evidence_of_harm"
     overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    # With --baseline-predictions: a release must not widen a gap (|group - reference|) by more.
+    max_disparity_increase: float | None = None
 
     def bound(self, rule: str, metric: str) -> float | None:
         return self.overrides.get(metric, {}).get(rule, getattr(self, rule))
@@ -45,6 +47,7 @@ class GatePolicy:
             "fail_on_significant": self.fail_on_significant,
             "decide": self.decide,
             "overrides": self.overrides,
+            "max_disparity_increase": self.max_disparity_increase,
         }
 
 
@@ -87,6 +90,7 @@ def load_policy(path: Path | str) -> GatePolicy:
     for key, (lo, hi) in {
         "max_abs_difference": (0.0, float("inf")),
         "min_ratio": (0.0, 1.0),
+        "max_disparity_increase": (0.0, float("inf")),
     }.items():
         rules[key] = _number(gate[key], f"[gate] {key}", path, lo, hi) if key in gate else None
     decide = gate.get("decide", "no_evidence_of_harm")
@@ -117,10 +121,19 @@ def load_policy(path: Path | str) -> GatePolicy:
         }
     if all(v is None for v in rules.values()) and not overrides and not fos:
         raise InputError(
-            "[gate] sets no rule: give max_abs_difference, min_ratio or fail_on_significant.",
+            "[gate] sets no rule: give max_abs_difference, min_ratio, max_disparity_increase or "
+            "fail_on_significant.",
             file=str(path),
         )
-    return GatePolicy(tuple(metrics), rules["max_abs_difference"], rules["min_ratio"], fos, decide, overrides)
+    return GatePolicy(
+        tuple(metrics),
+        rules["max_abs_difference"],
+        rules["min_ratio"],
+        fos,
+        decide,
+        overrides,
+        rules["max_disparity_increase"],
+    )
 
 
 def _status_abs(est: Estimate, bound: float) -> tuple[str, str | None]:
@@ -193,8 +206,85 @@ def _not_computed(result: AuditResult, policy: GatePolicy) -> list[dict[str, Any
     return out
 
 
-def apply_gate(result: AuditResult, policy: GatePolicy) -> dict[str, Any]:
-    """Every check of the policy on every non-reference group; results.json's `gate`."""
+def _status_increase(observed: dict[str, Any], bound: float) -> tuple[str, str | None]:
+    """A gap's growth since the baseline against its bound, from the paired interval."""
+    if observed.get("value") is None:
+        return "inconclusive", observed.get("reason") or "undefined"
+    if observed.get("ci") is None:
+        return "inconclusive", "no interval"
+    lo, hi = observed["ci"]
+    if hi <= bound:
+        return "pass", None
+    if lo > bound:
+        return "fail", None
+    return "inconclusive", "the interval straddles the bound"
+
+
+def _baseline_checks(policy: GatePolicy, baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """`max_disparity_increase`: for each gated metric and non-reference group, the paired
+    interval of |gap now| - |gap with the baseline| against the bound."""
+    wanted = {m: policy.bound("max_disparity_increase", m) for m in policy.metrics}
+    wanted = {m: b for m, b in wanted.items() if b is not None}
+    if not wanted:
+        return []
+    if baseline is None:
+        return [
+            {
+                "rule": "max_disparity_increase",
+                "metric": m,
+                "attribute": "(release comparison)",
+                "group": None,
+                "reference": None,
+                "bound": b,
+                "observed": {"value": None, "ci": None, "reason": "no --baseline-predictions given"},
+                "status": "inconclusive",
+                "decides": True,
+                "note": "the policy limits how much a release may widen a gap; give the previous "
+                "model's predictions with --baseline-predictions",
+            }
+            for m, b in wanted.items()
+        ]
+    checks = []
+    for attr in baseline["attributes"]:
+        ref_small = next((g["small"] for g in attr["groups"] if g["group"] == attr["reference"]), False)
+        for g in attr["groups"]:
+            if g["group"] == attr["reference"]:
+                continue
+            for m, b in wanted.items():
+                row = g["metrics"].get(m)
+                if row is None:
+                    observed = {"value": None, "ci": None, "reason": "not compared with the baseline"}
+                else:
+                    observed = row["disparity_increase"]
+                status, note = _status_increase(observed, b)
+                small = g["small"] or ref_small
+                check = {
+                    "rule": "max_disparity_increase",
+                    "metric": m,
+                    "attribute": attr["name"],
+                    "group": g["group"],
+                    "reference": attr["reference"],
+                    "bound": b,
+                    "observed": observed,
+                    "status": status,
+                    "decides": not small,
+                }
+                if small:
+                    note = "group or reference smaller than min_group_size: reported, never decides the gate"
+                if note:
+                    check["note"] = note
+                checks.append(check)
+    return checks
+
+
+def apply_gate(
+    result: AuditResult, policy: GatePolicy, baseline: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every check of the policy on every non-reference group; results.json's `gate`.
+
+    `baseline` is results.json's `baseline` section (--baseline-predictions), read by the
+    `max_disparity_increase` rule.
+    """
     checks: list[dict[str, Any]] = []
     alpha = round(1.0 - float(result.config["ci_level"]), 12)
     for attr in result.attributes:
@@ -244,6 +334,7 @@ def apply_gate(result: AuditResult, policy: GatePolicy) -> dict[str, Any]:
                     check["note"] = note
                 checks.append(check)
     checks += _not_computed(result, policy)
+    checks += _baseline_checks(policy, baseline)
     deciding = [c for c in checks if c["decides"]]
     failed = any(c["status"] == "fail" for c in deciding)
     if policy.decide == "evidence_of_fairness":

@@ -64,6 +64,7 @@ class AuditRequest:
     # and the `model` object of results.json.
     files: Any = None  # (Table of readable files, manifest rows of unreadable ones)
     model: dict[str, Any] | None = None
+    baseline_predictions: Path | None = None  # the previous model on the same patients
 
 
 @dataclass
@@ -224,8 +225,20 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
         "model": req.model,
         "overall": body["overall"],
         "attributes": body["attributes"],
-        "gate": apply_gate(result, policy) if policy else None,
+        "gate": None,
     }
+    baseline_manifest = None
+    if req.baseline_predictions is not None:
+        from fairaudit.baseline import baseline_section
+
+        results["baseline"], baseline_manifest = baseline_section(
+            req.baseline_predictions, ids=cohort.ids, id_column=cohort.id_column, labels=cohort.labels,
+            scores=cohort.scores, has_scores=cohort.has_scores, attributes=cohort.attributes,
+            references={a["name"]: a["reference"] for a in body["attributes"]}, config=config,
+            score_column=req.score_column, prediction_column=req.prediction_column, hasher=hasher,
+        )  # fmt: skip
+    if policy:
+        results["gate"] = apply_gate(result, policy, baseline=results.get("baseline"))
     if dicom_records:
         results["inputs"]["dicom_attributes"] = dicom_records
     if req.discover:
@@ -246,11 +259,16 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
 
     attach_curves(results, cohort.labels, cohort.scores, cohort.attributes, req.threshold, cohort.has_scores)
     attach_power(results)
-    manifest_text = cohort.manifest.to_csv(index=False)
+    manifest = cohort.manifest
+    if baseline_manifest is not None:
+        import pandas as pd
+
+        manifest = pd.concat([manifest, baseline_manifest], ignore_index=True)
+    manifest_text = manifest.to_csv(index=False)
     results["provenance"] = collect_provenance(
         manifest_text,
         {"predictions": req.predictions, "demographics": req.demographics, "labels": req.labels,
-         "gate_policy": req.gate},
+         "gate_policy": req.gate, "baseline_predictions": req.baseline_predictions},
     )  # fmt: skip
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -132,9 +132,11 @@ document.getElementById("f").addEventListener("load", function () {
 </script></body></html>"""
 
 
-def test_every_plot_is_drawn_and_nothing_is_loaded(report: Path, tmp_path: Path) -> None:
-    wrapper = report.parent / "wrapper.html"
-    wrapper.write_text(_WRAPPER, encoding="utf-8")
+def wrapper_facts(tmp_path: Path, wrapper: Path, page: str) -> dict:
+    """Load `page` (a wrapper that measures a report in an iframe) and read the JSON it writes."""
+    import html as html_lib
+
+    wrapper.write_text(page, encoding="utf-8")
     result = run_chromium(
         tmp_path,
         wrapper.as_uri(),
@@ -144,9 +146,11 @@ def test_every_plot_is_drawn_and_nothing_is_loaded(report: Path, tmp_path: Path)
     )
     found = re.search(r'<pre id="out">(.*?)</pre>', result.stdout, re.S)
     assert found and found.group(1), result.stderr[-2000:]
-    import html as html_lib
+    return json.loads(html_lib.unescape(found.group(1)))
 
-    facts = json.loads(html_lib.unescape(found.group(1)))
+
+def test_every_plot_is_drawn_and_nothing_is_loaded(report: Path, tmp_path: Path) -> None:
+    facts = wrapper_facts(tmp_path, report.parent / "wrapper.html", _WRAPPER)
     page = report.read_text(encoding="utf-8")
     n_svg = page.count("<svg")
     # 3 attributes x (6 forest plots + ROC + calibration).
@@ -193,20 +197,7 @@ def test_print_layout_fits_an_a4_page(report: Path, tmp_path: Path) -> None:
     """With the print style sheet at A4's printable width (190 mm = 718 px), nothing is cut off."""
     page = report.read_text(encoding="utf-8").replace("@media print", "@media all")
     (report.parent / "print.html").write_text(page, encoding="utf-8")
-    wrapper = report.parent / "print_wrapper.html"
-    wrapper.write_text(_PRINT_WRAPPER, encoding="utf-8")
-    result = run_chromium(
-        tmp_path,
-        wrapper.as_uri(),
-        "--allow-file-access-from-files",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-    )
-    found = re.search(r'<pre id="out">(.*?)</pre>', result.stdout, re.S)
-    assert found and found.group(1), result.stderr[-2000:]
-    import html as html_lib
-
-    facts = json.loads(html_lib.unescape(found.group(1)))
+    facts = wrapper_facts(tmp_path, report.parent / "print_wrapper.html", _PRINT_WRAPPER)
     assert 700 <= facts["width"] <= 718
     assert facts["wide"] == []
     pdf = tmp_path / "report.pdf"

@@ -23,15 +23,18 @@ EXAMPLE = Path(fairaudit.__file__).parent / "policies" / "example.toml"
 
 def test_example_policy_parses() -> None:
     policy = load_policy(EXAMPLE)
-    assert policy.metrics == ("tpr", "fpr", "auroc")
+    assert policy.metrics == ("tpr", "fpr", "auroc", "brier")
     assert policy.max_abs_difference == 0.05
-    assert policy.min_ratio == 0.8
+    assert policy.min_ratio is None
     assert policy.fail_on_significant is False
     assert policy.decide == "no_evidence_of_harm"
-    assert policy.overrides == {"auroc": {"max_abs_difference": 0.03}}
+    assert policy.max_disparity_increase == 0.02
+    assert policy.overrides == {"tpr": {"min_ratio": 0.8}, "auroc": {"max_abs_difference": 0.03}}
     assert policy.bound("max_abs_difference", "auroc") == 0.03
     assert policy.bound("max_abs_difference", "tpr") == 0.05
-    assert policy.bound("min_ratio", "auroc") == 0.8  # not overridden
+    assert policy.bound("min_ratio", "tpr") == 0.8
+    assert policy.bound("min_ratio", "fpr") is None  # the ratio rule is for tpr only
+    assert policy.bound("max_disparity_increase", "auroc") == 0.02
 
 
 def test_policy_with_every_key(tmp_path: Path) -> None:

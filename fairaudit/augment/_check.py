@@ -23,7 +23,6 @@ All p-values of the report form one family, corrected with statsmodels' multiple
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import os
@@ -34,23 +33,27 @@ from typing import Any
 
 import numpy as np
 
-from fairaudit._version import __version__
 from fairaudit.augment._base import Transform, check_strength
 from fairaudit.augment._geometric import Geometric
 from fairaudit.augment._physics import describe_params, modality_transforms
 from fairaudit.errors import InputError
 from fairaudit.io.privacy import IdHasher
 from fairaudit.preprocess._cohort import (
-    FILES_LABEL,
+    CohortOutcome,
+    CohortRequest,
     Demographics,
+    check_dicom_dir,
     excluded_counts,
-    manifest_frame,
+    file_row,
+    no_usable_image,
     outcome_id,
+    write_manifest,
 )
 from fairaudit.preprocess._groupstats import (
     Groups,
     adjust_family,
     bootstrap_group_metric,
+    check_options,
     describe,
     draws,
     estimate_dict,
@@ -62,13 +65,12 @@ from fairaudit.stats._tests import kruskal_omnibus
 
 log = logging.getLogger(__name__)
 
-CORRECTIONS = ("holm", "fdr_bh", "bonferroni", "none")
 MAX_EXAMPLES = 4
 THRESHOLD = 0.5
 
 
 @dataclass
-class AugmentCheckRequest:
+class AugmentCheckRequest(CohortRequest):
     dicom_dir: Path
     out: Path
     modality: str
@@ -78,7 +80,6 @@ class AugmentCheckRequest:
     geometric: bool = False
     flip: bool = False
     n_augment: int = 5
-    seed: int = 0
     id_column: str | None = None
     model: str | None = None
     labels: Path | None = None
@@ -87,23 +88,10 @@ class AugmentCheckRequest:
     mask_labels: str | None = None
     device: str = "auto"
     batch_size: int = 32
-    bootstrap: int = 1000
-    ci_level: float = 0.95
-    correction: str = "holm"
-    min_group_size: int = 30
-    workers: int | None = None
-    keep_ids: bool = False
-    salt: str | None = None
-    formats: tuple[str, ...] = ("html", "md", "json")
-    progress: bool = False
-    command: str = ""
     max_images: int | None = None
 
 
-@dataclass
-class AugmentCheckOutcome:
-    results: dict[str, Any]
-    files: dict[str, Path]
+AugmentCheckOutcome = CohortOutcome
 
 
 @dataclass
@@ -119,18 +107,12 @@ class _Case:
 
 
 def _validate(req: AugmentCheckRequest) -> None:
-    if not Path(req.dicom_dir).is_dir():
-        raise InputError("is not a folder.", file=str(req.dicom_dir), hint="Pass the folder of DICOM files.")
+    check_dicom_dir(req.dicom_dir)
     if not req.attributes:
         raise InputError("pass at least one --attribute (a column of --demographics).")
     if req.n_augment < 1:
         raise InputError(f"--n-augment must be at least 1, got {req.n_augment}.")
-    if req.correction not in CORRECTIONS:
-        raise InputError(f"--correction must be one of {', '.join(CORRECTIONS)}, not '{req.correction}'.")
-    if not 0 < req.ci_level < 1:
-        raise InputError(f"--ci-level must be between 0 and 1, got {req.ci_level}.")
-    if req.bootstrap < 100:
-        raise InputError(f"--bootstrap must be at least 100, got {req.bootstrap}.")
+    check_options(req.correction, req.ci_level, req.bootstrap)
     if (req.labels is not None or req.masks is not None) and req.model is None:
         raise InputError("--labels and --masks are used with --model: pass the model to check.")
     if req.model is not None and req.labels is None and req.masks is None:
@@ -252,17 +234,9 @@ def run_augment_check(req: AugmentCheckRequest) -> AugmentCheckOutcome:
         for o in iter_outcomes(
             Path(req.dicom_dir), header_only=False, workers=req.workers, progress=req.progress
         ):
-            row = {
-                "source": f"{FILES_LABEL}/{o.path}",
-                "row": "",
-                "id": "",
-                "status": "excluded",
-                "reason": "",
-                "output": "",
-            }
+            row = file_row(o, status="excluded")
             manifest.append(row)
             if o.status != "ok" or o.image is None:
-                row["reason"] = f"{o.status}: {o.reason}" if o.reason else o.status
                 continue
             if req.max_images is not None and len(cases) >= req.max_images:
                 row["reason"] = "beyond --max-images"
@@ -360,25 +334,16 @@ def run_augment_check(req: AugmentCheckRequest) -> AugmentCheckOutcome:
         raise
     records.close()
     from fairaudit.preprocess._reporting import write_outputs
-    from fairaudit.report.writers import atomic_write_text
 
     if not cases:
         tmp_records.unlink(missing_ok=True)
-        atomic_write_text(
-            out / "manifest.csv", manifest_frame(manifest + demo.manifest_rows(hasher)).to_csv(index=False)
-        )
-        raise InputError(
-            f"no usable image ({len(manifest)} files looked at; see the reasons in {out / 'manifest.csv'}).",
-            file=str(req.dicom_dir),
-        )
+        no_usable_image(out, manifest + demo.manifest_rows(hasher), len(manifest), req.dicom_dir)
     results = _results(req, ts, demo, cases, manifest, predictor)
 
     files = write_outputs(
         results, out, "augment_check.json", "augment_check", req.formats, extra=_plots(results, examples)
     )
-    rows = manifest + demo.manifest_rows(hasher)
-    atomic_write_text(out / "manifest.csv", manifest_frame(rows).to_csv(index=False))
-    files["manifest"] = out / "manifest.csv"
+    files["manifest"] = write_manifest(out, manifest + demo.manifest_rows(hasher))
     os.replace(tmp_records, out / "augment_records.jsonl")
     files["records"] = out / "augment_records.jsonl"
     return AugmentCheckOutcome(results, files)
@@ -593,10 +558,7 @@ def _results(
             {
                 "name": requested,
                 "reference": reference,
-                "groups": [
-                    {"group": g, "n": n, "small": n < req.min_group_size}
-                    for g, n in zip(groups.names, groups.sizes, strict=True)
-                ],
+                "groups": groups.rows(req.min_group_size),
                 "missing": missing,
                 "image_statistics": shifts,
                 "performance": perf,
@@ -606,12 +568,10 @@ def _results(
     for a in attrs_out:
         if a.get("groups"):
             a["summary"] = _summary(a, level)
+    from fairaudit.preprocess._reporting import results_header
+
     results = {
-        "schema_version": "1",
-        "kind": "augment_check",
-        "fairaudit_version": __version__,
-        "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        "command": req.command,
+        **results_header("augment_check", req.command),
         "config": {
             "modality": req.modality.lower(),
             "strength": req.strength,

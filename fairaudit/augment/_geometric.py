@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from fairaudit.augment._base import Augmented, Record, Transform, subseed
+from fairaudit.augment._base import Transform, subseed
 
 
 class Geometric(Transform):
@@ -105,14 +105,3 @@ class Geometric(Transform):
                 raise ValueError(f"mask shape {mask.shape} differs from image shape {x.shape}")
             m = sample(np.asarray(mask), 0, 0).astype(mask.dtype)
         return out, m
-
-    def __call__(
-        self, image: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None
-    ) -> Augmented:
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(
-                "pass a numpy.random.Generator (np.random.default_rng(seed)); the global state is never used"
-            )
-        params = self.draw(rng, tuple(np.shape(image)))
-        out, m = self.apply(image, params, mask)
-        return Augmented(out, m, [Record(self.name, self.family, self.strength, params)])

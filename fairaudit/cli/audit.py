@@ -154,6 +154,15 @@ def audit(
     gate: Annotated[
         Path | None, typer.Option("--gate", help="Gate policy TOML; exit code 1 when it fails.")
     ] = None,
+    baseline_predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline-predictions",
+            help="The previous model's predictions on the same patients (same id and score columns): "
+            "adds each group's change with paired intervals and tests, for the gate's "
+            "max_disparity_increase.",
+        ),
+    ] = None,
     fmt: Annotated[
         str, typer.Option("--format", help="Reports to write: any of html,md,json,junit.")
     ] = "html,md,json",
@@ -222,6 +231,8 @@ def audit(
             raise InputError(
                 "--discover, --bins and dicom: attributes are not available for segmentation audits yet."
             )
+        if segmentation and baseline_predictions is not None:
+            raise InputError("--baseline-predictions is available for classification audits only.")
         formats = tuple(f.strip().lower() for f in fmt.split(",") if f.strip())
         bad = [f for f in formats if f not in _FORMATS]
         if bad or not formats:
@@ -262,6 +273,7 @@ def audit(
             seed=seed,
             workers=workers,
             gate=gate,
+            baseline_predictions=baseline_predictions,
             formats=formats,
             keep_ids=keep_ids,
             salt=salt,

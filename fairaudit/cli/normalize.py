@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from fairaudit.cli import _common as opt
+
+if TYPE_CHECKING:
+    from fairaudit.preprocess._run import NormalizeOutcome
 
 HELP = (
     "Normalize the images of a DICOM folder (CLAHE, percentile, z-score or robust z-score; optional "
@@ -19,8 +23,9 @@ HELP = (
 
 
 def normalize(
-    dicom_dir: Annotated[Path, typer.Argument(help="DICOM folder (read only).")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")],
+    ctx: typer.Context,
+    dicom_dir: opt.DicomDir,
+    out: opt.Out,
     method: Annotated[
         str, typer.Option("--method", help="adaptive_histogram, percentile, zscore or robust_zscore.")
     ],
@@ -75,40 +80,22 @@ def normalize(
             help="Apply a saved site_normalizer.json (from an earlier --per-site run) instead of fitting one.",
         ),
     ] = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples B.")] = 1000,
-    ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
-    correction: Annotated[
-        str, typer.Option("--correction", help="holm, fdr_bh, bonferroni or none.")
-    ] = "holm",
-    min_group_size: Annotated[
-        int, typer.Option("--min-group-size", help="Groups with fewer images are marked small.")
-    ] = 30,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="Decoding processes. \\[default: CPU count]")
-    ] = None,
+    bootstrap: opt.Bootstrap = 1000,
+    ci_level: opt.CiLevel = 0.95,
+    correction: opt.Correction = "holm",
+    min_group_size: opt.MinGroupSize = 30,
+    seed: opt.Seed = 0,
+    workers: opt.Workers = None,
     no_previews: Annotated[bool, typer.Option("--no-previews", help="Do not write PNG previews.")] = False,
-    fmt: Annotated[
-        str, typer.Option("--format", help="Reports to write: any of html,md,json.")
-    ] = "html,md,json",
+    fmt: opt.Formats = "html,md,json",
     keep_ids: Annotated[
         bool,
         typer.Option("--keep-ids", help="Name outputs and manifest ids in clear (default: salted hash)."),
     ] = False,
-    salt: Annotated[
-        str | None,
-        typer.Option("--salt", envvar="FAIRAUDIT_SALT", help="Salt for stable hashes across runs."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    salt: opt.Salt = None,
+    quiet: opt.Quiet = False,
 ) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    from fairaudit.errors import InputError
-
-    err = Console(stderr=True)
-    try:
-        from fairaudit.preprocess._reporting import parse_formats
+    def call() -> NormalizeOutcome:
         from fairaudit.preprocess._run import NormalizeRequest, run_normalize
         from fairaudit.preprocess._spatial import parse_shape
 
@@ -129,32 +116,20 @@ def normalize(
             id_column=id_column,
             roi=roi,
             site_normalizer=site_normalizer,
-            bootstrap=bootstrap,
-            ci_level=ci_level,
-            correction=correction.lower(),
-            min_group_size=min_group_size,
-            seed=seed,
-            workers=workers,
-            keep_ids=keep_ids,
-            salt=salt,
-            formats=parse_formats(fmt),
             previews=not no_previews,
-            progress=not quiet,
-            command=" ".join(shlex.quote(a) for a in ["fairaudit", *sys.argv[1:]]),
+            **opt.request_options(ctx.params),
         )
-        outcome = run_normalize(req)
-    except InputError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+        return run_normalize(req)
+
+    outcome = opt.run_or_exit(call)
     if not quiet:
-        r = outcome.results
-        console = Console()
-        console.print(
-            f"Normalized {r['inputs']['n_normalized']} of {r['inputs']['n_files']} files "
-            f"({escape(r['config']['method'])}) into {escape(str(out))}."
-        )
-        for a in r["attributes"]:
-            console.print(f"[bold]{escape(a['name'])}[/]: {escape(a.get('summary', ''))}")
-        report = outcome.files.get("html") or outcome.files.get("md") or outcome.files.get("json")
-        if report is not None:
-            err.print(f"Report: {escape(str(report))}")
+        opt.print_summary(_headline(outcome.results, out), outcome.results, outcome.files)
+
+
+def _headline(r: Mapping[str, Any], out: Path) -> str:
+    from rich.markup import escape
+
+    return (
+        f"Normalized {r['inputs']['n_normalized']} of {r['inputs']['n_files']} files "
+        f"({escape(r['config']['method'])}) into {escape(str(out))}."
+    )

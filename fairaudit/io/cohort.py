@@ -67,6 +67,7 @@ class Cohort:
     n_records: int
     excluded: list[dict]
     id_column: str | None
+    ids: np.ndarray | None = None  # the included records' ids, in clear (never written out)
 
     @property
     def n_included(self) -> int:
@@ -286,4 +287,5 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
         n_records=len(pred.frame),
         excluded=excluded,
         id_column=id_col,
+        ids=pred_ids[included].astype(str).to_numpy(),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -28,6 +28,31 @@ _ID_TAGS = {
     "patient_id": "PatientID",
 }
 MISSING_GROUP = "(missing)"
+
+
+@dataclass(kw_only=True)
+class CohortRequest:
+    """The options normalize and augment-check share: statistics, decoding, privacy, reports."""
+
+    bootstrap: int = 1000
+    ci_level: float = 0.95
+    correction: str = "holm"
+    min_group_size: int = 30
+    seed: int = 0
+    workers: int | None = None
+    keep_ids: bool = False
+    salt: str | None = None
+    formats: tuple[str, ...] = ("html", "md", "json")
+    progress: bool = False
+    command: str = ""
+
+
+@dataclass
+class CohortOutcome:
+    """What a run returns: its results (the JSON's content) and the files it wrote, by kind."""
+
+    results: dict[str, Any]
+    files: dict[str, Path]
 
 
 def outcome_id(outcome: Any, id_column: str | None) -> str:
@@ -121,6 +146,45 @@ class Demographics:
 
 def manifest_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+
+
+def check_dicom_dir(dicom_dir: Path) -> None:
+    if not Path(dicom_dir).is_dir():
+        raise InputError("is not a folder.", file=str(dicom_dir), hint="Pass the folder of DICOM files.")
+
+
+def file_row(outcome: Any, status: str = "") -> dict[str, Any]:
+    """The manifest row of one file of DICOM_DIR; a decode failure already carries its reason."""
+    row = {
+        "source": f"{FILES_LABEL}/{outcome.path}",
+        "row": "",
+        "id": "",
+        "status": status,
+        "reason": "",
+        "output": "",
+    }
+    if outcome.status != "ok" or outcome.image is None:
+        row["status"] = "excluded"
+        row["reason"] = f"{outcome.status}: {outcome.reason}" if outcome.reason else outcome.status
+    return row
+
+
+def write_manifest(out: Path, rows: list[dict[str, Any]]) -> Path:
+    """manifest.csv in `out` (created if missing), written atomically."""
+    from fairaudit.report.writers import atomic_write_text
+
+    path = Path(out) / "manifest.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, manifest_frame(rows).to_csv(index=False))
+    return path
+
+
+def no_usable_image(out: Path, rows: list[dict[str, Any]], n_files: int, dicom_dir: Path) -> NoReturn:
+    """Write the manifest (it holds each file's reason) and stop with a bad-input error."""
+    path = write_manifest(out, rows)
+    raise InputError(
+        f"no usable image ({n_files} files looked at; see the reasons in {path}).", file=str(dicom_dir)
+    )
 
 
 def excluded_counts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

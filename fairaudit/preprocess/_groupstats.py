@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from fairaudit.errors import InputError
+from fairaudit.stats._audit import CORRECTIONS
 from fairaudit.stats._intervals import percentile_interval
 from fairaudit.stats._resample import generator
 from fairaudit.stats._tests import kruskal_omnibus
@@ -54,6 +56,23 @@ class Groups:
     @property
     def sizes(self) -> list[int]:
         return [int(i.size) for i in self.index]
+
+    def rows(self, min_group_size: int) -> list[dict[str, Any]]:
+        """Each group's name and size for results.json; `small` below --min-group-size."""
+        return [
+            {"group": g, "n": n, "small": n < min_group_size}
+            for g, n in zip(self.names, self.sizes, strict=True)
+        ]
+
+
+def check_options(correction: str, ci_level: float, bootstrap: int) -> None:
+    """The statistics flags that normalize and augment-check share."""
+    if correction not in CORRECTIONS:
+        raise InputError(f"--correction must be one of {', '.join(CORRECTIONS)}, not '{correction}'.")
+    if not 0 < ci_level < 1:
+        raise InputError(f"--ci-level must be between 0 and 1, got {ci_level}.")
+    if bootstrap < 100:
+        raise InputError(f"--bootstrap must be at least 100, got {bootstrap}.")
 
 
 def draws(groups: Groups, bootstrap: int, seed: int, key: Sequence[int]) -> list[np.ndarray]:

@@ -62,6 +62,21 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def results_header(kind: str, command: str) -> dict[str, Any]:
+    """The first keys of normalize.json and augment_check.json."""
+    import datetime as _dt
+
+    from fairaudit._version import __version__
+
+    return {
+        "schema_version": "1",
+        "kind": kind,
+        "fairaudit_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        "command": command,
+    }
+
+
 def parse_formats(text: str) -> tuple[str, ...]:
     from fairaudit.errors import InputError
 

@@ -15,7 +15,6 @@ tests (one corrected family), and whether normalization narrowed or widened each
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,17 +26,22 @@ from fairaudit._version import __version__
 from fairaudit.errors import InputError
 from fairaudit.io.privacy import IdHasher
 from fairaudit.preprocess._cohort import (
-    FILES_LABEL,
+    CohortOutcome,
+    CohortRequest,
     Demographics,
+    check_dicom_dir,
     excluded_counts,
-    manifest_frame,
+    file_row,
+    no_usable_image,
     outcome_id,
     safe_name,
+    write_manifest,
 )
 from fairaudit.preprocess._groupstats import (
     Groups,
     adjust_family,
     change,
+    check_options,
     describe,
     draws,
     to_jsonable,
@@ -55,7 +59,6 @@ AFTER_RANGE = {
     "robust_zscore": (-4.0, 4.0),
     "adaptive_histogram": (0.0, 1.0),
 }
-CORRECTIONS = ("holm", "fdr_bh", "bonferroni", "none")
 STAT_LABELS = {
     "mean": "mean",
     "std": "standard deviation",
@@ -67,7 +70,7 @@ STAT_LABELS = {
 
 
 @dataclass
-class NormalizeRequest:
+class NormalizeRequest(CohortRequest):
     dicom_dir: Path
     out: Path
     method: str
@@ -85,24 +88,10 @@ class NormalizeRequest:
     roi: Path | None = None
     site_normalizer: Path | None = None  # a saved site_normalizer.json to apply instead of fitting
     align_to: Path | None = None  # a 2-D template (.npy, or a DICOM file): rigid registration
-    bootstrap: int = 1000
-    ci_level: float = 0.95
-    correction: str = "holm"
-    min_group_size: int = 30
-    seed: int = 0
-    workers: int | None = None
-    keep_ids: bool = False
-    salt: str | None = None
-    formats: tuple[str, ...] = ("html", "md", "json")
     previews: bool = True
-    progress: bool = False
-    command: str = ""
 
 
-@dataclass
-class NormalizeOutcome:
-    results: dict[str, Any]
-    files: dict[str, Path]
+NormalizeOutcome = CohortOutcome
 
 
 @dataclass
@@ -118,18 +107,12 @@ class _Image:
 
 
 def _validate(req: NormalizeRequest) -> None:
-    if not Path(req.dicom_dir).is_dir():
-        raise InputError("is not a folder.", file=str(req.dicom_dir), hint="Pass the folder of DICOM files.")
+    check_dicom_dir(req.dicom_dir)
     if req.attributes and req.demographics is None:
         raise InputError("--attribute needs --demographics (the CSV that holds the attribute columns).")
     if req.demographics is not None and not req.attributes:
         raise InputError("--demographics needs at least one --attribute to report by.")
-    if req.correction not in CORRECTIONS:
-        raise InputError(f"--correction must be one of {', '.join(CORRECTIONS)}, not '{req.correction}'.")
-    if not 0 < req.ci_level < 1:
-        raise InputError(f"--ci-level must be between 0 and 1, got {req.ci_level}.")
-    if req.bootstrap < 100:
-        raise InputError(f"--bootstrap must be at least 100, got {req.bootstrap}.")
+    check_options(req.correction, req.ci_level, req.bootstrap)
     out = Path(req.out).resolve()
     src = Path(req.dicom_dir).resolve()
     if out == src or src in out.parents:
@@ -205,17 +188,8 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
     for o in iter_outcomes(
         Path(req.dicom_dir), header_only=False, workers=req.workers, progress=req.progress
     ):
-        row = {
-            "source": f"{FILES_LABEL}/{o.path}",
-            "row": "",
-            "id": "",
-            "status": "",
-            "reason": "",
-            "output": "",
-        }
-        manifest[o.path] = row
+        row = manifest[o.path] = file_row(o)
         if o.status != "ok" or o.image is None:
-            row["status"], row["reason"] = "excluded", (f"{o.status}: {o.reason}" if o.reason else o.status)
             continue
         key = outcome_id(o, id_col)
         row["id"] = hasher(key) if key else ""
@@ -240,14 +214,7 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
         lo_before, hi_before = min(lo_before, st["p1"]), max(hi_before, st["p99"])
         images[o.path] = _Image(o.path, safe_name(o.path, hasher), site, demo_row, st)
     if not images:
-        from fairaudit.report.writers import atomic_write_text as _write
-
-        Path(req.out).mkdir(parents=True, exist_ok=True)
-        _write(Path(req.out) / "manifest.csv", manifest_frame(list(manifest.values())).to_csv(index=False))
-        raise InputError(
-            f"no usable image ({len(manifest)} files looked at; see the reasons in {Path(req.out) / 'manifest.csv'}).",
-            file=str(req.dicom_dir),
-        )
+        no_usable_image(Path(req.out), list(manifest.values()), len(manifest), req.dicom_dir)
     if site_norm is not None and loaded is None:
         site_norm.finalize()
     if not hi_before > lo_before:
@@ -346,7 +313,7 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
     if not done:
         from collections import Counter
 
-        atomic_write_text(out / "manifest.csv", manifest_frame(list(manifest.values())).to_csv(index=False))
+        write_manifest(out, list(manifest.values()))
         why, count = Counter(r["reason"] for r in manifest.values() if r["status"] == "excluded").most_common(
             1
         )[0]
@@ -360,8 +327,7 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
 
     rows = list(manifest.values()) + (demo.manifest_rows(hasher) if demo is not None else [])
     files = write_outputs(results, out, "normalize.json", "normalize", req.formats, extra=_plots(results))
-    atomic_write_text(out / "manifest.csv", manifest_frame(rows).to_csv(index=False))
-    files["manifest"] = out / "manifest.csv"
+    files["manifest"] = write_manifest(out, rows)
     if site_norm is not None:
         files["site_normalizer"] = site_norm.save(out / "site_normalizer.json")
     return NormalizeOutcome(results, files)
@@ -496,10 +462,7 @@ def _results(
             attrs_out.append(
                 {
                     "name": requested,
-                    "groups": [
-                        {"group": g, "n": n, "small": n < req.min_group_size}
-                        for g, n in zip(groups.names, groups.sizes, strict=True)
-                    ],
+                    "groups": groups.rows(req.min_group_size),
                     "missing": missing,
                     "statistics": stats_out,
                     "histograms": {
@@ -512,13 +475,11 @@ def _results(
         for a in attrs_out:
             if a.get("statistics"):
                 a["summary"] = _summary_text(a, level)
+    from fairaudit.preprocess._reporting import results_header
+
     rows = list(manifest.values())
     results = {
-        "schema_version": "1",
-        "kind": "normalize",
-        "fairaudit_version": __version__,
-        "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        "command": req.command,
+        **results_header("normalize", req.command),
         "config": {
             "method": normalizer.method,
             "log_transform": normalizer.log_transform,

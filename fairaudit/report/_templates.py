@@ -20,6 +20,8 @@ from typing import Any
 
 import jinja2
 
+from fairaudit.report.baseline_view import baseline_view
+
 logger = logging.getLogger(__name__)
 
 DASH = "—"
@@ -76,6 +78,9 @@ TEST_NAMES: dict[str, str] = {
     "kruskal": "Kruskal-Wallis",
     "kruskal_wallis": "Kruskal-Wallis",
     "delong_chi2": "DeLong chi-square",
+    "mcnemar": "McNemar (exact)",
+    "delong_paired": "paired DeLong",
+    "wilcoxon": "Wilcoxon signed-rank",
 }
 
 CORRECTION_NAMES: dict[str, str] = {
@@ -723,6 +728,7 @@ def build_view(
         ],
         "power": _power_view(results),
         "discovered": results.get("discovered"),  # --discover: templates/_discovered.*.j2
+        "baseline": baseline_view(results.get("baseline")),  # templates/_baseline.*.j2
         "tests_used": tests_used,
         "significant_only": significant_only,
     }

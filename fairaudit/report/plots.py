@@ -141,6 +141,13 @@ def _chosen(groups: Sequence[Mapping[str, Any]], key: str) -> tuple[list[Mapping
     return ordered[:MAX_CURVE_GROUPS], max(0, len(having) - MAX_CURVE_GROUPS)
 
 
+def _unit_square() -> tuple[Any, Any]:
+    """Figure and axes of a curve plot on [0, 1]², with the dashed diagonal (chance, or perfect calibration)."""
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    ax.plot([0, 1], [0, 1], color="#999", lw=0.8, ls="--")
+    return fig, ax
+
+
 def roc_svg(attribute: str, groups: Sequence[Mapping[str, Any]]) -> tuple[Markup, int] | None:
     """ROC curve per group (stored points), with the chance diagonal; None without curves.
 
@@ -150,8 +157,7 @@ def roc_svg(attribute: str, groups: Sequence[Mapping[str, Any]]) -> tuple[Markup
     if not chosen:
         return None
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(4.6, 4.0))
-        ax.plot([0, 1], [0, 1], color="#999", lw=0.8, ls="--")
+        fig, ax = _unit_square()
         handles = []
         for g in chosen:
             (line,) = ax.plot(
@@ -176,8 +182,7 @@ def calibration_svg(attribute: str, groups: Sequence[Mapping[str, Any]]) -> tupl
     if not chosen:
         return None
     with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(4.6, 4.0))
-        ax.plot([0, 1], [0, 1], color="#999", lw=0.8, ls="--")
+        fig, ax = _unit_square()
         handles = []
         for g in chosen:
             cal = g["calibration"]

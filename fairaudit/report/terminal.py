@@ -175,6 +175,23 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
                 f"  {escape(d['attribute'])}: {escape(d['metric'])} {escape(d['max_difference'])}{worst}"
             )
 
+    baseline = view.get("baseline")
+    if baseline:
+        widened = [
+            r
+            for r in baseline["gap_rows"]
+            if (r.get("disparity_increase") or {}).get("ci") and r["disparity_increase"]["ci"][0] > 0
+        ]
+        console.print(
+            f"[bold]Release comparison[/] (against {escape(str(baseline['predictions']))}, "
+            f"{baseline['n_matched']} paired cases): {len(widened)} gap(s) widened"
+        )
+        for r in widened[:_MAX_SIGNIFICANT]:
+            console.print(
+                f"  {escape(str(r['attribute']))}={escape(str(r['group']))} {escape(r['metric'])}: "
+                f"gap increase {escape(fmt_est(r['disparity_increase']))}"
+            )
+
     gate = view["gate"]
     if gate:
         bad = [c for c in gate["checks"] if c["status"] == "fail"]

@@ -1,0 +1,88 @@
+"""Flags and exit handling that `fairaudit normalize` and `fairaudit augment-check` share.
+
+One definition per flag keeps their spelling and help text the same in both commands.
+Typer reads a parameter's `Annotated[...]` metadata, so each alias below is a whole flag;
+the default stays in the command's signature. Only typer is imported here (`--help` must
+stay light); rich and the library are imported when a command runs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+DicomDir = Annotated[Path, typer.Argument(help="DICOM folder (read only).")]
+Out = Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")]
+Bootstrap = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples B.")]
+CiLevel = Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")]
+Correction = Annotated[str, typer.Option("--correction", help="holm, fdr_bh, bonferroni or none.")]
+MinGroupSize = Annotated[
+    int, typer.Option("--min-group-size", help="Groups with fewer images are marked small.")
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of every random draw.")]
+Workers = Annotated[int | None, typer.Option("--workers", help="Decoding processes. \\[default: CPU count]")]
+Formats = Annotated[str, typer.Option("--format", help="Reports to write: any of html,md,json.")]
+Salt = Annotated[
+    str | None,
+    typer.Option("--salt", envvar="FAIRAUDIT_SALT", help="Salt for stable hashes across runs."),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+
+
+def command_line() -> str:
+    """The command as typed, for the provenance in the results JSON."""
+    return " ".join(shlex.quote(a) for a in ["fairaudit", *sys.argv[1:]])
+
+
+def request_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The shared flags (click's ctx.params) as CohortRequest fields; InputError on a bad --format."""
+    from fairaudit.preprocess._reporting import parse_formats
+
+    return {
+        "bootstrap": params["bootstrap"],
+        "ci_level": params["ci_level"],
+        "correction": params["correction"].lower(),
+        "min_group_size": params["min_group_size"],
+        "seed": params["seed"],
+        "workers": params["workers"],
+        "keep_ids": params["keep_ids"],
+        "salt": params["salt"],
+        "formats": parse_formats(params["fmt"]),
+        "progress": not params["quiet"],
+        "command": command_line(),
+    }
+
+
+def run_or_exit(call: Callable[[], T]) -> T:
+    """Run the library call; bad input ends with its message on stderr and exit code 2."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from fairaudit.errors import InputError
+
+    try:
+        return call()
+    except InputError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+
+
+def print_summary(headline: str, results: Mapping[str, Any], files: Mapping[str, Path]) -> None:
+    """The headline (rich markup) and each attribute's summary on stdout; where the report is, on stderr."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    console.print(headline)
+    for a in results["attributes"]:
+        console.print(f"[bold]{escape(a['name'])}[/]: {escape(a.get('summary') or '')}")
+    report = files.get("html") or files.get("md") or files.get("json")
+    if report is not None:
+        Console(stderr=True).print(f"Report: {escape(str(report))}")
