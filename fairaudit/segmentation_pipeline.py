@@ -77,6 +77,9 @@ class SegmentationRequest:
     command: str = ""
     progress: bool = True
     model: dict[str, Any] | None = None  # {"name": ..., "sha256": ...} when a model made pred_masks
+    discover: bool = False  # --discover: rank slices on a per-case metric (stats._discover)
+    discover_metric: str | None = None  # default: dice
+    discover_top: int = 10
 
 
 @dataclass
@@ -394,6 +397,22 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
         "attributes": body["attributes"],
         "gate": apply_gate(result, policy) if policy else None,
     }
+    if req.discover:
+        from fairaudit.stats._discover import discover_slices
+
+        metric = req.discover_metric or "dice"
+        if metric not in values:
+            raise InputError(
+                f"--discover-metric {metric}: a segmentation audit ranks slices on one of "
+                f"{', '.join(SEGMENTATION_METRICS)}."
+            )
+        base = {a: attributes[a] for a in dict.fromkeys(req.attributes) if a in attributes}
+        try:
+            results["discovered"] = discover_slices(
+                None, None, base, cfg, metric=metric, top=req.discover_top, per_case=values[metric]
+            )
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     from fairaudit.report.provenance import collect_provenance
     from fairaudit.stats._power import attach_power
 
@@ -476,4 +495,7 @@ def request_from_audit(
         command=req.command,
         progress=req.progress,
         model=model,
+        discover=bool(getattr(req, "discover", False)),
+        discover_metric=getattr(req, "discover_metric", None),
+        discover_top=int(getattr(req, "discover_top", 10)),
     )

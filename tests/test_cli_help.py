@@ -26,7 +26,7 @@ def test_audit_help_shows_defaults():
         "[default: score]",
         "[default: the --bootstrap count]",
         "[default: CPU count]",
-        "[default: auroc]",
+        "[default: auroc; dice for segmentation]",
         "[default: quartiles]",
         "(probability in [0, 1])",
     ):

@@ -197,7 +197,8 @@ def audit(
         str | None,
         typer.Option(
             "--discover-metric",
-            help="Metric --discover ranks on: auroc, brier or a rate (tpr, fpr, ...). \\[default: auroc]",
+            help="Metric --discover ranks on: auroc, brier or a rate (tpr, fpr, ...); dice, iou, hd95, assd or "
+            "volume_error in a segmentation audit. \\[default: auroc; dice for segmentation]",
         ),
     ] = None,
     discover_top: Annotated[
@@ -227,9 +228,10 @@ def audit(
                 "--masks and --pred-masks belong to a segmentation audit: add --task segmentation."
             )
         dicom_named = any(a.strip().startswith("dicom:") for a in [*(attribute or []), *(intersect or [])])
-        if segmentation and (discover or bins or dicom_named):
+        if segmentation and (bins or dicom_named):
             raise InputError(
-                "--discover, --bins and dicom: attributes are not available for segmentation audits yet."
+                "--bins and dicom: attributes are not available for segmentation audits yet; "
+                "put the attribute in the demographics CSV."
             )
         if segmentation and baseline_predictions is not None:
             raise InputError("--baseline-predictions is available for classification audits only.")
