@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := demo_out
 
-.PHONY: install demo test bench lint format clean browser models
+.PHONY: install demo test bench bench-scale lint format clean browser models
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dicom_decode.py
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/augment.py
+
+# Long (generates up to 50,000 DICOM files in a temporary folder): not part of `make bench`.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py --sizes 5000,10000,50000
 
 # The bundled demonstration models (fairaudit/models/bundled/): a larger synthetic cohort
 # (seed 1; sample_data/ is seed 0), a finding classifier and a lung-field segmenter trained by

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairaudit._atomic import atomic_path
 from fairaudit.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,14 @@ def audit_with_model(
     mask_labels: str | None = None,
     pred_mask_labels: str | None = None,
     spacing: str | None = None,
+    resume: bool = False,
+    cache_dir: Path | None = None,
 ) -> Any:
-    """Run `model` on req.dicom_dir and audit its predictions (see the module doc)."""
+    """Run `model` on req.dicom_dir and audit its predictions (see the module doc).
+
+    Classification scores are cached as they come (fairaudit.models.pred_cache; default
+    OUT_DIR/.fairaudit-cache) so that an interrupted run can be rerun with `resume`.
+    """
     from fairaudit.io.privacy import IdHasher
     from fairaudit.models.inference import DEFAULT_BATCH_SIZE, run_inference
     from fairaudit.models.loading import load_predictor
@@ -168,9 +175,15 @@ def audit_with_model(
 
         wanted = dicom_attributes.requested(req.attributes, req.intersections, getattr(req, "bins", {}), True)
         keywords = tuple(a.keyword for a in wanted)
+    cache = None
+    if not segmentation:
+        from fairaudit.models.pred_cache import CACHE_DIR, PredictionCache
+
+        cache = PredictionCache(cache_dir if cache_dir is not None else out / CACHE_DIR, predictor.describe())
     run = run_inference(
         predictor, Path(req.dicom_dir), batch_size=batch_size, workers=req.workers,
-        progress=req.progress, on_mask=on_mask, header_keywords=keywords,
+        progress=req.progress, on_mask=on_mask, header_keywords=keywords, cache=cache, resume=resume,
+        max_pixels=getattr(req, "max_pixels", None),
     )  # fmt: skip
     info = predictor.describe()
     info["batch_size"] = batch_size or DEFAULT_BATCH_SIZE
@@ -181,7 +194,8 @@ def audit_with_model(
         from fairaudit.segmentation_pipeline import audit_segmentation, request_from_audit
 
         path = out / PREDICTIONS_FILE
-        pd.DataFrame(mask_rows, columns=["id", "mask"]).to_csv(path, index=False)
+        with atomic_path(path) as tmp:
+            pd.DataFrame(mask_rows, columns=["id", "mask"]).to_csv(tmp, index=False)
         info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
         if run.unreadable:
             reasons = Counter(why for _, why in run.unreadable)
@@ -222,8 +236,10 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
 
     key = id_col.lower()
     if not run.records:
+        reasons = Counter(why for _, why in run.unreadable).most_common(3)
+        why = "; ".join(f"{reason} ({k} files)" for reason, k in reasons) or "no DICOM file found"
         raise InputError(
-            f"the model predicted no image: none of the {run.n_files} files could be used (see the log).",
+            f"the model predicted no image: none of the {run.n_files} files could be used: {why}.",
             file=str(req.dicom_dir),
         )
     ids = [rec.get(key, "") for rec in run.records]
@@ -250,7 +266,8 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
         public["label"] = [labels.get(i, "") for i in ids]
     out = Path(req.out)
     path = out / PREDICTIONS_FILE
-    public.to_csv(path, index=False)
+    with atomic_path(path) as tmp:
+        public.to_csv(tmp, index=False)
     info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
 
     with tempfile.TemporaryDirectory(prefix="fairaudit-model-") as tmp:
@@ -294,4 +311,5 @@ def _write_png(path: Path, mask: np.ndarray) -> None:
 
     arr = np.asarray(mask)
     dtype = np.uint8 if arr.size == 0 or arr.max() < 256 else np.uint16
-    Image.fromarray(np.ascontiguousarray(arr.astype(dtype))).save(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(arr.astype(dtype))).save(tmp, format="PNG")

@@ -65,6 +65,7 @@ class AuditRequest:
     files: Any = None  # (Table of readable files, manifest rows of unreadable ones)
     model: dict[str, Any] | None = None
     baseline_predictions: Path | None = None  # the previous model on the same patients
+    max_pixels: int | None = None  # --max-pixels: refuse DICOM files declaring more (None: reader default)
 
 
 @dataclass
@@ -96,6 +97,19 @@ def parse_intersections(values: list[str]) -> list[list[str]]:
             )
         out.append(parts)
     return out
+
+
+_TIMINGS = ("seconds", "model_seconds", "images_per_second")
+
+
+def _without_timings(model: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The model block without wall-clock timings, which are logged instead: the same inputs and
+    seed must give byte-identical results.json (apart from `created`)."""
+    run = (model or {}).get("run")
+    if not isinstance(run, dict) or not any(k in run for k in _TIMINGS):
+        return model
+    log.info("model run timings: %s", ", ".join(f"{k} {run[k]}" for k in _TIMINGS if k in run))
+    return {**model, "run": {k: v for k, v in run.items() if k not in _TIMINGS}}
 
 
 def audit_predictions(req: AuditRequest) -> AuditOutcome:
@@ -141,7 +155,7 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
 
         files, files_manifest = scan_dicom_table(
             req.dicom_dir, unit=req.unit, workers=req.workers, progress=req.progress,
-            keywords=tuple(a.keyword for a in dicom_wanted),
+            keywords=tuple(a.keyword for a in dicom_wanted), max_pixels=req.max_pixels,
         )  # fmt: skip
         candidates = id_candidates(req.unit)
     dicom_records = dicom_attrs.attach(files, dicom_wanted, req.bins, req.salt) if dicom_wanted else []
@@ -222,7 +236,7 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
             if files is None
             else {"readable": len(files.frame), "unreadable": len(files_manifest)},
         },
-        "model": req.model,
+        "model": _without_timings(req.model),
         "overall": body["overall"],
         "attributes": body["attributes"],
         "gate": None,

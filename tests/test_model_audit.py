@@ -147,7 +147,7 @@ def test_bundle_run_writes_hashed_predictions_and_the_full_audit(
     # No identifier in clear anywhere in the outputs.
     demo = pd.read_csv(cohort / "demographics.csv", dtype=str)
     secrets = set(demo["sop_instance_uid"]) | set(demo["patient_id"])
-    for path in out.iterdir():
+    for path in (p for p in out.rglob("*") if p.is_file()):  # the prediction cache included
         text = path.read_text(encoding="utf-8")
         leaked = [s for s in secrets if s in text]
         assert not leaked, (path.name, leaked[:2])
@@ -348,3 +348,13 @@ def test_dicom_header_attribute_groups_come_from_the_files(cohort: Path, bundle,
     results = json.loads((out / "results.json").read_text())
     (attr,) = [a for a in results["attributes"] if a["name"] == "dicom:Manufacturer"]
     assert {g["group"]: g["n"] for g in attr["groups"]} == dict(expected)
+
+
+def test_max_pixels_refuses_large_files_before_inference(cohort: Path, bundle, tmp_path: Path) -> None:
+    """--max-pixels holds in the model path too: 32x32 images under a 1000-pixel limit are all refused."""
+    folder, _ = bundle
+    out = tmp_path / "out"
+    res = _audit(cohort, str(folder), out, "--max-pixels", "1000")
+    assert res.exit_code == 2, res.output
+    res = _audit(cohort, str(folder), out, "--max-pixels", str(32 * 32))
+    assert res.exit_code == 0, res.output

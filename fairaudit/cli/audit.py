@@ -151,6 +151,15 @@ def audit(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Worker processes. \\[default: CPU count]")
     ] = None,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            "--max-pixels",
+            min=1,
+            help="Refuse (exclude, from the header, before decoding) a DICOM file declaring more than "
+            "Rows x Columns x frames x samples values: bounds the memory one file can take.",
+        ),
+    ] = 2**28,
     gate: Annotated[
         Path | None, typer.Option("--gate", help="Gate policy TOML; exit code 1 when it fails.")
     ] = None,
@@ -204,6 +213,22 @@ def audit(
     discover_top: Annotated[
         int, typer.Option("--discover-top", help="Slices --discover reports.", min=1)
     ] = 10,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="With --model: reuse the scores an earlier (interrupted) run cached for the same model "
+            "and the same file contents; only the rest is decoded and predicted.",
+        ),
+    ] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="With --model: where scores are cached as they come (content hashes and scores only, "
+            "no ids). \\[default: OUT_DIR/.fairaudit-cache]",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal summary.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print results.json to standard output.")] = False,
 ) -> None:
@@ -223,6 +248,8 @@ def audit(
             )
         if model is not None and pred_masks is not None:
             raise InputError("--model and --pred-masks exclude each other: the model makes the masks.")
+        if model is None and (resume or cache_dir is not None):
+            raise InputError("--resume and --cache-dir apply to a model run: add --model.")
         if segmentation and task != "segmentation":
             raise InputError(
                 "--masks and --pred-masks belong to a segmentation audit: add --task segmentation."
@@ -287,6 +314,7 @@ def audit(
             discover=discover,
             discover_metric=discover_metric.lower() if discover_metric else None,
             discover_top=discover_top,
+            max_pixels=max_pixels,
         )
         if model is not None:
             from fairaudit.model_audit import audit_with_model
@@ -294,6 +322,7 @@ def audit(
             outcome = audit_with_model(
                 req, model, device=device, batch_size=batch_size, segmentation=segmentation, masks=masks,
                 mask_labels=mask_labels, pred_mask_labels=pred_mask_labels, spacing=spacing,
+                resume=resume, cache_dir=cache_dir,
             )  # fmt: skip
         elif segmentation:
             from fairaudit.segmentation_pipeline import audit_segmentation, request_from_audit

@@ -66,16 +66,34 @@ app.command("augment-check", help=augment_check_cmd.HELP)(augment_check_cmd.augm
 
 
 INTERNAL_ERROR = 3
+INTERRUPTED = 130
+
+
+def _interrupted() -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from fairaudit.interrupt import summary
+
+    Console(stderr=True).print(f"[bold yellow]{escape(summary())}[/] (exit code 130)", highlight=False)
 
 
 def main() -> None:
     """Console-script entry point.
 
     An unexpected exception exits with code 3, never 1: CI gates read 1 as "the fairness
-    gate failed", and a crash must not be mistaken for a verdict.
+    gate failed", and a crash must not be mistaken for a verdict. Ctrl-C (SIGINT) exits
+    with 130 (Typer's mapping of KeyboardInterrupt) after one line on what finished.
     """
     try:
         app()
+    except KeyboardInterrupt:  # raised outside Typer's own handling (e.g. while importing)
+        _interrupted()
+        raise SystemExit(INTERRUPTED) from None
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:
+            _interrupted()
+        raise
     except Exception:
         from rich.console import Console
 

@@ -43,14 +43,23 @@ def scan_dicom_table(
     workers: int | None = None,
     progress: bool = True,
     keywords: tuple[str, ...] = (),
+    max_pixels: int | None = None,
 ) -> tuple[Table, pd.DataFrame]:
     """(join table of readable files or series, manifest rows of unreadable files).
 
-    `keywords` (vetted by fairaudit.io.dicom_attributes) become raw text columns "dicom:KEYWORD"."""
+    `keywords` (vetted by fairaudit.io.dicom_attributes) become raw text columns "dicom:KEYWORD".
+    `max_pixels` (default: DecodeOptions') refuses, from the header, files declaring more pixels."""
     from fairaudit.io.dicom import HEADER_FIELDS, DecodeOptions, iter_outcomes
     from fairaudit.io.dicom_attributes import PREFIX, header_text
 
-    options = DecodeOptions(extra_header=tuple(k for k in keywords if k not in HEADER_FIELDS))
+    extra = tuple(k for k in keywords if k not in HEADER_FIELDS)
+    if max_pixels is not None and int(max_pixels) < 1:
+        raise InputError(f"--max-pixels must be a positive number of pixels, not {max_pixels}.")
+    options = (
+        DecodeOptions(extra_header=extra, max_pixels=int(max_pixels))
+        if max_pixels is not None
+        else DecodeOptions(extra_header=extra)
+    )
 
     root = Path(root)
     if not root.is_dir():

@@ -49,8 +49,13 @@ class Table:
 
 
 def _sniff_delimiter(path: Path) -> str:
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
-        sample = fh.read(65536)
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+            sample = fh.read(65536)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"is not UTF-8 text ({exc.reason}).", file=str(path), hint="Save it as UTF-8 CSV."
+        ) from None
     if not sample.strip():
         raise InputError("the file is empty; it needs a header row and at least one record.", file=str(path))
     try:

@@ -8,12 +8,12 @@ data summary, per-group validation metrics and the weights' sha256 (verified on 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fairaudit._hashing import file_sha256
 from fairaudit.errors import InputError
 
 WEIGHTS_FILE = "model.safetensors"
@@ -23,11 +23,7 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def save_bundle(model: Any, out_dir: Path, meta: dict[str, Any]) -> Path:
@@ -38,20 +34,24 @@ def save_bundle(model: Any, out_dir: Path, meta: dict[str, Any]) -> Path:
     """
     from safetensors.torch import save_file
 
+    from fairaudit._atomic import atomic_path, atomic_write_bytes
     from fairaudit._version import __version__
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     weights = out_dir / WEIGHTS_FILE
-    save_file(state, str(weights), metadata={"format": "pt"})
-    weights.chmod(0o644)  # safetensors creates it owner-only; a shipped bundle must be readable
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        tmp.chmod(0o644)  # safetensors creates it owner-only; a shipped bundle must be readable
     full = dict(meta)
     full.setdefault("format_version", FORMAT_VERSION)
     full.setdefault("created", _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat())
     full.setdefault("fairaudit_version", __version__)
     full["weights"] = {"file": WEIGHTS_FILE, "sha256": sha256_file(weights)}
-    (out_dir / META_FILE).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    atomic_write_bytes(
+        out_dir / META_FILE, (json.dumps(full, indent=2, sort_keys=False) + "\n").encode("utf-8")
+    )
     return out_dir
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from fairaudit.models.loading import Predictor
+    from fairaudit.models.pred_cache import PredictionCache
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class InferenceRun:
     seconds: float = 0.0  # wall time of the whole run (decoding overlaps with the model)
     model_seconds: float = 0.0  # time inside predictor.predict
     batches: int = 0
+    from_cache: int = 0  # scores taken from the prediction cache (audit --resume)
 
     @property
     def n_predicted(self) -> int:
@@ -67,6 +69,7 @@ class InferenceRun:
             "n_predicted": self.n_predicted,
             "n_unreadable": len(self.unreadable),
             "batches": self.batches,
+            "from_cache": self.from_cache,
             "seconds": round(self.seconds, 3),
             "model_seconds": round(self.model_seconds, 3),
             "images_per_second": round(self.n_predicted / self.seconds, 2) if self.seconds > 0 else None,
@@ -139,6 +142,9 @@ def run_inference(
     progress: bool = True,
     on_mask: Callable[[dict[str, str], np.ndarray], None] | None = None,
     header_keywords: tuple[str, ...] = (),
+    cache: PredictionCache | None = None,
+    resume: bool = False,
+    max_pixels: int | None = None,
 ) -> InferenceRun:
     """Run `predictor` on every file under `root` (see the module doc).
 
@@ -146,8 +152,17 @@ def run_inference(
     predicted label map restored to the image's original grid (the run keeps no masks).
     `header_keywords`: DICOM keywords whose raw header text each record keeps as a
     `dicom:KEYWORD` column (for `--attribute dicom:KEYWORD`, fairaudit.io.dicom_attributes).
+
+    `cache` (classification): every score is appended to it, keyed by the file's content
+    hash, as the run goes; with `resume`, files whose hash it holds are not decoded nor
+    predicted again (only their header is read, for the ids). With a cache the records
+    come out in path order, whatever the batching.
+    `max_pixels` (--max-pixels): files declaring more pixels are refused from their header.
     """
+    from fairaudit import interrupt
     from fairaudit.io.dicom import HEADER_FIELDS, DecodeOptions, iter_outcomes
+    from fairaudit.io.dicom._scan import walk
+    from fairaudit.models.pred_cache import file_digest
 
     size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
     if size < 1:
@@ -155,15 +170,23 @@ def run_inference(
     segmentation = predictor.task == "segmentation"
     if segmentation and on_mask is None:
         raise ValueError("a segmentation run needs on_mask")
+    if segmentation:
+        cache = None  # masks are not cached (yet): a segmentation run always predicts every file
     run = InferenceRun()
-    pending: dict[tuple[int, ...], list[tuple[dict[str, str], np.ndarray, tuple[int, int]]]] = {}
+    pending: dict[tuple[int, ...], list[tuple[dict[str, str], np.ndarray, tuple[int, int], str]]] = {}
     first_error: list[str] = []
+    entries = list(walk(root)) if cache is not None else None
+    total = None if entries is None else sum(1 for e in entries if e.problem is None)
+    digests: dict[str, str] = {}
+    cached = cache.load() if cache is not None and resume else {}
+    done = {"new": 0, "cached": 0}
+    interrupt.note(scored=0, total=total, cache=None if cache is None else str(cache.folder))
 
     def flush(key: tuple[int, ...]) -> None:
         items = pending.pop(key, [])
         if not items:
             return
-        batch = np.stack([x for _, x, _ in items])
+        batch = np.stack([x for _, x, _, _ in items])
         start = time.perf_counter()
         try:
             out = predictor.predict(batch)
@@ -174,12 +197,14 @@ def run_inference(
                 log.warning(
                     "the model failed on a batch of %d images of shape %s: %s", len(items), key, reason
                 )
-            run.unreadable.extend((rec["path"], reason) for rec, _, _ in items)
+            run.unreadable.extend((rec["path"], reason) for rec, _, _, _ in items)
             return
         finally:
             run.model_seconds += time.perf_counter() - start
         run.batches += 1
-        for i, (rec, _, shape) in enumerate(items):
+        if cache is not None:
+            cache.add([(digest, float(out[i])) for i, (_, _, _, digest) in enumerate(items)])
+        for i, (rec, _, shape, _) in enumerate(items):
             if segmentation:
                 try:
                     mask = predictor.restore(out[i], shape)
@@ -190,6 +215,9 @@ def run_inference(
             else:
                 run.scores.append(float(out[i]))
             run.records.append(rec)
+        done["new"] += len(items)
+        interrupt.note(scored=done["new"] + done["cached"])
+        interrupt.maybe_test_interrupt(done["new"])
 
     def consume(outcomes: Iterator[Any]) -> None:
         for o in outcomes:
@@ -208,7 +236,8 @@ def run_inference(
                 continue
             key = tuple(x.shape)
             shape = (int(image.shape[0]), int(image.shape[1]))
-            pending.setdefault(key, []).append((_record(o, header_keywords), x, shape))
+            digest = "" if cache is None else digests.get(o.path) or file_digest(root / o.path)
+            pending.setdefault(key, []).append((_record(o, header_keywords), x, shape, digest))
             if len(pending[key]) >= size:
                 flush(key)
         for key in list(pending):
@@ -216,9 +245,38 @@ def run_inference(
 
     start = time.perf_counter()
     extra = tuple(k for k in header_keywords if k not in HEADER_FIELDS)
-    options = DecodeOptions(frames="middle", extra_header=extra) if extra else DecodeOptions(frames="middle")
-    with _cpu_threads(predictor, workers):
-        consume(iter_outcomes(root, header_only=False, options=options, workers=workers, progress=progress))
+    limit = {} if max_pixels is None else {"max_pixels": int(max_pixels)}
+    options = DecodeOptions(frames="middle", extra_header=extra, **limit)
+    try:
+        if cached and entries is not None:
+            entries = _resume_cached(root, entries, cached, digests, run, options, workers, header_keywords)
+            done["cached"] = run.from_cache = len(run.records)
+            interrupt.note(scored=done["cached"])
+            log.warning(
+                "resume: %d of %d files scored from the cache (%s); predicting the rest",
+                done["cached"],
+                total,
+                cache.folder if cache is not None else "",
+            )
+        with _cpu_threads(predictor, workers):
+            consume(
+                iter_outcomes(
+                    root,
+                    header_only=False,
+                    options=options,
+                    workers=workers,
+                    progress=progress,
+                    entries=entries,
+                )
+            )
+    finally:
+        if cache is not None:
+            cache.close()
+    if cache is not None:  # path order, whatever came from the cache or the batching
+        order = sorted(range(len(run.records)), key=lambda i: run.records[i]["path"])
+        run.records = [run.records[i] for i in order]
+        run.scores = [run.scores[i] for i in order]
+        run.unreadable.sort()
     run.seconds = time.perf_counter() - start
     if first_error and not run.records:
         raise InputError(
@@ -235,6 +293,44 @@ def run_inference(
         len(run.unreadable),
     )
     return run
+
+
+def _resume_cached(
+    root: Path,
+    entries: list[Any],
+    cached: dict[str, float],
+    digests: dict[str, str],
+    run: InferenceRun,
+    options: Any,
+    workers: int | None,
+    header_keywords: tuple[str, ...],
+) -> list[Any]:
+    """Take the scores of already-scored files from the cache; return the entries left to decode.
+
+    A cached file's header is still read (in the workers, without its pixels) for its ids.
+    """
+    from fairaudit.io.dicom import iter_outcomes
+    from fairaudit.models.pred_cache import file_digest
+
+    hits, rest = [], []
+    for e in entries:
+        if e.problem is None:
+            digests[e.rel] = file_digest(e.path)
+            if digests[e.rel] in cached:
+                hits.append(e)
+                continue
+        rest.append(e)
+    if hits:
+        for o in iter_outcomes(
+            root, header_only=True, options=options, workers=workers, progress=False, entries=hits
+        ):
+            run.n_files += 1
+            if o.status != "ok":
+                run.unreadable.append((o.path, f"{o.status}: {o.reason}" if o.reason else o.status))
+                continue
+            run.records.append(_record(o, header_keywords))
+            run.scores.append(cached[digests[o.path]])
+    return rest
 
 
 def predict_arrays(

@@ -23,7 +23,6 @@ torch is imported here at module level: import this module only on a model path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
@@ -34,12 +33,14 @@ from typing import Any
 
 import numpy as np
 
+from fairaudit._hashing import file_sha256
 from fairaudit.errors import InputError
 
 log = logging.getLogger(__name__)
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript", ".ptc")
 ONNX_SUFFIXES = (".onnx",)
+PICKLE_SUFFIXES = (".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
 TASKS = ("classification", "segmentation")
 OUTPUT_KINDS = ("logits", "probabilities")
 
@@ -158,14 +159,6 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def resolve_device(device: str, *, onnx: bool = False) -> str:
     """auto -> cuda when available, else cpu; an unavailable cuda is an InputError."""
     device = (device or "auto").strip().lower()
@@ -214,6 +207,14 @@ def load_predictor(ref: str, device: str = "auto", task: str | None = None) -> P
                 file=ref,
                 hint="Pass bundled:NAME, a bundle folder (model.json), a TorchScript (.pt/.ts) or ONNX file.",
             )
+        elif (why := pickle_kind(path)) is not None:
+            raise InputError(
+                f"is {why}; fairaudit never unpickles a model file, because unpickling runs whatever "
+                "code the file names.",
+                file=ref,
+                hint="Export the model with torch.jit.script(model).save(path), to ONNX, or train a "
+                "bundle (safetensors weights) with `fairaudit train`.",
+            )
         elif path.suffix.lower() in ONNX_SUFFIXES:
             pred = _from_onnx(path, device, task)
         elif path.suffix.lower() in TORCHSCRIPT_SUFFIXES:
@@ -235,6 +236,35 @@ def load_predictor(ref: str, device: str = "auto", task: str | None = None) -> P
         "model %s (%s, %s) on %s, sha256 %s", pred.name, pred.source, pred.task, pred.device, pred.sha256
     )
     return pred
+
+
+def pickle_kind(path: Path) -> str | None:
+    """What pickle `path` is ("a pickled checkpoint", ...), else None; reads bytes, never unpickles.
+
+    A raw pickle starts with the PROTO opcode (0x80); a torch.save archive is a zip holding
+    data.pkl without TorchScript's constants.pkl. Suffixes such as .pth/.pkl/.ckpt name pickles.
+    """
+    import zipfile
+
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise InputError(f"cannot be read ({type(exc).__name__}).", file=str(path)) from None
+    if head[:1] == b"\x80":
+        return "a pickle (for example torch.save of a module or checkpoint)"
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = {n.rsplit("/", 1)[-1] for n in zf.namelist()}
+        except (zipfile.BadZipFile, OSError):
+            return None
+        if "data.pkl" in names and "constants.pkl" not in names:
+            return "a pickled checkpoint written by torch.save (not TorchScript)"
+        return None
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return f"a '{path.suffix}' file, a suffix used for pickled checkpoints"
+    return None
 
 
 def _classes(task: str, given: Any) -> list[str]:

@@ -341,7 +341,11 @@ class SiteNormalizer:
 
     def save(self, path: Path | str) -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        from fairaudit._atomic import atomic_write_bytes
+
+        atomic_write_bytes(
+            path, (json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n").encode("utf-8")
+        )
         return path
 
     @staticmethod

@@ -231,6 +231,7 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
     notes: dict[str, int] = {}
 
     # ---- pass 2: normalize, statistics after, spatial steps, outputs
+    from fairaudit._atomic import atomic_path, atomic_write_bytes
     from fairaudit.preprocess._svg import png_bytes
     from fairaudit.report.writers import atomic_write_text
 
@@ -298,13 +299,12 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
             reg = register_rigid(z, template)
             z = align_rigid(z, reg, cval=pad_value)
             steps.append({"step": "align_rigid", "template": Path(req.align_to).name, **reg.to_dict()})
-        np.save(
-            out / "images" / f"{img.name}.npy", np.ascontiguousarray(z, dtype=np.float32), allow_pickle=False
-        )
+        with atomic_path(out / "images" / f"{img.name}.npy") as tmp:
+            np.save(tmp, np.ascontiguousarray(z, dtype=np.float32), allow_pickle=False)
         sidecar = _sidecar(params, steps, o, keep, z, spacing, req)
         atomic_write_text(out / "images" / f"{img.name}.json", _dumps(sidecar))
         if req.previews:
-            (out / "previews" / f"{img.name}.png").write_bytes(png_bytes(z))
+            atomic_write_bytes(out / "previews" / f"{img.name}.png", png_bytes(z))
         row = manifest[o.path]
         row["status"] = "normalized"
         row["output"] = f"images/{img.name}.npy"

@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fairaudit._hashing import file_sha256
 from fairaudit._version import __version__
 
 __all__ = ["LIBRARIES", "collect_provenance", "file_sha256", "library_versions", "text_sha256"]
@@ -33,15 +34,6 @@ _IF_LOADED: tuple[str, ...] = ("torch", "onnxruntime", "monai", "torchio")
 def text_sha256(text: str) -> str:
     """sha256 of a text's UTF-8 bytes (how the reports write files)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def library_versions() -> dict[str, str]:

@@ -114,9 +114,15 @@ def workers_default() -> int:
 
 
 def _one_blas_thread() -> None:
-    """Workers already split the work: a BLAS pool per worker would oversubscribe cores."""
+    """Workers already split the work: a BLAS pool per worker would oversubscribe cores.
+
+    They also ignore SIGINT: on Ctrl-C the parent alone stops and cancels the queued tasks.
+    """
+    import signal
+
     from threadpoolctl import threadpool_limits
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threadpool_limits(1)
 
 
@@ -140,4 +146,8 @@ def run_tasks(
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_blas_thread) as pool:
         futures = [pool.submit(fn, *t) for t in tasks]
-        return [f.result() for f in futures]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:  # Ctrl-C or a failed task: do not wait for the queued ones
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise

@@ -259,19 +259,21 @@ def iter_outcomes(
     options: DecodeOptions = DEFAULT_OPTIONS,
     workers: int | None = None,
     progress: bool = True,
+    entries: list[WalkEntry] | None = None,
 ) -> Iterator[FileOutcome]:
     """One FileOutcome per file under `root`, in sorted path order, read in parallel.
 
     Never raises for a bad file (it becomes a "failed" or "skipped" outcome). Closing the
-    iterator early (break) stops the workers.
+    iterator early (break) stops the workers. `entries`: read only these (from `walk(root)`,
+    e.g. the files a resumed model run has not scored yet) instead of walking `root`.
     """
     root = Path(root)
     workers = workers_default() if workers is None else max(1, int(workers))
     parallel = workers > 1 and "fork" in multiprocessing.get_all_start_methods()
     show = progress and _is_terminal()
-    total = count_entries(root) if show else None
+    total = (len(entries) if entries is not None else count_entries(root)) if show else None
     chunk_size = _CHUNK_HEADER if header_only else _CHUNK_DECODE
-    chunks = _chunks(walk(root), chunk_size)
+    chunks = _chunks(walk(root) if entries is None else iter(entries), chunk_size)
     if parallel:
         stream = _parallel(root, chunks, header_only, options, workers)
     else:
@@ -310,7 +312,11 @@ class _Pool:
             # No threadpoolctl limit here, unlike stats._resample: decoding does no BLAS
             # work, and setting OpenBLAS's thread count in each forked worker made every
             # file about 10% slower to decode (measured; see benchmarks/README.md).
-            executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            # Workers ignore SIGINT: on Ctrl-C (sent to the whole process group) the parent
+            # alone stops, cancels what is queued and shuts the pool down (no worker tracebacks).
+            executor = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=ctx, initializer=_ignore_sigint
+            )
             executor.submit(int).result()  # forks every worker now
         finally:
             gc.unfreeze()
@@ -322,6 +328,12 @@ class _Pool:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass

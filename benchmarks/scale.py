@@ -1,0 +1,196 @@
+"""Large cohorts: `fairaudit audit DICOM_DIR --model bundled:...` at growing cohort sizes.
+
+For each size in --sizes (default 5000,10000,50000) this generates a synthetic cohort
+with fairaudit.sample (--image-size pixels a side; in a temporary folder, or under
+--work-dir; never in the repository, and deleted afterwards unless --keep), audits it
+with the bundled classifier in a subprocess, exactly as a user runs it, and reports:
+
+- files/s: files of the cohort / wall time of the whole audit command (start-up, decode,
+  inference, statistics, reports); and the inference-only rate from results.json;
+- peak memory of the whole process tree (the audit and its decode workers), sampled
+  every --sample-every seconds from /proc: the sum of PSS (proportional set size: a page
+  shared by forked workers counts once in all, so the sum is the memory really used) and,
+  as an upper bound, the sum of RSS (shared pages counted once per process); plus the
+  exact peak RSS of the largest single process (getrusage of the reaped tree);
+- the ratio of each size's files/s and peak PSS to the first size's.
+
+Target (issue 7): peak memory under 2 GB and flat beyond 10,000 files; files/s within
+20% of the 5,000-file rate.
+
+    .venv/bin/python benchmarks/scale.py [--sizes 5000,10000,50000] [--image-size 64]
+        [--workers W] [--bootstrap 200] [--work-dir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+MODEL = "bundled:cxr_finding_classifier"
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) of one process in bytes, 0 when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0, 0
+    vals = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] in ("Pss:", "Rss:"):
+            vals[parts[0]] = int(parts[1]) * 1024
+    return vals.get("Pss:", 0), vals.get("Rss:", 0)
+
+
+class _Sampler(threading.Thread):
+    """Peak summed PSS and RSS of a process tree, sampled until stopped."""
+
+    def __init__(self, pid: int, every: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every = pid, every
+        self.peak_pss = self.peak_rss = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            pss = rss = 0
+            for p in _tree(self.pid):
+                a, b = _memory(p)
+                pss, rss = pss + a, rss + b
+            self.peak_pss, self.peak_rss = max(self.peak_pss, pss), max(self.peak_rss, rss)
+            self.stop.wait(self.every)
+
+
+def _generate(root: Path, n: int, size: int) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "fairaudit", "sample-data", str(root), "--n", str(n), "--size", str(size),
+         "--seed", "0"],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def _audit(root: Path, out: Path, args: argparse.Namespace) -> dict:
+    cmd = [
+        sys.executable, "-m", "fairaudit", "-v", "audit", str(root / "images"), "--model", MODEL,
+        "--demographics", str(root / "demographics.csv"), "--labels", str(root / "labels.csv"),
+        "--label-column", "finding", "--attribute", "sex", "--attribute", "race",
+        "--bootstrap", str(args.bootstrap), "--device", "cpu", "--quiet", "--out", str(out),
+    ]  # fmt: skip
+    if args.workers is not None:
+        cmd += ["--workers", str(args.workers)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "COLUMNS": "400"}
+    start = time.perf_counter()
+    log = out.parent / f"{out.name}.log"  # stderr to a file: a full pipe would block the audit
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=fh, text=True)
+    sampler = _Sampler(proc.pid, args.sample_every)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    sampler.stop.set()
+    sampler.join()
+    err = log.read_text()
+    log.unlink()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"audit failed (exit {proc.returncode}):\n{err}")
+    run = json.loads((out / "results.json").read_text())["model"]["run"]
+    # The inference-only rate: in results.json, or (when timings are kept out of it) in the -v log.
+    rate = run.get("images_per_second")
+    found = re.search(r"images_per_second ([0-9.]+)", err)
+    if rate is None and found:
+        rate = float(found.group(1))
+    return {
+        "seconds": seconds,
+        "inference_per_s": rate,
+        "n_predicted": run["n_predicted"],
+        "peak_pss": sampler.peak_pss,
+        "peak_rss_sum": sampler.peak_rss,
+        # ru_maxrss of the reaped child: the largest single process of its tree, in KiB.
+        "max_single_rss": usage.ru_maxrss * 1024,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="5000,10000,50000", help="cohort sizes, comma-separated")
+    ap.add_argument("--image-size", type=int, default=64, help="pixels a side of the generated images")
+    ap.add_argument("--workers", type=int, default=None, help="decode workers (default: CPU count)")
+    ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the audit")
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the audit")
+    ap.add_argument("--sample-every", type=float, default=0.2, help="memory sampling period, seconds")
+    ap.add_argument("--work-dir", type=Path, default=None, help="where cohorts go (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the generated cohorts")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="fairaudit-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; model {MODEL}; images {args.image_size}x{args.image_size}; "
+        f"bootstrap {args.bootstrap}; workers {args.workers or 'default'}; work dir {work}"
+    )
+    print(
+        f"{'files':>7} {'gen s':>7} {'audit s':>8} {'files/s':>8} {'infer/s':>8} {'peak PSS MiB':>13} "
+        f"{'RSS sum MiB':>12} {'max proc MiB':>13} {'rate/first':>10} {'PSS/first':>9}"
+    )
+    first: dict | None = None
+    try:
+        for n in sizes:
+            cohort = work / f"cohort_{n}"
+            if not (cohort / "demographics.csv").exists():
+                gen = _generate(cohort, n, args.image_size)
+            else:
+                gen = 0.0
+            r = _audit(cohort, work / f"out_{n}", args)
+            rate = n / r["seconds"]
+            r["rate"] = rate
+            first = first or r
+            print(
+                f"{n:>7} {gen:>7.1f} {r['seconds']:>8.1f} {rate:>8.1f} {r['inference_per_s'] or 0:>8.1f} "
+                f"{r['peak_pss'] / 2**20:>13.0f} {r['peak_rss_sum'] / 2**20:>12.0f} "
+                f"{r['max_single_rss'] / 2**20:>13.0f} {rate / first['rate']:>10.2f} "
+                f"{r['peak_pss'] / first['peak_pss']:>9.2f}",
+                flush=True,
+            )
+            if not args.keep:
+                shutil.rmtree(cohort, ignore_errors=True)
+                shutil.rmtree(work / f"out_{n}", ignore_errors=True)
+    finally:
+        if not args.keep and not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
