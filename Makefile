@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,models,onnx,bench]'
+	$(BIN)/python -m pip install -q -e '.[dev,models,onnx,bench,dask]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/dicom_decode.py
 	$(BIN)/python benchmarks/inference.py
 	$(BIN)/python benchmarks/augment.py
+	$(BIN)/python benchmarks/scale_dask.py
 
 # Long (generates up to 50,000 DICOM files in a temporary folder): not part of `make bench`.
 bench-scale: $(STAMP)

@@ -183,7 +183,7 @@ def audit_with_model(
     run = run_inference(
         predictor, Path(req.dicom_dir), batch_size=batch_size, workers=req.workers,
         progress=req.progress, on_mask=on_mask, header_keywords=keywords, cache=cache, resume=resume,
-        max_pixels=getattr(req, "max_pixels", None),
+        max_pixels=getattr(req, "max_pixels", None), device=device,
     )  # fmt: skip
     info = predictor.describe()
     info["batch_size"] = batch_size or DEFAULT_BATCH_SIZE
@@ -232,7 +232,6 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
     from fairaudit.io.dicom_cohort import FILES_LABEL
     from fairaudit.io.tables import Table
     from fairaudit.pipeline import audit_predictions
-    from fairaudit.report.provenance import file_sha256
 
     key = id_col.lower()
     if not run.records:
@@ -242,15 +241,20 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
             f"the model predicted no image: none of the {run.n_files} files could be used: {why}.",
             file=str(req.dicom_dir),
         )
-    ids = [rec.get(key, "") for rec in run.records]
-    scores = np.asarray(run.scores, dtype=np.float64)
-    frame = pd.DataFrame(run.records, dtype=str).fillna("")
+    # The run's records are handed over to the join table and dropped from the run (its
+    # summary is already taken; run.n_predicted reads 0 from here on): each file's ids are
+    # then held once, and only until the join (see audit_predictions).
+    records, run.records = run.records, []
+    ids = [rec.get(key, "") for rec in records]
+    frame = pd.DataFrame(records, dtype=str).fillna("")
+    del records
     table = Table(
         path=Path(req.dicom_dir),
         frame=frame,
         rows=pd.Series(range(1, len(frame) + 1), index=frame.index),
         label=FILES_LABEL,
     )
+    del frame
     bad = pd.DataFrame(
         [
             {"source": f"{FILES_LABEL}/{p}", "row": "", "id": "", "status": "excluded", "reason": why}
@@ -258,31 +262,49 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
         ],
         columns=["source", "row", "id", "status", "reason"],
     )
+    with tempfile.TemporaryDirectory(prefix="fairaudit-model-") as tmp:
+        private = Path(tmp) / PREDICTIONS_FILE
+        _write_predictions(req, id_col, ids, run.scores, hasher, info, private)
+        del ids
+        files = (table, bad)
+        del table, bad  # held by `files` alone: audit_predictions lets go of the rows after the join
+        return audit_predictions(
+            replace(
+                req, predictions=private, files=files, model=info, score_column="score",
+                score_column_given=True,
+            )
+        )  # fmt: skip
+
+
+def _write_predictions(
+    req: Any,
+    id_col: str,
+    ids: list[str],
+    run_scores: list[float],
+    hasher: Any,
+    info: dict[str, Any],
+    private: Path,
+) -> None:
+    """OUT_DIR/predictions.csv (pseudonymized ids) and the private copy the audit joins on.
+
+    A function of its own so that its per-file frames are freed before the audit runs."""
+    from fairaudit.report.provenance import file_sha256
+
+    scores = np.asarray(run_scores, dtype=np.float64)
     # The user-facing predictions.csv: pseudonymized ids, score, and the label when known.
     public = pd.DataFrame({"id" if not req.keep_ids else id_col: [hasher(i) for i in ids]})
     public["score"] = [repr(float(s)) for s in scores]  # the numbers the audit used, exactly
     labels = _labels_by_id(req, id_col)
     if labels is not None:
         public["label"] = [labels.get(i, "") for i in ids]
-    out = Path(req.out)
-    path = out / PREDICTIONS_FILE
+    path = Path(req.out) / PREDICTIONS_FILE
     with atomic_path(path) as tmp:
         public.to_csv(tmp, index=False)
     info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
-
-    with tempfile.TemporaryDirectory(prefix="fairaudit-model-") as tmp:
-        private = Path(tmp) / PREDICTIONS_FILE
-        private_frame = pd.DataFrame({id_col: ids, "score": [repr(float(s)) for s in scores]})
-        if req.labels is None:  # the labels sit in the demographics: carry them in the predictions
-            private_frame[req.label_column] = public["label"].to_numpy()
-        private_frame.to_csv(private, index=False)
-        outcome = audit_predictions(
-            replace(
-                req, predictions=private, files=(table, bad), model=info, score_column="score",
-                score_column_given=True,
-            )
-        )  # fmt: skip
-    return outcome
+    private_frame = pd.DataFrame({id_col: ids, "score": [repr(float(s)) for s in scores]})
+    if req.labels is None:  # the labels sit in the demographics: carry them in the predictions
+        private_frame[req.label_column] = public["label"].to_numpy()
+    private_frame.to_csv(private, index=False)
 
 
 def _labels_by_id(req: Any, id_col: str) -> dict[str, str] | None:

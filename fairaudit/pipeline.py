@@ -62,7 +62,7 @@ class AuditRequest:
     discover_top: int = 10
     # A model run (fairaudit.model_audit): the files it read, so the folder is not scanned again,
     # and the `model` object of results.json.
-    files: Any = None  # (Table of readable files, manifest rows of unreadable ones)
+    files: Any = None  # (Table of readable files, manifest rows of unreadable ones); the rows are dropped after the join
     model: dict[str, Any] | None = None
     baseline_predictions: Path | None = None  # the previous model on the same patients
     max_pixels: int | None = None  # --max-pixels: refuse DICOM files declaring more (None: reader default)
@@ -177,6 +177,15 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
     if candidates is not None:
         spec.id_candidates = candidates
     cohort = build_cohort(spec, hasher)
+    # Per-row text is dropped once joined, before the statistics: manifest.csv is kept as its
+    # text (a few bytes a row instead of a frame of Python strings), and the files' join
+    # table as its size (a model run hands it over for this call alone).
+    manifest_text = cohort.manifest.to_csv(index=False)
+    cohort.manifest = cohort.manifest.iloc[:0]
+    dicom_files = None if files is None else {"readable": len(files.frame), "unreadable": len(files_manifest)}
+    if files is not None:
+        files.frame = files.frame.iloc[:0]
+    del spec
     known = set(cohort.attributes)
     references = {}
     for attr, group in req.references.items():
@@ -232,9 +241,7 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
             "excluded": cohort.excluded,
             "has_scores": cohort.has_scores,
             "unit": req.unit,
-            "dicom_files": None
-            if files is None
-            else {"readable": len(files.frame), "unreadable": len(files_manifest)},
+            "dicom_files": dicom_files,
         },
         "model": _without_timings(req.model),
         "overall": body["overall"],
@@ -273,12 +280,8 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
 
     attach_curves(results, cohort.labels, cohort.scores, cohort.attributes, req.threshold, cohort.has_scores)
     attach_power(results)
-    manifest = cohort.manifest
-    if baseline_manifest is not None:
-        import pandas as pd
-
-        manifest = pd.concat([manifest, baseline_manifest], ignore_index=True)
-    manifest_text = manifest.to_csv(index=False)
+    if baseline_manifest is not None:  # the same text as writing the two frames concatenated
+        manifest_text += baseline_manifest.to_csv(index=False, header=False)
     results["provenance"] = collect_provenance(
         manifest_text,
         {"predictions": req.predictions, "demographics": req.demographics, "labels": req.labels,

@@ -28,6 +28,7 @@ import pandas as pd
 
 from fairaudit._version import __version__
 from fairaudit.errors import InputError
+from fairaudit.pipeline import _without_timings
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +393,7 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
                 "unreadable": len(dicom.unreadable),
             },
         },
-        "model": req.model,
+        "model": _without_timings(req.model),
         "overall": body["overall"],
         "attributes": body["attributes"],
         "gate": apply_gate(result, policy) if policy else None,

@@ -34,11 +34,37 @@ Salt = Annotated[
     typer.Option("--salt", envvar="FAIRAUDIT_SALT", help="Salt for stable hashes across runs."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+Scheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Run decoding, preprocessing and inference on a Dask cluster: tcp://HOST:PORT of an "
+        "existing scheduler, or local:N for a LocalCluster of N workers (pip install 'fairaudit[dask]').",
+    ),
+]
+
+#: Flags that say where the work ran, not what it computed (the results do not depend on
+#: them): left out of the recorded command, so that a run on a Dask cluster or with another
+#: number of worker processes writes the same results.json as one on this machine.
+_PLACEMENT_FLAGS = ("--scheduler", "--workers")
 
 
-def command_line() -> str:
-    """The command as typed, for the provenance in the results JSON."""
-    return " ".join(shlex.quote(a) for a in ["fairaudit", *sys.argv[1:]])
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as typed, for the provenance in the results JSON (without --scheduler, --workers)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in _PLACEMENT_FLAGS:
+            skip = True
+            continue
+        if arg.startswith(tuple(f + "=" for f in _PLACEMENT_FLAGS)):
+            continue
+        kept.append(arg)
+    return " ".join(shlex.quote(a) for a in ["fairaudit", *kept])
 
 
 def request_options(params: Mapping[str, Any]) -> dict[str, Any]:

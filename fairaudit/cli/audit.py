@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from fairaudit import cluster
+from fairaudit.cli._common import Scheduler, command_line
 
 HELP = (
     "Audit a model's predictions per demographic group: metrics with bootstrap intervals, "
@@ -151,6 +153,7 @@ def audit(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Worker processes. \\[default: CPU count]")
     ] = None,
+    scheduler: Scheduler = None,
     max_pixels: Annotated[
         int,
         typer.Option(
@@ -306,7 +309,7 @@ def audit(
             formats=formats,
             keep_ids=keep_ids,
             salt=salt,
-            command=" ".join(shlex.quote(a) for a in ["fairaudit", *sys.argv[1:]]),
+            command=command_line(),
             dicom_dir=dicom_dir,
             unit=unit.lower(),
             progress=not quiet and not json_out,
@@ -316,25 +319,26 @@ def audit(
             discover_top=discover_top,
             max_pixels=max_pixels,
         )
-        if model is not None:
-            from fairaudit.model_audit import audit_with_model
+        with cluster.connect(scheduler):
+            if model is not None:
+                from fairaudit.model_audit import audit_with_model
 
-            outcome = audit_with_model(
-                req, model, device=device, batch_size=batch_size, segmentation=segmentation, masks=masks,
-                mask_labels=mask_labels, pred_mask_labels=pred_mask_labels, spacing=spacing,
-                resume=resume, cache_dir=cache_dir,
-            )  # fmt: skip
-        elif segmentation:
-            from fairaudit.segmentation_pipeline import audit_segmentation, request_from_audit
+                outcome = audit_with_model(
+                    req, model, device=device, batch_size=batch_size, segmentation=segmentation,
+                    masks=masks, mask_labels=mask_labels, pred_mask_labels=pred_mask_labels,
+                    spacing=spacing, resume=resume, cache_dir=cache_dir,
+                )  # fmt: skip
+            elif segmentation:
+                from fairaudit.segmentation_pipeline import audit_segmentation, request_from_audit
 
-            outcome = audit_segmentation(
-                request_from_audit(
-                    req, masks=masks, pred_masks=pred_masks, mask_labels=mask_labels,
-                    pred_mask_labels=pred_mask_labels, spacing=spacing,
-                )
-            )  # fmt: skip
-        else:
-            outcome = audit_predictions(req)
+                outcome = audit_segmentation(
+                    request_from_audit(
+                        req, masks=masks, pred_masks=pred_masks, mask_labels=mask_labels,
+                        pred_mask_labels=pred_mask_labels, spacing=spacing,
+                    )
+                )  # fmt: skip
+            else:
+                outcome = audit_predictions(req)
     except InputError as exc:
         err.print(f"[bold red]error:[/] {_escape(str(exc))}")
         raise typer.Exit(2) from None

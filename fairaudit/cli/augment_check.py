@@ -66,6 +66,7 @@ def augment_check(
         int | None, typer.Option("--max-images", help="Check only the first N usable images (a quick look).")
     ] = None,
     workers: opt.Workers = None,
+    scheduler: opt.Scheduler = None,
     fmt: opt.Formats = "html,md,json",
     keep_ids: Annotated[
         bool, typer.Option("--keep-ids", help="Manifest ids in clear (default: salted hash).")
@@ -97,7 +98,10 @@ def augment_check(
             max_images=max_images,
             **opt.request_options(ctx.params),
         )
-        return run_augment_check(req)
+        from fairaudit import cluster
+
+        with cluster.connect(scheduler):
+            return run_augment_check(req)
 
     outcome = opt.run_or_exit(call)
     if not quiet:

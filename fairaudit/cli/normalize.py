@@ -86,6 +86,7 @@ def normalize(
     min_group_size: opt.MinGroupSize = 30,
     seed: opt.Seed = 0,
     workers: opt.Workers = None,
+    scheduler: opt.Scheduler = None,
     no_previews: Annotated[bool, typer.Option("--no-previews", help="Do not write PNG previews.")] = False,
     fmt: opt.Formats = "html,md,json",
     keep_ids: Annotated[
@@ -119,7 +120,10 @@ def normalize(
             previews=not no_previews,
             **opt.request_options(ctx.params),
         )
-        return run_normalize(req)
+        from fairaudit import cluster
+
+        with cluster.connect(scheduler):
+            return run_normalize(req)
 
     outcome = opt.run_or_exit(call)
     if not quiet:

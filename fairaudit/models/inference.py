@@ -2,10 +2,13 @@
 
 `run_inference(predictor, root)` streams every file under `root` through
 `fairaudit.io.dicom.iter_outcomes` (worker processes, path order, a rich progress bar
-with files/s on a terminal), prepares each decoded image with the predictor's own
-preprocessing, groups the prepared images by shape into batches of `batch_size`, and runs
-each batch once (the predictor runs torch under `torch.inference_mode`). Decoding of the
-next files goes on in the workers while the parent runs the model.
+with files/s on a terminal) and cuts the stream into blocks of `batch_size` consecutive
+files; each block's images are prepared with the predictor's own preprocessing, grouped
+by shape, and each group runs as one batch (the predictor runs torch under
+`torch.inference_mode`). Decoding of the next files goes on in the workers while the
+parent runs the model. With `--scheduler` (fairaudit.cluster) the same blocks are decoded
+and predicted on Dask workers (fairaudit.models.blocks), so every batch holds the same
+images and the scores are the same wherever the run went.
 
 Nothing is fatal for a single file: a file that is not DICOM, cannot be decoded, cannot
 be prepared, or on which the model fails becomes an `unreadable` entry with its reason
@@ -25,7 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fairaudit._batching import batched
 from fairaudit.errors import InputError
+from fairaudit.models.blocks import BlockResult, ModelRef, predict_block, record, remote_block
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -36,13 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
-#: DICOM tags kept per image for the join (the column names of fairaudit.io.tables.ID_CANDIDATES).
-ID_TAGS = {
-    "sop_instance_uid": "SOPInstanceUID",
-    "study_instance_uid": "StudyInstanceUID",
-    "series_instance_uid": "SeriesInstanceUID",
-    "patient_id": "PatientID",
-}
 
 
 @dataclass
@@ -74,29 +72,6 @@ class InferenceRun:
             "model_seconds": round(self.model_seconds, 3),
             "images_per_second": round(self.n_predicted / self.seconds, 2) if self.seconds > 0 else None,
         }
-
-
-def _record(o: Any, keywords: tuple[str, ...]) -> dict[str, str]:
-    """The file's join keys, and the raw text of the header `keywords` (`dicom:` attributes)."""
-    row = {"path": o.path}
-    header = o.header or {}
-    for col, tag in ID_TAGS.items():
-        value = header.get(tag)
-        row[col] = "" if value is None else str(value).strip()
-    if keywords:
-        from fairaudit.io.dicom_attributes import PREFIX, header_text
-
-        for kw in keywords:
-            row[PREFIX + kw] = header_text(header.get(kw))
-    return row
-
-
-def _reason(exc: BaseException) -> str:
-    """One line: the exception type and message (a TorchScript error's last line holds its cause)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if lines and lines[0].startswith("The following operation failed in the TorchScript interpreter"):
-        return lines[-1][:240]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:240]
 
 
 @contextmanager
@@ -145,6 +120,7 @@ def run_inference(
     cache: PredictionCache | None = None,
     resume: bool = False,
     max_pixels: int | None = None,
+    device: str | None = None,
 ) -> InferenceRun:
     """Run `predictor` on every file under `root` (see the module doc).
 
@@ -155,14 +131,15 @@ def run_inference(
 
     `cache` (classification): every score is appended to it, keyed by the file's content
     hash, as the run goes; with `resume`, files whose hash it holds are not decoded nor
-    predicted again (only their header is read, for the ids). With a cache the records
-    come out in path order, whatever the batching.
+    predicted again (only their header is read, for the ids).
     `max_pixels` (--max-pixels): files declaring more pixels are refused from their header.
+    Inside `fairaudit.cluster.connect(...)` each block is decoded and predicted on a Dask
+    worker, which loads the same model (checked by sha256) onto `device` (default: the
+    predictor's). Records come out in path order either way.
     """
-    from fairaudit import interrupt
-    from fairaudit.io.dicom import HEADER_FIELDS, DecodeOptions, iter_outcomes
+    from fairaudit import cluster, interrupt
+    from fairaudit.io.dicom import HEADER_FIELDS, DecodeOptions
     from fairaudit.io.dicom._scan import walk
-    from fairaudit.models.pred_cache import file_digest
 
     size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
     if size < 1:
@@ -173,7 +150,6 @@ def run_inference(
     if segmentation:
         cache = None  # masks are not cached (yet): a segmentation run always predicts every file
     run = InferenceRun()
-    pending: dict[tuple[int, ...], list[tuple[dict[str, str], np.ndarray, tuple[int, int], str]]] = {}
     first_error: list[str] = []
     entries = list(walk(root)) if cache is not None else None
     total = None if entries is None else sum(1 for e in entries if e.problem is None)
@@ -182,71 +158,32 @@ def run_inference(
     done = {"new": 0, "cached": 0}
     interrupt.note(scored=0, total=total, cache=None if cache is None else str(cache.folder))
 
-    def flush(key: tuple[int, ...]) -> None:
-        items = pending.pop(key, [])
-        if not items:
-            return
-        batch = np.stack([x for _, x, _, _ in items])
-        start = time.perf_counter()
-        try:
-            out = predictor.predict(batch)
-        except Exception as exc:  # noqa: BLE001 - the model's failure is reported per file
-            reason = f"failed: model: {_reason(exc)}"
-            if not first_error:
-                first_error.append(reason)
-                log.warning(
-                    "the model failed on a batch of %d images of shape %s: %s", len(items), key, reason
-                )
-            run.unreadable.extend((rec["path"], reason) for rec, _, _, _ in items)
-            return
-        finally:
-            run.model_seconds += time.perf_counter() - start
-        run.batches += 1
-        if cache is not None:
-            cache.add([(digest, float(out[i])) for i, (_, _, _, digest) in enumerate(items)])
-        for i, (rec, _, shape, _) in enumerate(items):
+    def merge(block: BlockResult) -> None:
+        run.n_files += block.n_files
+        run.unreadable.extend(block.unreadable)
+        run.batches += block.batches
+        run.model_seconds += block.model_seconds
+        if block.model_error and not first_error:
+            first_error.append(block.model_error)
+            log.warning("the model failed on %s", block.model_error)
+        if cache is not None and block.records:
+            cache.add([(d, float(v)) for d, v in zip(block.digests, block.values, strict=True)])
+        for rec, value in zip(block.records, block.values, strict=True):
             if segmentation:
-                try:
-                    mask = predictor.restore(out[i], shape)
-                except Exception as exc:  # noqa: BLE001
-                    run.unreadable.append((rec["path"], f"failed: restoring the mask: {_reason(exc)}"))
-                    continue
-                on_mask(rec, mask)  # type: ignore[misc]
+                on_mask(rec, value)  # type: ignore[misc]
             else:
-                run.scores.append(float(out[i]))
+                run.scores.append(float(value))
             run.records.append(rec)
-        done["new"] += len(items)
-        interrupt.note(scored=done["new"] + done["cached"])
-        interrupt.maybe_test_interrupt(done["new"])
-
-    def consume(outcomes: Iterator[Any]) -> None:
-        for o in outcomes:
-            run.n_files += 1
-            if o.status != "ok" or o.image is None:
-                run.unreadable.append((o.path, f"{o.status}: {o.reason}" if o.reason else o.status))
-                continue
-            image = o.image
-            if image.ndim != 2:
-                run.unreadable.append((o.path, f"failed: not a 2-D image (shape {tuple(image.shape)})"))
-                continue
-            try:
-                x = predictor.prepare(image, o.spacing)
-            except Exception as exc:  # noqa: BLE001 - one odd image must not stop the run
-                run.unreadable.append((o.path, f"failed: preprocessing: {_reason(exc)}"))
-                continue
-            key = tuple(x.shape)
-            shape = (int(image.shape[0]), int(image.shape[1]))
-            digest = "" if cache is None else digests.get(o.path) or file_digest(root / o.path)
-            pending.setdefault(key, []).append((_record(o, header_keywords), x, shape, digest))
-            if len(pending[key]) >= size:
-                flush(key)
-        for key in list(pending):
-            flush(key)
+        if block.records:
+            done["new"] += len(block.records)
+            interrupt.note(scored=done["new"] + done["cached"])
+            interrupt.maybe_test_interrupt(done["new"])
 
     start = time.perf_counter()
     extra = tuple(k for k in header_keywords if k not in HEADER_FIELDS)
     limit = {} if max_pixels is None else {"max_pixels": int(max_pixels)}
     options = DecodeOptions(frames="middle", extra_header=extra, **limit)
+    session = cluster.active()
     try:
         if cached and entries is not None:
             entries = _resume_cached(root, entries, cached, digests, run, options, workers, header_keywords)
@@ -258,25 +195,36 @@ def run_inference(
                 total,
                 cache.folder if cache is not None else "",
             )
-        with _cpu_threads(predictor, workers):
-            consume(
-                iter_outcomes(
-                    root,
-                    header_only=False,
-                    options=options,
-                    workers=workers,
-                    progress=progress,
-                    entries=entries,
-                )
+        if session is not None:
+            blocks = _cluster_blocks(
+                session, predictor, root, entries, size, options, header_keywords, cache is not None, device
             )
+            for block in _block_progress(blocks, root, total, progress):
+                merge(block)
+        else:
+            with _cpu_threads(predictor, workers):
+                for block in _local_blocks(
+                    predictor,
+                    root,
+                    entries,
+                    size,
+                    options,
+                    header_keywords,
+                    cache,
+                    digests,
+                    workers,
+                    progress,
+                ):
+                    merge(block)
     finally:
         if cache is not None:
             cache.close()
-    if cache is not None:  # path order, whatever came from the cache or the batching
-        order = sorted(range(len(run.records)), key=lambda i: run.records[i]["path"])
-        run.records = [run.records[i] for i in order]
+    # Path order, whatever came from the cache, the cluster or the batching by shape.
+    order = sorted(range(len(run.records)), key=lambda i: run.records[i]["path"])
+    run.records = [run.records[i] for i in order]
+    if not segmentation:
         run.scores = [run.scores[i] for i in order]
-        run.unreadable.sort()
+    run.unreadable.sort()
     run.seconds = time.perf_counter() - start
     if first_error and not run.records:
         raise InputError(
@@ -293,6 +241,106 @@ def run_inference(
         len(run.unreadable),
     )
     return run
+
+
+def _local_blocks(
+    predictor: Predictor,
+    root: Path,
+    entries: list[Any] | None,
+    size: int,
+    options: Any,
+    keywords: tuple[str, ...],
+    cache: PredictionCache | None,
+    digests: dict[str, str],
+    workers: int | None,
+    progress: bool,
+) -> Iterator[BlockResult]:
+    """Blocks of `size` consecutive files from the local decode stream, each predicted here."""
+    from fairaudit.io.dicom import iter_outcomes
+    from fairaudit.models.pred_cache import file_digest
+
+    def digest_of(path: str) -> str:
+        return digests.get(path) or file_digest(root / path)
+
+    outcomes = iter_outcomes(
+        root, header_only=False, options=options, workers=workers, progress=progress, entries=entries
+    )
+    try:
+        for chunk in batched(outcomes, size):
+            yield predict_block(predictor, chunk, keywords, digest_of if cache is not None else None)
+    finally:
+        outcomes.close()  # type: ignore[attr-defined]
+
+
+def _cluster_blocks(
+    session: Any,
+    predictor: Predictor,
+    root: Path,
+    entries: list[Any] | None,
+    size: int,
+    options: Any,
+    keywords: tuple[str, ...],
+    with_digests: bool,
+    device: str | None,
+) -> Iterator[BlockResult]:
+    """The same blocks, each decoded and predicted by one task on the Dask cluster.
+
+    A block whose workers kept dying (KilledWorker) runs again one file per task; a file
+    that still kills its worker is recorded as failed (like a crash in a local worker).
+    """
+    from pathlib import Path as _Path
+
+    from distributed import KilledWorker
+
+    from fairaudit.io.dicom._cluster import LOST_REASON
+    from fairaudit.io.dicom._scan import walk
+
+    reference = predictor.reference or predictor.name
+    if not reference.startswith("bundled:"):
+        reference = str(_Path(reference).expanduser().resolve())
+    ref = ModelRef(reference, device or predictor.device, predictor.task, predictor.sha256)
+    args = (str(root), ref, options, keywords, with_digests)
+
+    def one_by_one(chunk: list[Any], _: BaseException) -> BlockResult:
+        block = BlockResult()
+        for entry in chunk:
+            try:
+                part = session.client.submit(remote_block, [entry], *args, pure=False).result()
+            except KilledWorker:
+                log.warning("%s: %s", entry.rel, LOST_REASON)
+                block.n_files += 1
+                block.unreadable.append((entry.rel, f"failed: {LOST_REASON}"))
+                continue
+            block.merge(part)
+        return block
+
+    chunks = batched(walk(root) if entries is None else iter(entries), size)
+    for _, block in session.ordered(remote_block, chunks, *args, on_lost=one_by_one):
+        yield block
+
+
+def _block_progress(
+    blocks: Iterator[BlockResult], root: Path, total: int | None, show: bool
+) -> Iterator[BlockResult]:
+    """A rich progress bar (files/s) over blocks, on a terminal."""
+    from fairaudit.io.dicom._parallel import _is_terminal, progress_bar
+    from fairaudit.io.dicom._scan import count_entries
+
+    if not (show and _is_terminal()):
+        yield from blocks
+        return
+    total = count_entries(root) if total is None else total
+    start = time.perf_counter()
+    done = 0
+    with progress_bar() as bar:
+        task = bar.add_task("Dask: decode + model", total=total, rate="")
+        for block in blocks:
+            yield block
+            done += block.n_files
+            elapsed = time.perf_counter() - start
+            bar.update(
+                task, advance=block.n_files, rate=f"{done / elapsed:,.0f} files/s" if elapsed > 0 else ""
+            )
 
 
 def _resume_cached(
@@ -328,7 +376,7 @@ def _resume_cached(
             if o.status != "ok":
                 run.unreadable.append((o.path, f"{o.status}: {o.reason}" if o.reason else o.status))
                 continue
-            run.records.append(_record(o, header_keywords))
+            run.records.append(record(o, header_keywords))
             run.scores.append(cached[digests[o.path]])
     return rest
 

@@ -11,6 +11,7 @@ on the data, so the numbers do not depend on how many processes run the tasks.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -145,7 +146,15 @@ def run_tasks(
     log.debug("running %d resampling tasks in %d processes", len(tasks), workers)
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_blas_thread) as pool:
-        futures = [pool.submit(fn, *t) for t in tasks]
+        # The parent's objects (a large cohort's tables among them) are frozen out of the
+        # garbage collector while the workers fork: a collection in a worker would otherwise
+        # write to, and so copy, every page it shares with the parent.
+        gc.collect()
+        gc.freeze()
+        try:
+            futures = [pool.submit(fn, *t) for t in tasks]  # the first submit forks every worker
+        finally:
+            gc.unfreeze()
         try:
             return [f.result() for f in futures]
         except BaseException:  # Ctrl-C or a failed task: do not wait for the queued ones

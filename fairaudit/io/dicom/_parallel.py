@@ -24,9 +24,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from fairaudit import cluster
+from fairaudit._batching import batched
 from fairaudit.io.dicom._decode import DEFAULT_OPTIONS, DecodeOptions, FileOutcome, read_file, relative_path
 from fairaudit.io.dicom._scan import WalkEntry, count_entries, walk
 
@@ -266,12 +269,24 @@ def iter_outcomes(
     Never raises for a bad file (it becomes a "failed" or "skipped" outcome). Closing the
     iterator early (break) stops the workers. `entries`: read only these (from `walk(root)`,
     e.g. the files a resumed model run has not scored yet) instead of walking `root`.
+    Inside `fairaudit.cluster.connect(...)` the files are read on that Dask cluster.
     """
     root = Path(root)
     workers = workers_default() if workers is None else max(1, int(workers))
     parallel = workers > 1 and "fork" in multiprocessing.get_all_start_methods()
     show = progress and _is_terminal()
     total = (len(entries) if entries is not None else count_entries(root)) if show else None
+    session = cluster.active()
+    if session is not None:  # --scheduler: the files are read on the Dask cluster
+        from fairaudit.io.dicom._cluster import CHUNK_DECODE, CHUNK_HEADER, cluster_outcomes
+
+        size = CHUNK_HEADER if header_only else CHUNK_DECODE
+        chunks = batched(walk(root) if entries is None else iter(entries), size)
+        stream = cluster_outcomes(session, root, chunks, header_only, options)
+        yield from (
+            _with_progress(stream, total, "headers" if header_only else "decoding") if show else stream
+        )
+        return
     chunk_size = _CHUNK_HEADER if header_only else _CHUNK_DECODE
     chunks = _chunks(walk(root) if entries is None else iter(entries), chunk_size)
     if parallel:
@@ -443,7 +458,8 @@ def _is_terminal() -> bool:
         return False
 
 
-def _with_progress(stream: Iterator[FileOutcome], total: int | None, what: str) -> Iterator[FileOutcome]:
+def progress_bar() -> Any:
+    """fairaudit's rich progress bar on stderr: description, bar, n of N, files/s, elapsed."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -454,6 +470,10 @@ def _with_progress(stream: Iterator[FileOutcome], total: int | None, what: str) 
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     )
+    return Progress(*columns, console=Console(stderr=True), transient=True)
+
+
+def _with_progress(stream: Iterator[FileOutcome], total: int | None, what: str) -> Iterator[FileOutcome]:
     start = time.perf_counter()
     done = 0
     # The first result comes before the bar starts: the worker processes are forked
@@ -462,7 +482,7 @@ def _with_progress(stream: Iterator[FileOutcome], total: int | None, what: str) 
         item = next(stream, None)
         if item is None:
             return
-        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"DICOM {what}", total=total, rate="")
             while item is not None:
                 yield item

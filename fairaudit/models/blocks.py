@@ -1,0 +1,196 @@
+"""Predict one block of files: the unit of work, in this process or on a Dask worker.
+
+A run cuts the folder's files, in path order, into blocks of `batch_size` files; the
+readable images of a block are prepared, grouped by shape and predicted one batch per
+shape. Locally the blocks come from the decode stream; with `--scheduler` each block is
+one task, decoded and predicted on a worker. Either way every batch holds the same files,
+so a run gives the same scores wherever it ran.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from fairaudit.io.dicom import DecodeOptions
+    from fairaudit.io.dicom._scan import WalkEntry
+    from fairaudit.models.loading import Predictor
+
+#: DICOM tags kept per image for the join (the column names of fairaudit.io.tables.ID_CANDIDATES).
+ID_TAGS = {
+    "sop_instance_uid": "SOPInstanceUID",
+    "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID",
+    "patient_id": "PatientID",
+}
+
+
+@dataclass
+class BlockResult:
+    """What one block gave; small and picklable (it may come back from a Dask worker)."""
+
+    records: list[dict[str, str]] = field(default_factory=list)  # predicted files: path + ID_TAGS
+    values: list[Any] = field(default_factory=list)  # per record: a float score, or a label map
+    digests: list[str] = field(default_factory=list)  # per record: the file's sha256 ("" untracked)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, "status: reason")
+    n_files: int = 0
+    batches: int = 0
+    model_seconds: float = 0.0
+    model_error: str = ""  # the first batch failure's reason, if any
+
+    def merge(self, other: BlockResult) -> None:
+        """Add `other`'s files to this block (a block run again one file per task)."""
+        self.records.extend(other.records)
+        self.values.extend(other.values)
+        self.digests.extend(other.digests)
+        self.unreadable.extend(other.unreadable)
+        self.n_files += other.n_files
+        self.batches += other.batches
+        self.model_seconds += other.model_seconds
+        self.model_error = self.model_error or other.model_error
+
+
+def record(o: Any, keywords: tuple[str, ...]) -> dict[str, str]:
+    """The file's join keys, and the raw text of the header `keywords` (`dicom:` attributes)."""
+    row = {"path": o.path}
+    header = o.header or {}
+    for col, tag in ID_TAGS.items():
+        value = header.get(tag)
+        row[col] = "" if value is None else str(value).strip()
+    if keywords:
+        from fairaudit.io.dicom_attributes import PREFIX, header_text
+
+        for kw in keywords:
+            row[PREFIX + kw] = header_text(header.get(kw))
+    return row
+
+
+def reason_of(exc: BaseException) -> str:
+    """One line: the exception type and message (a TorchScript error's last line holds its cause)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        return lines[-1][:240]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:240]
+
+
+def predict_block(
+    predictor: Predictor,
+    outcomes: Iterable[Any],
+    keywords: tuple[str, ...],
+    digest_of: Callable[[str], str] | None = None,
+) -> BlockResult:
+    """Prepare, batch by shape and predict the readable files of one block of outcomes.
+
+    Nothing is fatal for one file: unreadable, unpreparable, or failed in the model, it
+    becomes an `unreadable` entry with the reason. `digest_of(path)`: the content hash a
+    prediction cache keys the file by. Segmentation values are label maps on the image's
+    original grid.
+    """
+    block = BlockResult()
+    groups: dict[tuple[int, ...], list[tuple[dict[str, str], np.ndarray, tuple[int, int], str]]] = {}
+    for o in outcomes:
+        block.n_files += 1
+        if o.status != "ok" or o.image is None:
+            block.unreadable.append((o.path, f"{o.status}: {o.reason}" if o.reason else o.status))
+            continue
+        image = o.image
+        if image.ndim != 2:
+            block.unreadable.append((o.path, f"failed: not a 2-D image (shape {tuple(image.shape)})"))
+            continue
+        try:
+            x = predictor.prepare(image, o.spacing)
+        except Exception as exc:  # noqa: BLE001 - one odd image must not stop the run
+            block.unreadable.append((o.path, f"failed: preprocessing: {reason_of(exc)}"))
+            continue
+        digest = digest_of(o.path) if digest_of is not None else ""
+        shape = (int(image.shape[0]), int(image.shape[1]))
+        groups.setdefault(tuple(x.shape), []).append((record(o, keywords), x, shape, digest))
+    for key, items in groups.items():
+        _predict_batch(predictor, key, items, block)
+    return block
+
+
+def _predict_batch(predictor: Predictor, key: tuple[int, ...], items: list[Any], block: BlockResult) -> None:
+    batch = np.stack([x for _, x, _, _ in items])
+    start = time.perf_counter()
+    try:
+        out = predictor.predict(batch)
+    except Exception as exc:  # noqa: BLE001 - the model's failure is reported per file
+        reason = f"failed: model: {reason_of(exc)}"
+        block.model_error = block.model_error or f"{reason} (a batch of {len(items)} images of shape {key})"
+        block.unreadable.extend((rec["path"], reason) for rec, _, _, _ in items)
+        return
+    finally:
+        block.model_seconds += time.perf_counter() - start
+    block.batches += 1
+    segmentation = predictor.task == "segmentation"
+    for i, (rec, _, shape, digest) in enumerate(items):
+        if segmentation:
+            try:
+                value: Any = predictor.restore(out[i], shape)
+            except Exception as exc:  # noqa: BLE001
+                block.unreadable.append((rec["path"], f"failed: restoring the mask: {reason_of(exc)}"))
+                continue
+        else:
+            value = float(out[i])
+        block.records.append(rec)
+        block.values.append(value)
+        block.digests.append(digest)
+
+
+# ---- on a Dask worker
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """How a worker loads the client's model: the same reference, verified by its sha256."""
+
+    reference: str
+    device: str
+    task: str
+    sha256: str
+
+
+_LOADED: dict[ModelRef, Any] = {}
+
+
+def worker_predictor(ref: ModelRef) -> Predictor:
+    """The model, loaded once per worker process and checked against the client's hash."""
+    predictor = _LOADED.get(ref)
+    if predictor is None:
+        from fairaudit.models.loading import load_predictor
+
+        predictor = load_predictor(ref.reference, ref.device, task=ref.task)
+        if predictor.sha256 != ref.sha256:
+            raise RuntimeError(
+                f"the model {ref.reference} on this worker has sha256 {predictor.sha256}, "
+                f"not {ref.sha256} as on the client: give the workers the same model file"
+            )
+        _LOADED.clear()  # one model per worker at a time
+        _LOADED[ref] = predictor
+    return predictor
+
+
+def remote_block(
+    entries: list[WalkEntry],
+    root: str,
+    ref: ModelRef,
+    options: DecodeOptions,
+    keywords: tuple[str, ...],
+    with_digests: bool,
+) -> BlockResult:
+    """Runs on a worker: decode, prepare and predict one block of files."""
+    from fairaudit.io.dicom._cluster import read_entries
+    from fairaudit.models.pred_cache import file_digest
+
+    predictor = worker_predictor(ref)
+    base = Path(root)
+    outcomes = read_entries(entries, root, header_only=False, options=options)
+    digest_of = (lambda rel: file_digest(base / rel)) if with_digests else None
+    return predict_block(predictor, outcomes, keywords, digest_of)
