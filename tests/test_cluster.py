@@ -316,3 +316,31 @@ def test_data_the_workers_cannot_see_stops_the_run_with_a_hint(tmp_path: Path) -
     with cluster.connect("local:1"), pytest.raises(InputError) as err:
         list(iter_outcomes(folder, header_only=True, progress=False, entries=entries))
     assert "not a folder on the Dask worker" in str(err.value) and "same path" in str(err.value)
+
+
+def test_an_existing_cluster_by_its_tcp_address(tmp_path: Path, monkeypatch) -> None:
+    """`--scheduler tcp://HOST:PORT`: a cluster fairaudit did not start (and does not stop)."""
+    folder = _cohort(tmp_path, n=30)
+    args = [
+        "audit", str(folder), "--predictions", str(SAMPLE / "predictions.csv"), "--demographics",
+        str(SAMPLE / "demographics.csv"), "--attribute", "sex", "--attribute", "dicom:Manufacturer",
+        "--bootstrap", "100", "--seed", "4", "--salt", "s", "--quiet", "--format", "json",
+        "--min-group-size", "5",
+    ]  # fmt: skip
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as existing:
+        runs = {}
+        for where, extra in (
+            ("local", ["--workers", "1"]),
+            ("cluster", ["--scheduler", existing.scheduler_address]),
+        ):
+            argv = [*args, "--out", str(tmp_path / "out"), *extra]
+            monkeypatch.setattr(sys, "argv", ["fairaudit", *argv])
+            res = CliRunner().invoke(app, argv)
+            assert res.exit_code in (0, 1), res.output
+            runs[where] = (_results(tmp_path / "out"), (tmp_path / "out" / "manifest.csv").read_text())
+            shutil.rmtree(tmp_path / "out")
+        with distributed.Client(existing) as client:  # still up: fairaudit only disconnected
+            assert len(client.nthreads()) == 1
+    assert runs["cluster"] == runs["local"]
+    assert "dicom:Manufacturer" in json.dumps(runs["local"][0])
+    assert "broken.dcm" in runs["local"][1]
