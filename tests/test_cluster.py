@@ -344,3 +344,78 @@ def test_an_existing_cluster_by_its_tcp_address(tmp_path: Path, monkeypatch) -> 
     assert runs["cluster"] == runs["local"]
     assert "dicom:Manufacturer" in json.dumps(runs["local"][0])
     assert "broken.dcm" in runs["local"][1]
+
+
+def test_tasks_are_submitted_in_a_bounded_window_and_come_back_in_order() -> None:
+    """The client never has more than `window` tasks (so results) in flight, whatever the input size."""
+    from fairaudit.cluster import ClusterSession, SchedulerSpec
+
+    state = {"in_flight": 0, "max": 0, "submitted": 0}
+
+    class Future:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def result(self) -> int:
+            return self.value
+
+        def release(self) -> None:
+            state["in_flight"] -= 1
+
+        def cancel(self) -> None:
+            state["in_flight"] -= 1
+
+    class Client:
+        def nthreads(self) -> dict[str, int]:
+            return {"w1": 1, "w2": 1}
+
+        def submit(self, fn, item, *args, pure: bool = True) -> Future:
+            state["in_flight"] += 1
+            state["submitted"] += 1
+            state["max"] = max(state["max"], state["in_flight"])
+            return Future(fn(item, *args))
+
+    session = ClusterSession(Client(), SchedulerSpec(local_workers=2))
+    out = [r for _, r in session.ordered(lambda i, k: i * k, range(1000), 3)]
+    assert out == [i * 3 for i in range(1000)]
+    assert state["max"] == 6  # 3 per worker thread, 2 threads
+    assert state["in_flight"] == 0
+    stream = session.ordered(lambda i: i, iter(range(10**9)))  # an endless source is fine
+    assert [next(stream)[1] for _ in range(5)] == [0, 1, 2, 3, 4]
+    assert state["submitted"] < 1000 + 20
+    stream.close()
+    assert state["in_flight"] == 0  # closing early cancels what was in flight
+
+
+def test_a_worker_killed_mid_model_run_loses_no_file(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    import fairaudit.models.inference as inference
+    from fairaudit import cluster
+    from fairaudit.models.loading import load_predictor
+
+    folder = _cohort(tmp_path, n=120)
+    predictor = load_predictor("bundled:cxr_finding_classifier", "cpu")
+    local = inference.run_inference(predictor, folder, batch_size=8, workers=1, progress=False)
+    killed = []
+
+    def kill_after_first(blocks, *args):
+        for i, block in enumerate(blocks):
+            if i == 0:
+                session = cluster.active()
+                pids = session.client.run(os.getpid)
+                killed.append(sorted(pids.values())[0])
+                os.kill(killed[0], signal.SIGKILL)
+            yield block
+
+    original = inference._block_progress
+    inference._block_progress = kill_after_first
+    try:
+        with cluster.connect("local:2"):
+            remote = inference.run_inference(predictor, folder, batch_size=8, progress=False)
+    finally:
+        inference._block_progress = original
+    assert killed
+    assert remote.n_files == local.n_files == 122
+    assert remote.unreadable == local.unreadable
+    assert [r["path"] for r in remote.records] == [r["path"] for r in local.records]
+    assert remote.scores == local.scores  # the same blocks, so the same batches and numbers
