@@ -419,3 +419,11 @@ def test_a_worker_killed_mid_model_run_loses_no_file(tmp_path: Path) -> None:
     assert remote.unreadable == local.unreadable
     assert [r["path"] for r in remote.records] == [r["path"] for r in local.records]
     assert remote.scores == local.scores  # the same blocks, so the same batches and numbers
+
+
+@pytest.mark.parametrize("command", ["audit", "normalize", "augment-check"])
+def test_help_shows_the_option_and_the_extra(command: str) -> None:
+    res = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    text = " ".join(res.output.replace("│", " ").split())
+    assert "--scheduler" in text and "fairaudit[dask]" in text

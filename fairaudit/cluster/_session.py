@@ -155,6 +155,21 @@ def connect(value: str | SchedulerSpec | None) -> Iterator[ClusterSession | None
         return
     spec = value if isinstance(value, SchedulerSpec) else parse_scheduler(value)
     distributed = _distributed()
+    # Dask logs its scheduler's and nannies' life at INFO (in this process for a LocalCluster):
+    # shown with fairaudit -v, not otherwise, e.g. when Ctrl-C stops the workers.
+    dask_log = logging.getLogger("distributed")
+    dask_level = dask_log.level
+    if not log.isEnabledFor(logging.INFO):
+        dask_log.setLevel(logging.WARNING)
+    try:
+        with _connected(spec, distributed) as session:
+            yield session
+    finally:
+        dask_log.setLevel(dask_level)
+
+
+@contextmanager
+def _connected(spec: SchedulerSpec, distributed: Any) -> Iterator[ClusterSession]:
     cluster = None
     try:
         if spec.local_workers is not None:
