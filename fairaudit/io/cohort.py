@@ -101,6 +101,15 @@ def _lookup(
 
 def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
     """Read, validate and join the inputs; raise InputError for bad input (exit code 2)."""
+    hashed: dict[str, str] = {}
+
+    def hash_once(ident: str) -> str:
+        """The same id in each input's manifest rows: hashed once, one string shared (memory)."""
+        out = hashed.get(ident)
+        if out is None:
+            out = hashed[ident] = hasher(ident)
+        return out
+
     pred = read_table(spec.predictions)
     demo = read_table(spec.demographics) if spec.demographics else None
     lab = read_table(spec.labels) if spec.labels else None
@@ -219,7 +228,7 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
             {
                 "source": pred.name,
                 "row": pred.rows.to_numpy(),
-                "id": pred_ids.map(hasher).to_numpy(),
+                "id": pred_ids.map(hash_once).to_numpy(),
                 "status": np.where(included, "included", "excluded"),
                 "reason": reason.to_numpy(),
             }
@@ -251,7 +260,7 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
                     if is_files
                     else other.name,
                     "row": "" if is_files else other.rows.to_numpy(),
-                    "id": ids.map(hasher).to_numpy(),
+                    "id": ids.map(hash_once).to_numpy(),
                     "status": np.where(status, "included", "excluded"),
                     "reason": why.to_numpy(),
                 }
