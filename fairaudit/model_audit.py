@@ -182,7 +182,8 @@ def audit_with_model(
         cache = PredictionCache(cache_dir if cache_dir is not None else out / CACHE_DIR, predictor.describe())
     run = run_inference(
         predictor, Path(req.dicom_dir), batch_size=batch_size, workers=req.workers,
-        progress=req.progress, on_mask=on_mask, header_keywords=keywords, cache=cache, resume=resume,
+        progress=req.progress, on_mask=on_mask, header_keywords=keywords, id_columns=(key,), cache=cache,
+        resume=resume,
         max_pixels=getattr(req, "max_pixels", None), device=device,
     )  # fmt: skip
     info = predictor.describe()

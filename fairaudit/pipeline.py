@@ -176,12 +176,11 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
     )
     if candidates is not None:
         spec.id_candidates = candidates
-    cohort = build_cohort(spec, hasher)
-    # Per-row text is dropped once joined, before the statistics: manifest.csv is kept as its
+    # Per-row text is dropped once joined, before the statistics: manifest.csv is built as its
     # text (a few bytes a row instead of a frame of Python strings), and the files' join
-    # table as its size (a model run hands it over for this call alone).
-    manifest_text = cohort.manifest.to_csv(index=False)
-    cohort.manifest = cohort.manifest.iloc[:0]
+    # table is kept as its size (a model run hands it over for this call alone).
+    cohort = build_cohort(spec, hasher, manifest_as_text=True)
+    manifest_text = cohort.manifest_text or ""
     dicom_files = None if files is None else {"readable": len(files.frame), "unreadable": len(files_manifest)}
     if files is not None:
         files.frame = files.frame.iloc[:0]

@@ -11,6 +11,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -355,3 +356,17 @@ def test_separate_labels_file(tmp_path: Path) -> None:
     }
     assert len(cohort.manifest) == 6
     assert row_of(cohort, "l.csv", 4)["reason"] == "no prediction for this id"
+
+
+def test_manifest_built_as_text_is_the_frames_csv(files, tmp_path: Path) -> None:
+    """The audit builds manifest.csv part by part as text (memory): the same bytes as the frame's CSV."""
+    for spec in (
+        spec_for(*files),
+        spec_for(*files, missing_as_group=True),
+        spec_for(*files, attributes=["sex"]),
+    ):
+        as_frame = build_cohort(spec, IdHasher(SALT))
+        as_text = build_cohort(spec, IdHasher(SALT), manifest_as_text=True)
+        assert as_frame.manifest_text is None and as_text.manifest.empty
+        assert as_text.manifest_text == as_frame.manifest.to_csv(index=False)
+        assert np.array_equal(as_text.scores, as_frame.scores)

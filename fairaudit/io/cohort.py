@@ -68,6 +68,7 @@ class Cohort:
     excluded: list[dict]
     id_column: str | None
     ids: np.ndarray | None = None  # the included records' ids, in clear (never written out)
+    manifest_text: str | None = None  # manifest.csv's text, when built as text (then `manifest` is empty)
 
     @property
     def n_included(self) -> int:
@@ -99,8 +100,37 @@ def _lookup(
     return idx, reason
 
 
-def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
-    """Read, validate and join the inputs; raise InputError for bad input (exit code 2)."""
+class _ManifestParts:
+    """The manifest's parts, one per input: kept as frames, or each turned into CSV text as it
+    comes (`as_text`: only one part's frame of per-row strings exists at a time)."""
+
+    def __init__(self, as_text: bool) -> None:
+        self.as_text = as_text
+        self.frames: list[pd.DataFrame] = []
+        self.chunks: list[str] = []
+
+    def append(self, frame: pd.DataFrame) -> None:
+        if self.as_text:
+            self.chunks.append(frame.to_csv(index=False, header=not self.chunks))
+        else:
+            self.frames.append(frame)
+
+    def frame(self) -> pd.DataFrame:
+        if self.as_text:
+            return pd.DataFrame(columns=list(MANIFEST_COLUMNS))
+        return pd.concat(self.frames, ignore_index=True)
+
+    def text(self) -> str | None:
+        return "".join(self.chunks) if self.as_text else None
+
+
+def build_cohort(spec: CohortSpec, hasher: IdHasher, *, manifest_as_text: bool = False) -> Cohort:
+    """Read, validate and join the inputs; raise InputError for bad input (exit code 2).
+
+    `manifest_as_text`: give manifest.csv's text in `manifest_text` (and an empty `manifest`
+    frame), built part by part: on large cohorts the frames of per-row strings were the
+    peak of the audit's memory.
+    """
     hashed: dict[str, str] = {}
 
     def hash_once(ident: str) -> str:
@@ -223,7 +253,8 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
     for why, k in sorted(counts.items()):
         log.warning("excluded %d of %d rows of %s: %s", k, len(reason), pred.name, why)
 
-    manifest = [
+    manifest = _ManifestParts(manifest_as_text)
+    manifest.append(
         pd.DataFrame(
             {
                 "source": pred.name,
@@ -233,7 +264,7 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
                 "reason": reason.to_numpy(),
             }
         )
-    ]
+    )
     excluded = [{"reason": f"{pred.name}: {why}", "count": int(k)} for why, k in sorted(counts.items())]
     for other in (demo, lab, files):
         if other is None or other is pred:
@@ -292,7 +323,8 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher) -> Cohort:
         scores=score_vals[included].to_numpy(dtype=np.float64),
         has_scores=has_scores,
         attributes=attributes,
-        manifest=pd.concat(manifest, ignore_index=True),
+        manifest=manifest.frame(),
+        manifest_text=manifest.text(),
         n_records=len(pred.frame),
         excluded=excluded,
         id_column=id_col,

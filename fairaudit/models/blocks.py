@@ -56,17 +56,27 @@ class BlockResult:
         self.model_error = self.model_error or other.model_error
 
 
-def record(o: Any, keywords: tuple[str, ...]) -> dict[str, str]:
-    """The file's join keys, and the raw text of the header `keywords` (`dicom:` attributes)."""
+@dataclass(frozen=True)
+class RecordSpec:
+    """What each predicted file's record keeps besides its path: the id columns the join
+    needs (of ID_TAGS; on a large cohort each unused one costs ~100 bytes a file) and the raw
+    header text of `keywords` (`dicom:` attributes)."""
+
+    keywords: tuple[str, ...] = ()
+    ids: tuple[str, ...] = tuple(ID_TAGS)
+
+
+def record(o: Any, spec: RecordSpec) -> dict[str, str]:
+    """The file's path, join keys and `dicom:` attribute text."""
     row = {"path": o.path}
     header = o.header or {}
-    for col, tag in ID_TAGS.items():
-        value = header.get(tag)
+    for col in spec.ids:
+        value = header.get(ID_TAGS[col])
         row[col] = "" if value is None else str(value).strip()
-    if keywords:
+    if spec.keywords:
         from fairaudit.io.dicom_attributes import PREFIX, header_text
 
-        for kw in keywords:
+        for kw in spec.keywords:
             row[PREFIX + kw] = header_text(header.get(kw))
     return row
 
@@ -82,7 +92,7 @@ def reason_of(exc: BaseException) -> str:
 def predict_block(
     predictor: Predictor,
     outcomes: Iterable[Any],
-    keywords: tuple[str, ...],
+    spec: RecordSpec,
     digest_of: Callable[[str], str] | None = None,
 ) -> BlockResult:
     """Prepare, batch by shape and predict the readable files of one block of outcomes.
@@ -110,7 +120,7 @@ def predict_block(
             continue
         digest = digest_of(o.path) if digest_of is not None else ""
         shape = (int(image.shape[0]), int(image.shape[1]))
-        groups.setdefault(tuple(x.shape), []).append((record(o, keywords), x, shape, digest))
+        groups.setdefault(tuple(x.shape), []).append((record(o, spec), x, shape, digest))
     for key, items in groups.items():
         _predict_batch(predictor, key, items, block)
     return block
@@ -182,7 +192,7 @@ def remote_block(
     root: str,
     ref: ModelRef,
     options: DecodeOptions,
-    keywords: tuple[str, ...],
+    spec: RecordSpec,
     with_digests: bool,
 ) -> BlockResult:
     """Runs on a worker: decode, prepare and predict one block of files."""
@@ -193,4 +203,4 @@ def remote_block(
     base = Path(root)
     outcomes = read_entries(entries, root, header_only=False, options=options)
     digest_of = (lambda rel: file_digest(base / rel)) if with_digests else None
-    return predict_block(predictor, outcomes, keywords, digest_of)
+    return predict_block(predictor, outcomes, spec, digest_of)

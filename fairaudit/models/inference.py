@@ -30,7 +30,15 @@ import numpy as np
 
 from fairaudit._batching import batched
 from fairaudit.errors import InputError
-from fairaudit.models.blocks import BlockResult, ModelRef, predict_block, record, remote_block
+from fairaudit.models.blocks import (
+    ID_TAGS,
+    BlockResult,
+    ModelRef,
+    RecordSpec,
+    predict_block,
+    record,
+    remote_block,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -117,6 +125,7 @@ def run_inference(
     progress: bool = True,
     on_mask: Callable[[dict[str, str], np.ndarray], None] | None = None,
     header_keywords: tuple[str, ...] = (),
+    id_columns: tuple[str, ...] | None = None,
     cache: PredictionCache | None = None,
     resume: bool = False,
     max_pixels: int | None = None,
@@ -128,6 +137,8 @@ def run_inference(
     predicted label map restored to the image's original grid (the run keeps no masks).
     `header_keywords`: DICOM keywords whose raw header text each record keeps as a
     `dicom:KEYWORD` column (for `--attribute dicom:KEYWORD`, fairaudit.io.dicom_attributes).
+    `id_columns`: the DICOM id columns (of ID_TAGS) each record keeps besides its path
+    (default: all; an audit keeps only its join key).
 
     `cache` (classification): every score is appended to it, keyed by the file's content
     hash, as the run goes; with `resume`, files whose hash it holds are not decoded nor
@@ -181,12 +192,16 @@ def run_inference(
 
     start = time.perf_counter()
     extra = tuple(k for k in header_keywords if k not in HEADER_FIELDS)
+    spec = RecordSpec(
+        keywords=header_keywords,
+        ids=tuple(ID_TAGS) if id_columns is None else tuple(c for c in id_columns if c in ID_TAGS),
+    )
     limit = {} if max_pixels is None else {"max_pixels": int(max_pixels)}
     options = DecodeOptions(frames="middle", extra_header=extra, **limit)
     session = cluster.active()
     try:
         if cached and entries is not None:
-            entries = _resume_cached(root, entries, cached, digests, run, options, workers, header_keywords)
+            entries = _resume_cached(root, entries, cached, digests, run, options, workers, spec)
             done["cached"] = run.from_cache = len(run.records)
             interrupt.note(scored=done["cached"])
             log.warning(
@@ -197,7 +212,7 @@ def run_inference(
             )
         if session is not None:
             blocks = _cluster_blocks(
-                session, predictor, root, entries, size, options, header_keywords, cache is not None, device
+                session, predictor, root, entries, size, options, spec, cache is not None, device
             )
             for block in _block_progress(blocks, root, total, progress):
                 merge(block)
@@ -209,7 +224,7 @@ def run_inference(
                     entries,
                     size,
                     options,
-                    header_keywords,
+                    spec,
                     cache,
                     digests,
                     workers,
@@ -249,7 +264,7 @@ def _local_blocks(
     entries: list[Any] | None,
     size: int,
     options: Any,
-    keywords: tuple[str, ...],
+    spec: RecordSpec,
     cache: PredictionCache | None,
     digests: dict[str, str],
     workers: int | None,
@@ -267,7 +282,7 @@ def _local_blocks(
     )
     try:
         for chunk in batched(outcomes, size):
-            yield predict_block(predictor, chunk, keywords, digest_of if cache is not None else None)
+            yield predict_block(predictor, chunk, spec, digest_of if cache is not None else None)
     finally:
         outcomes.close()  # type: ignore[attr-defined]
 
@@ -279,7 +294,7 @@ def _cluster_blocks(
     entries: list[Any] | None,
     size: int,
     options: Any,
-    keywords: tuple[str, ...],
+    spec: RecordSpec,
     with_digests: bool,
     device: str | None,
 ) -> Iterator[BlockResult]:
@@ -299,7 +314,7 @@ def _cluster_blocks(
     if not reference.startswith("bundled:"):
         reference = str(_Path(reference).expanduser().resolve())
     ref = ModelRef(reference, device or predictor.device, predictor.task, predictor.sha256)
-    args = (str(root), ref, options, keywords, with_digests)
+    args = (str(root), ref, options, spec, with_digests)
 
     def one_by_one(chunk: list[Any], _: BaseException) -> BlockResult:
         block = BlockResult()
@@ -351,7 +366,7 @@ def _resume_cached(
     run: InferenceRun,
     options: Any,
     workers: int | None,
-    header_keywords: tuple[str, ...],
+    spec: RecordSpec,
 ) -> list[Any]:
     """Take the scores of already-scored files from the cache; return the entries left to decode.
 
@@ -376,7 +391,7 @@ def _resume_cached(
             if o.status != "ok":
                 run.unreadable.append((o.path, f"{o.status}: {o.reason}" if o.reason else o.status))
                 continue
-            run.records.append(record(o, header_keywords))
+            run.records.append(record(o, spec))
             run.scores.append(cached[digests[o.path]])
     return rest
 
