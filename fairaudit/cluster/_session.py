@@ -129,6 +129,22 @@ class ClusterSession:
             for _, future in pending:
                 future.cancel()
 
+    def one_at_a_time(
+        self, fn: Callable[..., R], items: Iterable[T], *args: Any
+    ) -> Iterator[tuple[T, R | None]]:
+        """(item, fn([item], *args)) for each item, each as a task of its own: for a batch whose
+        workers kept dying, to find the item that kills them. The result is None for an item
+        whose task still killed its worker (KilledWorker); the caller records it as failed."""
+        killed = _distributed().KilledWorker
+        for item in items:
+            future = self.client.submit(fn, [item], *args, pure=False)
+            try:
+                yield item, future.result()
+            except killed:
+                yield item, None
+            finally:
+                future.release()
+
 
 _END: Any = object()
 

@@ -305,8 +305,6 @@ def _cluster_blocks(
     """
     from pathlib import Path as _Path
 
-    from distributed import KilledWorker
-
     from fairaudit.io.dicom._cluster import LOST_REASON
     from fairaudit.io.dicom._scan import walk
 
@@ -318,14 +316,10 @@ def _cluster_blocks(
 
     def one_by_one(chunk: list[Any], _: BaseException) -> BlockResult:
         block = BlockResult()
-        for entry in chunk:
-            try:
-                part = session.client.submit(remote_block, [entry], *args, pure=False).result()
-            except KilledWorker:
+        for entry, part in session.one_at_a_time(remote_block, chunk, *args):
+            if part is None:
                 log.warning("%s: %s", entry.rel, LOST_REASON)
-                block.n_files += 1
-                block.unreadable.append((entry.rel, f"failed: {LOST_REASON}"))
-                continue
+                part = BlockResult(n_files=1, unreadable=[(entry.rel, f"failed: {LOST_REASON}")])
             block.merge(part)
         return block
 
@@ -338,24 +332,13 @@ def _block_progress(
     blocks: Iterator[BlockResult], root: Path, total: int | None, show: bool
 ) -> Iterator[BlockResult]:
     """A rich progress bar (files/s) over blocks, on a terminal."""
-    from fairaudit.io.dicom._parallel import _is_terminal, progress_bar
+    from fairaudit.io.dicom._parallel import _is_terminal, with_progress
     from fairaudit.io.dicom._scan import count_entries
 
     if not (show and _is_terminal()):
-        yield from blocks
-        return
+        return blocks
     total = count_entries(root) if total is None else total
-    start = time.perf_counter()
-    done = 0
-    with progress_bar() as bar:
-        task = bar.add_task("Dask: decode + model", total=total, rate="")
-        for block in blocks:
-            yield block
-            done += block.n_files
-            elapsed = time.perf_counter() - start
-            bar.update(
-                task, advance=block.n_files, rate=f"{done / elapsed:,.0f} files/s" if elapsed > 0 else ""
-            )
+    return with_progress(blocks, total, "Dask: decode + model", files=lambda b: b.n_files)
 
 
 def _resume_cached(

@@ -57,17 +57,14 @@ def cluster_outcomes(
     options: DecodeOptions,
 ) -> Iterator[FileOutcome]:
     """Every file of `chunks`, read on the cluster, in the order given."""
-    from distributed import KilledWorker
 
     def one_by_one(entries: list[WalkEntry], _: BaseException) -> list[FileOutcome]:
-        outcomes = []
-        for entry in entries:
-            future = session.client.submit(read_entries, [entry], str(root), header_only, options, pure=False)
-            try:
-                outcomes.extend(future.result())
-            except KilledWorker:
+        outcomes: list[FileOutcome] = []
+        for entry, part in session.one_at_a_time(read_entries, entries, str(root), header_only, options):
+            if part is None:
                 log.warning("%s: %s", entry.rel, LOST_REASON)
-                outcomes.append(FileOutcome(entry.rel, "failed", LOST_REASON, None))
+                part = [FileOutcome(entry.rel, "failed", LOST_REASON, None)]
+            outcomes.extend(part)
         return outcomes
 
     for _, outcomes in session.ordered(

@@ -19,12 +19,12 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from fairaudit.io.dicom._decode import DEFAULT_OPTIONS, DecodeOptions, FileOutco
 from fairaudit.io.dicom._scan import WalkEntry, count_entries, walk
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Files per task: header reads are quick (amortize the task overhead over more files);
 # decoded images are large (keep the in-flight memory small).
@@ -277,26 +278,21 @@ def iter_outcomes(
     show = progress and _is_terminal()
     total = (len(entries) if entries is not None else count_entries(root)) if show else None
     session = cluster.active()
+    chunk_size = _CHUNK_HEADER if header_only else _CHUNK_DECODE
+    source = walk(root) if entries is None else iter(entries)
     if session is not None:  # --scheduler: the files are read on the Dask cluster
         from fairaudit.io.dicom._cluster import CHUNK_DECODE, CHUNK_HEADER, cluster_outcomes
 
-        size = CHUNK_HEADER if header_only else CHUNK_DECODE
-        chunks = batched(walk(root) if entries is None else iter(entries), size)
+        chunks = batched(source, CHUNK_HEADER if header_only else CHUNK_DECODE)
         stream = cluster_outcomes(session, root, chunks, header_only, options)
-        yield from (
-            _with_progress(stream, total, "headers" if header_only else "decoding") if show else stream
-        )
-        return
-    chunk_size = _CHUNK_HEADER if header_only else _CHUNK_DECODE
-    chunks = _chunks(walk(root) if entries is None else iter(entries), chunk_size)
-    if parallel:
-        stream = _parallel(root, chunks, header_only, options, workers)
+    elif parallel:
+        stream = _parallel(root, _chunks(source, chunk_size), header_only, options, workers)
     else:
-        stream = _serial(root, chunks, header_only, options)
+        stream = _serial(root, _chunks(source, chunk_size), header_only, options)
     if not show:
         yield from stream
         return
-    yield from _with_progress(stream, total, "headers" if header_only else "decoding")
+    yield from with_progress(stream, total, "DICOM headers" if header_only else "DICOM decoding")
 
 
 def _serial(
@@ -458,8 +454,13 @@ def _is_terminal() -> bool:
         return False
 
 
-def progress_bar() -> Any:
-    """fairaudit's rich progress bar on stderr: description, bar, n of N, files/s, elapsed."""
+def with_progress(
+    stream: Iterator[T], total: int | None, label: str, files: Callable[[T], int] = lambda _: 1
+) -> Iterator[T]:
+    """`stream` passed through, under a rich bar on stderr: label, bar, n of N, files/s, time.
+
+    `files(item)`: how many files an item stands for (1 per outcome; a block's size).
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -470,10 +471,6 @@ def progress_bar() -> Any:
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
     )
-    return Progress(*columns, console=Console(stderr=True), transient=True)
-
-
-def _with_progress(stream: Iterator[FileOutcome], total: int | None, what: str) -> Iterator[FileOutcome]:
     start = time.perf_counter()
     done = 0
     # The first result comes before the bar starts: the worker processes are forked
@@ -482,13 +479,14 @@ def _with_progress(stream: Iterator[FileOutcome], total: int | None, what: str) 
         item = next(stream, None)
         if item is None:
             return
-        with progress_bar() as bar:
-            task = bar.add_task(f"DICOM {what}", total=total, rate="")
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(label, total=total, rate="")
             while item is not None:
                 yield item
-                done += 1
+                n = files(item)
+                done += n
                 elapsed = time.perf_counter() - start
-                bar.update(task, advance=1, rate=f"{done / elapsed:,.0f} files/s" if elapsed > 0 else "")
+                bar.update(task, advance=n, rate=f"{done / elapsed:,.0f} files/s" if elapsed > 0 else "")
                 item = next(stream, None)
     finally:
         stream.close()  # type: ignore[attr-defined]
