@@ -20,7 +20,10 @@ _SENT = False
 
 
 def note(**fields: Any) -> None:
-    """Record progress (files scored, total, cache folder, ...)."""
+    """Record progress (files scored, total, cache folder, ...).
+
+    A field may be a callable, evaluated only if the summary is asked for (a total that
+    costs a walk of the folder)."""
     _STATE.update(fields)
 
 
@@ -35,6 +38,11 @@ def summary() -> str:
     if "scored" not in _STATE:
         return "interrupted before any file was scored; no report written"
     total = _STATE.get("total")
+    if callable(total):
+        try:
+            total = total()
+        except Exception:  # noqa: BLE001 - the message must come out whatever happened
+            total = None
     done = f"{_STATE['scored']} of {total}" if total is not None else str(_STATE["scored"])
     kept = f"cached in {_STATE['cache']} for --resume" if _STATE.get("cache") else "nothing cached"
     return f"interrupted: {done} files scored; {kept}; no report written"

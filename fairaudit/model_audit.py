@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import logging
 import secrets
-import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from fairaudit._atomic import atomic_path
 from fairaudit.errors import InputError
+
+if TYPE_CHECKING:
+    from fairaudit.io.tables import Table
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,10 @@ def _id_column(req: Any) -> str:
     """The join key of a model run: --id-column, else the first id column every table has."""
     from fairaudit.io.tables import detect_id_column, read_table
 
+    keep = [*_candidates(req), *([req.id_column] if req.id_column else [])]  # the ids alone (memory)
     tables = [
-        read_table(p) for p in dict.fromkeys(x for x in (req.demographics, req.labels) if x is not None)
+        read_table(p, keep=keep)
+        for p in dict.fromkeys(x for x in (req.demographics, req.labels) if x is not None)
     ]
     if not tables:
         raise InputError("--model needs --demographics (the attributes per image) to audit by.")
@@ -112,7 +116,9 @@ def _check(req: Any, segmentation: bool, masks: Path | None) -> None:
     if req.labels is None:
         from fairaudit.io.tables import read_table
 
-        if req.demographics is None or not read_table(req.demographics).has(req.label_column):
+        if req.demographics is None or not read_table(req.demographics, keep=[req.label_column]).has(
+            req.label_column
+        ):
             raise InputError(
                 f"--model (classification) needs the ground truth: pass --labels labels.csv with a "
                 f"'{req.label_column}' column (0/1), or --label-column NAME.",
@@ -245,9 +251,11 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
     # The run's records are handed over to the join table and dropped from the run (its
     # summary is already taken; run.n_predicted reads 0 from here on): each file's ids are
     # then held once, and only until the join (see audit_predictions).
-    records, run.records = run.records, []
-    ids = [rec.get(key, "") for rec in records]
-    frame = pd.DataFrame(records, dtype=str).fillna("")
+    from fairaudit.models.inference import Records
+
+    records, run.records = run.records, Records()
+    ids = records.column(key)
+    frame = pd.DataFrame(records.columns, dtype=str)
     del records
     table = Table(
         path=Path(req.dicom_dir),
@@ -263,49 +271,55 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
         ],
         columns=["source", "row", "id", "status", "reason"],
     )
-    with tempfile.TemporaryDirectory(prefix="fairaudit-model-") as tmp:
-        private = Path(tmp) / PREDICTIONS_FILE
-        _write_predictions(req, id_col, ids, run.scores, hasher, info, private)
-        del ids
-        files = (table, bad)
-        del table, bad  # held by `files` alone: audit_predictions lets go of the rows after the join
-        return audit_predictions(
-            replace(
-                req, predictions=private, files=files, model=info, score_column="score",
-                score_column_given=True,
-            )
-        )  # fmt: skip
+    predictions = _write_predictions(req, id_col, ids, run.scores, hasher, info)
+    del ids
+    files = (table, bad)
+    del table, bad  # held by `files` alone: audit_predictions lets go of the rows after the join
+    return audit_predictions(
+        replace(
+            req, predictions=predictions, files=files, model=info, score_column="score",
+            score_column_given=True,
+        )
+    )  # fmt: skip
 
 
 def _write_predictions(
     req: Any,
     id_col: str,
     ids: list[str],
-    run_scores: list[float],
+    run_scores: Sequence[float],
     hasher: Any,
     info: dict[str, Any],
-    private: Path,
-) -> None:
-    """OUT_DIR/predictions.csv (pseudonymized ids) and the private copy the audit joins on.
+) -> Table:
+    """Write OUT_DIR/predictions.csv (pseudonymized ids); return the table the audit joins on.
 
-    A function of its own so that its per-file frames are freed before the audit runs."""
+    The audit's table holds the ids in clear and the scores as the same text a predictions
+    CSV would hold (repr: the exact numbers); it stays in memory (it used to be written to a
+    temporary CSV and read back, which on large cohorts doubled its per-row strings)."""
+    from fairaudit.io.tables import Table
     from fairaudit.report.provenance import file_sha256
 
-    scores = np.asarray(run_scores, dtype=np.float64)
+    score_text = [repr(float(s)) for s in np.asarray(run_scores, dtype=np.float64)]
     # The user-facing predictions.csv: pseudonymized ids, score, and the label when known.
     public = pd.DataFrame({"id" if not req.keep_ids else id_col: [hasher(i) for i in ids]})
-    public["score"] = [repr(float(s)) for s in scores]  # the numbers the audit used, exactly
+    public["score"] = score_text  # the numbers the audit used, exactly
     labels = _labels_by_id(req, id_col)
-    if labels is not None:
-        public["label"] = [labels.get(i, "") for i in ids]
+    label_values = None if labels is None else [labels.get(i, "") for i in ids]
+    del labels
+    if label_values is not None:
+        public["label"] = label_values
     path = Path(req.out) / PREDICTIONS_FILE
     with atomic_path(path) as tmp:
         public.to_csv(tmp, index=False)
+    del public
     info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
-    private_frame = pd.DataFrame({id_col: ids, "score": [repr(float(s)) for s in scores]})
+    frame = pd.DataFrame({id_col: ids, "score": score_text}, dtype=object)
     if req.labels is None:  # the labels sit in the demographics: carry them in the predictions
-        private_frame[req.label_column] = public["label"].to_numpy()
-    private_frame.to_csv(private, index=False)
+        frame[req.label_column] = label_values if label_values is not None else ""
+    # Named and numbered as the predictions CSV it stands for (manifest.csv: predictions.csv, rows 2...).
+    return Table(
+        path=Path(PREDICTIONS_FILE), frame=frame, rows=pd.Series(range(2, len(frame) + 2), index=frame.index)
+    )
 
 
 def _labels_by_id(req: Any, id_col: str) -> dict[str, str] | None:
@@ -315,7 +329,7 @@ def _labels_by_id(req: Any, id_col: str) -> dict[str, str] | None:
     source = req.labels if req.labels is not None else req.demographics
     if source is None:
         return None
-    table = read_table(source)
+    table = read_table(source, keep=[id_col, req.label_column])
     if not table.has(req.label_column) or not table.has(id_col):
         return None
     ids = table.frame[table.column(id_col)]

@@ -24,7 +24,7 @@ DEFAULT_FORMATS = ("json", "md", "html")
 class AuditRequest:
     """Everything an audit of precomputed predictions needs (the CLI flags, typed)."""
 
-    predictions: Path
+    predictions: Any  # Path of the predictions CSV (a model run: its predictions as a Table)
     attributes: list[str]
     out: Path
     demographics: Path | None = None
@@ -114,10 +114,18 @@ def _without_timings(model: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def audit_predictions(req: AuditRequest) -> AuditOutcome:
     """Run a complete audit of a predictions CSV and write every output file."""
+    from fairaudit.io.manifest_spool import ManifestSpool
+
+    with ManifestSpool() as spool:
+        return _audit(req, spool)
+
+
+def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
+    """audit_predictions, with manifest.csv's rows spooled to `spool` as the join makes them."""
     from fairaudit.gate import apply_gate, load_policy
     from fairaudit.io.cohort import CohortSpec, build_cohort, intersection_name
     from fairaudit.io.privacy import IdHasher
-    from fairaudit.report.writers import atomic_write_text, write_reports
+    from fairaudit.report.writers import write_reports
     from fairaudit.stats import AuditConfig, run_audit
 
     policy = load_policy(req.gate) if req.gate else None
@@ -176,14 +184,17 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
     )
     if candidates is not None:
         spec.id_candidates = candidates
-    # Per-row text is dropped once joined, before the statistics: manifest.csv is built as its
-    # text (a few bytes a row instead of a frame of Python strings), and the files' join
-    # table is kept as its size (a model run hands it over for this call alone).
-    cohort = build_cohort(spec, hasher, manifest_as_text=True)
-    manifest_text = cohort.manifest_text or ""
+    # Per-row text is dropped once joined, before the statistics: manifest.csv's rows go to
+    # a spool on disk as they are made, and the files' join table is kept as its size (a
+    # model run hands it over for this call alone).
+    cohort = build_cohort(spec, hasher, manifest_spool=spool)
     dicom_files = None if files is None else {"readable": len(files.frame), "unreadable": len(files_manifest)}
     if files is not None:
         files.frame = files.frame.iloc[:0]
+    if not isinstance(req.predictions, (str, Path)) and req.predictions is not None:
+        req.predictions.frame = req.predictions.frame.iloc[:0]  # a model run's table: joined, done
+    if req.baseline_predictions is None:
+        cohort.ids = None  # the ids in clear are needed only to pair a baseline's predictions
     del spec
     known = set(cohort.attributes)
     references = {}
@@ -280,17 +291,17 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
     attach_curves(results, cohort.labels, cohort.scores, cohort.attributes, req.threshold, cohort.has_scores)
     attach_power(results)
     if baseline_manifest is not None:  # the same text as writing the two frames concatenated
-        manifest_text += baseline_manifest.to_csv(index=False, header=False)
+        spool.append(baseline_manifest, header=False)
     results["provenance"] = collect_provenance(
-        manifest_text,
-        {"predictions": req.predictions, "demographics": req.demographics, "labels": req.labels,
+        None,
+        {"predictions": req.predictions if isinstance(req.predictions, (str, Path)) else None,
+         "demographics": req.demographics, "labels": req.labels,
          "gate_policy": req.gate, "baseline_predictions": req.baseline_predictions},
+        manifest_sha256=spool.sha256(),
     )  # fmt: skip
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
     files = write_reports(results, out, formats)
-    manifest_path = out / "manifest.csv"
-    atomic_write_text(manifest_path, manifest_text)
-    files["manifest"] = manifest_path
+    files["manifest"] = spool.save(out / "manifest.csv")
     code = 1 if results["gate"] is not None and not results["gate"]["passed"] else 0
     return AuditOutcome(results=results, files=files, exit_code=code)

@@ -6,19 +6,23 @@ Small CSVs are written by hand so every expected count is known exactly.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from fairaudit.cli.main import app
 from fairaudit.errors import InputError
 from fairaudit.io.cohort import MISSING_GROUP, CohortSpec, build_cohort
+from fairaudit.io.manifest_spool import ManifestSpool
 from fairaudit.io.privacy import IdHasher
+from fairaudit.io.tables import read_table
 from fairaudit.schema import validate_results
 
 SALT = "test-salt"
@@ -358,15 +362,80 @@ def test_separate_labels_file(tmp_path: Path) -> None:
     assert row_of(cohort, "l.csv", 4)["reason"] == "no prediction for this id"
 
 
-def test_manifest_built_as_text_is_the_frames_csv(files, tmp_path: Path) -> None:
-    """The audit builds manifest.csv part by part as text (memory): the same bytes as the frame's CSV."""
+def test_manifest_spooled_is_the_frames_csv(files, tmp_path: Path) -> None:
+    """The audit spools manifest.csv part by part to disk (memory): the same bytes as the frame's
+    CSV, the same sha256 as hashing that text, and the same file once saved."""
     for spec in (
         spec_for(*files),
         spec_for(*files, missing_as_group=True),
         spec_for(*files, attributes=["sex"]),
     ):
         as_frame = build_cohort(spec, IdHasher(SALT))
-        as_text = build_cohort(spec, IdHasher(SALT), manifest_as_text=True)
-        assert as_frame.manifest_text is None and as_text.manifest.empty
-        assert as_text.manifest_text == as_frame.manifest.to_csv(index=False)
-        assert np.array_equal(as_text.scores, as_frame.scores)
+        with ManifestSpool() as spool:
+            spooled = build_cohort(spec, IdHasher(SALT), manifest_spool=spool)
+            expected = as_frame.manifest.to_csv(index=False)
+            assert spooled.manifest.empty and not as_frame.manifest.empty
+            assert spool.text() == expected
+            assert spool.sha256() == hashlib.sha256(expected.encode("utf-8")).hexdigest()
+            saved = spool.save(tmp_path / "manifest.csv")
+            assert saved.read_bytes() == expected.encode("utf-8")
+            assert spool.text() == expected  # saving leaves it readable (and appendable)
+        assert np.array_equal(spooled.scores, as_frame.scores)
+
+
+def test_unused_demographic_columns_are_dropped_but_rows_and_messages_stay(tmp_path: Path) -> None:
+    """The join keeps only the columns it can use of the demographics (memory); a row whose used
+    cells are all empty but whose other cells are not is still a row (in the manifest, with
+    its spreadsheet number), and an unknown attribute's message lists every column of the file."""
+    preds = write(tmp_path / "p.csv", "sop_instance_uid,label,score\nu1,0,0.1\nu2,1,0.9\nu3,1,0.7\n")
+    demo = write(
+        tmp_path / "d.csv",
+        "sop_instance_uid,sex,site,notes\nu1,F,a,x\n,,b,only other cells\nu2,M,a,y\nu3,F,c,z\n",
+    )
+    table = read_table(demo, keep=["SOP_Instance_UID", "sex"])
+    assert list(table.frame.columns) == ["sop_instance_uid", "sex"]
+    assert table.columns == ["sop_instance_uid", "sex", "site", "notes"]
+    assert table.rows.tolist() == [2, 3, 4, 5]
+    cohort = build_cohort(spec_for(preds, demo, attributes=["sex"]), IdHasher(SALT))
+    full = pd.read_csv(demo, dtype=str, keep_default_na=False)  # every record row, read independently
+    demo_rows = [r for r in manifest_rows(cohort) if r["source"] == "d.csv"]
+    assert sorted(r["row"] for r in demo_rows) == [i + 2 for i in range(len(full))]
+    assert row_of(cohort, "d.csv", 3)["status"] == "excluded"
+    assert cohort.n_included == 3
+    with pytest.raises(InputError) as info:
+        build_cohort(spec_for(preds, demo, attributes=["age"]), IdHasher(SALT))
+    assert "'site'" in str(info.value) and "'notes'" in str(info.value)
+
+
+def test_read_table_in_chunks_keeps_every_record_and_its_row(tmp_path: Path, monkeypatch) -> None:
+    """With `keep`, the CSV is read in chunks of rows: across chunk boundaries (quoted newlines,
+    blank lines, padded cells) the records and their spreadsheet rows are those Python's csv
+    module finds."""
+    import fairaudit.io.tables as tables
+
+    monkeypatch.setattr(tables, "_CHUNK_ROWS", 3)
+    text = (
+        "id , sex,notes,site\n"
+        'a1, F ,"line\nbreak",x\n'
+        "\n"
+        "a2,M,,y\n"
+        ",,,\n"
+        'a3,F,"q,""uoted""",z\n'
+        "a4, ,plain,w\n"
+        "\n"
+        'a5,M,"two\n\nbreaks",v\n'
+    )
+    path = write(tmp_path / "d.csv", text)
+    records = list(csv.reader(io.StringIO(text)))
+    header = [c.strip() for c in records[0]]
+    expected = [
+        (k + 2, dict(zip(header, (c.strip() for c in rec), strict=True)))
+        for k, rec in enumerate(records[1:])
+        if any(c.strip() for c in rec)
+    ]
+    table = read_table(path, keep=["ID", "sex"])
+    assert table.columns == header and list(table.frame.columns) == ["id", "sex"]
+    assert table.rows.tolist() == [row for row, _ in expected]
+    assert table.frame.to_dict("records") == [{"id": r["id"], "sex": r["sex"]} for _, r in expected]
+    with pytest.raises(InputError, match="no records"):
+        read_table(write(tmp_path / "h.csv", "id,sex\n"), keep=["id"])

@@ -127,6 +127,11 @@ def test_bundle_run_writes_hashed_predictions_and_the_full_audit(
     assert (
         m["predictions_file"]["sha256"] == hashlib.sha256((out / "predictions.csv").read_bytes()).hexdigest()
     )
+    # Provenance hashes the user's inputs; the model's predictions are an output (above), never
+    # a temporary file no one can check.
+    inputs = results["provenance"]["input_files"]
+    assert "predictions" not in inputs
+    assert inputs["labels"]["sha256"] == hashlib.sha256((cohort / "labels.csv").read_bytes()).hexdigest()
     auroc = roc_auc_score(preds["label"], preds["score"])
     assert results["overall"]["metrics"]["auroc"]["value"] == pytest.approx(auroc, abs=1e-6)
     assert results["inputs"]["n_included"] == N

@@ -92,3 +92,26 @@ def test_model_failures_are_per_file_and_total_failure_is_an_input_error(
     nothing = load_predictor(str(_save(tmp_path, -100.0)), "cpu")
     with pytest.raises(InputError, match="could not run on any image"):
         run_inference(nothing, folder, batch_size=4, workers=1, progress=False)
+
+
+def test_records_are_stored_by_column_and_read_back_as_the_dicts_given() -> None:
+    """InferenceRun.records keeps columns (memory); reading gives back exactly what was appended,
+    with "" where a record lacked a column that others had, and reordering keeps rows whole."""
+    from fairaudit.models.inference import Records
+
+    given = [
+        {"path": "b/2.dcm", "sop_instance_uid": "1.2"},
+        {"path": "a/1.dcm"},
+        {"path": "c/3.dcm", "sop_instance_uid": "1.3", "dicom:Manufacturer": "ACME"},
+    ]
+    records = Records()
+    for rec in given:
+        records.append(rec)
+    names = ["path", "sop_instance_uid", "dicom:Manufacturer"]
+    expected = [{n: rec.get(n, "") for n in names} for rec in given]
+    assert len(records) == 3 and list(records) == expected
+    assert records.column("sop_instance_uid") == ["1.2", "", "1.3"]
+    assert records.column("patient_id") == ["", "", ""]
+    records.reorder([1, 0, 2])
+    assert list(records) == [expected[1], expected[0], expected[2]]
+    assert not Records()

@@ -476,3 +476,24 @@ def test_batch_evaluate_equals_rowwise_point() -> None:
 def test_score_metrics_listed() -> None:
     assert set(SCORE_METRICS) == {"auroc", "auprc", "brier", "ece"}
     assert set(RATE_METRICS) | set(SCORE_METRICS) == set(METRICS)
+
+
+def test_kernel_batches_with_and_without_sorted_scores_match_hand_ece_and_brier() -> None:
+    """The kernel sums ECE bins as runs of ascending scores (no dense cells x bins matrix);
+    a kernel on unsorted scores takes the other path. Both give the loop's ECE and Brier for
+    every resample, including bins left empty between filled ones."""
+    rng = np.random.default_rng(3)
+    u = np.sort(np.concatenate([rng.uniform(0.0, 0.25, 30), rng.uniform(0.6, 1.0, 30), [1.0]]))
+    pos = rng.integers(0, 4, size=(5, u.size)).astype(float)
+    neg = rng.integers(0, 4, size=(5, u.size)).astype(float)
+    shuffle = rng.permutation(u.size)
+    for kernel, p, q in (
+        (MetricKernel(u, 0.5, True), pos, neg),
+        (MetricKernel(u[shuffle], 0.5, True), pos[:, shuffle], neg[:, shuffle]),
+    ):
+        got = kernel.evaluate(p, q)
+        for r in range(pos.shape[0]):
+            scores = np.concatenate([np.repeat(u, pos[r].astype(int)), np.repeat(u, neg[r].astype(int))])
+            labels = np.concatenate([np.ones(int(pos[r].sum())), np.zeros(int(neg[r].sum()))])
+            assert got["ece"][r] == pytest.approx(hand_ece(scores, labels), abs=1e-12)
+            assert got["brier"][r] == pytest.approx(brier_score_loss(labels, scores), abs=1e-12)

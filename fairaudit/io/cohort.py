@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.errors import InputError
+from fairaudit.io.manifest_spool import ManifestSpool
 from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import (
     ID_CANDIDATES,
@@ -31,13 +32,14 @@ log = logging.getLogger(__name__)
 MISSING_GROUP = "(missing)"
 INTERSECTION_SEP = "×"
 MANIFEST_COLUMNS = ("source", "row", "id", "status", "reason")
+_MANIFEST_SLICE = 20_000  # rows of one input made and written at a time (memory)
 
 
 @dataclass
 class CohortSpec:
     """Where the cohort's columns live and how to join them (from the CLI flags)."""
 
-    predictions: Path
+    predictions: Path | Table  # a CSV, or a model run's predictions already in memory
     attributes: list[str]
     demographics: Path | None = None
     labels: Path | None = None
@@ -68,7 +70,6 @@ class Cohort:
     excluded: list[dict]
     id_column: str | None
     ids: np.ndarray | None = None  # the included records' ids, in clear (never written out)
-    manifest_text: str | None = None  # manifest.csv's text, when built as text (then `manifest` is empty)
 
     @property
     def n_included(self) -> int:
@@ -100,49 +101,92 @@ def _lookup(
     return idx, reason
 
 
-class _ManifestParts:
-    """The manifest's parts, one per input: kept as frames, or each turned into CSV text as it
-    comes (`as_text`: only one part's frame of per-row strings exists at a time)."""
+def _share_ids(table: Table | None, pred: Table, names: list[str]) -> None:
+    """Replace `table`'s id cells equal to one of `pred`'s by `pred`'s string object.
 
-    def __init__(self, as_text: bool) -> None:
-        self.as_text = as_text
+    Each input read from CSV holds its own copy of every id (~110 bytes for a DICOM UID);
+    on a large cohort the demographics' and labels' copies were a large part of the join's
+    peak. Values are unchanged (equal strings), only shared."""
+    if table is None or table is pred:
+        return
+    for name in dict.fromkeys(names):
+        if not (table.has(name) and pred.has(name)):
+            continue
+        col = table.column(name)
+        canon = {v: v for v in pred.frame[pred.column(name)]}
+        values = [canon.get(v, v) for v in table.frame[col]]
+        del canon
+        table.frame = table.frame.assign(**{col: pd.Series(values, index=table.frame.index, dtype=object)})
+
+
+class _ManifestParts:
+    """The manifest's parts, one per input: kept as frames, or each written to a spool as it
+    comes (only one part's frame of per-row strings exists at a time)."""
+
+    def __init__(self, spool: ManifestSpool | None) -> None:
+        self.spool = spool
         self.frames: list[pd.DataFrame] = []
-        self.chunks: list[str] = []
 
     def append(self, frame: pd.DataFrame) -> None:
-        if self.as_text:
-            self.chunks.append(frame.to_csv(index=False, header=not self.chunks))
+        if self.spool is not None:
+            self.spool.append(frame)
         else:
             self.frames.append(frame)
 
+    def add_part(
+        self,
+        hasher: IdHasher,
+        name: str,
+        rows: np.ndarray | None,
+        ids: np.ndarray,
+        included: np.ndarray,
+        reasons: np.ndarray,
+        *,
+        paths: np.ndarray | None = None,
+    ) -> None:
+        """One input's rows (`paths`: a folder's files, named NAME/PATH, without a row number),
+        made and written a slice of rows at a time: the per-row strings (hashed ids, sources)
+        of a whole large input never exist at once."""
+        n = len(ids)
+        for a in range(0, max(n, 1), _MANIFEST_SLICE):
+            b = min(n, a + _MANIFEST_SLICE)
+            self.append(
+                pd.DataFrame(
+                    {
+                        "source": name if paths is None else [f"{name}/{p}" for p in paths[a:b]],
+                        "row": "" if rows is None else rows[a:b],
+                        "id": [hasher(str(i)) for i in ids[a:b]],
+                        "status": np.where(included[a:b], "included", "excluded"),
+                        "reason": reasons[a:b],
+                    },
+                    index=pd.RangeIndex(a, b),
+                )
+            )
+
     def frame(self) -> pd.DataFrame:
-        if self.as_text:
+        if self.spool is not None:
             return pd.DataFrame(columns=list(MANIFEST_COLUMNS))
         return pd.concat(self.frames, ignore_index=True)
 
-    def text(self) -> str | None:
-        return "".join(self.chunks) if self.as_text else None
 
-
-def build_cohort(spec: CohortSpec, hasher: IdHasher, *, manifest_as_text: bool = False) -> Cohort:
+def build_cohort(
+    spec: CohortSpec, hasher: IdHasher, *, manifest_spool: ManifestSpool | None = None
+) -> Cohort:
     """Read, validate and join the inputs; raise InputError for bad input (exit code 2).
 
-    `manifest_as_text`: give manifest.csv's text in `manifest_text` (and an empty `manifest`
-    frame), built part by part: on large cohorts the frames of per-row strings were the
-    peak of the audit's memory.
+    `manifest_spool`: write manifest.csv's rows there part by part (and leave `manifest`
+    an empty frame): on large cohorts the frames of per-row strings, then the text, were
+    the peak of the audit's memory.
     """
-    hashed: dict[str, str] = {}
-
-    def hash_once(ident: str) -> str:
-        """The same id in each input's manifest rows: hashed once, one string shared (memory)."""
-        out = hashed.get(ident)
-        if out is None:
-            out = hashed[ident] = hasher(ident)
-        return out
-
-    pred = read_table(spec.predictions)
-    demo = read_table(spec.demographics) if spec.demographics else None
-    lab = read_table(spec.labels) if spec.labels else None
+    needed = list(dict.fromkeys(spec.attributes + [a for parts in spec.intersections for a in parts]))
+    ids_kept = [*spec.id_candidates, *([spec.id_column] if spec.id_column else [])]
+    pred = spec.predictions if isinstance(spec.predictions, Table) else read_table(spec.predictions)
+    # Only the columns the join can use are kept of the demographics and labels, and their ids
+    # become the predictions' own strings (memory: one string per id, not one per table).
+    demo = read_table(spec.demographics, keep=[*ids_kept, *needed]) if spec.demographics else None
+    _share_ids(demo, pred, ids_kept)
+    lab = read_table(spec.labels, keep=[*ids_kept, spec.label_column]) if spec.labels else None
+    _share_ids(lab, pred, ids_kept)
     files = spec.files
     tables = [t for t in (pred, demo, lab, files) if t is not None]
     id_col = detect_id_column(tables, spec.id_column, spec.id_candidates)
@@ -166,7 +210,7 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher, *, manifest_as_text: bool =
             score_col,
         )
     else:
-        cols = ", ".join(repr(c) for c in pred.frame.columns)
+        cols = ", ".join(repr(c) for c in pred.columns)
         raise InputError(
             f"no score column '{spec.score_column}' and no prediction column "
             f"'{spec.prediction_column}' (columns: {cols}).",
@@ -175,7 +219,6 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher, *, manifest_as_text: bool =
             hint="Pass --score-column NAME (probabilities) or --prediction-column NAME (0/1).",
         )
     attr_table = demo or pred
-    needed = list(dict.fromkeys(spec.attributes + [a for parts in spec.intersections for a in parts]))
     if not needed:
         raise InputError("no --attribute given: name at least one demographic column to audit by.")
     attr_cols = {}
@@ -253,17 +296,9 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher, *, manifest_as_text: bool =
     for why, k in sorted(counts.items()):
         log.warning("excluded %d of %d rows of %s: %s", k, len(reason), pred.name, why)
 
-    manifest = _ManifestParts(manifest_as_text)
-    manifest.append(
-        pd.DataFrame(
-            {
-                "source": pred.name,
-                "row": pred.rows.to_numpy(),
-                "id": pred_ids.map(hash_once).to_numpy(),
-                "status": np.where(included, "included", "excluded"),
-                "reason": reason.to_numpy(),
-            }
-        )
+    manifest = _ManifestParts(manifest_spool)
+    manifest.add_part(
+        hasher, pred.name, pred.rows.to_numpy(), pred_ids.to_numpy(), included.to_numpy(), reason.to_numpy()
     )
     excluded = [{"reason": f"{pred.name}: {why}", "count": int(k)} for why, k in sorted(counts.items())]
     for other in (demo, lab, files):
@@ -284,18 +319,14 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher, *, manifest_as_text: bool =
         if dups:
             excluded.append({"reason": f"{other.name}: duplicate id", "count": dups})
         is_files = other is files
-        manifest.append(
-            pd.DataFrame(
-                {
-                    "source": other.frame["path"].map(lambda p, o=other: f"{o.name}/{p}").to_numpy()
-                    if is_files
-                    else other.name,
-                    "row": "" if is_files else other.rows.to_numpy(),
-                    "id": ids.map(hash_once).to_numpy(),
-                    "status": np.where(status, "included", "excluded"),
-                    "reason": why.to_numpy(),
-                }
-            )
+        manifest.add_part(
+            hasher,
+            other.name,
+            None if is_files else other.rows.to_numpy(),
+            ids.to_numpy(),
+            status.to_numpy(),
+            why.to_numpy(),
+            paths=other.frame["path"].to_numpy() if is_files else None,
         )
 
     if spec.files_manifest is not None and len(spec.files_manifest):
@@ -324,7 +355,6 @@ def build_cohort(spec: CohortSpec, hasher: IdHasher, *, manifest_as_text: bool =
         has_scores=has_scores,
         attributes=attributes,
         manifest=manifest.frame(),
-        manifest_text=manifest.text(),
         n_records=len(pred.frame),
         excluded=excluded,
         id_column=id_col,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,12 @@ class Table:
     frame: pd.DataFrame  # every cell a str, stripped; original column names
     rows: pd.Series  # spreadsheet row number per record
     label: str | None = None  # how messages name it, when not by its file name
+    header: list[str] | None = None  # every column of the file, when `frame` keeps only some
+
+    @property
+    def columns(self) -> list[str]:
+        """The file's columns (what messages list), whether or not `frame` kept them."""
+        return list(self.frame.columns) if self.header is None else self.header
 
     @property
     def name(self) -> str:
@@ -38,7 +45,7 @@ class Table:
         folded = [c for c in self.frame.columns if c.lower() == name.lower()]
         if len(folded) == 1:
             return folded[0]
-        cols = ", ".join(repr(c) for c in self.frame.columns)
+        cols = ", ".join(repr(c) for c in self.columns)
         hint = f"Pass {option} with one of the columns listed." if option else ""
         raise InputError(
             f"no column '{name}' (columns: {cols}).", file=str(self.path), column=name, hint=hint
@@ -64,41 +71,80 @@ def _sniff_delimiter(path: Path) -> str:
         return ","
 
 
-def read_table(path: Path | str) -> Table:
-    """Read a CSV (comma, semicolon, tab; optional byte-order mark) as text."""
+_CHUNK_ROWS = 20_000
+
+
+def read_table(path: Path | str, keep: Iterable[str] | None = None) -> Table:
+    """Read a CSV (comma, semicolon, tab; optional byte-order mark) as text.
+
+    `keep`: the only columns the caller may use (case-insensitive). The file is then read
+    in chunks of rows and each chunk loses the other columns once its blank rows are told
+    from the whole line, so on a large cohort the unused cells never all exist as Python
+    strings at once. Messages still list every column.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found.", file=str(path), hint="Check the path.")
     sep = _sniff_delimiter(path)
+    wanted = None if keep is None else {k.lower() for k in keep}
+    options = {
+        "sep": sep,
+        "dtype": str,
+        "keep_default_na": False,
+        "na_filter": False,
+        "encoding": "utf-8-sig",
+        "skipinitialspace": True,
+        "skip_blank_lines": False,
+    }
+    header: list[str] = []
+    parts: list[pd.DataFrame] = []
+    blanks: list[pd.Series] = []
     try:
-        frame = pd.read_csv(
-            path,
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8-sig",
-            skipinitialspace=True,
-            skip_blank_lines=False,
+        chunks = (
+            [pd.read_csv(path, **options)]
+            if wanted is None
+            else pd.read_csv(path, chunksize=_CHUNK_ROWS, **options)
         )
+        for chunk in chunks:
+            if not parts:
+                header = _header(chunk, path)
+            chunk.columns = header
+            chunk = chunk.apply(lambda col: col.str.strip()) if len(chunk) else chunk
+            # Blank lines count as rows (as in a spreadsheet) but hold no record.
+            blanks.append((chunk == "").all(axis=1) if header else pd.Series(False, index=chunk.index))
+            if wanted is not None:
+                chunk = chunk[[c for c in header if c.lower() in wanted]]
+            parts.append(chunk)
+        if not parts:  # a header and no record: no chunk at all
+            header = _header(pd.read_csv(path, nrows=0, **options), path)
     except UnicodeDecodeError as exc:
         raise InputError(
             f"is not UTF-8 text ({exc.reason}).", file=str(path), hint="Save it as UTF-8 CSV."
         ) from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"cannot be parsed as CSV: {exc}", file=str(path)) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if len(parts) == 1:
+        frame, blank = parts[0], blanks[0]
+    elif parts:
+        frame = pd.concat(parts, ignore_index=True)
+        blank = pd.concat(blanks, ignore_index=True)
+    else:
+        frame, blank = pd.DataFrame(columns=header), pd.Series(False, index=pd.RangeIndex(0), dtype=bool)
+    del parts, blanks
+    rows = pd.Series(range(2, len(frame) + 2), index=frame.index)
+    frame, rows = frame[~blank].reset_index(drop=True), rows[~blank].reset_index(drop=True)
+    if len(frame) == 0:
+        raise InputError("has a header but no records.", file=str(path))
+    return Table(path=path, frame=frame, rows=rows, header=None if wanted is None else header)
+
+
+def _header(chunk: pd.DataFrame, path: Path) -> list[str]:
+    """The stripped column names; a name repeated once stripped is an error."""
+    names = [str(c).strip() for c in chunk.columns]
+    dupes = sorted({c for c in names if names.count(c) > 1})
     if dupes:
         raise InputError(f"the header repeats column(s) {', '.join(dupes)}.", file=str(path))
-    frame = frame.apply(lambda col: col.str.strip()) if len(frame) else frame
-    rows = pd.Series(range(2, len(frame) + 2), index=frame.index)
-    # Blank lines count as rows (as in a spreadsheet) but hold no record.
-    blank = (frame == "").all(axis=1) if len(frame.columns) else pd.Series(False, index=frame.index)
-    frame, rows = frame[~blank].reset_index(drop=True), rows[~blank].reset_index(drop=True)
-    if frame.empty:
-        raise InputError("has a header but no records.", file=str(path))
-    return Table(path=path, frame=frame, rows=rows)
+    return names
 
 
 def is_missing(value: str) -> bool:
@@ -173,7 +219,7 @@ def detect_id_column(
             return cand
     if len(tables) == 1:
         return None
-    listing = "; ".join(f"{t.name}: {', '.join(t.frame.columns)}" for t in tables)
+    listing = "; ".join(f"{t.name}: {', '.join(t.columns)}" for t in tables)
     raise InputError(
         f"no id column shared by all files (tried {', '.join(candidates)}). Columns are {listing}.",
         hint="Pass --id-column NAME naming a column present in every file.",

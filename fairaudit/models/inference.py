@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,12 +52,49 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 32
 
 
+class Records:
+    """The predicted files' records (path, join keys, `dicom:` text), stored by column.
+
+    On a large cohort one dict per file cost about 0.2 KiB more than its strings; columns
+    also become the join's frame as they are. Iterating gives one dict per record.
+    """
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[str]] = {}
+        self._n = 0
+
+    def append(self, rec: dict[str, str]) -> None:
+        for name in rec:
+            if name not in self.columns:
+                self.columns[name] = [""] * self._n
+        for name, values in self.columns.items():
+            values.append(rec.get(name, ""))
+        self._n += 1
+
+    def column(self, name: str) -> list[str]:
+        """One column's values (empty strings where a record lacks it)."""
+        return self.columns.get(name, [""] * self._n)
+
+    def reorder(self, order: list[int]) -> None:
+        """Keep the records in `order` (indices into the current order)."""
+        self.columns = {name: [values[i] for i in order] for name, values in self.columns.items()}
+        self._n = len(order)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        names = list(self.columns)
+        for values in zip(*self.columns.values(), strict=True):
+            yield dict(zip(names, values, strict=True))
+
+
 @dataclass
 class InferenceRun:
     """What a model run over a folder produced, one entry per file."""
 
-    records: list[dict[str, str]] = field(default_factory=list)  # predicted images: path + ID_TAGS
-    scores: list[float] = field(default_factory=list)  # classification: P(finding), per record
+    records: Records = field(default_factory=Records)  # predicted images: path + ID_TAGS
+    scores: array = field(default_factory=lambda: array("d"))  # classification: P(finding), per record
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, "status: reason")
     n_files: int = 0
     seconds: float = 0.0  # wall time of the whole run (decoding overlaps with the model)
@@ -150,7 +188,7 @@ def run_inference(
     """
     from fairaudit import cluster, interrupt
     from fairaudit.io.dicom import HEADER_FIELDS, DecodeOptions
-    from fairaudit.io.dicom._scan import walk
+    from fairaudit.io.dicom._scan import count_files, walk
 
     size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
     if size < 1:
@@ -162,12 +200,18 @@ def run_inference(
         cache = None  # masks are not cached (yet): a segmentation run always predicts every file
     run = InferenceRun()
     first_error: list[str] = []
-    entries = list(walk(root)) if cache is not None else None
+    # The file list is held only to resume (which files the cache already scored); otherwise
+    # the walk streams (on 50,000 files the list held ~20 MiB through the run).
+    cached = cache.load() if cache is not None and resume else {}
+    entries = list(walk(root)) if cached else None
     total = None if entries is None else sum(1 for e in entries if e.problem is None)
     digests: dict[str, str] = {}
-    cached = cache.load() if cache is not None and resume else {}
     done = {"new": 0, "cached": 0}
-    interrupt.note(scored=0, total=total, cache=None if cache is None else str(cache.folder))
+    interrupt.note(
+        scored=0,
+        total=total if total is not None else (lambda: count_files(root)),
+        cache=None if cache is None else str(cache.folder),
+    )
 
     def merge(block: BlockResult) -> None:
         run.n_files += block.n_files
@@ -235,10 +279,14 @@ def run_inference(
         if cache is not None:
             cache.close()
     # Path order, whatever came from the cache, the cluster or the batching by shape.
-    order = sorted(range(len(run.records)), key=lambda i: run.records[i]["path"])
-    run.records = [run.records[i] for i in order]
-    if not segmentation:
-        run.scores = [run.scores[i] for i in order]
+    paths = run.records.column("path")
+    order = sorted(range(len(paths)), key=paths.__getitem__)
+    del paths
+    if order != list(range(len(order))):
+        run.records.reorder(order)
+        if not segmentation:
+            run.scores = array("d", (run.scores[i] for i in order))
+    del order
     run.unreadable.sort()
     run.seconds = time.perf_counter() - start
     if first_error and not run.records:

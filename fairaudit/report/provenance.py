@@ -52,12 +52,16 @@ def library_versions() -> dict[str, str]:
 
 
 def collect_provenance(
-    manifest_text: str | None, input_files: Mapping[str, Path | str | None] | None = None
+    manifest_text: str | None,
+    input_files: Mapping[str, Path | str | None] | None = None,
+    *,
+    manifest_sha256: str | None = None,
 ) -> dict[str, Any]:
     """The `provenance` object of results.json.
 
     `input_files` maps a role (predictions, demographics, labels, gate_policy) to a path;
     missing or unreadable files are skipped (the manifest already says what was read).
+    `manifest_sha256`: the manifest's hash when its text is not at hand (a spooled manifest).
     """
     files: dict[str, dict[str, str]] = {}
     for role, path in (input_files or {}).items():
@@ -70,7 +74,7 @@ def collect_provenance(
             logger.warning("could not hash %s: %s", path, exc)
     return {
         "fairaudit_version": __version__,
-        "manifest_sha256": text_sha256(manifest_text) if manifest_text is not None else None,
+        "manifest_sha256": text_sha256(manifest_text) if manifest_text is not None else manifest_sha256,
         "input_files": files,
         "libraries": library_versions(),
         "platform": f"{platform.system()} {platform.machine()}",

@@ -64,24 +64,30 @@ def walk(root: Path) -> Iterator[WalkEntry]:
 
 def _walk_dir(directory: Path, prefix: str, state: _State, outside: bool) -> Iterator[WalkEntry]:
     try:
+        # Names only, sorted: a folder of 100,000 files held as DirEntry objects with their
+        # stat results cost ~0.4 KiB a file for as long as the folder was being walked.
         with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            names = sorted(e.name for e in it)
     except OSError as exc:
         rel = prefix.rstrip("/") or "."
         log.warning("cannot list folder %s: %s", rel, type(exc).__name__)
         yield WalkEntry(directory, rel, ("failed", f"cannot list folder: {type(exc).__name__}"))
         return
-    for entry in entries:
-        rel = prefix + entry.name
-        path = Path(entry.path)
+    base = os.fspath(directory)
+    for name in names:
+        rel = prefix + name
+        full = os.path.join(base, name)
+        path = Path(full)
         try:
-            is_link = entry.is_symlink()
-            st = entry.stat(follow_symlinks=True)
+            lst = os.lstat(full)
+        except OSError:  # vanished between listing and stat
+            yield WalkEntry(path, rel, ("failed", "file vanished during the scan"))
+            continue
+        is_link = stat.S_ISLNK(lst.st_mode)
+        try:
+            st = os.stat(full) if is_link else lst
         except OSError:
-            if entry.is_symlink():
-                yield WalkEntry(path, rel, ("skipped", "broken symbolic link"))
-            else:  # vanished between listing and stat
-                yield WalkEntry(path, rel, ("failed", "file vanished during the scan"))
+            yield WalkEntry(path, rel, ("skipped", "broken symbolic link"))
             continue
         leads_outside = outside or is_link
         real = ""
@@ -114,6 +120,11 @@ def scan(root: Path) -> Iterator[Path]:
     for entry in walk(root):
         if entry.problem is None:
             yield entry.path
+
+
+def count_files(root: Path) -> int:
+    """How many readable files `walk` finds (no list of them kept)."""
+    return sum(1 for e in walk(root) if e.problem is None)
 
 
 def count_entries(root: Path) -> int:
