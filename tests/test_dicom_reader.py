@@ -517,6 +517,26 @@ def test_scan_of_a_single_file(tmp_path: Path) -> None:
     assert list(scan(path)) == [path]
 
 
+def test_walk_entries_name_the_files_os_walk_finds_and_survive_pickling(tmp_path: Path) -> None:
+    """Entries keep the walked folder and a relative path (memory); their `path` is each file
+    os.walk finds, also after pickling (entries go to decode workers and Dask)."""
+    import pickle
+
+    from fairaudit.io.dicom._scan import walk
+
+    root = tmp_path / "root"
+    for rel in ("b/2.dcm", "a/x/1.dcm", "a/0.dcm", "c.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    expected = sorted(Path(d, f) for d, _, files in os.walk(root) for f in files)
+    entries = list(walk(root))
+    assert sorted(e.path for e in entries) == expected
+    assert all(e.path == root / e.rel for e in entries)
+    assert [pickle.loads(pickle.dumps(e)).path for e in entries] == [e.path for e in entries]
+    (single,) = walk(root / "a" / "0.dcm")
+    assert single.path == root / "a" / "0.dcm" and single.rel == "0.dcm"
+
+
 # --------------------------------------------------------------------------- series
 
 

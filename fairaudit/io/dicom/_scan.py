@@ -27,17 +27,26 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WalkEntry:
-    """One file the walk found, or one thing it could not use (`problem` set)."""
+    """One file the walk found, or one thing it could not use (`problem` set).
 
-    path: Path
-    rel: str  # posix path relative to the root
+    It holds the folder it is relative to (one string shared by every entry of a walk) and
+    its relative path; `path` is made when asked. A list of 50,000 entries holding a Path
+    each cost 22 MiB (a resumed run keeps the list)."""
+
+    base: str  # the walked folder (for a single file: its folder)
+    rel: str  # posix path relative to `base`
     problem: tuple[str, str] | None = None  # (status, reason) when not a readable file
+
+    @property
+    def path(self) -> Path:
+        return Path(self.base, self.rel)
 
 
 @dataclass
 class _State:
+    top: str  # the walked folder, as given
     root_real: str
     seen_dirs: set[str] = field(default_factory=set)  # real paths of outside folders entered
     seen_files: set[tuple[int, int]] = field(default_factory=set)  # outside files listed
@@ -52,14 +61,14 @@ def walk(root: Path) -> Iterator[WalkEntry]:
     try:
         st = root.stat()
     except OSError as exc:
-        yield WalkEntry(root, root.name, ("failed", f"cannot open: {type(exc).__name__}"))
+        yield WalkEntry(os.fspath(root.parent), root.name, ("failed", f"cannot open: {type(exc).__name__}"))
         return
     if stat.S_ISREG(st.st_mode):
-        yield WalkEntry(root, root.name)
+        yield WalkEntry(os.fspath(root.parent), root.name)
         return
     if not stat.S_ISDIR(st.st_mode):
         return
-    yield from _walk_dir(root, "", _State(os.path.realpath(root)), outside=False)
+    yield from _walk_dir(root, "", _State(os.fspath(root), os.path.realpath(root)), outside=False)
 
 
 def _walk_dir(directory: Path, prefix: str, state: _State, outside: bool) -> Iterator[WalkEntry]:
@@ -71,29 +80,28 @@ def _walk_dir(directory: Path, prefix: str, state: _State, outside: bool) -> Ite
     except OSError as exc:
         rel = prefix.rstrip("/") or "."
         log.warning("cannot list folder %s: %s", rel, type(exc).__name__)
-        yield WalkEntry(directory, rel, ("failed", f"cannot list folder: {type(exc).__name__}"))
+        yield WalkEntry(state.top, rel, ("failed", f"cannot list folder: {type(exc).__name__}"))
         return
     base = os.fspath(directory)
     for name in names:
         rel = prefix + name
         full = os.path.join(base, name)
-        path = Path(full)
         try:
             lst = os.lstat(full)
         except OSError:  # vanished between listing and stat
-            yield WalkEntry(path, rel, ("failed", "file vanished during the scan"))
+            yield WalkEntry(state.top, rel, ("failed", "file vanished during the scan"))
             continue
         is_link = stat.S_ISLNK(lst.st_mode)
         try:
             st = os.stat(full) if is_link else lst
         except OSError:
-            yield WalkEntry(path, rel, ("skipped", "broken symbolic link"))
+            yield WalkEntry(state.top, rel, ("skipped", "broken symbolic link"))
             continue
         leads_outside = outside or is_link
         real = ""
         if leads_outside:
             # Reached through a link: skip what the walk of the tree itself lists anyway.
-            real = os.path.realpath(path)
+            real = os.path.realpath(full)
             if state.inside(real):
                 log.debug("not following %s: its target is inside the scanned tree", rel)
                 continue
@@ -103,7 +111,7 @@ def _walk_dir(directory: Path, prefix: str, state: _State, outside: bool) -> Ite
                     log.debug("not following %s: folder already scanned (link loop or alias)", rel)
                     continue
                 state.seen_dirs.add(real)
-            yield from _walk_dir(path, rel + "/", state, leads_outside)
+            yield from _walk_dir(Path(full), rel + "/", state, leads_outside)
         elif stat.S_ISREG(st.st_mode):
             if leads_outside:
                 key = (st.st_dev, st.st_ino)
@@ -111,7 +119,7 @@ def _walk_dir(directory: Path, prefix: str, state: _State, outside: bool) -> Ite
                     log.debug("not listing %s: the same file was already listed through a link", rel)
                     continue
                 state.seen_files.add(key)
-            yield WalkEntry(path, rel)
+            yield WalkEntry(state.top, rel)
         # sockets, FIFOs, devices: not files to read
 
 
