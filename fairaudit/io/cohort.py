@@ -301,14 +301,16 @@ def build_cohort(
         hasher, pred.name, pred.rows.to_numpy(), pred_ids.to_numpy(), included.to_numpy(), reason.to_numpy()
     )
     excluded = [{"reason": f"{pred.name}: {why}", "count": int(k)} for why, k in sorted(counts.items())]
+    # The prediction ids, and those included: one set each for all the other inputs.
+    used = set(pred_ids[included])
+    predicted = set(pred_ids)
     for other in (demo, lab, files):
         if other is None or other is pred:
             continue
         ids = _ids(other, id_col)
-        used = set(pred_ids[included])
         status = ids.isin(used)
         why = pd.Series("", index=other.frame.index, dtype=object)
-        why[~ids.isin(set(pred_ids))] = "no prediction for this id"
+        why[~ids.isin(predicted)] = "no prediction for this id"
         why[ids.duplicated(keep=False)] = f"duplicate id in {other.name}"
         why[(why == "") & ~status] = "its prediction row was excluded (see that row)"
         orphan = int((why == "no prediction for this id").sum())

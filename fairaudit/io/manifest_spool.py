@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +33,7 @@ class ManifestSpool:
         frame.to_csv(self._file, index=False, header=self._parts == 0 if header is None else header)
         self._parts += 1
 
-    def _chunks(self):  # type: ignore[no-untyped-def]
+    def _chunks(self) -> Iterator[str]:
         self._file.flush()
         self._file.seek(0)
         while chunk := self._file.read(_CHUNK):
