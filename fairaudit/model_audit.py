@@ -63,13 +63,12 @@ class MaskFolder(Mapping[str, np.ndarray]):
 
 def _id_column(req: Any) -> str:
     """The join key of a model run: --id-column, else the first id column every table has."""
-    from fairaudit.io.tables import detect_id_column, read_table
+    from fairaudit.io.tables import detect_id_column, read_header, read_table
 
-    keep = [*_candidates(req), *([req.id_column] if req.id_column else [])]  # the ids alone (memory)
-    tables = [
-        read_table(p, keep=keep)
-        for p in dict.fromkeys(x for x in (req.demographics, req.labels) if x is not None)
-    ]
+    paths = list(dict.fromkeys(x for x in (req.demographics, req.labels) if x is not None))
+    for p in paths:  # bad files fail before the model runs; no cell is kept (memory)
+        read_table(p, keep=[])
+    tables = [read_header(p) for p in paths]
     if not tables:
         raise InputError("--model needs --demographics (the attributes per image) to audit by.")
     found = detect_id_column(tables, req.id_column, _candidates(req))
@@ -299,11 +298,13 @@ def _write_predictions(
     from fairaudit.io.tables import Table
     from fairaudit.report.provenance import file_sha256
 
-    score_text = [repr(float(s)) for s in np.asarray(run_scores, dtype=np.float64)]
+    scores = np.asarray(run_scores, dtype=np.float64)
+    score_text = [repr(float(s)) for s in scores]
     # The user-facing predictions.csv: pseudonymized ids, score, and the label when known.
     public = pd.DataFrame({"id" if not req.keep_ids else id_col: [hasher(i) for i in ids]})
     public["score"] = score_text  # the numbers the audit used, exactly
-    labels = _labels_by_id(req, id_col)
+    del score_text
+    labels = _labels_by_id(req, id_col, ids)
     label_values = None if labels is None else [labels.get(i, "") for i in ids]
     del labels
     if label_values is not None:
@@ -313,7 +314,9 @@ def _write_predictions(
         public.to_csv(tmp, index=False)
     del public
     info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
-    frame = pd.DataFrame({id_col: ids, "score": score_text}, dtype=object)
+    # Scores as numbers (fairaudit.io.tables.parse_score takes them as they are): a text copy
+    # per row was ~70 bytes a file held through the join.
+    frame = pd.DataFrame({id_col: pd.Series(ids, dtype=object), "score": scores})
     if req.labels is None:  # the labels sit in the demographics: carry them in the predictions
         frame[req.label_column] = label_values if label_values is not None else ""
     # Named and numbered as the predictions CSV it stands for (manifest.csv: predictions.csv, rows 2...).
@@ -322,14 +325,16 @@ def _write_predictions(
     )
 
 
-def _labels_by_id(req: Any, id_col: str) -> dict[str, str] | None:
-    """id -> label as written in --labels, else in the demographics (unique ids only)."""
+def _labels_by_id(req: Any, id_col: str, ids: list[str]) -> dict[str, str] | None:
+    """id -> label as written in --labels, else in the demographics (unique ids only).
+
+    The file's ids become `ids`' string objects as they are read (memory: no second copy)."""
     from fairaudit.io.tables import read_table
 
     source = req.labels if req.labels is not None else req.demographics
     if source is None:
         return None
-    table = read_table(source, keep=[id_col, req.label_column])
+    table = read_table(source, keep=[id_col, req.label_column], share=(id_col, {i: i for i in ids}))
     if not table.has(req.label_column) or not table.has(id_col):
         return None
     ids = table.frame[table.column(id_col)]

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fairaudit.cli.main import app
@@ -439,3 +441,140 @@ def test_read_table_in_chunks_keeps_every_record_and_its_row(tmp_path: Path, mon
     assert table.frame.to_dict("records") == [{"id": r["id"], "sex": r["sex"]} for _, r in expected]
     with pytest.raises(InputError, match="no records"):
         read_table(write(tmp_path / "h.csv", "id,sex\n"), keep=["id"])
+
+
+# --- the join against a plain-Python statement of its rules ------------------------------
+
+_IDS = ["a", "b", "c", "d", "e", ""]
+
+
+def _reference_join(preds: list[tuple], demo: list[tuple], labs: list[tuple]) -> list[tuple]:
+    """(source, row, id, status, reason) per input row, from the rules written out with
+    dicts and counters: the first rule that applies gives a prediction row's reason."""
+    from collections import Counter
+
+    n_pred, n_demo, n_lab = (
+        Counter(p[0] for p in preds),
+        Counter(d[0] for d in demo),
+        Counter(x[0] for x in labs),
+    )
+    first_demo = {d[0]: d for d in reversed(demo)}
+    first_lab = {x[0]: x for x in reversed(labs)}
+    out, used = [], set()
+    for row, (ident, score) in enumerate(preds, start=2):
+        if ident == "":
+            why = "missing sop_instance_uid"
+        elif n_pred[ident] > 1:
+            why = "duplicate id in predictions.csv"
+        elif n_demo[ident] > 1:
+            why = "duplicate id in demo.csv"
+        elif n_demo[ident] == 0:
+            why = "no row in demo.csv (demographics)"
+        elif n_lab[ident] > 1:
+            why = "duplicate id in labels.csv"
+        elif n_lab[ident] == 0:
+            why = "no row in labels.csv (labels)"
+        elif first_lab[ident][1] == "":
+            why = "missing label"
+        elif score == "":
+            why = "missing score"
+        elif first_demo[ident][1] == "":
+            why = "missing sex"
+        else:
+            why = ""
+            used.add(ident)
+        out.append(("predictions.csv", row, ident, "included" if not why else "excluded", why))
+    predicted = set(n_pred)
+    for name, rows, counts in (("demo.csv", demo, n_demo), ("labels.csv", labs, n_lab)):
+        for row, (ident, _) in enumerate(rows, start=2):
+            why = ""
+            if ident not in predicted:
+                why = "no prediction for this id"
+            if counts[ident] > 1:
+                why = f"duplicate id in {name}"
+            if why == "" and ident not in used:
+                why = "its prediction row was excluded (see that row)"
+            out.append((name, row, ident, "included" if ident in used else "excluded", why))
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    preds=st.lists(
+        # (a row with every cell empty is a blank line, not a record)
+        st.tuples(st.sampled_from(_IDS), st.sampled_from(["0.25", ""])).filter(lambda r: r != ("", "")),
+        min_size=1,
+        max_size=8,
+    ),
+    demo=st.lists(st.tuples(st.sampled_from(_IDS[:-1] + ["f"]), st.sampled_from(["F", "M", ""])), max_size=8),
+    labs=st.lists(st.tuples(st.sampled_from(_IDS[:-1] + ["f"]), st.sampled_from(["0", "1", ""])), max_size=8),
+)
+def test_join_matches_the_rules_written_out(tmp_path: Path, preds, demo, labs) -> None:
+    def csv_text(header: str, rows: list[tuple]) -> str:
+        return header + "\n" + "".join(f"{a},{b}\n" for a, b in rows)
+
+    if not demo or not labs:  # a file with a header and no record is an error of its own
+        return
+    p = write(tmp_path / "predictions.csv", csv_text("sop_instance_uid,score", preds))
+    d = write(tmp_path / "demo.csv", csv_text("sop_instance_uid,sex", demo))
+    lab = write(tmp_path / "labels.csv", csv_text("sop_instance_uid,label", labs))
+    expected = _reference_join(preds, demo, labs)
+    spec = CohortSpec(predictions=p, demographics=d, labels=lab, attributes=["sex"])
+    if not any(e[0] == "predictions.csv" and e[3] == "included" for e in expected):
+        with pytest.raises(InputError, match="can be audited"):
+            build_cohort(spec, IdHasher(keep_ids=True))
+        return
+    cohort = build_cohort(spec, IdHasher(keep_ids=True))
+    got = [
+        (r["source"], r["row"], "" if pd.isna(r["id"]) else r["id"], r["status"], r["reason"])
+        for r in manifest_rows(cohort)
+    ]
+    assert sorted(got) == sorted(expected)
+    included = [e for e in expected if e[0] == "predictions.csv" and e[3] == "included"]
+    assert cohort.n_included == len(included)
+    assert cohort.attributes["sex"].tolist() == [dict(reversed(demo))[e[2]] for e in included]
+
+
+def test_read_header_gives_the_columns_and_the_same_errors(tmp_path: Path) -> None:
+    from fairaudit.io.tables import read_header
+
+    path = write(tmp_path / "d.csv", "Id ; Sex;race\nu1;F;A\n")
+    assert read_header(path).columns == read_table(path).columns == ["Id", "Sex", "race"]
+    assert read_header(path).has("sex") and len(read_header(path).frame) == 0
+    with pytest.raises(InputError, match="file not found"):
+        read_header(tmp_path / "nope.csv")
+    (tmp_path / "latin1.csv").write_bytes("id,sex\nu1,\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        read_header(tmp_path / "latin1.csv")
+
+
+def test_shared_ids_are_the_given_string_objects_with_the_same_values(tmp_path: Path, monkeypatch) -> None:
+    import fairaudit.io.tables as tables
+
+    monkeypatch.setattr(tables, "_CHUNK_ROWS", 2)  # several chunks
+    path = write(tmp_path / "d.csv", "SOP_Instance_UID,sex\nu1,F\nu2,M\n\nu3,F\nzz,M\n")
+    canon = {i: i for i in ("".join(["u", c]) for c in "123")}  # built strings, not literals
+    plain = read_table(path, keep=["sop_instance_uid", "sex"])
+    shared = read_table(path, keep=["sop_instance_uid", "sex"], share=("sop_instance_uid", canon))
+    assert shared.frame.astype(str).equals(plain.frame.astype(str))
+    assert shared.rows.tolist() == plain.rows.tolist() == [2, 3, 5, 6]
+    ids = shared.frame["SOP_Instance_UID"].tolist()
+    assert all(ids[k] is canon[ids[k]] for k in range(3)) and ids[3] == "zz"
+
+
+def test_scores_as_numbers_are_parsed_like_their_text(tmp_path: Path) -> None:
+    from fairaudit.io.tables import Table, missing_cells, parse_score
+
+    numbers = pd.Series([0.25, np.nan, 1.0, 0.0])
+    text = pd.Series([repr(v) for v in numbers], dtype=object)
+    assert missing_cells(numbers).tolist() == missing_cells(text).tolist() == [False, True, False, False]
+
+    def table(col: pd.Series) -> Table:
+        frame = pd.DataFrame({"score": col})
+        return Table(path=Path("p.csv"), frame=frame, rows=pd.Series(range(2, len(frame) + 2)))
+
+    a, b = parse_score(table(numbers), "score"), parse_score(table(text), "score")
+    assert a.equals(b) and a.isna().tolist() == [False, True, False, False]
+    for bad in (np.inf, 1.5):
+        with pytest.raises(InputError, match="outside"):
+            parse_score(table(pd.Series([0.5, bad])), "score")

@@ -22,8 +22,10 @@ from fairaudit.io.tables import (
     Table,
     detect_id_column,
     is_missing,
+    missing_cells,
     parse_binary,
     parse_score,
+    read_header,
     read_table,
 )
 
@@ -86,37 +88,42 @@ def _ids(table: Table, id_col: str | None) -> pd.Series:
     return table.frame[table.column(id_col)]
 
 
+def _join_codes(pred_ids: pd.Series, others: list[pd.Series]) -> tuple[np.ndarray, list[np.ndarray], int]:
+    """Integer codes of the ids of the predictions and of each other input (equal ids, equal
+    codes) and how many distinct ids there are. One hash table for the whole join; every
+    lookup, count and membership test after it is an array operation (memory: one table
+    instead of a set, a count and an index per input)."""
+    parts = [pred_ids.to_numpy(dtype=object), *(o.to_numpy(dtype=object) for o in others)]
+    codes, uniques = pd.factorize(np.concatenate(parts), use_na_sentinel=False)
+    n = len(uniques)
+    del uniques
+    split = np.split(codes, np.cumsum([len(p) for p in parts])[:-1])
+    return split[0], split[1:], n
+
+
 def _lookup(
-    pred_ids: pd.Series, other: Table, other_ids: pd.Series, missing: str
+    pred_codes: np.ndarray, index: pd.Index, other: Table, other_codes: np.ndarray, n: int, missing: str
 ) -> tuple[pd.Series, pd.Series]:
-    """For each prediction id: the matching row index in `other`, and a reason if none/ambiguous."""
-    counts = other_ids.value_counts()
-    first = pd.Series(other_ids.index, index=other_ids.values)
-    first = first[~first.index.duplicated()]
-    idx = pred_ids.map(first)
-    reason = pd.Series("", index=pred_ids.index, dtype=object)
-    reason[idx.isna()] = missing
-    dup = pred_ids.map(counts).fillna(0) > 1
-    reason[dup] = f"duplicate id in {other.name}"
+    """For each prediction row: the first matching row label of `other` (NaN if none), and a
+    reason where there is none or more than one."""
+    first = np.full(n, -1, dtype=np.int64)
+    distinct, at = np.unique(other_codes, return_index=True)
+    first[distinct] = at
+    pos = first[pred_codes]
+    found = pos >= 0
+    idx = pd.Series(np.nan, index=index, dtype=float)
+    idx[found] = other.frame.index.to_numpy()[pos[found]].astype(float)
+    reason = pd.Series("", index=index, dtype=object)
+    reason[~found] = missing
+    reason[np.bincount(other_codes, minlength=n)[pred_codes] > 1] = f"duplicate id in {other.name}"
     return idx, reason
 
 
-def _share_ids(table: Table | None, pred: Table, names: list[str]) -> None:
-    """Replace `table`'s id cells equal to one of `pred`'s by `pred`'s string object.
-
-    Each input read from CSV holds its own copy of every id (~110 bytes for a DICOM UID);
-    on a large cohort the demographics' and labels' copies were a large part of the join's
-    peak. Values are unchanged (equal strings), only shared."""
-    if table is None or table is pred:
-        return
-    for name in dict.fromkeys(names):
-        if not (table.has(name) and pred.has(name)):
-            continue
-        col = table.column(name)
-        canon = {v: v for v in pred.frame[pred.column(name)]}
-        values = [canon.get(v, v) for v in table.frame[col]]
-        del canon
-        table.frame = table.frame.assign(**{col: pd.Series(values, index=table.frame.index, dtype=object)})
+def canonical_ids(table: Table, name: str) -> dict[str, str]:
+    """Each id string of `table`'s column `name`, keyed by itself (read_table's `share`)."""
+    if not table.has(name):
+        return {}
+    return {v: v for v in table.frame[table.column(name)]}
 
 
 class _ManifestParts:
@@ -179,19 +186,27 @@ def build_cohort(
     the peak of the audit's memory.
     """
     needed = list(dict.fromkeys(spec.attributes + [a for parts in spec.intersections for a in parts]))
-    ids_kept = [*spec.id_candidates, *([spec.id_column] if spec.id_column else [])]
     pred = spec.predictions if isinstance(spec.predictions, Table) else read_table(spec.predictions)
-    # Only the columns the join can use are kept of the demographics and labels, and their ids
-    # become the predictions' own strings (memory: one string per id, not one per table).
-    demo = read_table(spec.demographics, keep=[*ids_kept, *needed]) if spec.demographics else None
-    _share_ids(demo, pred, ids_kept)
-    lab = read_table(spec.labels, keep=[*ids_kept, spec.label_column]) if spec.labels else None
-    _share_ids(lab, pred, ids_kept)
     files = spec.files
-    tables = [t for t in (pred, demo, lab, files) if t is not None]
-    id_col = detect_id_column(tables, spec.id_column, spec.id_candidates)
-    if id_col is None and len(tables) > 1:  # pragma: no cover - detect_id_column raises
+    # The join key is chosen on the headers; then the demographics and labels keep only it and
+    # the columns the audit uses, and their ids become the predictions' own string objects,
+    # chunk by chunk (memory on large cohorts: one string per id, not one per file read).
+    heads = [
+        t
+        for t in (pred, *(read_header(p) for p in (spec.demographics, spec.labels) if p), files)
+        if t is not None
+    ]
+    id_col = detect_id_column(heads, spec.id_column, spec.id_candidates)
+    if id_col is None and len(heads) > 1:  # pragma: no cover - detect_id_column raises
         raise InputError("no id column to join on.")
+    del heads
+    share = None if id_col is None else (id_col, canonical_ids(pred, id_col))
+    ids_kept = [id_col] if id_col else []
+    demo = (
+        read_table(spec.demographics, keep=[*ids_kept, *needed], share=share) if spec.demographics else None
+    )
+    lab = read_table(spec.labels, keep=[*ids_kept, spec.label_column], share=share) if spec.labels else None
+    del share
 
     # Columns and their sources.
     label_table = lab or pred
@@ -248,20 +263,21 @@ def build_cohort(
         else:
             reason[free] = why
 
+    others = [t for t in (demo, lab, files) if t is not None]
+    pred_codes, other_codes, n_ids = _join_codes(pred_ids, [_ids(t, id_col) for t in others])
     if id_col is not None:
         mark(pred_ids.map(is_missing), f"missing {id_col}")
-        mark(pred_ids.duplicated(keep=False), f"duplicate id in {pred.name}")
+        mark(pd.Series(np.bincount(pred_codes, minlength=n_ids)[pred_codes] > 1, index=reason.index),
+             f"duplicate id in {pred.name}")  # fmt: skip
 
     # Row index into each other table, per prediction row.
     where: dict[str, pd.Series] = {}
-    for other, missing in (
-        (demo, f"no row in {demo.name if demo else ''} (demographics)"),
-        (lab, f"no row in {lab.name if lab else ''} (labels)"),
-        (files, "no readable DICOM file with this id (see the files' rows in the manifest)"),
-    ):
-        if other is None:
-            continue
-        idx, why = _lookup(pred_ids, other, _ids(other, id_col), missing)
+    for other, codes in zip(others, other_codes, strict=True):
+        missing = {
+            id(demo): f"no row in {other.name} (demographics)",
+            id(lab): f"no row in {other.name} (labels)",
+        }.get(id(other), "no readable DICOM file with this id (see the files' rows in the manifest)")
+        idx, why = _lookup(pred_codes, reason.index, other, codes, n_ids, missing)
         mark(why != "", why)
         where[other.name] = idx
 
@@ -279,7 +295,7 @@ def build_cohort(
     labels = values_of(label_table, label_vals)
     mark(labels.isna(), "missing label")
     raw_scores = pred.frame[score_col]
-    mark(raw_scores.map(is_missing), "missing score" if has_scores else "missing prediction")
+    mark(missing_cells(raw_scores), "missing score" if has_scores else "missing prediction")
 
     attr_values: dict[str, pd.Series] = {}
     for a, (table, col) in attr_cols.items():
@@ -301,17 +317,18 @@ def build_cohort(
         hasher, pred.name, pred.rows.to_numpy(), pred_ids.to_numpy(), included.to_numpy(), reason.to_numpy()
     )
     excluded = [{"reason": f"{pred.name}: {why}", "count": int(k)} for why, k in sorted(counts.items())]
-    # The prediction ids, and those included: one set each for all the other inputs.
-    used = set(pred_ids[included])
-    predicted = set(pred_ids)
-    for other in (demo, lab, files):
-        if other is None or other is pred:
-            continue
+    # The prediction ids, and those included, by code: for all the other inputs.
+    used = np.zeros(n_ids, dtype=bool)
+    used[pred_codes[included.to_numpy()]] = True
+    predicted = np.zeros(n_ids, dtype=bool)
+    predicted[pred_codes] = True
+    del pred_codes
+    for other, codes in zip(others, other_codes, strict=True):
         ids = _ids(other, id_col)
-        status = ids.isin(used)
+        status = pd.Series(used[codes], index=other.frame.index)
         why = pd.Series("", index=other.frame.index, dtype=object)
-        why[~ids.isin(predicted)] = "no prediction for this id"
-        why[ids.duplicated(keep=False)] = f"duplicate id in {other.name}"
+        why[~predicted[codes]] = "no prediction for this id"
+        why[np.bincount(codes, minlength=n_ids)[codes] > 1] = f"duplicate id in {other.name}"
         why[(why == "") & ~status] = "its prediction row was excluded (see that row)"
         orphan = int((why == "no prediction for this id").sum())
         dups = int((why == f"duplicate id in {other.name}").sum())

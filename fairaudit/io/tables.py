@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ class Table:
     """A CSV read as text, with the spreadsheet row number of each record."""
 
     path: Path
-    frame: pd.DataFrame  # every cell a str, stripped; original column names
+    frame: pd.DataFrame  # every cell a str, stripped (a model run's scores: floats); original column names
     rows: pd.Series  # spreadsheet row number per record
     label: str | None = None  # how messages name it, when not by its file name
     header: list[str] | None = None  # every column of the file, when `frame` keeps only some
@@ -74,21 +75,12 @@ def _sniff_delimiter(path: Path) -> str:
 _CHUNK_ROWS = 20_000
 
 
-def read_table(path: Path | str, keep: Iterable[str] | None = None) -> Table:
-    """Read a CSV (comma, semicolon, tab; optional byte-order mark) as text.
-
-    `keep`: the only columns the caller may use (case-insensitive). The file is then read
-    in chunks of rows and each chunk loses the other columns once its blank rows are told
-    from the whole line, so on a large cohort the unused cells never all exist as Python
-    strings at once. Messages still list every column.
-    """
-    path = Path(path)
+def _options(path: Path) -> dict[str, object]:
+    """read_csv's options for `path` (checked to exist; its delimiter sniffed)."""
     if not path.is_file():
         raise InputError("file not found.", file=str(path), hint="Check the path.")
-    sep = _sniff_delimiter(path)
-    wanted = None if keep is None else {k.lower() for k in keep}
-    options = {
-        "sep": sep,
+    return {
+        "sep": _sniff_delimiter(path),
         "dtype": str,
         "keep_default_na": False,
         "na_filter": False,
@@ -96,10 +88,54 @@ def read_table(path: Path | str, keep: Iterable[str] | None = None) -> Table:
         "skipinitialspace": True,
         "skip_blank_lines": False,
     }
+
+
+@contextmanager
+def _csv_errors(path: Path) -> Iterator[None]:
+    """pandas' reading errors as InputErrors naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"is not UTF-8 text ({exc.reason}).", file=str(path), hint="Save it as UTF-8 CSV."
+        ) from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot be parsed as CSV: {exc}", file=str(path)) from exc
+
+
+def read_header(path: Path | str) -> Table:
+    """The CSV's columns alone, as a Table without records: enough to choose the join key
+    (fairaudit.io.cohort) before reading only the columns that will be used."""
+    path = Path(path)
+    options = _options(path)
+    with _csv_errors(path):
+        header = _header(pd.read_csv(path, nrows=0, **options), path)
+    frame = pd.DataFrame(columns=header)
+    return Table(path=path, frame=frame, rows=pd.Series([], index=frame.index, dtype=int))
+
+
+def read_table(
+    path: Path | str,
+    keep: Iterable[str] | None = None,
+    *,
+    share: tuple[str, dict[str, str]] | None = None,
+) -> Table:
+    """Read a CSV (comma, semicolon, tab; optional byte-order mark) as text.
+
+    `keep`: the only columns the caller may use (case-insensitive). The file is then read
+    in chunks of rows and each chunk loses the other columns once its blank rows are told
+    from the whole line, so on a large cohort the unused cells never all exist as Python
+    strings at once. Messages still list every column.
+    `share`: (column, canonical strings): that column's cells equal to a key become the
+    key's string object, chunk by chunk (ids held once per audit, not once per file read).
+    """
+    path = Path(path)
+    options = _options(path)
+    wanted = None if keep is None else {k.lower() for k in keep}
     header: list[str] = []
     parts: list[pd.DataFrame] = []
     blanks: list[pd.Series] = []
-    try:
+    with _csv_errors(path):
         chunks = (
             [pd.read_csv(path, **options)]
             if wanted is None
@@ -114,15 +150,11 @@ def read_table(path: Path | str, keep: Iterable[str] | None = None) -> Table:
             blanks.append((chunk == "").all(axis=1) if header else pd.Series(False, index=chunk.index))
             if wanted is not None:
                 chunk = chunk[[c for c in header if c.lower() in wanted]]
+            if share is not None:
+                chunk = _shared(chunk, *share)
             parts.append(chunk)
         if not parts:  # a header and no record: no chunk at all
             header = _header(pd.read_csv(path, nrows=0, **options), path)
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"is not UTF-8 text ({exc.reason}).", file=str(path), hint="Save it as UTF-8 CSV."
-        ) from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"cannot be parsed as CSV: {exc}", file=str(path)) from exc
     if len(parts) == 1:
         frame, blank = parts[0], blanks[0]
     elif parts:
@@ -136,6 +168,16 @@ def read_table(path: Path | str, keep: Iterable[str] | None = None) -> Table:
     if len(frame) == 0:
         raise InputError("has a header but no records.", file=str(path))
     return Table(path=path, frame=frame, rows=rows, header=None if wanted is None else header)
+
+
+def _shared(chunk: pd.DataFrame, name: str, canon: dict[str, str]) -> pd.DataFrame:
+    """`chunk` with column `name`'s (case-insensitive) cells replaced by `canon`'s equal
+    string objects: the same values, one object per id for the whole audit."""
+    cols = [c for c in chunk.columns if c == name] or [c for c in chunk.columns if c.lower() == name.lower()]
+    if len(cols) != 1 or not canon:
+        return chunk
+    values = [canon.get(v, v) for v in chunk[cols[0]]]
+    return chunk.assign(**{cols[0]: pd.Series(values, index=chunk.index, dtype=object)})
 
 
 def _header(chunk: pd.DataFrame, path: Path) -> list[str]:
@@ -179,10 +221,19 @@ def parse_binary(table: Table, column: str, what: str) -> pd.Series:
     return pd.Series(out, index=table.frame.index, dtype=float)
 
 
+def missing_cells(values: pd.Series) -> pd.Series:
+    """True where a cell is missing: a missing token in text, NaN in a column of numbers
+    (a model run's scores)."""
+    if values.dtype.kind == "f":
+        return values.isna()
+    return values.map(is_missing)
+
+
 def parse_score(table: Table, column: str) -> pd.Series:
     """Scores in [0, 1] as floats; NaN where missing (excluded later). inf is out of range."""
-    values = pd.to_numeric(table.frame[column].where(~table.frame[column].map(is_missing)), errors="coerce")
-    bad = values.isna() & ~table.frame[column].map(is_missing)
+    missing = missing_cells(table.frame[column])
+    values = pd.to_numeric(table.frame[column].where(~missing), errors="coerce")
+    bad = values.isna() & ~missing
     if bad.any():
         i = bad.idxmax()
         raise InputError(
