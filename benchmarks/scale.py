@@ -18,7 +18,7 @@ Target (issue 7): peak memory under 2 GB and flat beyond 10,000 files; files/s w
 20% of the 5,000-file rate.
 
     .venv/bin/python benchmarks/scale.py [--sizes 5000,10000,50000] [--image-size 64]
-        [--workers W] [--bootstrap 200] [--work-dir DIR] [--keep]
+        [--workers W] [--bootstrap 200] [--work-dir DIR] [--keep] [--trace DIR]
 """
 
 from __future__ import annotations
@@ -78,15 +78,31 @@ class _Sampler(threading.Thread):
         self.pid, self.every = pid, every
         self.peak_pss = self.peak_rss = 0
         self.stop = threading.Event()
+        self.samples: list[tuple[float, int, list[int]]] = []  # (time, tree PSS, PSS per process)
 
     def run(self) -> None:
         while not self.stop.is_set():
             pss = rss = 0
+            per = []
             for p in _tree(self.pid):
                 a, b = _memory(p)
                 pss, rss = pss + a, rss + b
+                per.append(a)
+            self.samples.append((time.time(), pss, per))
             self.peak_pss, self.peak_rss = max(self.peak_pss, pss), max(self.peak_rss, rss)
             self.stop.wait(self.every)
+
+
+def _write_trace(path: Path, samples: list[tuple[float, int, list[int]]], log: str) -> None:
+    """Every memory sample (wall clock, seconds from the start, tree PSS, PSS of each process,
+    the audit first), then the audit's -v log, whose time stamps mark its phases."""
+    t0 = samples[0][0] if samples else 0.0
+    lines = [
+        f"{time.strftime('%H:%M:%S', time.localtime(t))}\t{t - t0:.2f}\t{pss >> 20}\t"
+        + ",".join(str(p >> 20) for p in per)
+        for t, pss, per in samples
+    ]
+    path.write_text("clock\tseconds\tpss_tree_mib\tpss_per_process_mib\n" + "\n".join(lines) + "\n\n" + log)
 
 
 def _generate(root: Path, n: int, size: int) -> float:
@@ -121,6 +137,9 @@ def _audit(root: Path, out: Path, args: argparse.Namespace) -> dict:
     sampler.join()
     err = log.read_text()
     log.unlink()
+    if args.trace is not None:
+        args.trace.mkdir(parents=True, exist_ok=True)
+        _write_trace(args.trace / f"trace_{root.name.removeprefix('cohort_')}.tsv", sampler.samples, err)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"audit failed (exit {proc.returncode}):\n{err}")
@@ -151,6 +170,10 @@ def main() -> None:
     ap.add_argument("--sample-every", type=float, default=0.2, help="memory sampling period, seconds")
     ap.add_argument("--work-dir", type=Path, default=None, help="where cohorts go (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated cohorts")
+    ap.add_argument(
+        "--trace", type=Path, default=None,
+        help="write every memory sample and the audit's log to DIR/trace_N.tsv (where the peak is)",
+    )  # fmt: skip
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 
