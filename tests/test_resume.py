@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -48,7 +49,13 @@ def _audit(cohort: Path, out: Path, *extra: str, interrupt: int | None = None) -
     if interrupt is not None:
         env["FAIRAUDIT_TEST_INTERRUPT_AFTER"] = str(interrupt)
     with subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_sigint_default,
     ) as proc:
         stdout, stderr = proc.communicate(timeout=300)
     # No live process of the run's group is left behind (decode workers, resource tracker).
@@ -57,6 +64,14 @@ def _audit(cohort: Path, out: Path, *extra: str, interrupt: int | None = None) -
         time.sleep(0.1)
     assert _alive_in_group(proc.pid) == []
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def _sigint_default() -> None:
+    """SIGINT handled as in a terminal's foreground job. A shell without job control starts
+    a background command (`pytest ... &` in a script) with SIGINT ignored, the child would
+    inherit that, and Python keeps an ignored SIGINT ignored: the run could not be stopped.
+    Found by the hook's stderr line (SIGINT handler 1 = SIG_IGN) in such a run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _alive_in_group(pgid: int) -> list[int]:
