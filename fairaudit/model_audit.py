@@ -329,12 +329,12 @@ def _labels_by_id(req: Any, id_col: str, ids: list[str]) -> dict[str, str] | Non
     """id -> label as written in --labels, else in the demographics (unique ids only).
 
     The file's ids become `ids`' string objects as they are read (memory: no second copy)."""
-    from fairaudit.io.tables import read_table
+    from fairaudit.io.tables import canonical, read_table
 
     source = req.labels if req.labels is not None else req.demographics
     if source is None:
         return None
-    table = read_table(source, keep=[id_col, req.label_column], share=(id_col, {i: i for i in ids}))
+    table = read_table(source, keep=[id_col, req.label_column], share=(id_col, canonical(ids)))
     if not table.has(req.label_column) or not table.has(id_col):
         return None
     ids = table.frame[table.column(id_col)]

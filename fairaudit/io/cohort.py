@@ -20,6 +20,7 @@ from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import (
     ID_CANDIDATES,
     Table,
+    canonical,
     detect_id_column,
     is_missing,
     missing_cells,
@@ -119,13 +120,6 @@ def _lookup(
     return idx, reason
 
 
-def canonical_ids(table: Table, name: str) -> dict[str, str]:
-    """Each id string of `table`'s column `name`, keyed by itself (read_table's `share`)."""
-    if not table.has(name):
-        return {}
-    return {v: v for v in table.frame[table.column(name)]}
-
-
 class _ManifestParts:
     """The manifest's parts, one per input: kept as frames, or each written to a spool as it
     comes (only one part's frame of per-row strings exists at a time)."""
@@ -200,7 +194,8 @@ def build_cohort(
     if id_col is None and len(heads) > 1:  # pragma: no cover - detect_id_column raises
         raise InputError("no id column to join on.")
     del heads
-    share = None if id_col is None else (id_col, canonical_ids(pred, id_col))
+    # (detect_id_column has checked that every table, the predictions included, has id_col)
+    share = None if id_col is None else (id_col, canonical(pred.frame[pred.column(id_col)]))
     ids_kept = [id_col] if id_col else []
     demo = (
         read_table(spec.demographics, keep=[*ids_kept, *needed], share=share) if spec.demographics else None
@@ -263,7 +258,13 @@ def build_cohort(
         else:
             reason[free] = why
 
-    others = [t for t in (demo, lab, files) if t is not None]
+    # Each other input, with the reason a prediction row gets when it has no row there.
+    no_row = [
+        (demo, f"no row in {demo.name if demo else ''} (demographics)"),
+        (lab, f"no row in {lab.name if lab else ''} (labels)"),
+        (files, "no readable DICOM file with this id (see the files' rows in the manifest)"),
+    ]
+    others = [t for t, _ in no_row if t is not None]
     pred_codes, other_codes, n_ids = _join_codes(pred_ids, [_ids(t, id_col) for t in others])
     if id_col is not None:
         mark(pred_ids.map(is_missing), f"missing {id_col}")
@@ -272,11 +273,8 @@ def build_cohort(
 
     # Row index into each other table, per prediction row.
     where: dict[str, pd.Series] = {}
-    for other, codes in zip(others, other_codes, strict=True):
-        missing = {
-            id(demo): f"no row in {other.name} (demographics)",
-            id(lab): f"no row in {other.name} (labels)",
-        }.get(id(other), "no readable DICOM file with this id (see the files' rows in the manifest)")
+    reasons = [why for t, why in no_row if t is not None]
+    for other, codes, missing in zip(others, other_codes, reasons, strict=True):
         idx, why = _lookup(pred_codes, reason.index, other, codes, n_ids, missing)
         mark(why != "", why)
         where[other.name] = idx

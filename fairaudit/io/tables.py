@@ -170,6 +170,11 @@ def read_table(
     return Table(path=path, frame=frame, rows=rows, header=None if wanted is None else header)
 
 
+def canonical(values: Iterable[str]) -> dict[str, str]:
+    """Each string keyed by itself: read_table's `share`, to make equal ids one object."""
+    return {v: v for v in values}
+
+
 def _shared(chunk: pd.DataFrame, name: str, canon: dict[str, str]) -> pd.DataFrame:
     """`chunk` with column `name`'s (case-insensitive) cells replaced by `canon`'s equal
     string objects: the same values, one object per id for the whole audit."""
