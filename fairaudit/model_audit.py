@@ -1,8 +1,9 @@
 """`fairaudit audit DICOM_DIR --model ...`: run the model, then the same audit as for a CSV.
 
 Classification: the model's scores go, with the DICOM ids, into a private predictions
-table (a temporary file, ids in clear, deleted afterwards) that `audit_predictions` joins
-with --labels and --demographics exactly as it joins a user's predictions CSV; the files
+table (in memory, ids in clear, read from the run's compact records a chunk at a time) that
+`audit_predictions` joins with --labels and --demographics exactly as it joins a user's
+predictions CSV; the files
 the run read (and the reasons of those it could not use) are handed over, so every file
 appears once in manifest.csv and the folder is not scanned twice. OUT_DIR/predictions.csv
 gets the scores with pseudonymized ids (the same salted hash as manifest.csv; --keep-ids
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -236,7 +237,6 @@ def _segmentation_id(req: Any) -> str:
 
 def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, Any]) -> Any:
     from fairaudit.io.dicom_cohort import FILES_LABEL
-    from fairaudit.io.tables import Table
     from fairaudit.pipeline import audit_predictions
 
     key = id_col.lower()
@@ -247,22 +247,28 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
             f"the model predicted no image: none of the {run.n_files} files could be used: {why}.",
             file=str(req.dicom_dir),
         )
-    # The run's records are handed over to the join table and dropped from the run (its
-    # summary is already taken; run.n_predicted reads 0 from here on): each file's ids are
-    # then held once, and only until the join (see audit_predictions).
+    # The run's records are handed over to the join and dropped from the run (its summary is
+    # already taken; run.n_predicted reads 0 from here on). The join reads them a chunk at a
+    # time from their compact store (fairaudit.models.inference.Records): no per-file string
+    # is held for the whole cohort.
     from fairaudit.models.inference import Records
 
     records, run.records = run.records, Records()
-    ids = records.column(key)
-    frame = pd.DataFrame(records.columns, dtype=str)
-    del records
-    table = Table(
-        path=Path(req.dicom_dir),
-        frame=frame,
-        rows=pd.Series(range(1, len(frame) + 1), index=frame.index),
-        label=FILES_LABEL,
-    )
-    del frame
+    scores = np.asarray(run.scores, dtype=np.float64)
+    names = records.names
+    if any(n.startswith("dicom:") for n in names):
+        # `--attribute dicom:KEYWORD`: the groups are made from the whole column (bins).
+        frame = pd.DataFrame({n: records.column(n) for n in names}, dtype=str)
+        table = _table(Path(req.dicom_dir), names, None, 1, label=FILES_LABEL, frame=frame)
+    else:
+        table = _table(
+            Path(req.dicom_dir),
+            names,
+            _record_reader(records, {n: n for n in names}),
+            1,
+            label=FILES_LABEL,
+            size=len(records),
+        )
     bad = pd.DataFrame(
         [
             {"source": f"{FILES_LABEL}/{p}", "row": "", "id": "", "status": "excluded", "reason": why}
@@ -270,8 +276,7 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
         ],
         columns=["source", "row", "id", "status", "reason"],
     )
-    predictions = _write_predictions(req, id_col, ids, run.scores, hasher, info)
-    del ids
+    predictions = _write_predictions(req, id_col, records, key, scores, hasher, info)
     files = (table, bad)
     del table, bad  # held by `files` alone: audit_predictions lets go of the rows after the join
     return audit_predictions(
@@ -282,65 +287,131 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
     )  # fmt: skip
 
 
+def _table(
+    path: Path,
+    columns: list[str],
+    reader: Any,
+    first_row: int,
+    *,
+    label: str | None = None,
+    frame: pd.DataFrame | None = None,
+    size: int | None = None,
+) -> Table:
+    """A join table over a model run's records: read through `reader` a chunk at a time
+    (or held as `frame`), its records numbered from `first_row`."""
+    from fairaudit.io.tables import Table
+
+    if frame is not None:
+        return Table(
+            path=path, frame=frame, rows=pd.Series(range(first_row, len(frame) + first_row)), label=label
+        )
+    empty = pd.DataFrame(columns=columns)
+    return Table(path=path, frame=empty, rows=pd.Series([], dtype=int), label=label, reader=reader, size=size)
+
+
+def _record_reader(
+    records: Any, sources: dict[str, str], extra: dict[str, np.ndarray] | None = None, first_row: int = 1
+) -> Any:
+    """Chunks of a run's records as a table's: column name -> record field (`sources`) or
+    per-record array (`extra`: the scores, the labels); rows numbered from `first_row`."""
+    from fairaudit.io.tables import _CHUNK_ROWS
+
+    extra = extra or {}
+
+    def read(keep: list[str]) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+        fields = [sources[k] for k in keep if k in sources]
+        at = 0
+        for chunk in records.chunks(list(dict.fromkeys(fields)) or [next(iter(records.names))], _CHUNK_ROWS):
+            m = len(next(iter(chunk.values())))
+            index = pd.RangeIndex(m)
+            frame = pd.DataFrame(
+                {
+                    k: pd.Series(chunk[sources[k]], index=index, dtype=object)
+                    if k in sources
+                    else pd.Series(extra[k][at : at + m], index=index)
+                    for k in keep
+                },
+                index=index,
+            )
+            yield frame, pd.Series(np.arange(at + first_row, at + m + first_row), index=index)
+            at += m
+
+    return read
+
+
 def _write_predictions(
     req: Any,
     id_col: str,
-    ids: list[str],
-    run_scores: Sequence[float],
+    records: Any,
+    key: str,
+    scores: np.ndarray,
     hasher: Any,
     info: dict[str, Any],
 ) -> Table:
-    """Write OUT_DIR/predictions.csv (pseudonymized ids); return the table the audit joins on.
-
-    The audit's table holds the ids in clear and the scores as the same text a predictions
-    CSV would hold (repr: the exact numbers); it stays in memory (it used to be written to a
-    temporary CSV and read back, which on large cohorts doubled its per-row strings)."""
-    from fairaudit.io.tables import Table
+    """Write OUT_DIR/predictions.csv (pseudonymized ids) a chunk of records at a time; return
+    the table the audit joins on: the ids in clear and the scores as numbers (the exact
+    numbers predictions.csv holds as text), read from the run's records when joined."""
+    from fairaudit.io.tables import _CHUNK_ROWS
     from fairaudit.report.provenance import file_sha256
 
-    scores = np.asarray(run_scores, dtype=np.float64)
-    score_text = [repr(float(s)) for s in scores]
-    # The user-facing predictions.csv: pseudonymized ids, score, and the label when known.
-    public = pd.DataFrame({"id" if not req.keep_ids else id_col: [hasher(i) for i in ids]})
-    public["score"] = score_text  # the numbers the audit used, exactly
-    del score_text
-    labels = _labels_by_id(req, id_col, ids)
-    label_values = None if labels is None else [labels.get(i, "") for i in ids]
-    del labels
-    if label_values is not None:
-        public["label"] = label_values
+    label_values = _labels_by_id(req, id_col, records, key)
     path = Path(req.out) / PREDICTIONS_FILE
-    with atomic_path(path) as tmp:
-        public.to_csv(tmp, index=False)
-    del public
+    at = 0
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        for chunk in records.chunks([key], _CHUNK_ROWS):
+            ids = chunk[key]
+            b = at + len(ids)
+            # The user-facing predictions.csv: pseudonymized ids, score, and the label when known.
+            public = pd.DataFrame({"id" if not req.keep_ids else id_col: [hasher(i) for i in ids]})
+            public["score"] = [repr(float(v)) for v in scores[at:b]]  # the numbers the audit used, exactly
+            if label_values is not None:
+                public["label"] = label_values[at:b]
+            public.to_csv(fh, index=False, header=at == 0)
+            at = b
     info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
-    # Scores as numbers (fairaudit.io.tables.parse_score takes them as they are): a text copy
-    # per row was ~70 bytes a file held through the join.
-    frame = pd.DataFrame({id_col: pd.Series(ids, dtype=object), "score": scores})
+    extra: dict[str, np.ndarray] = {"score": scores}
+    columns = [id_col, "score"]
     if req.labels is None:  # the labels sit in the demographics: carry them in the predictions
-        frame[req.label_column] = label_values if label_values is not None else ""
+        extra[req.label_column] = (
+            label_values if label_values is not None else np.full(len(scores), "", dtype=object)
+        )
+        columns.append(req.label_column)
     # Named and numbered as the predictions CSV it stands for (manifest.csv: predictions.csv, rows 2...).
-    return Table(
-        path=Path(PREDICTIONS_FILE), frame=frame, rows=pd.Series(range(2, len(frame) + 2), index=frame.index)
+    return _table(
+        Path(PREDICTIONS_FILE), columns, _record_reader(records, {id_col: key}, extra, 2), 2, size=len(scores)
     )
 
 
-def _labels_by_id(req: Any, id_col: str, ids: list[str]) -> dict[str, str] | None:
-    """id -> label as written in --labels, else in the demographics (unique ids only).
-
-    The file's ids become `ids`' string objects as they are read (memory: no second copy)."""
-    from fairaudit.io.tables import canonical, read_table
+def _labels_by_id(req: Any, id_col: str, records: Any, key: str) -> np.ndarray | None:
+    """Per record, its label as written in --labels, else in the demographics ("" where the
+    id is absent or not unique there), matched on digests of the ids (memory)."""
+    from fairaudit.io.keys import TextCodes, digest, join_codes
+    from fairaudit.io.tables import _CHUNK_ROWS, read_header
 
     source = req.labels if req.labels is not None else req.demographics
     if source is None:
         return None
-    table = read_table(source, keep=[id_col, req.label_column], share=(id_col, canonical(ids)))
+    table = read_header(source)
     if not table.has(req.label_column) or not table.has(id_col):
         return None
-    ids = table.frame[table.column(id_col)]
-    vals = table.frame[table.column(req.label_column)]
-    keep = ~ids.duplicated(keep=False)
-    return dict(zip(ids[keep], vals[keep], strict=True))
+    id_name, label_name = table.column(id_col), table.column(req.label_column)
+    digests, texts = [], TextCodes()
+    for frame, _ in table.chunks(list(dict.fromkeys([id_name, label_name]))):
+        digests.append(digest(frame[id_name]))
+        texts.add(frame[label_name])
+    if not digests:
+        return None
+    asked = [digest(pd.Series(c[key], dtype=object)) for c in records.chunks([key], _CHUNK_ROWS)]
+    (known, wanted), n_ids = join_codes([np.concatenate(digests), np.concatenate(asked)])
+    del digests, asked
+    first = np.full(n_ids, -1, dtype=np.int64)
+    distinct, at = np.unique(known, return_index=True)
+    first[distinct] = at
+    pos = first[wanted]
+    ok = (pos >= 0) & (np.bincount(known, minlength=n_ids)[wanted] == 1)
+    codes = np.full(len(wanted), -1, dtype=np.int64)
+    codes[ok] = texts.codes()[pos[ok]]
+    return np.array([*texts.values, ""], dtype=object)[codes]
 
 
 def _safe(name: str) -> str:

@@ -181,6 +181,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
         missing_as_group=req.missing_as_group,
         files=files,
         files_manifest=files_manifest,
+        keep_clear_ids=req.baseline_predictions is not None,
     )
     if candidates is not None:
         spec.id_candidates = candidates
@@ -188,7 +189,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
     # a spool on disk as they are made, and the files' join table is kept as its size (a
     # model run hands it over for this call alone).
     cohort = build_cohort(spec, hasher, manifest_spool=spool)
-    dicom_files = None if files is None else {"readable": len(files.frame), "unreadable": len(files_manifest)}
+    dicom_files = None if files is None else {"readable": files.count(), "unreadable": len(files_manifest)}
     if files is not None:
         files.frame = files.frame.iloc[:0]
     if not isinstance(req.predictions, (str, Path)) and req.predictions is not None:

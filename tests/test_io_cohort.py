@@ -163,6 +163,25 @@ def test_manifest_lists_every_row_of_every_file_once(files) -> None:
     assert all(r["reason"] for r in rows if r["status"] == "excluded")
 
 
+def test_a_file_that_changes_between_the_two_reads_is_an_error(files, monkeypatch) -> None:
+    """The join reads each file twice (match, then manifest): a file written to in between
+    must not give a manifest of two versions."""
+    import fairaudit.io.cohort as cohort_module
+
+    _, demo = files
+    real = cohort_module.join_codes
+
+    def append_then_join(*args, **kwargs):
+        with open(demo, "a", encoding="utf-8") as fh:
+            fh.write("u77,F,A\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cohort_module, "join_codes", append_then_join)
+    with pytest.raises(InputError, match="changed while being read") as err:
+        build_cohort(spec_for(*files), IdHasher(SALT))
+    assert "demo.csv" in str(err.value)
+
+
 def test_missing_attribute_kept_as_group(files) -> None:
     cohort = build_cohort(spec_for(*files, missing_as_group=True), IdHasher(SALT))
     assert cohort.n_included == 5  # u6 comes back
@@ -508,8 +527,20 @@ def _reference_join(preds: list[tuple], demo: list[tuple], labs: list[tuple]) ->
     ),
     demo=st.lists(st.tuples(st.sampled_from(_IDS[:-1] + ["f"]), st.sampled_from(["F", "M", ""])), max_size=8),
     labs=st.lists(st.tuples(st.sampled_from(_IDS[:-1] + ["f"]), st.sampled_from(["0", "1", ""])), max_size=8),
+    chunk=st.sampled_from([1, 2, 3, 20_000]),
 )
-def test_join_matches_the_rules_written_out(tmp_path: Path, preds, demo, labs) -> None:
+def test_join_matches_the_rules_written_out(tmp_path: Path, preds, demo, labs, chunk) -> None:
+    import fairaudit.io.tables as tables
+
+    default = tables._CHUNK_ROWS
+    tables._CHUNK_ROWS = chunk  # the join reads its inputs a chunk of rows at a time
+    try:
+        _join_against_the_rules(tmp_path, preds, demo, labs)
+    finally:
+        tables._CHUNK_ROWS = default
+
+
+def _join_against_the_rules(tmp_path: Path, preds, demo, labs) -> None:
     def csv_text(header: str, rows: list[tuple]) -> str:
         return header + "\n" + "".join(f"{a},{b}\n" for a, b in rows)
 
@@ -548,18 +579,46 @@ def test_read_header_gives_the_columns_and_the_same_errors(tmp_path: Path) -> No
         read_header(tmp_path / "latin1.csv")
 
 
-def test_shared_ids_are_the_given_string_objects_with_the_same_values(tmp_path: Path, monkeypatch) -> None:
+def test_chunks_give_the_records_and_spreadsheet_rows_of_the_whole_file(tmp_path: Path, monkeypatch) -> None:
     import fairaudit.io.tables as tables
 
-    monkeypatch.setattr(tables, "_CHUNK_ROWS", 2)  # several chunks
-    path = write(tmp_path / "d.csv", "SOP_Instance_UID,sex\nu1,F\nu2,M\n\nu3,F\nzz,M\n")
-    canon = {i: i for i in ("".join(["u", c]) for c in "123")}  # built strings, not literals
-    plain = read_table(path, keep=["sop_instance_uid", "sex"])
-    shared = read_table(path, keep=["sop_instance_uid", "sex"], share=("sop_instance_uid", canon))
-    assert shared.frame.astype(str).equals(plain.frame.astype(str))
-    assert shared.rows.tolist() == plain.rows.tolist() == [2, 3, 5, 6]
-    ids = shared.frame["SOP_Instance_UID"].tolist()
-    assert all(ids[k] is canon[ids[k]] for k in range(3)) and ids[3] == "zz"
+    text = 'SOP_Instance_UID,sex,age\nu1,F,3\nu2,M,4\n\n , , \n"u3\nx",F,5\nzz,M,\n'
+    path = write(tmp_path / "d.csv", text)
+    # Python's csv module on the same text: records with a non-empty cell, their line numbers.
+    expected = []
+    reader = csv.reader(io.StringIO(text))
+    next(reader)
+    row = 1
+    for rec in reader:
+        row += 1
+        if rec and any(c.strip() for c in rec):
+            expected.append((row, rec[0].strip(), rec[1].strip()))
+    assert [r for r, *_ in expected] == [2, 3, 6, 7]
+    for size in (1, 2, 3, 100):
+        monkeypatch.setattr(tables, "_CHUNK_ROWS", size)
+        got = [
+            (int(r), f.iloc[k, 0], f.iloc[k, 1])
+            for f, rows in tables.iter_chunks(path, keep=["sop_instance_uid", "sex"])
+            for k, r in enumerate(rows)
+        ]
+        assert got == expected
+        assert [list(f.columns) for f, _ in tables.iter_chunks(path, keep=["sex"])][0] == ["sex"]
+
+
+@given(
+    ids=st.lists(st.sampled_from(["a", "b", "", "1", "1.0", "é", "a ", "x" * 70]), max_size=30),
+    cut=st.integers(0, 30),
+)
+def test_join_codes_are_equal_exactly_for_equal_ids(ids, cut) -> None:
+    from fairaudit.io.keys import digest, join_codes
+
+    first, second = ids[:cut], ids[cut:]
+    codes, n = join_codes([digest(pd.Series(first, dtype=object)), digest(pd.Series(second, dtype=object))])
+    flat = np.concatenate(codes)
+    assert n == len(set(ids)) and len(codes[0]) == len(first)
+    for i in range(len(ids)):
+        for j in range(len(ids)):
+            assert (flat[i] == flat[j]) == (ids[i] == ids[j])
 
 
 def test_scores_as_numbers_are_parsed_like_their_text(tmp_path: Path) -> None:

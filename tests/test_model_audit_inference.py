@@ -115,3 +115,33 @@ def test_records_are_stored_by_column_and_read_back_as_the_dicts_given() -> None
     records.reorder([1, 0, 2])
     assert list(records) == [expected[1], expected[0], expected[2]]
     assert not Records()
+
+
+def test_records_across_blocks_read_back_whole_in_chunks_and_in_order() -> None:
+    """Records are packed a block at a time: a column that first appears late, cells with
+    quotes, commas and non-ASCII text, and block boundaries all read back as appended."""
+    from fairaudit.models.inference import Records
+
+    n = 2 * Records.BLOCK + 77
+    given = []
+    for i in range(n):
+        rec = {"path": f"d/{i:05d}.dcm", "sop_instance_uid": f'1.2."{i}",é'}
+        if i >= Records.BLOCK + 5:
+            rec["dicom:Manufacturer"] = f"M{i % 3}"
+        given.append(rec)
+    records = Records()
+    for rec in given:
+        records.append(rec)
+    names = ["path", "sop_instance_uid", "dicom:Manufacturer"]
+    expected = [{k: rec.get(k, "") for k in names} for rec in given]
+    assert records.names == names and len(records) == n
+    assert list(records) == expected
+    assert records.column("dicom:Manufacturer") == [e["dicom:Manufacturer"] for e in expected]
+    for rows in (1, Records.BLOCK, 3 * Records.BLOCK):
+        chunks = list(records.chunks(["sop_instance_uid", "path"], rows))
+        assert [v for c in chunks for v in c["sop_instance_uid"]] == [e["sop_instance_uid"] for e in expected]
+        assert all(len(c["path"]) == len(c["sop_instance_uid"]) for c in chunks)
+    assert records.is_sorted_by("path") and not records.is_sorted_by("dicom:Manufacturer")
+    order = list(range(n))[::-1]
+    records.reorder(order)
+    assert list(records) == [expected[i] for i in order] and not records.is_sorted_by("path")

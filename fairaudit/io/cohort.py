@@ -2,12 +2,16 @@
 
 Every row of every input file ends in the manifest as included or excluded with a reason;
 results.json counts the exclusions by reason; nothing is dropped silently.
+
+Each input is read twice, a chunk of rows at a time (fairaudit.io.tables.iter_chunks, or a
+model run's records): the first pass keeps per row a digest of its id and the parsed values
+used (fairaudit.io.keys), the second writes the manifest's rows. Memory then grows by a few
+bytes per row, not by a Python string per cell.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,19 +19,17 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.errors import InputError
+from fairaudit.io.keys import TextCodes, digest, join_codes
 from fairaudit.io.manifest_spool import ManifestSpool
 from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import (
     ID_CANDIDATES,
     Table,
-    canonical,
     detect_id_column,
     is_missing,
-    missing_cells,
     parse_binary,
     parse_score,
     read_header,
-    read_table,
 )
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 MISSING_GROUP = "(missing)"
 INTERSECTION_SEP = "×"
 MANIFEST_COLUMNS = ("source", "row", "id", "status", "reason")
-_MANIFEST_SLICE = 20_000  # rows of one input made and written at a time (memory)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class CohortSpec:
     files: Table | None = None
     files_manifest: pd.DataFrame | None = None
     id_candidates: tuple[str, ...] = ID_CANDIDATES
+    keep_clear_ids: bool = True  # Cohort.ids: the included ids in clear (to pair a baseline)
 
 
 @dataclass
@@ -83,41 +85,53 @@ def intersection_name(parts: list[str]) -> str:
     return INTERSECTION_SEP.join(parts)
 
 
-def _ids(table: Table, id_col: str | None) -> pd.Series:
-    if id_col is None:
-        return table.rows.astype(str)
-    return table.frame[table.column(id_col)]
+@dataclass
+class _Scan:
+    """One input reduced to what the join needs (first pass over its records): per row the
+    id's digest, whether the id is missing, and the parsed values of the columns used."""
+
+    table: Table
+    n: int
+    digest: np.ndarray
+    id_missing: np.ndarray
+    numbers: dict[tuple[str, str], np.ndarray]  # (column, kind) -> floats, NaN where missing
+    texts: dict[str, tuple[np.ndarray, list[str]]]  # column -> (codes, distinct values)
 
 
-def _join_codes(pred_ids: pd.Series, others: list[pd.Series]) -> tuple[np.ndarray, list[np.ndarray], int]:
-    """Integer codes of the ids of the predictions and of each other input (equal ids, equal
-    codes) and how many distinct ids there are. One hash table for the whole join; every
-    lookup, count and membership test after it is an array operation (memory: one table
-    instead of a set, a count and an index per input)."""
-    parts = [pred_ids.to_numpy(dtype=object), *(o.to_numpy(dtype=object) for o in others)]
-    codes, uniques = pd.factorize(np.concatenate(parts), use_na_sentinel=False)
-    n = len(uniques)
-    del uniques
-    split = np.split(codes, np.cumsum([len(p) for p in parts])[:-1])
-    return split[0], split[1:], n
-
-
-def _lookup(
-    pred_codes: np.ndarray, index: pd.Index, other: Table, other_codes: np.ndarray, n: int, missing: str
-) -> tuple[pd.Series, pd.Series]:
-    """For each prediction row: the first matching row label of `other` (NaN if none), and a
-    reason where there is none or more than one."""
-    first = np.full(n, -1, dtype=np.int64)
-    distinct, at = np.unique(other_codes, return_index=True)
-    first[distinct] = at
-    pos = first[pred_codes]
-    found = pos >= 0
-    idx = pd.Series(np.nan, index=index, dtype=float)
-    idx[found] = other.frame.index.to_numpy()[pos[found]].astype(float)
-    reason = pd.Series("", index=index, dtype=object)
-    reason[~found] = missing
-    reason[np.bincount(other_codes, minlength=n)[pred_codes] > 1] = f"duplicate id in {other.name}"
-    return idx, reason
+def _scan(table: Table, id_col: str | None, parse: list[tuple[str, str]]) -> _Scan:
+    """Read `table` a chunk at a time; `parse`: (column, kind) with kind label, prediction,
+    score (validated; errors name file, column and row) or text."""
+    id_name = table.column(id_col) if id_col else None
+    cols = list(dict.fromkeys([*([id_name] if id_name else []), *(c for c, _ in parse)]))
+    digests, missing = [], []
+    numbers: dict[tuple[str, str], list[np.ndarray]] = {(c, k): [] for c, k in parse if k != "text"}
+    texts = {c: TextCodes() for c, k in parse if k == "text"}
+    n = 0
+    for frame, rows in table.chunks(cols):
+        part = Table(path=table.path, frame=frame, rows=rows, label=table.label or table.path.name)
+        ids = frame[id_name] if id_name else rows.astype(str)
+        digests.append(digest(ids))
+        missing.append(
+            ids.map(is_missing).to_numpy(dtype=bool) if id_name else np.zeros(len(ids), dtype=bool)
+        )
+        for c, kind in parse:
+            if kind == "text":
+                texts[c].add(frame[c])
+            elif kind == "score":
+                numbers[(c, kind)].append(parse_score(part, c).to_numpy(dtype=np.float64))
+            else:
+                numbers[(c, kind)].append(parse_binary(part, c, kind).to_numpy(dtype=np.float64))
+        n += len(frame)
+    if n == 0:
+        raise InputError("has a header but no records.", file=str(table.path))
+    return _Scan(
+        table=table,
+        n=n,
+        digest=np.concatenate(digests),
+        id_missing=np.concatenate(missing),
+        numbers={key: np.concatenate(v) for key, v in numbers.items()},
+        texts={c: (t.codes(), t.values) for c, t in texts.items()},
+    )
 
 
 class _ManifestParts:
@@ -137,31 +151,49 @@ class _ManifestParts:
     def add_part(
         self,
         hasher: IdHasher,
-        name: str,
-        rows: np.ndarray | None,
-        ids: np.ndarray,
+        scan: _Scan,
+        id_col: str | None,
         included: np.ndarray,
         reasons: np.ndarray,
         *,
-        paths: np.ndarray | None = None,
+        files: bool = False,
+        clear_ids: list[np.ndarray] | None = None,
     ) -> None:
-        """One input's rows (`paths`: a folder's files, named NAME/PATH, without a row number),
-        made and written a slice of rows at a time: the per-row strings (hashed ids, sources)
-        of a whole large input never exist at once."""
-        n = len(ids)
-        for a in range(0, max(n, 1), _MANIFEST_SLICE):
-            b = min(n, a + _MANIFEST_SLICE)
+        """One input's rows, made a chunk at a time from a second pass over its records (the
+        per-row strings, ids and hashed ids, of a whole large input never exist at once).
+        `files`: a folder's files, named NAME/PATH, without a row number. `clear_ids`: also
+        collect the included rows' ids in clear."""
+        table = scan.table
+        id_name = table.column(id_col) if id_col else None
+        cols = [*([id_name] if id_name else []), *(["path"] if files else [])]
+        name = table.name
+        at = 0
+        for frame, rows in table.chunks(list(dict.fromkeys(cols))):
+            b = at + len(frame)
+            if b > scan.n:
+                at = b
+                break
+            ids = frame[id_name] if id_name else rows.astype(str)
             self.append(
                 pd.DataFrame(
                     {
-                        "source": name if paths is None else [f"{name}/{p}" for p in paths[a:b]],
-                        "row": "" if rows is None else rows[a:b],
-                        "id": [hasher(str(i)) for i in ids[a:b]],
-                        "status": np.where(included[a:b], "included", "excluded"),
-                        "reason": reasons[a:b],
+                        "source": [f"{name}/{p}" for p in frame["path"]] if files else name,
+                        "row": "" if files else rows.to_numpy(),
+                        "id": [hasher(str(i)) for i in ids],
+                        "status": np.where(included[at:b], "included", "excluded"),
+                        "reason": reasons[at:b],
                     },
-                    index=pd.RangeIndex(a, b),
+                    index=pd.RangeIndex(at, b),
                 )
+            )
+            if clear_ids is not None:
+                clear_ids.append(ids.to_numpy(dtype=object)[included[at:b]].astype(str))
+            at = b
+        if at != scan.n:
+            raise InputError(
+                f"changed while being read ({scan.n} records, then {at if at < scan.n else 'more'}).",
+                file=str(table.path),
+                hint="Audit a copy that nothing writes to.",
             )
 
     def frame(self) -> pd.DataFrame:
@@ -175,33 +207,21 @@ def build_cohort(
 ) -> Cohort:
     """Read, validate and join the inputs; raise InputError for bad input (exit code 2).
 
-    `manifest_spool`: write manifest.csv's rows there part by part (and leave `manifest`
-    an empty frame): on large cohorts the frames of per-row strings, then the text, were
-    the peak of the audit's memory.
+    Two passes over every input, a chunk of rows at a time: the first keeps per row only a
+    digest of the id and the parsed values used; the ids are matched as integer codes; the
+    second makes the manifest's rows. No per-row string of a whole input is held, so memory
+    stays flat as cohorts grow. `manifest_spool`: write manifest.csv's rows there part by
+    part (and leave `manifest` an empty frame).
     """
     needed = list(dict.fromkeys(spec.attributes + [a for parts in spec.intersections for a in parts]))
-    pred = spec.predictions if isinstance(spec.predictions, Table) else read_table(spec.predictions)
+    pred = spec.predictions if isinstance(spec.predictions, Table) else read_header(spec.predictions)
     files = spec.files
-    # The join key is chosen on the headers; then the demographics and labels keep only it and
-    # the columns the audit uses, and their ids become the predictions' own string objects,
-    # chunk by chunk (memory on large cohorts: one string per id, not one per file read).
-    heads = [
-        t
-        for t in (pred, *(read_header(p) for p in (spec.demographics, spec.labels) if p), files)
-        if t is not None
-    ]
-    id_col = detect_id_column(heads, spec.id_column, spec.id_candidates)
-    if id_col is None and len(heads) > 1:  # pragma: no cover - detect_id_column raises
-        raise InputError("no id column to join on.")
-    del heads
-    # (detect_id_column has checked that every table, the predictions included, has id_col)
-    share = None if id_col is None else (id_col, canonical(pred.frame[pred.column(id_col)]))
-    ids_kept = [id_col] if id_col else []
-    demo = (
-        read_table(spec.demographics, keep=[*ids_kept, *needed], share=share) if spec.demographics else None
+    demo = read_header(spec.demographics) if spec.demographics else None
+    lab = read_header(spec.labels) if spec.labels else None
+    # (detect_id_column checks that every table, the predictions included, has id_col)
+    id_col = detect_id_column(
+        [t for t in (pred, demo, lab, files) if t is not None], spec.id_column, spec.id_candidates
     )
-    lab = read_table(spec.labels, keep=[*ids_kept, spec.label_column], share=share) if spec.labels else None
-    del share
 
     # Columns and their sources.
     label_table = lab or pred
@@ -209,15 +229,15 @@ def build_cohort(
         spec.label_column, option="--label-column" if lab else "--label-column (or --labels FILE)"
     )
     if pred.has(spec.score_column) or spec.score_column_given:
-        score_col = pred.column(spec.score_column, option="--score-column")
+        score = (pred.column(spec.score_column, option="--score-column"), "score")
         has_scores = True
     elif pred.has(spec.prediction_column):
-        score_col = pred.column(spec.prediction_column, option="--prediction-column")
+        score = (pred.column(spec.prediction_column, option="--prediction-column"), "prediction")
         has_scores = False
         log.warning(
             "%s has 0/1 predictions ('%s') and no score column: auroc, auprc, brier and ece will be null.",
             pred.name,
-            score_col,
+            score[0],
         )
     else:
         cols = ", ".join(repr(c) for c in pred.columns)
@@ -231,7 +251,7 @@ def build_cohort(
     attr_table = demo or pred
     if not needed:
         raise InputError("no --attribute given: name at least one demographic column to audit by.")
-    attr_cols = {}
+    attr_cols: dict[str, tuple[Table, str]] = {}
     for a in needed:
         if files is not None and a.startswith("dicom:") and files.has(a):  # from the DICOM headers
             attr_cols[a] = (files, files.column(a))
@@ -241,109 +261,137 @@ def build_cohort(
         else:
             attr_cols[a] = (pred, pred.column(a, option="--attribute"))
 
-    # Values (validation errors name file, column and row).
-    label_vals = parse_binary(label_table, label_col, "label")
-    if has_scores:
-        score_vals = parse_score(pred, score_col)
-    else:
-        score_vals = parse_binary(pred, score_col, "prediction")
+    # First pass (values validated; errors name file, column and row): the labels' file
+    # first, then the predictions, the demographics and the files.
+    def parse_of(t: Table) -> list[tuple[str, str]]:
+        out = [(label_col, "label")] if t is label_table else []
+        if t is pred:
+            out.append(score)
+        return out + [
+            (col, "text") for tab, col in attr_cols.values() if tab is t and (col, "text") not in out
+        ]
 
-    pred_ids = _ids(pred, id_col)
-    reason = pd.Series("", index=pred.frame.index, dtype=object)
-
-    def mark(mask: pd.Series, why: str | pd.Series) -> None:
-        free = mask & (reason == "")
-        if isinstance(why, pd.Series):
-            reason[free] = why[free]
-        else:
-            reason[free] = why
-
+    scans = {id(t): _scan(t, id_col, parse_of(t)) for t in (lab, pred, demo, files) if t is not None}
+    p_scan = scans[id(pred)]
     # Each other input, with the reason a prediction row gets when it has no row there.
     no_row = [
         (demo, f"no row in {demo.name if demo else ''} (demographics)"),
         (lab, f"no row in {lab.name if lab else ''} (labels)"),
         (files, "no readable DICOM file with this id (see the files' rows in the manifest)"),
     ]
-    others = [t for t, _ in no_row if t is not None]
-    pred_codes, other_codes, n_ids = _join_codes(pred_ids, [_ids(t, id_col) for t in others])
+    others = [(scans[id(t)], why) for t, why in no_row if t is not None]
+    codes, n_ids = join_codes([p_scan.digest, *(o.digest for o, _ in others)])
+    for sc in scans.values():
+        sc.digest = np.empty((0, 2), dtype=np.uint64)
+    pred_codes, other_codes = codes[0], codes[1:]
+    n = p_scan.n
+
+    reasons = [""]  # reason codes: 0 is none
+    reason = np.zeros(n, dtype=np.int64)
+
+    def code(why: str) -> int:
+        if why not in reasons:
+            reasons.append(why)
+        return reasons.index(why)
+
+    def mark(mask: np.ndarray, why: str | np.ndarray) -> None:
+        free = mask & (reason == 0)
+        reason[free] = code(why) if isinstance(why, str) else why[free]
+
     if id_col is not None:
-        mark(pred_ids.map(is_missing), f"missing {id_col}")
-        mark(pd.Series(np.bincount(pred_codes, minlength=n_ids)[pred_codes] > 1, index=reason.index),
-             f"duplicate id in {pred.name}")  # fmt: skip
+        mark(p_scan.id_missing, f"missing {id_col}")
+        mark(np.bincount(pred_codes, minlength=n_ids)[pred_codes] > 1, f"duplicate id in {pred.name}")
 
-    # Row index into each other table, per prediction row.
-    where: dict[str, pd.Series] = {}
-    reasons = [why for t, why in no_row if t is not None]
-    for other, codes, missing in zip(others, other_codes, reasons, strict=True):
-        idx, why = _lookup(pred_codes, reason.index, other, codes, n_ids, missing)
-        mark(why != "", why)
-        where[other.name] = idx
+    # Row of each other input, per prediction row: the first with the same id (-1: none).
+    where: dict[int, np.ndarray] = {}
+    for (other, missing), oc in zip(others, other_codes, strict=True):
+        first = np.full(n_ids, -1, dtype=np.int64)
+        distinct, at = np.unique(oc, return_index=True)
+        first[distinct] = at
+        pos = first[pred_codes]
+        why = np.zeros(n, dtype=np.int64)
+        why[pos < 0] = code(missing)
+        why[np.bincount(oc, minlength=n_ids)[pred_codes] > 1] = code(f"duplicate id in {other.table.name}")
+        mark(why != 0, why)
+        where[id(other.table)] = pos
 
-    def values_of(table: Table, series: pd.Series) -> pd.Series:
+    def numbers_of(table: Table, key: tuple[str, str]) -> np.ndarray:
+        values = scans[id(table)].numbers[key]
         if table is pred:
-            return series
-        idx = where[table.name]
-        out = pd.Series(
-            np.nan if series.dtype.kind == "f" else "", index=pred.frame.index, dtype=series.dtype
-        )
-        ok = idx.notna()
-        out[ok] = series.reindex(idx[ok].astype(int)).to_numpy()
+            return values
+        pos = where[id(table)]
+        out = np.full(n, np.nan)
+        out[pos >= 0] = values[pos[pos >= 0]]
         return out
 
-    labels = values_of(label_table, label_vals)
-    mark(labels.isna(), "missing label")
-    raw_scores = pred.frame[score_col]
-    mark(missing_cells(raw_scores), "missing score" if has_scores else "missing prediction")
+    def text_of(table: Table, col: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per prediction row, a code into the returned distinct texts (-1, the last: "",
+        where there is no row)."""
+        codes_, values = scans[id(table)].texts[col]
+        lookup = np.array([*values, ""], dtype=object)
+        if table is pred:
+            return codes_, lookup
+        pos = where[id(table)]
+        out = np.full(n, -1, dtype=np.int64)
+        out[pos >= 0] = codes_[pos[pos >= 0]]
+        return out, lookup
 
-    attr_values: dict[str, pd.Series] = {}
+    labels = numbers_of(label_table, (label_col, "label"))
+    mark(np.isnan(labels), "missing label")
+    scores = p_scan.numbers[score]
+    mark(np.isnan(scores), "missing score" if has_scores else "missing prediction")
+
+    attr_values: dict[str, np.ndarray] = {}
     for a, (table, col) in attr_cols.items():
-        vals = values_of(table, table.frame[col]).astype(str)
-        missing = vals.map(is_missing)
+        row_codes, lookup = text_of(table, col)
+        missing = np.array([is_missing(v) for v in lookup], dtype=bool)[row_codes]
+        vals = lookup[row_codes]
         if spec.missing_as_group:
-            vals = vals.where(~missing, MISSING_GROUP)
+            vals[missing] = MISSING_GROUP
         else:
             mark(missing, f"missing {a}")
         attr_values[a] = vals
 
-    included = reason == ""
-    counts = Counter(reason[~included])
+    included = reason == 0
+    # Reasons counted in the order first met, as the rows are.
+    ex_codes, first_at = np.unique(reason[~included], return_index=True)
+    tally = np.bincount(reason[~included], minlength=len(reasons))
+    counts = {reasons[c]: int(tally[c]) for c in ex_codes[np.argsort(first_at)]}
     for why, k in sorted(counts.items()):
-        log.warning("excluded %d of %d rows of %s: %s", k, len(reason), pred.name, why)
+        log.warning("excluded %d of %d rows of %s: %s", k, n, pred.name, why)
+    reason_text = np.array(reasons, dtype=object)
 
     manifest = _ManifestParts(manifest_spool)
-    manifest.add_part(
-        hasher, pred.name, pred.rows.to_numpy(), pred_ids.to_numpy(), included.to_numpy(), reason.to_numpy()
-    )
+    clear: list[np.ndarray] | None = [] if spec.keep_clear_ids else None
+    manifest.add_part(hasher, p_scan, id_col, included, reason_text[reason], clear_ids=clear)
     excluded = [{"reason": f"{pred.name}: {why}", "count": int(k)} for why, k in sorted(counts.items())]
     # The prediction ids, and those included, by code: for all the other inputs.
     used = np.zeros(n_ids, dtype=bool)
-    used[pred_codes[included.to_numpy()]] = True
+    used[pred_codes[included]] = True
     predicted = np.zeros(n_ids, dtype=bool)
     predicted[pred_codes] = True
     del pred_codes
-    for other, codes in zip(others, other_codes, strict=True):
-        ids = _ids(other, id_col)
-        status = pd.Series(used[codes], index=other.frame.index)
-        why = pd.Series("", index=other.frame.index, dtype=object)
-        why[~predicted[codes]] = "no prediction for this id"
-        why[np.bincount(codes, minlength=n_ids)[codes] > 1] = f"duplicate id in {other.name}"
-        why[(why == "") & ~status] = "its prediction row was excluded (see that row)"
-        orphan = int((why == "no prediction for this id").sum())
-        dups = int((why == f"duplicate id in {other.name}").sum())
+    for (other, _), oc in zip(others, other_codes, strict=True):
+        name = other.table.name
+        status = used[oc]
+        text = [
+            "",
+            "no prediction for this id",
+            f"duplicate id in {name}",
+            "its prediction row was excluded (see that row)",
+        ]
+        why = np.zeros(len(oc), dtype=np.int64)
+        why[~predicted[oc]] = 1
+        why[np.bincount(oc, minlength=n_ids)[oc] > 1] = 2
+        why[(why == 0) & ~status] = 3
+        orphan, dups = int((why == 1).sum()), int((why == 2).sum())
         if orphan:
-            log.warning("%d rows of %s have no prediction", orphan, other.name)
-            excluded.append({"reason": f"{other.name}: no prediction for this id", "count": orphan})
+            log.warning("%d rows of %s have no prediction", orphan, name)
+            excluded.append({"reason": f"{name}: no prediction for this id", "count": orphan})
         if dups:
-            excluded.append({"reason": f"{other.name}: duplicate id", "count": dups})
-        is_files = other is files
+            excluded.append({"reason": f"{name}: duplicate id", "count": dups})
         manifest.add_part(
-            hasher,
-            other.name,
-            None if is_files else other.rows.to_numpy(),
-            ids.to_numpy(),
-            status.to_numpy(),
-            why.to_numpy(),
-            paths=other.frame["path"].to_numpy() if is_files else None,
+            hasher, other, id_col, status, np.array(text, dtype=object)[why], files=other.table is files
         )
 
     if spec.files_manifest is not None and len(spec.files_manifest):
@@ -353,12 +401,12 @@ def build_cohort(
 
     attributes: dict[str, np.ndarray] = {}
     for a in spec.attributes:
-        attributes[a] = attr_values[a][included].to_numpy(dtype=str)
+        attributes[a] = attr_values[a][included].astype(str)
     for parts in spec.intersections:
         combined = attr_values[parts[0]][included]
         for p in parts[1:]:
             combined = combined + INTERSECTION_SEP + attr_values[p][included]
-        attributes[intersection_name(parts)] = combined.to_numpy(dtype=str)
+        attributes[intersection_name(parts)] = combined.astype(str)
 
     if not included.any():
         raise InputError(
@@ -367,13 +415,13 @@ def build_cohort(
             file=pred.name,
         )
     return Cohort(
-        labels=labels[included].to_numpy(dtype=np.int64),
-        scores=score_vals[included].to_numpy(dtype=np.float64),
+        labels=labels[included].astype(np.int64),
+        scores=scores[included],
         has_scores=has_scores,
         attributes=attributes,
         manifest=manifest.frame(),
-        n_records=len(pred.frame),
+        n_records=n,
         excluded=excluded,
         id_column=id_col,
-        ids=pred_ids[included].astype(str).to_numpy(),
+        ids=None if clear is None else np.concatenate(clear) if clear else np.empty(0, dtype=str),
     )

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fairaudit.errors import InputError
@@ -29,6 +30,26 @@ class Table:
     rows: pd.Series  # spreadsheet row number per record
     label: str | None = None  # how messages name it, when not by its file name
     header: list[str] | None = None  # every column of the file, when `frame` keeps only some
+    # Where the records are when `frame` holds none (only the columns): called with the
+    # columns wanted, it yields (cells, spreadsheet rows) a chunk at a time, like iter_chunks.
+    reader: Callable[[list[str]], Iterator[tuple[pd.DataFrame, pd.Series]]] | None = None
+    size: int | None = None  # the records' count when `reader` has them and it is known
+
+    def count(self) -> int:
+        """How many records (those `frame` holds, else `size`). (Not __len__: a Table is
+        truthy whatever its size; `lab or pred` relies on it.)"""
+        return len(self.frame) if self.reader is None or self.size is None else self.size
+
+    def chunks(self, keep: list[str]) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+        """The records' `keep` columns (actual names, as `column` gives them), a chunk of
+        rows at a time, with their spreadsheet row numbers."""
+        if self.reader is not None:
+            yield from self.reader(keep)
+            return
+        frame = self.frame[keep]
+        for a in range(0, len(frame), _CHUNK_ROWS):
+            part = frame.iloc[a : a + _CHUNK_ROWS].reset_index(drop=True)
+            yield part, pd.Series(self.rows.iloc[a : a + _CHUNK_ROWS].to_numpy(), index=part.index)
 
     @property
     def columns(self) -> list[str]:
@@ -72,7 +93,7 @@ def _sniff_delimiter(path: Path) -> str:
         return ","
 
 
-_CHUNK_ROWS = 20_000
+_CHUNK_ROWS = 5_000
 
 
 def _options(path: Path) -> dict[str, object]:
@@ -111,78 +132,93 @@ def read_header(path: Path | str) -> Table:
     with _csv_errors(path):
         header = _header(pd.read_csv(path, nrows=0, **options), path)
     frame = pd.DataFrame(columns=header)
-    return Table(path=path, frame=frame, rows=pd.Series([], index=frame.index, dtype=int))
+    return Table(
+        path=path,
+        frame=frame,
+        rows=pd.Series([], index=frame.index, dtype=int),
+        reader=_FileReader(path),
+    )
 
 
-def read_table(
-    path: Path | str,
-    keep: Iterable[str] | None = None,
-    *,
-    share: tuple[str, dict[str, str]] | None = None,
-) -> Table:
-    """Read a CSV (comma, semicolon, tab; optional byte-order mark) as text.
+class _FileReader:
+    """A CSV's records for Table.chunks. A join reads a file twice (to match, then to write
+    the manifest): a file whose size or modification time changed in between is an error,
+    not a manifest that mixes two versions."""
 
-    `keep`: the only columns the caller may use (case-insensitive). The file is then read
-    in chunks of rows and each chunk loses the other columns once its blank rows are told
-    from the whole line, so on a large cohort the unused cells never all exist as Python
-    strings at once. Messages still list every column.
-    `share`: (column, canonical strings): that column's cells equal to a key become the
-    key's string object, chunk by chunk (ids held once per audit, not once per file read).
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stamp: tuple[int, int] | None = None
+
+    def __call__(self, keep: list[str]) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise InputError(f"cannot be read ({exc.strerror}).", file=str(self.path)) from None
+        stamp = (st.st_size, st.st_mtime_ns)
+        if self.stamp is None:
+            self.stamp = stamp
+        elif stamp != self.stamp:
+            raise InputError(
+                "changed while being read (its size or modification time differs from the first read).",
+                file=str(self.path),
+                hint="Audit a copy that nothing writes to.",
+            )
+        return iter_chunks(self.path, keep)
+
+
+def iter_chunks(
+    path: Path | str, keep: Iterable[str] | None = None
+) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+    """A CSV's records a chunk of rows at a time: (cells as stripped text, spreadsheet row
+    numbers), blank lines skipped (they count as rows, as in a spreadsheet).
+
+    `keep`: the only columns the caller may use (case-insensitive); each chunk loses the
+    others once its blank rows are told from the whole line, so on a large cohort the unused
+    cells never all exist as Python strings at once.
     """
     path = Path(path)
     options = _options(path)
     wanted = None if keep is None else {k.lower() for k in keep}
-    header: list[str] = []
-    parts: list[pd.DataFrame] = []
-    blanks: list[pd.Series] = []
+    header: list[str] | None = None
+    start = 2
     with _csv_errors(path):
-        chunks = (
-            [pd.read_csv(path, **options)]
-            if wanted is None
-            else pd.read_csv(path, chunksize=_CHUNK_ROWS, **options)
-        )
-        for chunk in chunks:
-            if not parts:
+        for chunk in pd.read_csv(path, chunksize=_CHUNK_ROWS, **options):
+            if header is None:
                 header = _header(chunk, path)
             chunk.columns = header
             chunk = chunk.apply(lambda col: col.str.strip()) if len(chunk) else chunk
-            # Blank lines count as rows (as in a spreadsheet) but hold no record.
-            blanks.append((chunk == "").all(axis=1) if header else pd.Series(False, index=chunk.index))
+            blank = (chunk == "").all(axis=1).to_numpy() if header else np.zeros(len(chunk), dtype=bool)
+            rows = np.arange(start, start + len(chunk))
+            start += len(chunk)
             if wanted is not None:
                 chunk = chunk[[c for c in header if c.lower() in wanted]]
-            if share is not None:
-                chunk = _shared(chunk, *share)
-            parts.append(chunk)
-        if not parts:  # a header and no record: no chunk at all
-            header = _header(pd.read_csv(path, nrows=0, **options), path)
-    if len(parts) == 1:
-        frame, blank = parts[0], blanks[0]
-    elif parts:
-        frame = pd.concat(parts, ignore_index=True)
-        blank = pd.concat(blanks, ignore_index=True)
+            if blank.any():
+                chunk, rows = chunk[~blank], rows[~blank]
+            if len(chunk):
+                chunk = chunk.reset_index(drop=True)
+                yield chunk, pd.Series(rows, index=chunk.index)
+
+
+def read_table(path: Path | str, keep: Iterable[str] | None = None) -> Table:
+    """Read a CSV (comma, semicolon, tab; optional byte-order mark) as text.
+
+    `keep`: the only columns the caller may use (case-insensitive), as in `iter_chunks`.
+    Messages still list every column.
+    """
+    path = Path(path)
+    header = read_header(path).columns
+    parts = list(iter_chunks(path, keep))
+    if parts:
+        frame = pd.concat([f for f, _ in parts], ignore_index=True) if len(parts) > 1 else parts[0][0]
+        rows = pd.concat([r for _, r in parts], ignore_index=True) if len(parts) > 1 else parts[0][1]
     else:
-        frame, blank = pd.DataFrame(columns=header), pd.Series(False, index=pd.RangeIndex(0), dtype=bool)
-    del parts, blanks
-    rows = pd.Series(range(2, len(frame) + 2), index=frame.index)
-    frame, rows = frame[~blank].reset_index(drop=True), rows[~blank].reset_index(drop=True)
+        wanted = None if keep is None else {k.lower() for k in keep}
+        frame = pd.DataFrame(columns=[c for c in header if wanted is None or c.lower() in wanted])
+        rows = pd.Series([], dtype=int)
+    del parts
     if len(frame) == 0:
         raise InputError("has a header but no records.", file=str(path))
-    return Table(path=path, frame=frame, rows=rows, header=None if wanted is None else header)
-
-
-def canonical(values: Iterable[str]) -> dict[str, str]:
-    """Each string keyed by itself: read_table's `share`, to make equal ids one object."""
-    return {v: v for v in values}
-
-
-def _shared(chunk: pd.DataFrame, name: str, canon: dict[str, str]) -> pd.DataFrame:
-    """`chunk` with column `name`'s (case-insensitive) cells replaced by `canon`'s equal
-    string objects: the same values, one object per id for the whole audit."""
-    cols = [c for c in chunk.columns if c == name] or [c for c in chunk.columns if c.lower() == name.lower()]
-    if len(cols) != 1 or not canon:
-        return chunk
-    values = [canon.get(v, v) for v in chunk[cols[0]]]
-    return chunk.assign(**{cols[0]: pd.Series(values, index=chunk.index, dtype=object)})
+    return Table(path=path, frame=frame, rows=rows, header=None if keep is None else header)
 
 
 def _header(chunk: pd.DataFrame, path: Path) -> list[str]:

@@ -52,10 +52,13 @@ def bootstrap_counts(cells: Cells, size: int, rng: np.random.Generator) -> tuple
         counts = rng.multinomial(n, cells.counts() / n, size=size)
     else:
         codes = cells.codes()
-        idx = rng.integers(0, n, size=(size, n), dtype=np.int32 if n < 2**31 else np.int64)
+        dtype = np.int32 if n < 2**31 else np.int64
         counts = np.empty((size, k2), dtype=np.int64)
+        # One resample's draws at a time: the same numbers as one (size, n) call (the bit
+        # generator, not the call, keeps the unused half of a 64-bit draw; tested), without
+        # holding size x n indices.
         for r in range(size):
-            counts[r] = np.bincount(codes[idx[r]], minlength=k2)
+            counts[r] = np.bincount(codes[rng.integers(0, n, size=n, dtype=dtype)], minlength=k2)
     counts = counts.reshape(size, cells.k, 2)
     return counts[:, :, 1], counts[:, :, 0]
 
