@@ -259,13 +259,12 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
     if any(n.startswith("dicom:") for n in names):
         # `--attribute dicom:KEYWORD`: the groups are made from the whole column (bins).
         frame = pd.DataFrame({n: records.column(n) for n in names}, dtype=str)
-        table = _table(Path(req.dicom_dir), names, None, 1, label=FILES_LABEL, frame=frame)
+        table = _table(Path(req.dicom_dir), names, None, label=FILES_LABEL, frame=frame)
     else:
         table = _table(
             Path(req.dicom_dir),
             names,
             _record_reader(records, {n: n for n in names}),
-            1,
             label=FILES_LABEL,
             size=len(records),
         )
@@ -291,20 +290,17 @@ def _table(
     path: Path,
     columns: list[str],
     reader: Any,
-    first_row: int,
     *,
     label: str | None = None,
     frame: pd.DataFrame | None = None,
     size: int | None = None,
 ) -> Table:
     """A join table over a model run's records: read through `reader` a chunk at a time
-    (or held as `frame`), its records numbered from `first_row`."""
+    (or held as `frame`, its records numbered from 1, as the files are)."""
     from fairaudit.io.tables import Table
 
     if frame is not None:
-        return Table(
-            path=path, frame=frame, rows=pd.Series(range(first_row, len(frame) + first_row)), label=label
-        )
+        return Table(path=path, frame=frame, rows=pd.Series(range(1, len(frame) + 1)), label=label)
     empty = pd.DataFrame(columns=columns)
     return Table(path=path, frame=empty, rows=pd.Series([], dtype=int), label=label, reader=reader, size=size)
 
@@ -378,7 +374,7 @@ def _write_predictions(
         columns.append(req.label_column)
     # Named and numbered as the predictions CSV it stands for (manifest.csv: predictions.csv, rows 2...).
     return _table(
-        Path(PREDICTIONS_FILE), columns, _record_reader(records, {id_col: key}, extra, 2), 2, size=len(scores)
+        Path(PREDICTIONS_FILE), columns, _record_reader(records, {id_col: key}, extra, 2), size=len(scores)
     )
 
 
