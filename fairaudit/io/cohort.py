@@ -187,7 +187,7 @@ class _ManifestParts:
                 )
             )
             if clear_ids is not None:
-                clear_ids.append(ids.to_numpy(dtype=object)[included[at:b]].astype(str))
+                clear_ids.append(ids.to_numpy(dtype=object)[included[at:b]])
             at = b
         if at != scan.n:
             raise InputError(
