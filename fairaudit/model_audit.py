@@ -277,7 +277,8 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
     )
     predictions = _write_predictions(req, id_col, records, key, scores, hasher, info)
     files = (table, bad)
-    del table, bad  # held by `files` alone: audit_predictions lets go of the rows after the join
+    # Held by the tables' readers alone: audit_predictions lets go of them after the join.
+    del table, bad, records, scores
     return audit_predictions(
         replace(
             req, predictions=predictions, files=files, model=info, score_column="score",

@@ -122,6 +122,7 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
 
 def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
     """audit_predictions, with manifest.csv's rows spooled to `spool` as the join makes them."""
+    from fairaudit._memory import release_free_memory
     from fairaudit.gate import apply_gate, load_policy
     from fairaudit.io.cohort import CohortSpec, build_cohort, intersection_name
     from fairaudit.io.privacy import IdHasher
@@ -191,12 +192,14 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
     cohort = build_cohort(spec, hasher, manifest_spool=spool)
     dicom_files = None if files is None else {"readable": files.count(), "unreadable": len(files_manifest)}
     if files is not None:
-        files.frame = files.frame.iloc[:0]
+        files.frame, files.reader = files.frame.iloc[:0], None
     if not isinstance(req.predictions, (str, Path)) and req.predictions is not None:
-        req.predictions.frame = req.predictions.frame.iloc[:0]  # a model run's table: joined, done
+        # A model run's table: joined, done (its reader holds the run's records).
+        req.predictions.frame, req.predictions.reader = req.predictions.frame.iloc[:0], None
     if req.baseline_predictions is None:
         cohort.ids = None  # the ids in clear are needed only to pair a baseline's predictions
     del spec
+    release_free_memory()  # the join's temporaries, before the statistics fork their workers
     known = set(cohort.attributes)
     references = {}
     for attr, group in req.references.items():
@@ -232,6 +235,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    release_free_memory()  # the statistics' temporaries, before the reports
 
     body = result.to_dict()
     config = dict(body["config"])
