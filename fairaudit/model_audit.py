@@ -316,9 +316,10 @@ def _record_reader(
     extra = extra or {}
 
     def read(keep: list[str]) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
-        fields = [sources[k] for k in keep if k in sources]
+        # Every record has a path: read it when no other field is wanted, to count the rows.
+        fields = list(dict.fromkeys(sources[k] for k in keep if k in sources)) or ["path"]
         at = 0
-        for chunk in records.chunks(list(dict.fromkeys(fields)) or [next(iter(records.names))], _CHUNK_ROWS):
+        for chunk in records.chunks(fields, _CHUNK_ROWS):
             m = len(next(iter(chunk.values())))
             index = pd.RangeIndex(m)
             frame = pd.DataFrame(
@@ -382,7 +383,7 @@ def _write_predictions(
 def _labels_by_id(req: Any, id_col: str, records: Any, key: str) -> np.ndarray | None:
     """Per record, its label as written in --labels, else in the demographics ("" where the
     id is absent or not unique there), matched on digests of the ids (memory)."""
-    from fairaudit.io.keys import TextCodes, digest, join_codes
+    from fairaudit.io.keys import TextCodes, digest, first_rows, join_codes
     from fairaudit.io.tables import _CHUNK_ROWS, read_header
 
     source = req.labels if req.labels is not None else req.demographics
@@ -401,11 +402,9 @@ def _labels_by_id(req: Any, id_col: str, records: Any, key: str) -> np.ndarray |
     asked = [digest(pd.Series(c[key], dtype=object)) for c in records.chunks([key], _CHUNK_ROWS)]
     (known, wanted), n_ids = join_codes([np.concatenate(digests), np.concatenate(asked)])
     del digests, asked
-    first = np.full(n_ids, -1, dtype=np.int64)
-    distinct, at = np.unique(known, return_index=True)
-    first[distinct] = at
+    first, count = first_rows(known, n_ids)
     pos = first[wanted]
-    ok = (pos >= 0) & (np.bincount(known, minlength=n_ids)[wanted] == 1)
+    ok = (pos >= 0) & (count[wanted] == 1)
     codes = np.full(len(wanted), -1, dtype=np.int64)
     codes[ok] = texts.codes()[pos[ok]]
     return np.array([*texts.values, ""], dtype=object)[codes]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.errors import InputError
-from fairaudit.io.keys import TextCodes, digest, join_codes
+from fairaudit.io.keys import TextCodes, digest, first_rows, join_codes
 from fairaudit.io.manifest_spool import ManifestSpool
 from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import (
@@ -304,14 +304,14 @@ def build_cohort(
 
     # Row of each other input, per prediction row: the first with the same id (-1: none).
     where: dict[int, np.ndarray] = {}
+    counts_of: list[np.ndarray] = []  # rows per id code, in each other input
     for (other, missing), oc in zip(others, other_codes, strict=True):
-        first = np.full(n_ids, -1, dtype=np.int64)
-        distinct, at = np.unique(oc, return_index=True)
-        first[distinct] = at
+        first, count = first_rows(oc, n_ids)
+        counts_of.append(count)
         pos = first[pred_codes]
         why = np.zeros(n, dtype=np.int64)
         why[pos < 0] = code(missing)
-        why[np.bincount(oc, minlength=n_ids)[pred_codes] > 1] = code(f"duplicate id in {other.table.name}")
+        why[count[pred_codes] > 1] = code(f"duplicate id in {other.table.name}")
         mark(why != 0, why)
         where[id(other.table)] = pos
 
@@ -371,7 +371,7 @@ def build_cohort(
     predicted = np.zeros(n_ids, dtype=bool)
     predicted[pred_codes] = True
     del pred_codes
-    for (other, _), oc in zip(others, other_codes, strict=True):
+    for (other, _), oc, count in zip(others, other_codes, counts_of, strict=True):
         name = other.table.name
         status = used[oc]
         text = [
@@ -382,7 +382,7 @@ def build_cohort(
         ]
         why = np.zeros(len(oc), dtype=np.int64)
         why[~predicted[oc]] = 1
-        why[np.bincount(oc, minlength=n_ids)[oc] > 1] = 2
+        why[count[oc] > 1] = 2
         why[(why == 0) & ~status] = 3
         orphan, dups = int((why == 1).sum()), int((why == 2).sum())
         if orphan:

@@ -35,6 +35,15 @@ def join_codes(digests: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
     return np.split(codes, np.cumsum([len(d) for d in digests])[:-1]), n
 
 
+def first_rows(codes: np.ndarray, n_ids: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per id code: the first row of `codes` that has it (-1: none) and how many rows have it.
+    Indexed by another input's codes, they are that input's lookup into this one."""
+    first = np.full(n_ids, -1, dtype=np.int64)
+    distinct, at = np.unique(codes, return_index=True)
+    first[distinct] = at
+    return first, np.bincount(codes, minlength=n_ids)
+
+
 class TextCodes:
     """A text column as integer codes into its distinct values (memory: a per-row string
     only while its chunk is read)."""
@@ -46,9 +55,14 @@ class TextCodes:
 
     def add(self, cells: pd.Series) -> None:
         local, uniques = pd.factorize(cells.astype(str), use_na_sentinel=False)
-        to_global = np.array([self._code.setdefault(u, len(self._code)) for u in uniques], dtype=np.int64)
-        self.values.extend(list(self._code)[len(self.values) :])
-        self._parts.append(to_global[local] if len(local) else np.empty(0, dtype=np.int64))
+        to_global = np.empty(len(uniques), dtype=np.int64)
+        for j, value in enumerate(uniques):
+            code = self._code.get(value)
+            if code is None:
+                code = self._code[value] = len(self.values)
+                self.values.append(value)
+            to_global[j] = code
+        self._parts.append(to_global[local])
 
     def codes(self) -> np.ndarray:
         return np.concatenate(self._parts) if self._parts else np.empty(0, dtype=np.int64)
