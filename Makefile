@@ -26,9 +26,10 @@ demo: $(STAMP)
 		--attribute sex --attribute race --intersect sex,race \
 		--gate fairaudit/policies/example.toml --format html,md,json,junit \
 		--out $(DEMO); rc=$$?; \
-	if [ $$rc -eq 1 ]; then echo "The gate failed (exit code 1 is what a CI gate would act on)."; \
+	if [ $$rc -eq 1 ]; then echo "The gate did not pass (exit code 1): it failed or was inconclusive, as the verdict above says;"; \
+		echo "a CI job would stop the release here. race C (imaged mostly on the portable unit) is the group to look at."; \
 	elif [ $$rc -ne 0 ]; then exit $$rc; \
-	else echo "The gate passed; race C (imaged mostly on the portable unit) is the group to look at in the report."; fi
+	else echo "The gate passed (exit code 0); race C (imaged mostly on the portable unit) is the group to look at in the report."; fi
 	@echo "Report: $(CURDIR)/$(DEMO)/report.html (also report.md, results.json, junit.xml, manifest.csv, predictions.csv)"
 
 # Headless Chromium for tests/test_browser.py (Debian's package), installed only when missing.

@@ -1,14 +1,43 @@
 """The CI gate: a TOML policy applied to the audit's intervals, giving pass, fail or inconclusive.
 
-A check compares the whole interval with the bound, not just the point estimate: "pass"
-when the interval lies inside the bound, "fail" when it lies wholly outside, else
-"inconclusive". With decide = "no_evidence_of_harm" inconclusive checks do not fail the
-gate; with "evidence_of_fairness" they do. Small groups are reported but never decide.
+Why this shape (docs/ci.md, "How a check is judged"): a gate that passes whenever nothing
+is *proven* harmful lets a small audit wave a harmful model through, since small data
+give wide intervals that prove nothing. So a check passes only when its interval could
+have shown a breach, and an audit with nothing that decides is inconclusive, never a pass.
+
+Per check, interval [lo, hi] (bounds may be infinite) against bound b:
+
+- ``max_abs_difference``: fail when [lo, hi] lies wholly outside [-b, b].
+  ``evidence_of_fairness``: pass when it lies inside [-b, b], else inconclusive.
+  ``no_evidence_of_harm`` (default): pass when it does not fail, |estimate| <= b and its
+  half-width (hi - lo) / 2 is at most b (precise enough to have seen a breach), else
+  inconclusive.
+- ``min_ratio`` (four-fifths rule on min(r, 1/r)): fail when hi < b or lo > 1/b.
+  ``evidence_of_fairness``: pass when b <= lo and hi <= 1/b. ``no_evidence_of_harm``: pass
+  when it does not fail, the estimate is in [b, 1/b] and the interval is precise on the log
+  scale, hi / lo <= 1 / b**2
+  (lo > 0, hi finite). An infinite upper or zero lower bound is imprecise, never a fail alone.
+- ``max_disparity_increase`` (one-sided): fail when lo > b; ``evidence_of_fairness``: pass
+  when hi <= b; ``no_evidence_of_harm``: pass when hi <= b, or when it does not fail, the
+  estimate is at most b and the half-width is at most b.
+- ``significance`` (``fail_on_significant``): fail when the adjusted p is below alpha.
+
+A check with no estimate or no interval is inconclusive. Under ``no_evidence_of_harm`` every
+check that passes ``evidence_of_fairness`` passes too, and a pass under it also needs the
+estimate itself within the bound (an estimate beyond it is inconclusive, not a pass). A
+check is *small* (its metric's denominator below min_group_size, ``Comparison.small``) and
+then decides only if it fails: a breach its interval proves is proven at any size.
+
+The gate's outcome: "fail" when a deciding check fails; else "inconclusive" when no check
+decides or a deciding check is inconclusive; else "pass". ``passed`` (the exit code) is
+outcome == "pass", or an inconclusive outcome under ``on_inconclusive = "pass"``.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,12 +46,24 @@ from fairaudit.errors import InputError
 from fairaudit.stats import METRICS, AuditResult, Estimate
 from fairaudit.stats._segmentation import SEGMENTATION_METRICS
 
-# Classification and segmentation metrics: a policy may name either kind.
+# Classification and segmentation metrics: a policy may name either kind (the task check
+# comes once the task is known, `check_policy_task`).
 _KNOWN_METRICS: tuple[str, ...] = METRICS + SEGMENTATION_METRICS
+_TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": METRICS,
+    "segmentation": SEGMENTATION_METRICS,
+}
 
 DECIDE_MODES = ("no_evidence_of_harm", "evidence_of_fairness")
+ON_INCONCLUSIVE = ("fail", "pass")
+OUTCOMES = ("pass", "fail", "inconclusive")
 _RULE_KEYS = ("max_abs_difference", "min_ratio", "max_disparity_increase")
-_GATE_KEYS = {"metrics", "fail_on_significant", "decide", "overrides", *_RULE_KEYS}
+_GATE_KEYS = {"metrics", "fail_on_significant", "decide", "on_inconclusive", "overrides", *_RULE_KEYS}
+# Float slack for the precision comparisons only ((0.11 - 0.01) / 2 is not exactly 0.05).
+_EPS = 1e-12
+SMALL_NOTE = (
+    "too little data (the metric's denominator is below min_group_size): reported, never decides the gate"
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +76,8 @@ class GatePolicy:
     overrides: dict[str, dict[str, float]] = field(default_factory=dict)
     # With --baseline-predictions: a release must not widen a gap (|group - reference|) by more.
     max_disparity_increase: float | None = None
+    # What an inconclusive gate does to the exit code: "fail" (1, the default) or "pass" (0).
+    on_inconclusive: str = "fail"
 
     def bound(self, rule: str, metric: str) -> float | None:
         return self.overrides.get(metric, {}).get(rule, getattr(self, rule))
@@ -46,6 +89,7 @@ class GatePolicy:
             "min_ratio": self.min_ratio,
             "fail_on_significant": self.fail_on_significant,
             "decide": self.decide,
+            "on_inconclusive": self.on_inconclusive,
             "overrides": self.overrides,
             "max_disparity_increase": self.max_disparity_increase,
         }
@@ -99,6 +143,11 @@ def load_policy(path: Path | str) -> GatePolicy:
     fos = gate.get("fail_on_significant", False)
     if not isinstance(fos, bool):
         raise InputError("[gate] fail_on_significant must be true or false.", file=str(path))
+    on_inconclusive = gate.get("on_inconclusive", "fail")
+    if on_inconclusive not in ON_INCONCLUSIVE:
+        raise InputError(
+            f'[gate] on_inconclusive must be "fail" or "pass", got {on_inconclusive!r}.', file=str(path)
+        )
     overrides: dict[str, dict[str, float]] = {}
     for metric, table in (gate.get("overrides") or {}).items():
         if metric not in _KNOWN_METRICS or not isinstance(table, dict):
@@ -126,41 +175,150 @@ def load_policy(path: Path | str) -> GatePolicy:
             file=str(path),
         )
     return GatePolicy(
-        tuple(metrics),
-        rules["max_abs_difference"],
-        rules["min_ratio"],
-        fos,
-        decide,
-        overrides,
-        rules["max_disparity_increase"],
+        metrics=tuple(metrics),
+        max_abs_difference=rules["max_abs_difference"],
+        min_ratio=rules["min_ratio"],
+        fail_on_significant=fos,
+        decide=decide,
+        overrides=overrides,
+        max_disparity_increase=rules["max_disparity_increase"],
+        on_inconclusive=on_inconclusive,
     )
 
 
-def _status_abs(est: Estimate, bound: float) -> tuple[str, str | None]:
-    if est.value is None:
-        return "inconclusive", est.reason
-    if est.ci is None:
-        return "inconclusive", "no interval"
-    lo, hi = est.ci
-    if -bound <= lo and hi <= bound:
-        return "pass", None
-    if lo > bound or hi < -bound:
-        return "fail", None
-    return "inconclusive", "the interval straddles the bound"
+def check_policy_task(policy: GatePolicy, task: str, path: Path | str | None = None) -> None:
+    """A policy naming a metric the audit's task does not compute is a usage error (exit 2).
+
+    Called as soon as the task is known, before a model or the statistics run: a
+    classification policy on a segmentation audit would otherwise give checks that can
+    never decide.
+    """
+    allowed = _TASK_METRICS.get(task)
+    if allowed is None:
+        return
+    other = "segmentation" if task == "classification" else "classification"
+    places: list[tuple[str, Sequence[str]]] = [("[gate] metrics", policy.metrics)]
+    places += [(f"[gate.overrides.{m}]", (m,)) for m in policy.overrides]
+    for where, names in places:
+        bad = [m for m in names if m not in allowed]
+        if bad:
+            raise InputError(
+                f"{where}: {', '.join(bad)} {'is a' if len(bad) == 1 else 'are'} {other} "
+                f"metric{'' if len(bad) == 1 else 's'}, but this is a {task} audit, which computes "
+                f"{', '.join(allowed)}.",
+                file=None if path is None else str(path),
+                hint=f"Gate a {task} audit on its own metrics.",
+            )
 
 
-def _status_ratio(est: Estimate, bound: float) -> tuple[str, str | None]:
-    if est.value is None:
-        return "inconclusive", est.reason
-    if est.ci is None:
-        return "inconclusive", "no interval"
-    lo, hi = est.ci
-    upper = 1.0 / bound if bound > 0 else float("inf")
-    if lo >= bound and hi <= upper:
-        return "pass", None
-    if hi < bound or lo > upper:
+def primary_family(given: Sequence[str] | None, policy: GatePolicy | None) -> tuple[str, ...]:
+    """The pre-specified primary family: `--primary-metrics` when given, else the metrics the
+    gate decides on (what the release hangs on), else none (every row exploratory)."""
+    if given is not None:
+        return tuple(dict.fromkeys(given))
+    return policy.metrics if policy is not None else ()
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if math.isfinite(x) else "unbounded"
+
+
+def _bounds(ci: Sequence[float | None] | None, floor: float) -> tuple[float, float] | None:
+    """An interval as two floats: a missing bound (JSON null) is `floor` below, +inf above."""
+    if ci is None or len(ci) != 2:
+        return None
+    lo = floor if ci[0] is None else float(ci[0])
+    hi = math.inf if ci[1] is None else float(ci[1])
+    if math.isnan(lo) or math.isnan(hi):
+        return None
+    return lo, hi
+
+
+def _judge_abs(value: float, lo: float, hi: float, b: float, decide: str) -> tuple[str, str | None]:
+    """|difference| <= b, two-sided."""
+    if lo > b or hi < -b:
         return "fail", None
-    return "inconclusive", "the interval straddles the bound"
+    if -b <= lo and hi <= b:
+        return "pass", None
+    if decide == "evidence_of_fairness":
+        return "inconclusive", "the interval straddles the bound"
+    return _precise_enough(value, lo, hi, b, abs(value) <= b + _EPS)
+
+
+def _precise_enough(value: float, lo: float, hi: float, b: float, within: bool) -> tuple[str, str | None]:
+    """no_evidence_of_harm on a difference: pass when the estimate is within the bound and the
+    interval's half-width is at most b (narrow enough to have seen a breach)."""
+    half = (hi - lo) / 2
+    if not within:
+        return "inconclusive", (
+            f"the estimate {_fmt(value)} is beyond the bound {b:g}, but the interval does not prove a breach"
+        )
+    if half <= b + _EPS:
+        return "pass", None
+    return "inconclusive", (
+        f"the interval is too wide to rule out a breach: half-width {_fmt(half)} > bound {b:g}"
+    )
+
+
+def _judge_ratio(value: float, lo: float, hi: float, b: float, decide: str) -> tuple[str, str | None]:
+    """b <= r <= 1/b (the four-fifths rule on min(r, 1/r)); precision on the log scale."""
+    upper = 1.0 / b if b > 0 else math.inf
+    if hi < b or lo > upper:
+        return "fail", None
+    if b <= lo and hi <= upper:
+        return "pass", None
+    if decide == "evidence_of_fairness":
+        return "inconclusive", "the interval straddles the bound"
+    if not b <= value <= upper:
+        return "inconclusive", (
+            f"the estimate {_fmt(value)} is outside [{b:g}, {_fmt(upper)}], but the interval does not "
+            "prove a breach"
+        )
+    if lo > 0 and math.isfinite(hi):
+        spread = hi / lo
+        # b = 0 allows every finite positive interval (1 / b**2 is infinite).
+        if b == 0 or spread <= 1.0 / b**2 * (1 + _EPS):
+            return "pass", None
+        return "inconclusive", (
+            f"the ratio interval is too wide to rule out a breach: upper/lower {_fmt(spread)} "
+            f"> 1/bound² {_fmt(1.0 / b**2)}"
+        )
+    return "inconclusive", ("the ratio interval is unbounded (a rate near 0), too wide to rule out a breach")
+
+
+def _judge_increase(value: float, lo: float, hi: float, b: float, decide: str) -> tuple[str, str | None]:
+    """Growth of a gap since the baseline <= b, one-sided."""
+    if lo > b:
+        return "fail", None
+    if hi <= b:
+        return "pass", None
+    if decide == "evidence_of_fairness":
+        return "inconclusive", "the interval straddles the bound"
+    return _precise_enough(value, lo, hi, b, value <= b + _EPS)
+
+
+_JUDGES = {
+    "max_abs_difference": (_judge_abs, -math.inf),
+    "min_ratio": (_judge_ratio, 0.0),
+    "max_disparity_increase": (_judge_increase, -math.inf),
+}
+
+
+def check_status(
+    rule: str, observed: Estimate | Mapping[str, Any], bound: float, decide: str
+) -> tuple[str, str | None]:
+    """One interval rule's status and note; `observed` is an Estimate or its dict form."""
+    if isinstance(observed, Estimate):
+        value, ci, reason = observed.value, observed.ci, observed.reason
+    else:
+        value, ci, reason = observed.get("value"), observed.get("ci"), observed.get("reason")
+    if value is None:
+        return "inconclusive", reason or "undefined"
+    judge, floor = _JUDGES[rule]
+    interval = _bounds(ci, floor)
+    if interval is None:
+        return "inconclusive", "no interval"
+    return judge(float(value), interval[0], interval[1], float(bound), decide)
 
 
 def _not_computed_reason(result: AuditResult, metric: str) -> str:
@@ -175,49 +333,36 @@ def _not_computed(result: AuditResult, policy: GatePolicy) -> list[dict[str, Any
     """An inconclusive check for each gated metric the audit could not compute.
 
     Without scores (0/1 predictions) there is no auroc; a policy that asks for it must
-    not pass silently, so each such pair is reported (and fails "evidence_of_fairness").
+    not pass silently, so each such pair is reported, and (unless the group or the
+    reference is small) makes the gate inconclusive.
     """
     out = []
     for attr in result.attributes:
-        pairs = {(c.group, c.reference, c.small) for c in attr.comparisons}
         seen = {(c.group, c.metric) for c in attr.comparisons}
-        for group, reference, small in sorted(pairs):
+        pairs = sorted({(c.group, c.reference) for c in attr.comparisons})
+        sizes = {g.group: g.small for g in attr.groups}
+        for group, reference in pairs:
+            # No metric, no denominator: the pair's case counts decide whether it is small.
+            small = bool(sizes.get(group, False) or sizes.get(reference, False))
             for metric in policy.metrics:
                 if (group, metric) in seen:
                     continue
-                out.append(
-                    {
-                        "rule": "computed",
-                        "metric": metric,
-                        "attribute": attr.name,
-                        "group": group,
-                        "reference": reference,
-                        "bound": None,
-                        "observed": {
-                            "value": None,
-                            "ci": None,
-                            "reason": _not_computed_reason(result, metric),
-                        },
-                        "status": "inconclusive",
-                        "decides": not small,
-                        "note": "the gate asks for a metric this audit could not compute",
-                    }
-                )
+                check = {
+                    "rule": "computed",
+                    "metric": metric,
+                    "attribute": attr.name,
+                    "group": group,
+                    "reference": reference,
+                    "bound": None,
+                    "observed": {"value": None, "ci": None, "reason": _not_computed_reason(result, metric)},
+                    "status": "inconclusive",
+                    "decides": not small,
+                    "note": "the gate asks for a metric this audit could not compute",
+                }
+                if small:
+                    check["note"] += f"; {SMALL_NOTE}"
+                out.append(check)
     return out
-
-
-def _status_increase(observed: dict[str, Any], bound: float) -> tuple[str, str | None]:
-    """A gap's growth since the baseline against its bound, from the paired interval."""
-    if observed.get("value") is None:
-        return "inconclusive", observed.get("reason") or "undefined"
-    if observed.get("ci") is None:
-        return "inconclusive", "no interval"
-    lo, hi = observed["ci"]
-    if hi <= bound:
-        return "pass", None
-    if lo > bound:
-        return "fail", None
-    return "inconclusive", "the interval straddles the bound"
 
 
 def _baseline_checks(policy: GatePolicy, baseline: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -256,8 +401,8 @@ def _baseline_checks(policy: GatePolicy, baseline: dict[str, Any] | None) -> lis
                     observed = {"value": None, "ci": None, "reason": "not compared with the baseline"}
                 else:
                     observed = row["disparity_increase"]
-                status, note = _status_increase(observed, b)
-                small = g["small"] or ref_small
+                status, note = check_status("max_disparity_increase", observed, b, policy.decide)
+                small = bool(g["small"] or ref_small)
                 check = {
                     "rule": "max_disparity_increase",
                     "metric": m,
@@ -267,14 +412,44 @@ def _baseline_checks(policy: GatePolicy, baseline: dict[str, Any] | None) -> lis
                     "bound": b,
                     "observed": observed,
                     "status": status,
-                    "decides": not small,
+                    "decides": _decides(small, status),
                 }
-                if small:
-                    note = "group or reference smaller than min_group_size: reported, never decides the gate"
+                if not check["decides"]:
+                    note = SMALL_NOTE
                 if note:
                     check["note"] = note
                 checks.append(check)
     return checks
+
+
+def _decides(small: bool, status: str) -> bool:
+    """A small check decides only when it fails: its interval is valid at any size, so a
+    breach it proves is proven; a pass or an inconclusive one from too little data is not."""
+    return not small or status == "fail"
+
+
+def gate_outcome(checks: Sequence[Mapping[str, Any]], on_inconclusive: str = "fail") -> dict[str, Any]:
+    """The gate's outcome and counts from its checks (the keys results.json's `gate` adds).
+
+    "fail" when a deciding check fails; "inconclusive" when none decides or a deciding one
+    is inconclusive; else "pass". `passed` is what the exit code follows.
+    """
+    deciding = [c for c in checks if c.get("decides", True) is not False]
+    n_fail = sum(c.get("status") == "fail" for c in deciding)
+    n_pass = sum(c.get("status") == "pass" for c in deciding)
+    if n_fail:
+        outcome = "fail"
+    elif not deciding or n_pass < len(deciding):
+        outcome = "inconclusive"
+    else:
+        outcome = "pass"
+    return {
+        "outcome": outcome,
+        "passed": outcome == "pass" or (outcome == "inconclusive" and on_inconclusive == "pass"),
+        "decided": n_pass + n_fail,
+        "undecided": len(checks) - n_pass - n_fail,
+        "on_inconclusive": on_inconclusive,
+    }
 
 
 def apply_gate(
@@ -292,14 +467,11 @@ def apply_gate(
             if comp.metric not in policy.metrics:
                 continue
             rows = []
-            for rule, est, judge in (
-                ("max_abs_difference", comp.difference, _status_abs),
-                ("min_ratio", comp.ratio, _status_ratio),
-            ):
+            for rule, est in (("max_abs_difference", comp.difference), ("min_ratio", comp.ratio)):
                 bound = policy.bound(rule, comp.metric)
                 if bound is None:
                     continue
-                status, note = judge(est, bound)
+                status, note = check_status(rule, est, bound, policy.decide)
                 rows.append((rule, bound, est.to_dict(), status, note))
             if policy.fail_on_significant:
                 p = comp.p_adjusted
@@ -326,21 +498,17 @@ def apply_gate(
                     "bound": bound,
                     "observed": observed,
                     "status": status,
-                    "decides": not comp.small,
+                    "decides": _decides(comp.small, status),
                 }
-                if comp.small:
-                    note = "group or reference smaller than min_group_size: reported, never decides the gate"
+                if not check["decides"]:
+                    note = SMALL_NOTE
                 if note:
                     check["note"] = note
                 checks.append(check)
     checks += _not_computed(result, policy)
     checks += _baseline_checks(policy, baseline)
-    deciding = [c for c in checks if c["decides"]]
-    failed = any(c["status"] == "fail" for c in deciding)
-    if policy.decide == "evidence_of_fairness":
-        failed = failed or any(c["status"] == "inconclusive" for c in deciding)
     return {
-        "passed": not failed,
+        **gate_outcome(checks, policy.on_inconclusive),
         "decide": policy.decide,
         "policy": policy.to_dict(),
         "checks": checks,

@@ -106,6 +106,13 @@ def _check(req: Any, segmentation: bool, masks: Path | None) -> None:
         )
     if req.unit != "image":
         raise InputError("--unit series is not supported with --model (the models take one image each).")
+    if req.gate:
+        from fairaudit.gate import check_policy_task, load_policy
+
+        # A policy naming the other task's metrics fails now, not after the model has run.
+        check_policy_task(
+            load_policy(req.gate), "segmentation" if segmentation else "classification", req.gate
+        )
     if segmentation:
         if masks is None:
             raise InputError(

@@ -16,7 +16,7 @@ from fairaudit.errors import InputError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 DEFAULT_FORMATS = ("json", "md", "html")
 
 
@@ -43,8 +43,10 @@ class AuditRequest:
     bootstrap: int = 2000
     permutations: int | None = None
     ci_level: float = 0.95
-    ci_method: str = "percentile"
+    ci_method: str = "score"
     correction: str = "holm"
+    # The pre-specified primary family; None: the gate policy's metrics (docs/statistics.md).
+    primary_metrics: tuple[str, ...] | None = None
     min_group_size: int = 30
     seed: int = 0
     workers: int | None = None
@@ -123,13 +125,15 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
 def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
     """audit_predictions, with manifest.csv's rows spooled to `spool` as the join makes them."""
     from fairaudit._memory import release_free_memory
-    from fairaudit.gate import apply_gate, load_policy
+    from fairaudit.gate import apply_gate, check_policy_task, load_policy, primary_family
     from fairaudit.io.cohort import CohortSpec, build_cohort, intersection_name
     from fairaudit.io.privacy import IdHasher
     from fairaudit.report.writers import write_reports
     from fairaudit.stats import AuditConfig, run_audit
 
     policy = load_policy(req.gate) if req.gate else None
+    if policy is not None:  # a metric the task lacks: exit 2 now, not a gate that cannot decide
+        check_policy_task(policy, "classification", req.gate)
     formats = tuple(dict.fromkeys(["json", *req.formats]))
     try:
         cfg = AuditConfig(
@@ -141,6 +145,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
             min_group_size=req.min_group_size,
             correction=req.correction,
             permutations=req.permutations,
+            primary_metrics=primary_family(req.primary_metrics, policy),
             workers=req.workers,
         )
     except ValueError as exc:
@@ -261,6 +266,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
         "model": _without_timings(req.model),
         "overall": body["overall"],
         "attributes": body["attributes"],
+        "consistency": body["consistency"],
         "gate": None,
     }
     baseline_manifest = None
@@ -308,5 +314,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
     out.mkdir(parents=True, exist_ok=True)
     files = write_reports(results, out, formats)
     files["manifest"] = spool.save(out / "manifest.csv")
+    # 1 when the gate does not let the release through: failed, or inconclusive under
+    # on_inconclusive = "fail" (docs/ci.md, exit codes).
     code = 1 if results["gate"] is not None and not results["gate"]["passed"] else 0
     return AuditOutcome(results=results, files=files, exit_code=code)

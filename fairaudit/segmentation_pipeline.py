@@ -32,7 +32,7 @@ from fairaudit.pipeline import _without_timings
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 CASES_FILE = "segmentation_cases.csv"
 _DICOM_TAGS = {
     "sop_instance_uid": "SOPInstanceUID",
@@ -66,8 +66,9 @@ class SegmentationRequest:
     spacing: tuple[float, ...] | None = None
     bootstrap: int = 2000
     ci_level: float = 0.95
-    ci_method: str = "percentile"
+    ci_method: str = "score"
     correction: str = "holm"
+    primary_metrics: tuple[str, ...] | None = None  # None: the gate policy's metrics
     min_group_size: int = 30
     seed: int = 0
     workers: int | None = None
@@ -127,7 +128,7 @@ def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool) ->
 
 def audit_segmentation(req: SegmentationRequest) -> Any:
     """Run a complete segmentation audit and write every output file (see the module doc)."""
-    from fairaudit.gate import apply_gate, load_policy
+    from fairaudit.gate import apply_gate, check_policy_task, load_policy, primary_family
     from fairaudit.io.cohort import INTERSECTION_SEP, MISSING_GROUP, intersection_name
     from fairaudit.io.masks import MaskReadError, foreground, index_masks, read_mask
     from fairaudit.io.privacy import IdHasher
@@ -139,6 +140,8 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
     from fairaudit.stats._segmentation_audit import run_segmentation_audit
 
     policy = load_policy(req.gate) if req.gate else None
+    if policy is not None:  # a metric the task lacks: exit 2 now, not a gate that cannot decide
+        check_policy_task(policy, "segmentation", req.gate)
     formats = tuple(dict.fromkeys(["json", *req.formats]))
     try:
         cfg = AuditConfig(
@@ -148,6 +151,7 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
             seed=req.seed,
             min_group_size=req.min_group_size,
             correction=req.correction,
+            primary_metrics=primary_family(req.primary_metrics, policy),
             workers=req.workers,
         )
     except ValueError as exc:
@@ -396,6 +400,7 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
         "model": _without_timings(req.model),
         "overall": body["overall"],
         "attributes": body["attributes"],
+        "consistency": body["consistency"],
         "gate": apply_gate(result, policy) if policy else None,
     }
     if req.discover:
@@ -434,6 +439,8 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
     cases_path = out / CASES_FILE
     atomic_write_text(cases_path, cases.to_csv(index=False))
     files["cases"] = cases_path
+    # 1 when the gate does not let the release through: failed, or inconclusive under
+    # on_inconclusive = "fail" (docs/ci.md, exit codes).
     code = 1 if results["gate"] is not None and not results["gate"]["passed"] else 0
     return AuditOutcome(results=results, files=files, exit_code=code)
 
@@ -486,6 +493,7 @@ def request_from_audit(
         ci_level=req.ci_level,
         ci_method=req.ci_method,
         correction=req.correction,
+        primary_metrics=getattr(req, "primary_metrics", None),
         min_group_size=req.min_group_size,
         seed=req.seed,
         workers=req.workers,

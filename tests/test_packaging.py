@@ -97,7 +97,7 @@ def test_wheel_installs_into_fresh_venv_and_audits(wheel: Path, tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "<html" in html.lower() and "race" in html
-    assert json.loads((out / "results.json").read_text())["schema_version"] == "1"
+    assert json.loads((out / "results.json").read_text())["schema_version"] == "2"
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:

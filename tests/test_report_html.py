@@ -246,7 +246,7 @@ def test_report_command_rerenders_identically(audit, tmp_path):
     result = runner.invoke(
         app, ["report", str(out / "results.json"), "--format", "html,md,junit", "--out", str(tmp_path), "-q"]
     )
-    assert result.exit_code == 1  # the recorded gate failed (planted disparity for race C)
+    assert result.exit_code == 1  # the recorded gate did not pass (planted disparity for race C)
     for name in ("report.html", "report.md", "junit.xml"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
 
@@ -275,7 +275,7 @@ def test_report_command_bad_inputs(tmp_path):
     # rich wraps the message at the terminal width, wherever the temporary path's length puts it
     assert result.exit_code == 2 and "not valid JSON" in " ".join(result.output.split())
     future = tmp_path / "future.json"
-    future.write_text(json.dumps({**make_results(), "schema_version": "2"}), encoding="utf-8")
+    future.write_text(json.dumps({**make_results(), "schema_version": "3"}), encoding="utf-8")
     result = runner.invoke(app, ["report", str(future)])
     assert result.exit_code == 2 and "schema_version" in result.output
     broken = make_results()
@@ -308,10 +308,12 @@ def test_terminal_summary_verdict_power_and_many_groups(audit):
     console = Console(record=True, width=80)
     print_summary(results, console)
     text = console.export_text()
-    assert text.lstrip().startswith("Verdict: gate failed")
+    # The verdict says the recorded outcome (pass, fail or inconclusive) with its counts.
+    label = {"pass": "passed", "fail": "failed", "inconclusive": "inconclusive"}[results["gate"]["outcome"]]
+    assert text.lstrip().startswith(f"Verdict: gate {label}: {len(results['gate']['checks'])} checks, ")
     assert "smaller groups not shown" in text
     assert "could detect with 80% power" in text
-    assert "Largest disparities" in text and "race: tpr" in text
+    assert "Per attribute" in text and "race: tpr" in text
     assert max(len(line) for line in text.splitlines()) <= 80
 
 

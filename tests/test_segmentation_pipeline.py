@@ -162,14 +162,23 @@ def test_mask_labels_select_foreground(folders):
 
 def test_gate_on_dice(folders, tmp_path):
     policy = tmp_path / "policy.toml"
-    policy.write_text('[gate]\nmetrics = ["dice", "tpr"]\nmax_abs_difference = 0.02\n', encoding="utf-8")
+    policy.write_text('[gate]\nmetrics = ["dice"]\nmax_abs_difference = 0.02\n', encoding="utf-8")
     outcome = audit_segmentation(_req(folders, gate=policy, attributes=["site"], formats=("json", "junit")))
     gate = outcome.results["gate"]
     dice = [c for c in gate["checks"] if c["metric"] == "dice"]
     assert dice and all(c["status"] == "fail" for c in dice) and outcome.exit_code == 1
-    tpr = [c for c in gate["checks"] if c["metric"] == "tpr"]
-    assert tpr and tpr[0]["status"] == "inconclusive" and "segmentation" in tpr[0]["observed"]["reason"]
+    assert gate["outcome"] == "fail"
     validate_results(outcome.results)
+
+
+def test_gate_with_a_classification_metric_is_a_usage_error(folders, tmp_path):
+    # A classification metric in a segmentation audit could never be computed: exit 2 before
+    # any mask is read (was: an inconclusive "computed" check).
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[gate]\nmetrics = ["dice", "tpr"]\nmax_abs_difference = 0.02\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"tpr is a classification metric.*segmentation audit"):
+        audit_segmentation(_req(folders, gate=policy, attributes=["site"], formats=("json",)))
+    assert not (folders["out"] / "results.json").exists()
 
 
 def test_nothing_auditable_is_input_error(folders, tmp_path):

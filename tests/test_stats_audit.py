@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -81,13 +82,31 @@ def test_small_groups_threshold_is_strict() -> None:
     assert small == {"big": False, "edge": False, "under": True, "mid": False}
     d = res.to_dict()["attributes"][0]
     assert d["small_groups"] == ["under"]
+    # A comparison is small by its metric's denominator (positives for tpr, negatives for
+    # fpr, ...) in the group or the reference, not by the group's whole size.
+    counts = {gr.group: (gr.n_positive, gr.n - gr.n_positive) for gr in attr.groups}
     for c in d["comparisons"]:
-        assert ("note" in c) == (c["group"] == "under")
+        pos = min(counts[c["group"]][0], counts["big"][0])
+        neg = min(counts[c["group"]][1], counts["big"][1])
+        if c["metric"] in ("tpr", "fnr"):
+            assert ("note" in c) == (pos < 30)
+        elif c["metric"] in ("tnr", "fpr"):
+            assert ("note" in c) == (neg < 30)
+        elif c["metric"] in ("accuracy", "brier", "prevalence"):
+            assert ("note" in c) == (c["group"] == "under")
     # A small group's intervals are still shown.
     assert attr.group("under").metrics["accuracy"].ci is not None
-    # Summaries leave small groups out: max_difference over big, edge, mid only.
+    # Summaries leave out groups whose metric denominator is below 30: the range over the rest.
+    size = {
+        "tpr": lambda gr: gr.n_positive,
+        "accuracy": lambda gr: gr.n,
+        "auroc": lambda gr: min(gr.n_positive, gr.n - gr.n_positive),
+    }
     for m in ("tpr", "accuracy", "auroc"):
-        vals = {gr.group: gr.metrics[m].value for gr in attr.groups if gr.group != "under"}
+        vals = {gr.group: gr.metrics[m].value for gr in attr.groups if size[m](gr) >= 30}
+        if len(vals) < 2:
+            assert attr.summary[m].max_difference.value is None
+            continue
         assert attr.summary[m].max_difference.value == pytest.approx(max(vals.values()) - min(vals.values()))
         assert attr.summary[m].min_ratio.value == pytest.approx(min(vals.values()) / max(vals.values()))
         worst = min(vals, key=vals.get) if HIGHER_IS_BETTER[m] else max(vals, key=vals.get)
@@ -133,7 +152,7 @@ def test_prediction_only_mode() -> None:
 # --------------------------------------------------------------------------- JSON
 
 
-@pytest.mark.parametrize("ci_method", ["percentile", "bca"])
+@pytest.mark.parametrize("ci_method", ["score", "exact", "percentile", "bca"])
 def test_to_dict_is_strict_json(ci_method) -> None:
     y, s, g = make_data({"A": 90, "B": 40, "C": 12, "D": 8})
     y[g == "C"] = 0  # undefined tpr, auroc, auprc, ... in C
@@ -151,7 +170,11 @@ def test_to_dict_is_strict_json(ci_method) -> None:
         "threshold": 0.5,
         "min_group_size": 30,
         "correction": "holm",
-        "permutations": 50,
+        # Raised so that 1 / (P + 1) passes Holm's first threshold: 4 pairs x 12 hypotheses
+        # (15 metrics less fnr, tnr, prevalence) = 48 tests, P + 1 > 48 / 0.05.
+        "permutations": 961,
+        "permutations_requested": 50,
+        "primary_metrics": [],
     }
     assert d["overall"]["n"] == y.size
     grp = d["attributes"][0]
@@ -159,7 +182,7 @@ def test_to_dict_is_strict_json(ci_method) -> None:
     for gr in grp["groups"]:
         assert gr["n"] == int(np.sum(g == gr["group"])) and gr["n_positive"] + gr["n_negative"] == gr["n"]
         for m, est in gr["metrics"].items():
-            assert set(est) <= {"value", "ci", "reason"}
+            assert set(est) <= {"value", "ci", "reason", "method", "n"}
             if est["value"] is None:
                 assert est["ci"] is None and est["reason"], (gr["group"], m)
             elif est["ci"] is not None:
@@ -174,9 +197,10 @@ def test_to_dict_is_strict_json(ci_method) -> None:
 
 def test_same_seed_same_numbers_other_seed_other_intervals() -> None:
     y, s, g = make_data({"A": 150, "B": 90, "C": 40}, decimals=None)
-    a = run_audit(y, s, {"grp": g}, AuditConfig(bootstrap=200, seed=7))
-    b = run_audit(y, s, {"grp": g}, AuditConfig(bootstrap=200, seed=7))
-    c = run_audit(y, s, {"grp": g}, AuditConfig(bootstrap=200, seed=8))
+    cfg = AuditConfig(bootstrap=200, seed=7, ci_method="percentile")
+    a = run_audit(y, s, {"grp": g}, cfg)
+    b = run_audit(y, s, {"grp": g}, cfg)
+    c = run_audit(y, s, {"grp": g}, replace(cfg, seed=8))
     assert dumps(a) == dumps(b)
     ga, gc = a.attribute("grp").group("B").metrics, c.attribute("grp").group("B").metrics
     for m in METRICS:

@@ -24,8 +24,10 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
+from test_calibration import hand_sq_ce
 
 from fairaudit.stats import METRICS, RATE_METRICS, SCORE_METRICS, AuditConfig, run_audit
+from fairaudit.stats._analytic import RATIO_METRICS
 from fairaudit.stats._cells import make_cells
 from fairaudit.stats._metrics import MetricKernel
 
@@ -90,6 +92,7 @@ def reference_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) 
         out["auprc"] = average_precision_score(labels, scores) if has_pos else nan
         out["brier"] = brier_score_loss(labels, scores, pos_label=1) if n else nan
     out["ece"] = hand_ece(scores, labels)
+    out["squared_calibration_error"] = hand_sq_ce(scores, labels)
     return {k: float(v) for k, v in out.items()}
 
 
@@ -329,7 +332,10 @@ def test_group_values_match_fairlearn_metricframe(grouped_audit) -> None:
             if c.group in ("B", "C") and c.metric in by_group.columns:
                 vg, vr = by_group.loc[c.group, c.metric], by_group.loc["A", c.metric]
                 assert c.difference.value == pytest.approx(vg - vr, abs=TOL)
-                assert c.ratio.value == pytest.approx(vg / vr, abs=TOL)
+                if c.metric in RATIO_METRICS:
+                    assert c.ratio.value == pytest.approx(vg / vr, abs=TOL)
+                else:  # no ratio of error magnitudes near 0 (brier, ece) or of auprc
+                    assert c.ratio.value is None and "ratio" in c.ratio.reason
 
 
 def test_summary_matches_fairlearn_between_groups() -> None:
@@ -366,7 +372,10 @@ def test_summary_matches_fairlearn_between_groups() -> None:
     summary = res.attribute("site").summary
     for m in diff.index:
         assert summary[m].max_difference.value == pytest.approx(float(diff[m]), abs=TOL), m
-        assert summary[m].min_ratio.value == pytest.approx(float(ratio[m]), abs=TOL), m
+        if m in RATIO_METRICS:
+            assert summary[m].min_ratio.value == pytest.approx(float(ratio[m]), abs=TOL), m
+        else:
+            assert summary[m].min_ratio.value is None
 
 
 # --------------------------------------------------------------------------- closed-form jackknife
@@ -474,7 +483,7 @@ def test_batch_evaluate_equals_rowwise_point() -> None:
 
 
 def test_score_metrics_listed() -> None:
-    assert set(SCORE_METRICS) == {"auroc", "auprc", "brier", "ece"}
+    assert set(SCORE_METRICS) == {"auroc", "auprc", "brier", "ece", "squared_calibration_error"}
     assert set(RATE_METRICS) | set(SCORE_METRICS) == set(METRICS)
 
 

@@ -28,6 +28,7 @@ import pytest
 import scipy.stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.nonparametric import rank_compare_2indep
+from statsmodels.stats.proportion import confint_proportions_2indep
 
 from fairaudit.stats import AuditConfig, run_audit
 from fairaudit.stats import _tests as T
@@ -278,18 +279,27 @@ def _balanced_accuracy(s: np.ndarray, y: np.ndarray) -> float:
     return 0.5 * (np.mean(pred[y == 1]) + np.mean(~pred[y == 0]))
 
 
+def _brier(s: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean((s - y) ** 2))
+
+
 def test_permutation_p_values_in_audit_match_brute_force() -> None:
-    """ece / balanced_accuracy p-values ≈ shuffling group labels over rows (2000 draws each)."""
+    """Permutation p-values ≈ shuffling group labels over rows (2000 draws each): ece and the
+    mean brier with score intervals, balanced accuracy with bootstrap intervals."""
     sg, yg = binormal(120, 0.9, 0.4, 70, decimals=3)
     sr, yr = binormal(200, 1.0, 0.4, 71, decimals=3)
     sg = np.clip(sg * 1.1 - 0.02, 0, 1)  # a mild miscalibration: p-values neither 0 nor 1
     s, y = np.concatenate([sg, sr]), np.concatenate([yg, yr])
     g = np.array(["g"] * 120 + ["r"] * 200)
-    cfg = AuditConfig(bootstrap=50, permutations=2000, seed=4)
-    res = run_audit(y, s, {"a": g}, cfg, references={"a": "r"})
-    rows = {c.metric: c for c in res.attribute("a").comparisons}
     rng = np.random.default_rng(99)
-    for metric, fn in (("ece", _fast_ece), ("balanced_accuracy", _balanced_accuracy)):
+    for ci_method, metric, fn in (
+        ("score", "ece", _fast_ece),
+        ("score", "brier", _brier),
+        ("percentile", "balanced_accuracy", _balanced_accuracy),
+    ):
+        cfg = AuditConfig(bootstrap=50, permutations=2000, seed=4, ci_method=ci_method)
+        res = run_audit(y, s, {"a": g}, cfg, references={"a": "r"})
+        rows = {c.metric: c for c in res.attribute("a").comparisons}
         observed = fn(sg, yg) - fn(sr, yr)
         assert rows[metric].difference.value == pytest.approx(observed, abs=1e-9)
         hits = 0
@@ -340,14 +350,23 @@ def test_adjustment_equals_multipletests(audit_runs, corr) -> None:
     *_, runs = audit_runs
     cfg, res = runs[corr]
     rows = [c for _, c in res.comparisons()]
-    with_p = [c for c in rows if c.p_value is not None]
-    assert len(with_p) > 20 and len(with_p) < len(rows)  # some tests are undefined (tiny group)
+    # One row per hypothesis: fnr / tnr share their tpr / fpr twin's test, prevalence is not tested.
+    tested = [c for c in rows if c.metric not in ("fnr", "tnr")]
+    with_p = [c for c in tested if c.p_value is not None]
+    assert len(with_p) > 20 and len(with_p) < len(tested)  # some tests are undefined (tiny group)
+    assert all(c.p_value is None and "not tested" in c.reason for c in rows if c.metric == "prevalence")
     p = np.array([c.p_value for c in with_p])
     want = p if corr == "none" else multipletests(p, alpha=1 - cfg.ci_level, method=corr)[1]
     alpha = 1 - cfg.ci_level
     for c, w in zip(with_p, want, strict=True):
+        assert c.family == "exploratory"  # no primary metrics named: one family
         assert c.p_adjusted == pytest.approx(float(w), rel=1e-12, abs=0)
         assert c.significant == (w < alpha)
+    by_key = {(c.group, c.metric): c for c in rows}
+    for c in rows:
+        if c.metric in ("fnr", "tnr"):
+            twin = by_key[(c.group, {"fnr": "tpr", "tnr": "fpr"}[c.metric])]
+            assert c.tested_as == twin.metric and c.p_adjusted == twin.p_adjusted
     d = res.to_dict()
     for a in d["attributes"]:
         for c in a["comparisons"]:
@@ -362,8 +381,9 @@ def test_adjustment_equals_multipletests(audit_runs, corr) -> None:
 
 
 def test_audit_raw_p_values_equal_scipy(audit_runs) -> None:
-    y, s, attrs, runs = audit_runs
-    _, res = runs["holm"]
+    """With bootstrap intervals (--ci-method percentile): the classical tests, as scipy computes them."""
+    y, s, attrs, _ = audit_runs
+    res = run_audit(y, s, attrs, AuditConfig(bootstrap=40, permutations=199, seed=3, ci_method="percentile"))
     for attr_name, values in attrs.items():
         attr = res.attribute(attr_name)
         ref = attr.reference
@@ -382,13 +402,44 @@ def test_audit_raw_p_values_equal_scipy(audit_runs) -> None:
                 rr = rank_compare_2indep(s[mr][y[mr] == 1], s[mr][y[mr] == 0])
                 z = (rg.prob1 - rr.prob1) / math.sqrt(rg.var_prob + rr.var_prob)
                 assert c.test == "delong" and c.p_value == pytest.approx(2 * sps.norm.sf(abs(z)), rel=1e-9)
-            elif c.metric == "brier":
-                p = sps.mannwhitneyu((s[mg] - y[mg]) ** 2, (s[mr] - y[mr]) ** 2).pvalue
-                assert c.test == "mann_whitney_u" and c.p_value == pytest.approx(p, rel=1e-10)
-            elif c.metric in ("ece", "auprc", "balanced_accuracy"):
+            elif c.metric in ("ece", "auprc", "balanced_accuracy", "brier"):
                 assert c.test == "permutation"
                 if c.p_value is not None:
                     assert 1 / 200 <= c.p_value <= 1  # (1 + hits) / (1 + 199)
+
+
+def test_score_p_values_invert_statsmodels_newcombe_interval(audit_runs) -> None:
+    """With score intervals, a rate's p-value is the level at which statsmodels' Newcombe
+    interval of the difference just reaches 0: p < alpha exactly when it excludes 0."""
+    y, s, attrs, runs = audit_runs
+    _, res = runs["holm"]
+    checked = 0
+    for attr_name, values in attrs.items():
+        attr = res.attribute(attr_name)
+        mr = values == attr.reference
+        for c in attr.comparisons:
+            if c.metric not in PROPORTIONS or c.p_value is None or not 1e-6 < c.p_value < 0.999:
+                continue
+            mg = values == c.group
+            num, den = PROPORTIONS[c.metric]
+            cg, cr = hand_confusion(s[mg], y[mg], 0.5), hand_confusion(s[mr], y[mr], 0.5)
+            counts = (
+                sum(cg[k] for k in num),
+                sum(cg[k] for k in den),
+                sum(cr[k] for k in num),
+                sum(cr[k] for k in den),
+            )
+            assert c.test == "newcombe_score"
+            lo, hi = confint_proportions_2indep(*counts, method="newcomb", alpha=c.p_value)
+            assert min(abs(lo), abs(hi)) < 1e-7, (c.metric, c.group)
+            lo, hi = confint_proportions_2indep(*counts, method="newcomb", alpha=c.p_value * 1.01)
+            assert lo > 0 or hi < 0
+            lo, hi = confint_proportions_2indep(*counts, method="newcomb", alpha=c.p_value * 0.99)
+            assert lo < 0 < hi
+            want = confint_proportions_2indep(*counts, method="newcomb", alpha=0.05)
+            assert c.difference.ci == pytest.approx(want, abs=1e-9)
+            checked += 1
+    assert checked > 10
 
 
 def test_audit_omnibus_equals_scipy(audit_runs) -> None:
@@ -406,7 +457,75 @@ def test_audit_omnibus_equals_scipy(audit_runs) -> None:
         assert om[metric].test == "chi2"
         assert om[metric].df == len(table) - 1
         assert om[metric].p_value == pytest.approx(float(want.pvalue), rel=1e-10)
-    want = sps.kruskal(*[(s[site == g] - y[site == g]) ** 2 for g in names])
-    assert om["brier"].test == "kruskal_wallis"
-    assert om["brier"].p_value == pytest.approx(float(want.pvalue), rel=1e-10)
-    assert om["auroc"].test == "delong_chi2" and 0 <= om["auroc"].p_value <= 1
+    # Per-case brier: Welch's ANOVA of the means, by its formula (Welch 1951).
+    samples = [(s[site == g] - y[site == g]) ** 2 for g in names]
+    k = len(samples)
+    n = np.array([x.size for x in samples], dtype=float)
+    w = n / np.array([x.var(ddof=1) for x in samples])
+    means = np.array([x.mean() for x in samples])
+    grand = np.sum(w * means) / np.sum(w)
+    lam = np.sum((1 - w / w.sum()) ** 2 / (n - 1))
+    f = (np.sum(w * (means - grand) ** 2) / (k - 1)) / (1 + 2 * (k - 2) / (k**2 - 1) * lam)
+    p = sps.f.sf(f, k - 1, (k**2 - 1) / (3 * lam))
+    assert om["brier"].test == "welch_anova"
+    assert om["brier"].p_value == pytest.approx(float(p), rel=1e-8)
+    assert om["auroc"].test == "auroc_score_chi2" and 0 <= om["auroc"].p_value <= 1
+
+
+def test_primary_family_is_corrected_apart_from_the_exploratory_one(audit_runs) -> None:
+    y, s, attrs, _ = audit_runs
+    cfg = AuditConfig(bootstrap=40, permutations=199, seed=3, primary_metrics=("tpr", "auroc"))
+    res = run_audit(y, s, attrs, cfg)
+    rows = [c for _, c in res.comparisons()]
+    for family, metrics in (("primary", {"tpr", "auroc"}), ("exploratory", None)):
+        members = [c for c in rows if c.family == family and c.tested_as is None and c.p_value is not None]
+        if metrics is not None:
+            assert {c.metric for c in members} == metrics
+        want = multipletests([c.p_value for c in members], alpha=0.05, method="holm")[1]
+        assert [c.p_adjusted for c in members] == pytest.approx(list(want), rel=1e-12)
+    assert all(c.family == "primary" for c in rows if c.metric == "fnr")  # the twin of tpr
+    assert res.config["primary_metrics"] == ["tpr", "auroc"]
+    with pytest.raises(ValueError, match="primary-metrics"):
+        AuditConfig(primary_metrics=("sensitivity",))
+
+
+@pytest.mark.parametrize("corr", ["holm", "bonferroni", "fdr_bh"])
+def test_adjusted_intervals_say_what_adjusted_p_values_say(audit_runs, corr) -> None:
+    """Simultaneous intervals: 'significant after correction' iff 'the adjusted interval
+    excludes 0', in every row with a test inverting its interval; with Bonferroni a rate's
+    adjusted interval is statsmodels' Newcombe interval at alpha / m."""
+    y, s, attrs, _ = audit_runs
+    res = run_audit(y, s, attrs, AuditConfig(bootstrap=40, permutations=199, seed=3, correction=corr))
+    family = [c for _, c in res.comparisons() if c.p_value is not None and c.tested_as is None]
+    checked = 0
+    for attr_name, values in attrs.items():
+        attr = res.attribute(attr_name)
+        mr = values == attr.reference
+        for c in attr.comparisons:
+            if c.adjusted is None or c.adjusted.ci is None:
+                continue
+            lo, hi = c.adjusted.ci
+            assert lo <= c.difference.ci[0] + 1e-12 and hi >= c.difference.ci[1] - 1e-12  # wider
+            if c.test in ("newcombe_score", "auroc_score_mover"):
+                assert c.significant == (lo > 0 or hi < 0), (c.metric, c.group)
+                checked += 1
+            if (
+                corr == "bonferroni"
+                and c.metric in ("selection_rate", "accuracy")
+                and c.test == "newcombe_score"
+            ):
+                mg = values == c.group
+                num, den = PROPORTIONS[c.metric]
+                cg, cr = hand_confusion(s[mg], y[mg], 0.5), hand_confusion(s[mr], y[mr], 0.5)
+                counts = [sum(cg[k] for k in num), sum(cg[k] for k in den)]
+                counts += [sum(cr[k] for k in num), sum(cr[k] for k in den)]
+                want = confint_proportions_2indep(*counts, method="newcomb", alpha=0.05 / len(family))
+                assert c.adjusted.ci == pytest.approx(want, abs=1e-9)
+    assert checked > 10
+    cons = res.to_dict()["consistency"]
+    assert cons["rows"] == len([c for c in family if c.difference.ci is not None])
+    assert cons["agree"] >= 0.9 * cons["rows"]
+    assert (
+        len(cons["disagreements"]) == cons["rows"] - min(cons["agree"], cons["agree_adjusted"])
+        or cons["disagreements"]
+    )

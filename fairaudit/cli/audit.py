@@ -1,4 +1,5 @@
-"""`fairaudit audit`: flags in, library call, exit code out (0 done, 1 gate failed, 2 bad input)."""
+"""`fairaudit audit`: flags in, library call, exit code out (0 done, 1 gate failed or
+inconclusive under on_inconclusive = "fail", 2 bad input)."""
 
 from __future__ import annotations
 
@@ -134,14 +135,33 @@ def audit(
         int | None,
         typer.Option(
             "--permutations",
-            help="Permutations for ece/auprc/balanced_accuracy tests. \\[default: the --bootstrap count]",
+            help="Permutations for the brier, auprc, ece and squared_calibration_error tests (and "
+            "balanced_accuracy under percentile / bca), raised where needed so the smallest p can "
+            "pass the first corrected threshold. \\[default: the --bootstrap count]",
         ),
     ] = None,
     ci_level: Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")] = 0.95,
-    ci_method: Annotated[str, typer.Option("--ci-method", help="percentile or bca.")] = "percentile",
+    ci_method: Annotated[
+        str,
+        typer.Option(
+            "--ci-method",
+            help="score (Wilson/Newcombe/Koopman score intervals for rates, a score interval for AUROC, "
+            "the bootstrap for means), exact (Clopper-Pearson for rates), or percentile / bca "
+            "(the bootstrap for every metric). See docs/statistics.md.",
+        ),
+    ] = "score",
     correction: Annotated[
         str, typer.Option("--correction", help="holm, fdr_bh, bonferroni or none.")
     ] = "holm",
+    primary_metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--primary-metrics",
+            help="Comma-separated metrics of the pre-specified primary family, corrected on their "
+            "own; the other comparisons form the exploratory family. \\[default: the --gate "
+            "policy's metrics, else none]",
+        ),
+    ] = None,
     min_group_size: Annotated[
         int, typer.Option("--min-group-size", help="Groups with fewer cases are marked small.")
     ] = 30,
@@ -164,7 +184,11 @@ def audit(
         ),
     ] = 2**28,
     gate: Annotated[
-        Path | None, typer.Option("--gate", help="Gate policy TOML; exit code 1 when it fails.")
+        Path | None,
+        typer.Option(
+            "--gate",
+            help="Gate policy TOML; exit code 1 when it fails, or is inconclusive (policy on_inconclusive).",
+        ),
     ] = None,
     baseline_predictions: Annotated[
         Path | None,
@@ -272,6 +296,16 @@ def audit(
                 f"--format: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(_FORMATS)}."
             )
         from fairaudit.io.dicom_attributes import parse_bins
+        from fairaudit.stats._audit import KNOWN_PRIMARY
+
+        primary = None
+        if primary_metrics is not None:
+            primary = tuple(m.strip().lower() for m in primary_metrics.split(",") if m.strip())
+            unknown = [m for m in primary if m not in KNOWN_PRIMARY]
+            if unknown:
+                raise InputError(
+                    f"--primary-metrics: unknown metric(s) {', '.join(unknown)}; known: {', '.join(KNOWN_PRIMARY)}."
+                )
         from fairaudit.pipeline import (
             AuditRequest,
             audit_predictions,
@@ -301,6 +335,7 @@ def audit(
             ci_level=ci_level,
             ci_method=ci_method.lower(),
             correction=correction.lower(),
+            primary_metrics=primary,
             min_group_size=min_group_size,
             seed=seed,
             workers=workers,

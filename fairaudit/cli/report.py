@@ -16,7 +16,8 @@ import typer
 
 HELP = (
     "Re-render report.html, report.md and junit.xml from a saved results.json (no data, no "
-    "recomputation). Exit code 1 when the recorded gate failed, as `audit` gives."
+    "recomputation). Exit code 1 when the recorded gate did not pass (failed, or inconclusive "
+    "under on_inconclusive = fail), as `audit` gives."
 )
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ _FORMATS = ("html", "md", "json", "junit")
 def load_results(path: Path) -> dict:
     """Read and validate a results.json; every problem is an InputError naming the file."""
     from fairaudit.errors import InputError
-    from fairaudit.schema import SCHEMA_VERSION, validate_results
+    from fairaudit.schema import READABLE_VERSIONS, validate_results
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -41,9 +42,9 @@ def load_results(path: Path) -> dict:
     if not isinstance(results, dict):
         raise InputError("is not a fairaudit results.json (expected a JSON object).", file=str(path))
     version = results.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise InputError(
-            f"has schema_version {version!r}; this fairaudit reads version {SCHEMA_VERSION!r}.",
+            f"has schema_version {version!r}; this fairaudit reads versions {', '.join(READABLE_VERSIONS)}.",
             file=str(path),
             hint="Re-render it with the fairaudit version that wrote it (results['fairaudit_version']).",
         )
@@ -101,5 +102,7 @@ def report(
     if not json_out:
         for path in files.values():
             err.print(f"Wrote {escape(str(path))}")
+    # `passed` is the exit code in both schema versions: a version-2 gate sets it from the
+    # outcome and on_inconclusive, a version-1 gate meant "did not fail" (docs/ci.md).
     gate = results.get("gate")
     raise typer.Exit(1 if gate is not None and not gate.get("passed", True) else 0)

@@ -235,7 +235,7 @@ def build_cohort(
         score = (pred.column(spec.prediction_column, option="--prediction-column"), "prediction")
         has_scores = False
         log.warning(
-            "%s has 0/1 predictions ('%s') and no score column: auroc, auprc, brier and ece will be null.",
+            "%s has 0/1 predictions ('%s') and no score column: auroc, auprc, brier, ece and squared_calibration_error will be null.",
             pred.name,
             score[0],
         )

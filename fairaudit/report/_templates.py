@@ -42,6 +42,7 @@ METRIC_ORDER: tuple[str, ...] = (
     "auprc",
     "brier",
     "ece",
+    "squared_calibration_error",
     "dice",
     "iou",
     "hd95",
@@ -80,6 +81,12 @@ TEST_NAMES: dict[str, str] = {
     "delong_chi2": "DeLong chi-square",
     "mcnemar": "McNemar (exact)",
     "delong_paired": "paired DeLong",
+    "newcombe_score": "Newcombe score (inverted interval)",
+    "mover_exact": "exact MOVER (inverted interval)",
+    "auroc_score_mover": "AUROC score MOVER (inverted interval)",
+    "auroc_score_chi2": "AUROC score chi-square",
+    "welch_anova": "Welch ANOVA",
+    "anova": "one-way ANOVA",
     "wilcoxon": "Wilcoxon signed-rank",
 }
 
@@ -90,7 +97,12 @@ CORRECTION_NAMES: dict[str, str] = {
     "none": "none",
 }
 
-CI_METHOD_NAMES: dict[str, str] = {"percentile": "percentile", "bca": "BCa"}
+CI_METHOD_NAMES: dict[str, str] = {
+    "score": "score intervals (modified Wilson, Newcombe, Koopman; AUROC score interval; bootstrap for means)",
+    "exact": "exact intervals (Clopper-Pearson and MOVER; AUROC score interval; bootstrap for means)",
+    "percentile": "percentile bootstrap",
+    "bca": "BCa bootstrap",
+}
 
 #: Metric columns of the Markdown group tables (a pull-request comment is narrow).
 MD_GROUP_METRICS = 6
@@ -330,19 +342,149 @@ def _largest_disparity(
     }
 
 
+# Rows that repeat another's test (fnr, tnr) or are not tested (prevalence) never headline.
+_NOT_HEADLINED = frozenset({"fnr", "tnr", "prevalence"})
+
+
+def _headline(attribute: Mapping[str, Any], primary: Iterable[str]) -> list[dict[str, Any]]:
+    """Per family of comparable units, the worst group's signed difference to the reference.
+
+    The metric shown is the one whose worst comparison has the most evidence (smallest
+    unadjusted p), among the primary metrics when there are any; beside it the heterogeneity
+    test across all groups (docs/statistics.md, "The headline"). Version 1 results and audits
+    without these summaries fall back to the largest between-group difference.
+    """
+    summary = attribute.get("summary") or {}
+    if not any(isinstance(s, Mapping) and s.get("worst_difference") for s in summary.values()):
+        return [{**d, "kind": "range"} for d in _largest_disparities(attribute)]
+    primary = set(primary)
+    other = {m for family in _UNIT_FAMILIES for m in family}
+    rows = []
+    for family in ([m for m in summary if m not in other], *_UNIT_FAMILIES):
+        names = [
+            m
+            for m in family
+            if m in summary
+            and m not in _NOT_HEADLINED
+            and (summary[m].get("worst_difference") or {}).get("difference", {}).get("value") is not None
+        ]
+        if primary and any(m in primary for m in names):
+            names = [m for m in names if m in primary]
+        if not names:
+            continue
+
+        def evidence(m: str) -> tuple[float, float]:
+            worst = summary[m]["worst_difference"]
+            p = worst.get("p_value")
+            return (1.0 if p is None else float(p), -abs(float(worst["difference"]["value"])))
+
+        metric = min(order_metrics(names), key=evidence)
+        worst = summary[metric]["worst_difference"]
+        het = summary[metric].get("heterogeneity") or {}
+        rows.append(
+            {
+                "kind": "worst",
+                "attribute": attribute.get("name", ""),
+                "metric": metric,
+                "group": worst.get("group"),
+                "reference": worst.get("reference"),
+                "difference": fmt_est(worst.get("difference")),
+                "p_value": fmt_p(worst.get("p_value")),
+                "p_adjusted": fmt_p(worst.get("p_adjusted")),
+                "small": bool(worst.get("small")),
+                "heterogeneity_test": test_name(het.get("test")) if het.get("test") else "",
+                "heterogeneity_p": fmt_p(het.get("p_value")) if het.get("test") else "",
+                "max_difference": fmt_est(summary[metric].get("max_difference")),
+            }
+        )
+    return rows
+
+
+def _consistency_view(consistency: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """results.json's `consistency` (schema 2) for the Methods section; None for version 1."""
+    if not consistency:
+        return None
+    return {
+        "rows": fmt_num(consistency.get("rows")),
+        "agree": fmt_num(consistency.get("agree")),
+        "disagreements": [
+            {
+                "attribute": str(d.get("attribute", "")),
+                "metric": str(d.get("metric", "")),
+                "group": str(d.get("group", "")),
+                "test": test_name(d.get("test")),
+                "p_value": fmt_p(d.get("p_value")),
+                "ci": fmt_ci(d.get("ci")),
+            }
+            for d in consistency.get("disagreements") or []
+        ],
+    }
+
+
+def gate_summary(gate: Mapping[str, Any]) -> dict[str, Any]:
+    """The gate's outcome and counts, the same in every report (docs/ci.md, "The verdict").
+
+    A version-1 results.json has no "outcome": it is derived from "passed" (which then
+    meant "no deciding check failed") and the counts from the checks.
+    """
+    checks = gate.get("checks") or []
+    deciding = [c for c in checks if c.get("decides", True) is not False]
+    n_pass = sum(1 for c in deciding if c.get("status") == "pass")
+    n_fail = sum(1 for c in deciding if c.get("status") == "fail")
+    passed = bool(gate.get("passed"))
+    outcome = gate.get("outcome")
+    if outcome not in ("pass", "fail", "inconclusive"):
+        outcome = "pass" if passed else "fail"
+    decided = gate.get("decided")
+    undecided = gate.get("undecided")
+    if not isinstance(decided, int) or not isinstance(undecided, int):
+        decided, undecided = n_pass + n_fail, len(checks) - n_pass - n_fail
+    on_inconclusive = gate.get("on_inconclusive")
+    exit_code = 0 if passed else 1
+    text = (
+        f"{len(checks)} checks, {decided} decided ({n_pass} pass, {n_fail} fail), {undecided} undecided; "
+        f"exit code {exit_code}"
+    )
+    if outcome == "inconclusive" and on_inconclusive in ("fail", "pass"):
+        text += f" (on_inconclusive = {on_inconclusive})"
+    label = {"pass": "Gate passed", "fail": "Gate failed", "inconclusive": "Gate inconclusive"}[outcome]
+    return {
+        "outcome": outcome,
+        "passed": passed,
+        "status": {"pass": "passed", "fail": "failed", "inconclusive": "inconclusive"}[outcome],
+        "label": label,
+        "decided": decided,
+        "undecided": undecided,
+        "decided_pass": n_pass,
+        "decided_fail": n_fail,
+        "on_inconclusive": on_inconclusive,
+        "exit_code": exit_code,
+        "text": text,
+    }
+
+
 def _verdict(results: Mapping[str, Any]) -> dict[str, Any]:
     gate = results.get("gate")
     if not gate:
-        return {"status": "none", "label": "No gate", "counts": {}, "failed": [], "n_checks": 0}
+        return {
+            "status": "none",
+            "label": "No gate",
+            "counts": {},
+            "failed": [],
+            "inconclusive": [],
+            "n_checks": 0,
+        }
     checks = gate.get("checks") or []
     counts = {s: sum(1 for c in checks if c.get("status") == s) for s in ("pass", "fail", "inconclusive")}
     failed = [c for c in checks if c.get("status") == "fail" and c.get("decides", True) is not False]
-    passed = bool(gate.get("passed"))
+    summary = gate_summary(gate)
+    # What kept an inconclusive gate from passing: its deciding checks that did not decide.
+    unsure = [c for c in checks if c.get("status") == "inconclusive" and c.get("decides", True) is not False]
     return {
-        "status": "passed" if passed else "failed",
-        "label": "Gate passed" if passed else "Gate failed",
+        **summary,
         "counts": counts,
         "failed": failed,
+        "inconclusive": unsure if summary["outcome"] == "inconclusive" else [],
         "n_checks": len(checks),
         "decide": gate.get("decide"),
     }
@@ -508,7 +650,7 @@ def _gate_view(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
             }
         )
     return {
-        "passed": bool(gate.get("passed")),
+        **gate_summary(gate),
         "decide": gate.get("decide"),
         "checks": checks,
         "notes": notes.items,
@@ -667,7 +809,12 @@ def build_view(
             "command": str(results["command"]) if results.get("command") else "",
         },
         "verdict": _verdict(results),
-        "disparities": [d for a in results.get("attributes") or [] for d in _largest_disparities(a)],
+        "consistency": _consistency_view(results.get("consistency")),
+        "disparities": [
+            d
+            for a in results.get("attributes") or []
+            for d in _headline(a, config.get("primary_metrics") or ())
+        ],
         "inputs": {
             "n_records": fmt_num(inputs.get("n_records")),
             "n_included": fmt_num(inputs.get("n_included")),
@@ -681,11 +828,13 @@ def build_view(
             "ci_level": fmt_level(ci_level),
             "alpha": fmt_num(1 - ci_level, 3) if _is_number(ci_level) else DASH,
             "ci_method": CI_METHOD_NAMES.get(str(config.get("ci_method")), str(config.get("ci_method"))),
+            "ci_method_key": str(config.get("ci_method")),
             "correction": CORRECTION_NAMES.get(str(config.get("correction")), str(config.get("correction"))),
             "threshold": fmt_num(config.get("threshold"), 3),
             "threshold_policy": str(config["threshold_policy"]) if config.get("threshold_policy") else "",
             "seed": DASH if config.get("seed") is None else str(config.get("seed")),
             "min_group_size": fmt_num(config.get("min_group_size")),
+            "primary_metrics": ", ".join(str(m) for m in config.get("primary_metrics") or ()),
             "permutations": fmt_num(config["permutations"]) if "permutations" in config else "",
         },
         "model": (

@@ -1,9 +1,14 @@
 """junit.xml for CI systems: one testcase per gate check.
 
-A failed check is a <failure>, an inconclusive one a <skipped> with the reason (a
-<failure> under decide = "evidence_of_fairness", where inconclusive checks fail the
-gate), and a check on a small group (which never decides the gate) is <skipped> too, so
-CI dashboards show exactly which checks decided the release.
+A failed check is a <failure>. An inconclusive check that decides is a <failure> when
+the policy's on_inconclusive = "fail" (it keeps the release back), else a <skipped> with
+the reason; a check on too little data (which never decides) is <skipped>. When no check
+decides at all, one more testcase, "gate:verdict", says so (a <failure> under
+on_inconclusive = "fail"), so that a suite of skips never looks green while the exit code
+is 1. The suite's <properties> carry the outcome and its counts (docs/ci.md).
+
+A version-1 results.json (no "on_inconclusive") keeps its rule: inconclusive checks are
+failures under decide = "evidence_of_fairness", else skipped.
 """
 
 from __future__ import annotations
@@ -12,24 +17,43 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from fairaudit.report._templates import gate_summary
+
 
 def _fmt(est: Mapping[str, Any] | None) -> str:
     if not est or est.get("value") is None:
         return "undefined" + (f" ({est.get('reason')})" if est and est.get("reason") else "")
     ci = est.get("ci")
     text = f"{est['value']:.4g}"
-    if ci and ci[0] is not None and ci[1] is not None:
-        text += f" [{ci[0]:.4g}, {ci[1]:.4g}]"
+    if ci and (ci[0] is not None or ci[1] is not None):
+        lo = "-inf" if ci[0] is None else f"{ci[0]:.4g}"
+        hi = "inf" if ci[1] is None else f"{ci[1]:.4g}"
+        text += f" [{lo}, {hi}]"
     return text
+
+
+def _inconclusive_fails(gate: Mapping[str, Any]) -> bool:
+    """Whether a deciding inconclusive check keeps the release back."""
+    on_inconclusive = gate.get("on_inconclusive")
+    if on_inconclusive in ("fail", "pass"):
+        return on_inconclusive == "fail"
+    return gate.get("decide") == "evidence_of_fairness"  # version 1
 
 
 def render_junit(results: Mapping[str, Any]) -> str:
     """The gate's checks as a JUnit XML document (an empty suite when there is no gate)."""
     gate = results.get("gate") or {"checks": []}
     checks = gate.get("checks", [])
-    strict = gate.get("decide") == "evidence_of_fairness"
-    suite = ET.Element("testsuite", name="fairaudit.gate", tests=str(len(checks)))
+    strict = _inconclusive_fails(gate)
+    suite = ET.Element("testsuite", name="fairaudit.gate")
     failures = skipped = 0
+    if results.get("gate"):
+        summary = gate_summary(gate)
+        props = ET.SubElement(suite, "properties")
+        for key in ("outcome", "decided", "undecided", "exit_code"):
+            ET.SubElement(props, "property", name=f"gate.{key}", value=str(summary[key]))
+        if summary["on_inconclusive"] in ("fail", "pass"):
+            ET.SubElement(props, "property", name="gate.on_inconclusive", value=summary["on_inconclusive"])
     for c in checks:
         name = f"{c['attribute']}:{c['group']}:{c['metric']}:{c['rule']}"
         case = ET.SubElement(suite, "testcase", classname=f"fairaudit.{c['attribute']}", name=name)
@@ -44,15 +68,29 @@ def render_junit(results: Mapping[str, Any]) -> str:
             ET.SubElement(case, "failure", message=msg, type="fairness_gate").text = msg
             failures += 1
         elif c["status"] == "inconclusive" and strict:
-            why = (
-                f"{msg}; inconclusive ({c.get('note', 'the interval straddles the bound')}), and the policy "
+            why = f"{msg}; inconclusive ({c.get('note') or 'the interval straddles the bound'}), "
+            why += (
+                "and the policy asks for evidence of fairness"
+                if gate.get("on_inconclusive") is None
+                else "and the policy's on_inconclusive = fail keeps the release back"
             )
-            why += "asks for evidence of fairness"
             ET.SubElement(case, "failure", message=why, type="fairness_gate_inconclusive").text = why
             failures += 1
         elif c["status"] == "inconclusive":
             ET.SubElement(case, "skipped", message=f"{msg}; inconclusive: {c.get('note', '')}")
             skipped += 1
+    if results.get("gate") and "outcome" in gate and not any(c.get("decides", True) for c in checks):
+        # Nothing decided: without this case the suite would be all skips (green) with exit code 1.
+        summary = gate_summary(gate)
+        case = ET.SubElement(suite, "testcase", classname="fairaudit.gate", name="gate:verdict")
+        msg = f"{summary['label']}: no check could decide ({summary['text']})"
+        if summary["passed"]:
+            ET.SubElement(case, "skipped", message=msg)
+            skipped += 1
+        else:
+            ET.SubElement(case, "failure", message=msg, type="fairness_gate_inconclusive").text = msg
+            failures += 1
+    suite.set("tests", str(len(suite.findall("testcase"))))
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))
     suite.set("errors", "0")

@@ -66,6 +66,7 @@ METRIC_TITLES: dict[str, str] = {
     "auprc": "average precision",
     "brier": "Brier score (lower is better)",
     "ece": "expected calibration error (lower is better)",
+    "squared_calibration_error": "debiased squared calibration error (lower is better; may be below 0)",
     "dice": "Dice overlap",
     "iou": "intersection over union",
     "hd95": "95th percentile Hausdorff distance (lower is better)",

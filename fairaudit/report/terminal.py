@@ -34,6 +34,15 @@ _NARROW = 110
 _STATUS_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow"}
 
 
+# How the terminal names each --ci-method (docs/statistics.md).
+_CI_WORDS = {
+    "score": "score (bootstrap for means)",
+    "exact": "exact (bootstrap for means)",
+    "percentile": "percentile bootstrap",
+    "bca": "BCa bootstrap",
+}
+
+
 def _chosen_metrics(metrics: list[str]) -> list[str]:
     """tpr, fpr and auroc when present, else the first few metrics there are."""
     chosen = [m for m in _TERMINAL_METRICS if m in metrics]
@@ -41,17 +50,13 @@ def _chosen_metrics(metrics: list[str]) -> list[str]:
 
 
 def _verdict_line(view: Mapping[str, Any]) -> str:
+    """One line that says the outcome plainly, with the counts and the exit code."""
     verdict = view["verdict"]
     if verdict["status"] == "none":
         return "[bold]Verdict:[/] [yellow]no gate[/] (no policy given; nothing passed or failed)"
-    counts = verdict["counts"]
-    detail = (
-        f"{verdict['n_checks']} checks: {counts['pass']} pass, {counts['fail']} fail, "
-        f"{counts['inconclusive']} inconclusive"
-    )
-    if verdict["status"] == "passed":
-        return f"[bold]Verdict:[/] [bold green]gate passed[/] ({detail})"
-    return f"[bold]Verdict:[/] [bold red]gate failed[/] ({detail})"
+    style = {"passed": "bold green", "failed": "bold red"}.get(verdict["status"], "bold yellow")
+    label = {"passed": "gate passed", "failed": "gate failed"}.get(verdict["status"], "gate inconclusive")
+    return f"[bold]Verdict:[/] [{style}]{label}[/]: {escape(verdict['text'])}"
 
 
 def _shown_groups(groups: list[dict]) -> list[dict]:
@@ -110,7 +115,7 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
     )
     config = view["config"]
     console.print(
-        f"[dim]{escape(config['ci_level'])} {escape(config['ci_method'])} bootstrap intervals "
+        f"[dim]{escape(config['ci_level'])} {escape(_CI_WORDS.get(config['ci_method'], config['ci_method']))} intervals "
         f"(B = {escape(config['bootstrap'])}), {escape(config['correction'])} correction, "
         f"threshold {escape(config['threshold'])}[/]"
     )
@@ -166,14 +171,15 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
         )
 
     if view["disparities"]:
-        console.print(
-            "[bold]Largest disparities[/] (largest between-group difference, groups of adequate size):"
-        )
-        for d in view["disparities"]:
-            worst = "" if d["worst_group"] is None else f", worst group {escape(str(d['worst_group']))}"
-            console.print(
-                f"  {escape(d['attribute'])}: {escape(d['metric'])} {escape(d['max_difference'])}{worst}"
+        if view["disparities"][0].get("kind") == "worst":
+            title = "[bold]Per attribute[/] (the group furthest from the reference, and across all groups):"
+        else:
+            title = (
+                "[bold]Largest disparities[/] (largest between-group difference, groups of adequate size):"
             )
+        console.print(title)
+        for d in view["disparities"]:
+            console.print("  " + _headline_line(d))
 
     baseline = view.get("baseline")
     if baseline:
@@ -194,27 +200,66 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
 
     gate = view["gate"]
     if gate:
-        bad = [c for c in gate["checks"] if c["status"] == "fail"]
-        unsure = [c for c in gate["checks"] if c["status"] == "inconclusive"]
-        if gate_decide(results) == "evidence_of_fairness":
-            bad += unsure  # these decide the gate too
-        if bad:
-            console.print("[bold]Gate checks that did not pass:[/]")
+        _print_gate_checks(console, gate, view["verdict"])
+
+
+def _headline_line(d: Mapping[str, Any]) -> str:
+    """One attribute's headline: the worst signed difference, or (version 1) the range."""
+    name = f"{escape(str(d['attribute']))}: {escape(d['metric'])}"
+    if d.get("kind") != "worst":
+        worst = "" if d.get("worst_group") is None else f", worst group {escape(str(d['worst_group']))}"
+        return f"{name} largest difference {escape(d['max_difference'])}{worst}"
+    small = " (small)" if d["small"] else ""
+    het = (
+        f"; across groups {escape(d['heterogeneity_test'])} p {d['heterogeneity_p']}"
+        if d["heterogeneity_test"]
+        else ""
+    )
+    return (
+        f"{name} {escape(str(d['group']))} − {escape(str(d['reference']))} = {escape(d['difference'])}"
+        f"{small}, p {d['p_value']} (adj. {d['p_adjusted']}){het}"
+    )
+
+
+def _check_line(check: Mapping[str, Any]) -> str:
+    style = _STATUS_STYLE.get(check["status"], "")
+    status = escape(check["status"])
+    label = f"[{style}]{status}[/]" if style else status
+    note = f"; [dim]{escape(check['note'])}[/]" if check["note"] else ""
+    return (
+        f"  {label}: {escape(check['rule'])} {escape(check['metric'])} "
+        f"{escape(check['attribute'])}={escape(check['group'])} "
+        f"bound {escape(check['bound'])}, observed {escape(check['observed'].text)}{note}"
+    )
+
+
+def _print_gate_checks(console: Console, gate: Mapping[str, Any], verdict: Mapping[str, Any]) -> None:
+    """The deciding checks that kept the gate from passing: failures first, then the undecided."""
+    deciding = [c for c in gate["checks"] if c["decides"]]
+    bad = [c for c in deciding if c["status"] == "fail"]
+    unsure = [c for c in deciding if c["status"] == "inconclusive"]
+    if (
+        verdict.get("outcome") == "fail"
+        and verdict.get("decide") == "evidence_of_fairness"
+        and gate.get("on_inconclusive") is None
+    ):
+        bad += unsure  # a version-1 results.json: these failed an evidence_of_fairness gate
+        unsure = []
+    if bad:
+        console.print("[bold]Gate checks that did not pass:[/]")
         for check in bad[:_MAX_SIGNIFICANT]:
-            style = _STATUS_STYLE.get(check["status"], "")
-            status = escape(check["status"])
-            label = f"[{style}]{status}[/]" if style else status
-            note = f"; [dim]{escape(check['note'])}[/]" if check["note"] else ""
-            console.print(
-                f"  {label}: {escape(check['rule'])} {escape(check['metric'])} "
-                f"{escape(check['attribute'])}={escape(check['group'])} "
-                f"bound {escape(check['bound'])}, observed {escape(check['observed'].text)}{note}"
-            )
-        if unsure and gate_decide(results) != "evidence_of_fairness":
-            console.print(
-                f"[dim]{len(unsure)} inconclusive checks (the interval straddles the bound; they do "
-                "not fail this gate): see report.html[/]"
-            )
+            console.print(_check_line(check))
+    if unsure and verdict.get("outcome") == "inconclusive":
+        console.print("[bold]Gate checks that could not decide (the gate is inconclusive):[/]")
+        for check in unsure[:_MAX_SIGNIFICANT]:
+            console.print(_check_line(check))
+        if len(unsure) > _MAX_SIGNIFICANT:
+            console.print(f"[dim]  ... and {len(unsure) - _MAX_SIGNIFICANT} more: see report.html[/]")
+    elif unsure:
+        console.print(f"[dim]{len(unsure)} inconclusive checks: see report.html[/]")
+    small = len(gate["checks"]) - len(deciding)
+    if small:
+        console.print(f"[dim]{small} checks on too little data were reported but do not decide the gate.[/]")
 
 
 def gate_decide(results: Mapping[str, Any]) -> str | None:

@@ -1,4 +1,4 @@
-"""The JSON Schema of results.json (schema_version "1") and a validator for it.
+"""The JSON Schema of results.json (schema_version "2"; "1" files still validate) and a validator.
 
 The schema ships inside the package so that users' scripts and our own tests check
 the same contract. jsonschema is only a development dependency, so when it is not
@@ -14,11 +14,13 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "load_schema", "validate_results"]
+__all__ = ["READABLE_VERSIONS", "SCHEMA_VERSION", "load_schema", "validate_results"]
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+#: Versions `fairaudit report` renders: "1" (before the statistics revision) and "2".
+READABLE_VERSIONS = ("1", "2")
 _SCHEMA_FILE = "results.schema.json"
 
 

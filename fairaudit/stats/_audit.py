@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 
 from fairaudit.stats import _tests as T
+from fairaudit.stats._analytic import (
+    ANALYTIC_METHODS,
+    NO_RATIO_REASON,
+    RATIO_METRICS,
+    Analytic,
+    Counts,
+    denominator,
+    variance_free,
+)
 from fairaudit.stats._cells import (
     RESAMPLE_GRID,
     Cells,
@@ -30,6 +40,7 @@ from fairaudit.stats._metrics import (
     MetricKernel,
 )
 from fairaudit.stats._resample import bootstrap_task, permutation_task, run_tasks
+from fairaudit.stats._segmentation import SEGMENTATION_METRICS
 from fairaudit.stats.result import (
     AttributeResult,
     AuditResult,
@@ -42,9 +53,18 @@ from fairaudit.stats.result import (
 
 log = logging.getLogger(__name__)
 
-PERMUTATION_METRICS: tuple[str, ...] = ("balanced_accuracy", "auprc", "ece")
 CORRECTIONS = ("holm", "fdr_bh", "bonferroni", "none")
-CI_METHODS = ("percentile", "bca")
+# "score" and "exact": closed-form intervals where they exist (docs/statistics.md), the
+# bootstrap elsewhere; "percentile" and "bca": the bootstrap for every metric.
+CI_METHODS = ("score", "exact", "percentile", "bca")
+# tpr and fnr (tnr and fpr) are one hypothesis: the second of each pair takes the first's
+# test and is not counted again in its family. Prevalence describes the cohort, not the
+# model: it is shown, not tested.
+TESTED_AS: dict[str, str] = {"fnr": "tpr", "tnr": "fpr"}
+UNTESTED_REASON = {"prevalence": "prevalence describes the cohort, not the model: described, not tested"}
+KNOWN_PRIMARY: tuple[str, ...] = METRICS + SEGMENTATION_METRICS
+# Mean metrics are tested by permuting group labels (the mean difference, as their interval).
+_MEAN_PERMUTED: tuple[str, ...] = ("brier", "auprc", "ece", "squared_calibration_error")
 
 
 @dataclass(frozen=True)
@@ -53,12 +73,15 @@ class AuditConfig:
 
     bootstrap: int = 2000
     ci_level: float = 0.95
-    ci_method: str = "percentile"
+    ci_method: str = "score"
     seed: int = 0
     threshold: float = 0.5
     min_group_size: int = 30
     correction: str = "holm"
     permutations: int | None = None  # None: as many as bootstrap resamples
+    # The pre-specified primary family (the gated metrics, or --primary-metrics); the rest of
+    # the comparisons are the exploratory family, corrected on its own (docs/statistics.md).
+    primary_metrics: tuple[str, ...] = ()
     workers: int | None = field(default=None, compare=False)  # processes; not a result setting
 
     def __post_init__(self) -> None:
@@ -74,11 +97,26 @@ class AuditConfig:
             raise ValueError("--threshold must be in [0, 1]")
         if self.min_group_size < 0:
             raise ValueError("--min-group-size must be >= 0")
+        unknown = [m for m in self.primary_metrics if m not in KNOWN_PRIMARY]
+        if unknown:
+            raise ValueError(
+                f"--primary-metrics: unknown metric(s) {', '.join(unknown)}; known: {', '.join(KNOWN_PRIMARY)}"
+            )
 
     @property
     def alpha(self) -> float:
         """1 - ci_level, rounded so that 1 - 0.95 is exactly 0.05 (not 0.050000000000000044)."""
         return round(1.0 - self.ci_level, 12)
+
+    @property
+    def analytic(self) -> bool:
+        """Closed-form intervals and inverted tests where a metric has them."""
+        return self.ci_method in ANALYTIC_METHODS
+
+    @property
+    def permutation_metrics(self) -> tuple[str, ...]:
+        """Metrics whose comparison is a permutation test."""
+        return _MEAN_PERMUTED if self.analytic else ("balanced_accuracy", *_MEAN_PERMUTED)
 
     @property
     def n_permutations(self) -> int:
@@ -87,6 +125,7 @@ class AuditConfig:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["permutations"] = self.n_permutations
+        out["primary_metrics"] = list(self.primary_metrics)
         out.pop("workers")
         return out
 
@@ -97,6 +136,7 @@ class _GroupStats:
 
     name: str
     cells: Cells
+    counts: Counts
     kernel: MetricKernel
     point: dict[str, float]
     resample_cells: Cells
@@ -127,7 +167,9 @@ def _prepare(name: str, cells: Cells, cfg: AuditConfig, has_scores: bool) -> _Gr
             for m in kernel.metrics
         }
     loo, w = kernel.leave_one_out(cells.pos, cells.neg) if cfg.ci_method == "bca" else ({}, np.empty(0))
-    return _GroupStats(name, cells, kernel, point, rcells, shift, loo, w)
+    conf = T.confusion(cells, cfg.threshold)
+    counts = Counts(conf["tp"], conf["fp"], conf["tn"], conf["fn"])
+    return _GroupStats(name, cells, counts, kernel, point, rcells, shift, loo, w)
 
 
 def _bootstrap_all(
@@ -151,24 +193,33 @@ def _interval(
     return percentile_interval(boot, cfg.ci_level)
 
 
-def _estimate(cfg: AuditConfig, value: float, boot: np.ndarray, strata, reason: str) -> Estimate:
+def _estimate(
+    cfg: AuditConfig, value: float, boot: np.ndarray, strata, reason: str, n: int | None = None
+) -> Estimate:
     if not np.isfinite(value):
-        return Estimate(None, None, reason)
+        return Estimate(None, None, reason, n=n)
     ci = _interval(cfg, boot, value, strata)
-    est = Estimate(float(value), ci, None)
     if ci is None:
-        return Estimate(float(value), None, "interval undefined: the metric is undefined in most resamples")
-    return est
+        why = "interval undefined: the metric is undefined in most resamples"
+        return Estimate(float(value), None, why, n=n)
+    method = "bootstrap_bca" if cfg.ci_method == "bca" and strata is not None else "bootstrap_percentile"
+    return Estimate(float(value), ci, None, method, n)
 
 
 def _metric_estimates(gs: _GroupStats, cfg: AuditConfig, has_scores: bool) -> dict[str, Estimate]:
     out: dict[str, Estimate] = {}
+    closed = Analytic(cfg.ci_method, cfg.ci_level) if cfg.analytic else None
     for m in METRICS:
         if m in SCORE_METRICS and not has_scores:
             out[m] = Estimate(None, None, NO_SCORE_REASON)
             continue
+        if closed is not None and variance_free(m):
+            out[m] = closed.group(m, gs.counts, gs.cells, gs.point[m], UNDEFINED_REASON[m])
+            continue
         strata = [(gs.loo[m], gs.loo_w)] if cfg.ci_method == "bca" else None
-        out[m] = _estimate(cfg, gs.point[m], gs.boot[m], strata, UNDEFINED_REASON[m])
+        out[m] = _estimate(
+            cfg, gs.point[m], gs.boot[m], strata, UNDEFINED_REASON[m], denominator(m, gs.counts)
+        )
     return out
 
 
@@ -185,12 +236,37 @@ def _choose_reference(groups: list[_GroupStats], requested: str | None, attr: st
 
 
 def _permutation_spec(
-    g: _GroupStats, r: _GroupStats, cfg: AuditConfig, metrics: Sequence[str], key: tuple[int, ...]
+    g: _GroupStats,
+    r: _GroupStats,
+    cfg: AuditConfig,
+    metrics: Sequence[str],
+    key: tuple[int, ...],
+    size: int,
 ) -> tuple:
     """Arguments of the permutation task for group vs reference."""
     pooled, _, _ = merge_cells(g.cells, r.cells)
     pooled, _ = _resampling_grid(pooled, cfg)
-    return (pooled, g.cells.n, cfg.threshold, tuple(metrics), cfg.n_permutations, cfg.seed, key)
+    return (pooled, g.cells.n, cfg.threshold, tuple(metrics), size, cfg.seed, key)
+
+
+def permutations_needed(cfg: AuditConfig, n_pairs: int, has_scores: bool) -> int:
+    """Permutations enough for the smallest attainable p to pass the first corrected threshold.
+
+    The smallest permutation p is 1 / (P + 1); Holm's (and Bonferroni's) first threshold is
+    alpha / m for a family of m tests, so P + 1 must exceed m / alpha. m counts every
+    hypothesis of the family that holds a permutation-tested metric.
+    """
+    metrics = METRICS if has_scores else RATE_METRICS
+    tested = [m for m in metrics if m not in TESTED_AS and m not in UNTESTED_REASON]
+    primary = set(cfg.primary_metrics)
+    need = cfg.n_permutations
+    for in_primary in (True, False):
+        family = [m for m in tested if (m in primary) == in_primary]
+        if cfg.correction == "none" or not any(m in cfg.permutation_metrics for m in family):
+            continue
+        m_tests = n_pairs * len(family)
+        need = max(need, int(m_tests / cfg.alpha) + 1)
+    return need
 
 
 def _compare(
@@ -198,44 +274,38 @@ def _compare(
     r: _GroupStats,
     cfg: AuditConfig,
     has_scores: bool,
-    small: bool,
     nulls: dict[str, np.ndarray],
 ) -> list[Comparison]:
     conf_g = T.confusion(g.cells, cfg.threshold)
     conf_r = T.confusion(r.cells, cfg.threshold)
+    closed = Analytic(cfg.ci_method, cfg.ci_level) if cfg.analytic else None
     metrics = METRICS if has_scores else RATE_METRICS
     rows = []
     for m in metrics:
         vg, vr = g.point[m], r.point[m]
-        bg, br = g.boot[m], r.boot[m]
-        diff = vg - vr if np.isfinite(vg) and np.isfinite(vr) else np.nan
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = vg / vr if np.isfinite(diff) and vr != 0 else np.nan
-            boot_ratio = bg / br
-        boot_ratio[~np.isfinite(boot_ratio)] = np.nan
-        d_strata = r_strata = None
-        if cfg.ci_method == "bca" and np.isfinite(diff):
-            d_strata = [(g.loo[m] - vr, g.loo_w), (vg - r.loo[m], r.loo_w)]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r_strata = [(g.loo[m] / vr, g.loo_w), (vg / r.loo[m], r.loo_w)]
         why = f"{m} undefined in this group or the reference"
-        difference = _estimate(cfg, diff, bg - br, d_strata, why)
-        ratio_est = _estimate(
-            cfg,
-            ratio,
-            boot_ratio,
-            r_strata,
-            why if not np.isfinite(diff) else "reference value is 0",
-        )
-        if m in PROPORTIONS:
-            res = T.fisher_test(conf_g, conf_r, PROPORTIONS[m])
-        elif m == "auroc":
-            res = T.delong_test(g.cells, r.cells)
-        elif m == "brier":
-            res = T.mannwhitney_test(T.per_case_brier(g.cells), T.per_case_brier(r.cells))
+        # Neither a small group nor a small reference decides anything: small by the
+        # metric's own denominator (positives for tpr, negatives for fpr ...).
+        small = min(denominator(m, g.counts), denominator(m, r.counts)) < cfg.min_group_size
+        if closed is not None and variance_free(m):
+            difference, ratio_est, res, interval_at = closed.compare(
+                m, (g.counts, g.cells, vg), (r.counts, r.cells, vr), why
+            )
         else:
-            p = T.permutation_p_value(diff, nulls[m])
-            res = T.TestResult("permutation", p, reason=None if p is not None else why)
+            difference, ratio_est = _bootstrap_comparison(g, r, m, cfg, why)
+            interval_at = _percentile_at(g.boot[m] - r.boot[m]) if difference.ci is not None else None
+            if m in PROPORTIONS:
+                res = T.fisher_test(conf_g, conf_r, PROPORTIONS[m])
+            elif m == "auroc":
+                res = T.delong_test(g.cells, r.cells)
+            else:
+                diff = vg - vr if np.isfinite(vg) and np.isfinite(vr) else np.nan
+                p = T.permutation_p_value(diff, nulls[m])
+                res = T.TestResult("permutation", p, reason=None if p is not None else why)
+        if m not in RATIO_METRICS:
+            ratio_est = Estimate(None, None, NO_RATIO_REASON)
+        if m in UNTESTED_REASON:
+            res = T.TestResult("none", None, reason=UNTESTED_REASON[m])
         rows.append(
             Comparison(
                 metric=m,
@@ -247,9 +317,43 @@ def _compare(
                 p_value=res.p_value,
                 reason=res.reason,
                 small=small,
+                interval_at=interval_at,
             )
         )
     return rows
+
+
+def _percentile_at(boot: np.ndarray) -> Callable[[float], tuple[float, float]]:
+    """The percentile interval of a bootstrap distribution at normal quantile z."""
+
+    def at(z: float) -> tuple[float, float]:
+        ci = percentile_interval(boot, 1.0 - 2.0 * float(norm.sf(z)))
+        return ci if ci is not None else (float("nan"), float("nan"))
+
+    return at
+
+
+def _bootstrap_comparison(
+    g: _GroupStats, r: _GroupStats, m: str, cfg: AuditConfig, why: str
+) -> tuple[Estimate, Estimate]:
+    """Difference and ratio intervals from the two groups' bootstrap distributions."""
+    vg, vr = g.point[m], r.point[m]
+    bg, br = g.boot[m], r.boot[m]
+    diff = vg - vr if np.isfinite(vg) and np.isfinite(vr) else np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = vg / vr if np.isfinite(diff) and vr != 0 else np.nan
+        boot_ratio = bg / br
+    boot_ratio[~np.isfinite(boot_ratio)] = np.nan
+    d_strata = r_strata = None
+    if cfg.ci_method == "bca" and np.isfinite(diff):
+        d_strata = [(g.loo[m] - vr, g.loo_w), (vg - r.loo[m], r.loo_w)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r_strata = [(g.loo[m] / vr, g.loo_w), (vg / r.loo[m], r.loo_w)]
+    difference = _estimate(cfg, diff, bg - br, d_strata, why)
+    ratio_est = _estimate(
+        cfg, ratio, boot_ratio, r_strata, why if not np.isfinite(diff) else "reference value is 0"
+    )
+    return difference, ratio_est
 
 
 def _omnibus(groups: list[_GroupStats], cfg: AuditConfig, has_scores: bool) -> list[Omnibus]:
@@ -259,38 +363,67 @@ def _omnibus(groups: list[_GroupStats], cfg: AuditConfig, has_scores: bool) -> l
         res = T.chi2_omnibus(confs, parts)
         out.append(Omnibus(m, res.test, res.p_value, res.statistic, res.df, res.reason))
     if has_scores:
-        res = T.delong_omnibus([g.cells for g in groups])
+        omnibus_auroc = T.auroc_score_omnibus if cfg.analytic else T.delong_omnibus
+        res = omnibus_auroc([g.cells for g in groups])
         out.append(Omnibus("auroc", res.test, res.p_value, res.statistic, res.df, res.reason))
-        res = T.kruskal_omnibus([T.per_case_brier(g.cells) for g in groups])
+        res = T.welch_anova([T.per_case_brier(g.cells) for g in groups])
         out.append(Omnibus("brier", res.test, res.p_value, res.statistic, res.df, res.reason))
     return out
 
 
 def _summaries(
-    groups: list[_GroupStats], small: dict[str, bool], cfg: AuditConfig, has_scores: bool
+    groups: list[_GroupStats],
+    comparisons: list[Comparison],
+    omnibus: list[Omnibus],
+    cfg: AuditConfig,
+    has_scores: bool,
 ) -> dict[str, MetricSummary]:
-    """Between-group spread of each metric (fairlearn's difference and ratio), with intervals.
+    """Between-group spread of each metric, and the headline: the worst signed difference.
 
-    Small groups are left out: their noise alone would make the spread look large.
-    Intervals are percentile intervals (max and min are not smooth enough for BCa).
+    The range (max - min) and min/max ratio get intervals from simultaneous (Bonferroni)
+    intervals of every group's value: when every group's interval holds, which happens
+    with probability >= ci_level, the true range lies in [max(0, max lo - min hi),
+    max hi - min lo]. When the groups are equal this interval contains 0 (a bootstrap of
+    max - min never did). Groups whose denominator is below min_group_size are left out:
+    their noise alone would make the spread look large.
     """
     out: dict[str, MetricSummary] = {}
     metrics = METRICS if has_scores else RATE_METRICS
-    big = [g for g in groups if not small[g.name]]
+    closed = Analytic(cfg.ci_method, cfg.ci_level) if cfg.analytic else None
+    tests = {o.metric: o for o in omnibus}
     for m in metrics:
-        defined = [g for g in big if np.isfinite(g.point[m])]
+        heterogeneity = tests.get(m)
+        worst_row = _worst_comparison(m, [c for c in comparisons if c.metric == m])
+        defined = [
+            g for g in groups if np.isfinite(g.point[m]) and denominator(m, g.counts) >= cfg.min_group_size
+        ]
         if len(defined) < 2:
             reason = "fewer than two groups of adequate size with a defined value"
-            out[m] = MetricSummary(Estimate(None, None, reason), Estimate(None, None, reason), None)
+            out[m] = MetricSummary(
+                Estimate(None, None, reason), Estimate(None, None, reason), None, worst_row, heterogeneity
+            )
             continue
+        level = 1.0 - cfg.alpha / len(defined)
+        boxes = [_simultaneous(g, m, level, closed) for g in defined]
         vals = np.array([g.point[m] for g in defined])
-        boots = np.vstack([g.boot[m] for g in defined])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            bmax, bmin = np.max(boots, axis=0), np.min(boots, axis=0)
-            bdiff = bmax - bmin
-            bratio = np.where(bmax > 0, bmin / bmax, np.nan)
-        d = float(vals.max() - vals.min())
-        ratio = float(vals.min() / vals.max()) if vals.max() > 0 else np.nan
+        method = f"bonferroni_simultaneous_{len(defined)}"
+        if any(b is None for b in boxes):
+            rng_est = Estimate(float(np.ptp(vals)), None, "a group's interval is undefined")
+            ratio_est = Estimate(None, None, "a group's interval is undefined")
+        else:
+            lows = np.array([b[0] for b in boxes])
+            highs = np.array([b[1] for b in boxes])
+            rng_ci = (max(0.0, float(lows.max() - highs.min())), float(highs.max() - lows.min()))
+            rng_est = Estimate(float(np.ptp(vals)), rng_ci, method=method)
+            if m not in RATIO_METRICS:
+                ratio_est = Estimate(None, None, NO_RATIO_REASON)
+            elif vals.max() <= 0:
+                ratio_est = Estimate(None, None, "the largest group value is 0")
+            else:
+                top = float(lows.max())
+                hi = min(1.0, float(highs.min()) / top) if top > 0 else 1.0
+                lo = max(0.0, float(lows.min())) / float(highs.max()) if highs.max() > 0 else 0.0
+                ratio_est = Estimate(float(vals.min() / vals.max()), (lo, hi), method=method)
         direction = HIGHER_IS_BETTER[m]
         if direction is True:
             worst = defined[int(np.argmin(vals))].name
@@ -298,12 +431,36 @@ def _summaries(
             worst = defined[int(np.argmax(vals))].name
         else:
             worst = None
-        out[m] = MetricSummary(
-            Estimate(d, percentile_interval(bdiff, cfg.ci_level)),
-            Estimate.of(ratio, percentile_interval(bratio, cfg.ci_level), "the largest group value is 0"),
-            worst,
-        )
+        out[m] = MetricSummary(rng_est, ratio_est, worst, worst_row, heterogeneity)
     return out
+
+
+def _simultaneous(
+    g: _GroupStats, m: str, level: float, closed: Analytic | None
+) -> tuple[float, float] | None:
+    """One group's interval at a (Bonferroni-adjusted) level, by the audit's method."""
+    if closed is not None and variance_free(m):
+        est = Analytic(closed.method, level).group(m, g.counts, g.cells, g.point[m], "")
+        return est.ci
+    return percentile_interval(g.boot[m], level)
+
+
+def _worst_comparison(m: str, rows: list[Comparison]) -> Comparison | None:
+    """The comparison with the most harmful signed difference to the reference.
+
+    Lowest difference where higher is better, highest where lower is better, largest in
+    size where neither is; comparisons that may decide (not small) first.
+    """
+    rows = [c for c in rows if c.difference.value is not None]
+    if not rows:
+        return None
+    direction = HIGHER_IS_BETTER[m]
+
+    def harm(c: Comparison) -> float:
+        d = float(c.difference.value)
+        return -d if direction is True else d if direction is False else abs(d)
+
+    return max(rows, key=lambda c: (not c.small, harm(c)))
 
 
 def run_audit(
@@ -343,18 +500,21 @@ def run_audit(
 
     # References, then every permutation test of the audit in one batch.
     plan = []
-    perm_metrics = [m for m in PERMUTATION_METRICS if has_scores or m in RATE_METRICS]
+    perm_metrics = [m for m in cfg.permutation_metrics if has_scores or m in RATE_METRICS]
     for attr, groups in per_attr:
         ref_name = _choose_reference(groups, references.get(attr), attr)
         ref = next(g for g in groups if g.name == ref_name)
         pairs = [(gi, g) for gi, g in enumerate(groups) if g.name != ref_name]
         plan.append((attr, groups, ref, pairs))
+    n_perm = permutations_needed(cfg, sum(len(p[3]) for p in plan), has_scores)
+    if n_perm > cfg.n_permutations:
+        log.info("permutations raised from %d to %d for the corrected threshold", cfg.n_permutations, n_perm)
     specs = [
-        _permutation_spec(g, ref, cfg, perm_metrics, (2, ai, gi))
+        _permutation_spec(g, ref, cfg, perm_metrics, (2, ai, gi), n_perm)
         for ai, (_, _, ref, pairs) in enumerate(plan)
         for gi, g in pairs
     ]
-    work = sum(s[0].n for s in specs) * float(cfg.n_permutations) * 2
+    work = sum(s[0].n for s in specs) * float(n_perm) * 2
     nulls = iter(run_tasks(permutation_task, specs, work, cfg.workers))
 
     attr_results: list[AttributeResult] = []
@@ -372,23 +532,25 @@ def run_audit(
         ]
         comparisons: list[Comparison] = []
         for _, g in pairs:
-            # Neither a small group nor a small reference may decide anything on its own.
-            tiny = small[g.name] or small[ref.name]
-            comparisons += _compare(g, ref, cfg, has_scores, tiny, next(nulls))
+            comparisons += _compare(g, ref, cfg, has_scores, next(nulls))
+        omnibus = _omnibus(groups, cfg, has_scores)
         attr_results.append(
             AttributeResult(
                 name=attr,
                 reference=ref.name,
                 groups=group_results,
                 comparisons=comparisons,
-                omnibus=_omnibus(groups, cfg, has_scores),
-                summary=_summaries(groups, small, cfg, has_scores),
+                omnibus=omnibus,
+                summary=_summaries(groups, comparisons, omnibus, cfg, has_scores),
             )
         )
 
+    config = cfg.to_dict()
+    config["permutations_requested"] = config["permutations"]
+    config["permutations"] = n_perm
     result = AuditResult(
         task="classification",
-        config=cfg.to_dict(),
+        config=config,
         n=all_cells.n,
         overall=overall_est,
         attributes=attr_results,
@@ -398,16 +560,67 @@ def run_audit(
 
 
 def adjust(result: AuditResult, cfg: AuditConfig) -> None:
-    """One family per audit: correct every comparison's p-value together."""
-    rows = [c for _, c in result.comparisons() if c.p_value is not None]
-    if not rows:
-        return
-    pvals = np.array([c.p_value for c in rows])
+    """Correct the p-values of each family (primary, exploratory) on its own.
+
+    One row per hypothesis: fnr and tnr rows take the adjusted p-value of their tpr and fpr
+    twins (the same test) and are not counted again. A family is the primary one when the
+    metric or its twin is in `cfg.primary_metrics`.
+    """
+    primary = set(cfg.primary_metrics)
     alpha = cfg.alpha
-    if cfg.correction == "none":
-        adjusted = pvals
-    else:
-        adjusted = multipletests(pvals, alpha=alpha, method=cfg.correction)[1]
-    for c, p in zip(rows, adjusted, strict=True):
-        c.p_adjusted = float(p)
-        c.significant = bool(p < alpha)
+    twins: dict[tuple[str, str, str], Comparison] = {}
+    families: dict[str, list[Comparison]] = {"primary": [], "exploratory": []}
+    for attr, c in result.comparisons():
+        base = TESTED_AS.get(c.metric, c.metric)
+        c.family = "primary" if (c.metric in primary or base in primary) else "exploratory"
+        if c.metric in TESTED_AS:
+            c.tested_as = base
+            continue
+        twins[(attr.name, c.group, c.metric)] = c
+        if c.p_value is not None:
+            families[c.family].append(c)
+    for rows in families.values():
+        if not rows:
+            continue
+        pvals = np.array([c.p_value for c in rows])
+        adjusted = (
+            pvals if cfg.correction == "none" else multipletests(pvals, alpha=alpha, method=cfg.correction)[1]
+        )
+        for c, p in zip(rows, adjusted, strict=True):
+            c.p_adjusted = float(p)
+            c.significant = bool(p < alpha)
+            c.level_alpha = _row_alpha(c.p_value, c.p_adjusted, alpha, len(rows))
+    for attr, c in result.comparisons():
+        if c.tested_as is not None:
+            twin = twins.get((attr.name, c.group, c.tested_as))
+            if twin is not None:
+                c.family = twin.family
+                c.p_adjusted, c.significant = twin.p_adjusted, twin.significant
+                c.level_alpha = twin.level_alpha
+    for _, c in result.comparisons():
+        c.adjusted = _adjusted_interval(c)
+
+
+def _row_alpha(p: float, p_adjusted: float, alpha: float, m: int) -> float:
+    """The two-sided level at which this row's interval is the family's simultaneous one.
+
+    At alpha * p / p_adjusted the inverted test rejects exactly when p_adjusted < alpha, so
+    "significant after correction" and "the adjusted interval excludes 0" say the same
+    (for Bonferroni this is alpha / m; for Holm, the step's own level).
+    """
+    # Where the correction caps p_adjusted at 1 (or p is 0), alpha / m: a row that is not
+    # significant has p >= alpha / m under Holm, Bonferroni and Benjamini-Hochberg alike.
+    if p_adjusted <= 0 or p <= 0 or p_adjusted >= 1:
+        return alpha / m
+    return alpha * min(1.0, p / p_adjusted)
+
+
+def _adjusted_interval(c: Comparison) -> Estimate | None:
+    """The difference interval at the row's adjusted level (None when untested)."""
+    if c.level_alpha is None or c.interval_at is None or c.difference.value is None:
+        return None
+    z = float(norm.isf(c.level_alpha / 2.0))
+    lo, hi = c.interval_at(z)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return Estimate(c.difference.value, None, "interval undefined at the adjusted level")
+    return Estimate(c.difference.value, (float(lo), float(hi)), method=f"{c.difference.method}_adjusted")

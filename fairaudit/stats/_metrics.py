@@ -5,6 +5,8 @@ counts, bootstrap resamples or permutations) and returns every metric for every 
 linear statistics come from one matrix product, AUROC and average precision from one
 cumulative pass over the once-sorted scores. `MetricKernel.leave_one_out` gives the
 jackknife values in closed form (one value per cell and label), which BCa needs.
+`squared_calibration_error` is ece's debiased companion (docs/statistics.md, "Calibration"):
+plug-in ece grows as a group shrinks, so it would flag small groups of a calibrated model.
 Undefined values are NaN here; `reasons` says why, and the result layer turns them into
 null with that reason.
 """
@@ -25,7 +27,13 @@ RATE_METRICS: tuple[str, ...] = (
     "accuracy",
     "balanced_accuracy",
 )
-SCORE_METRICS: tuple[str, ...] = ("auroc", "auprc", "brier", "ece")
+SCORE_METRICS: tuple[str, ...] = ("auroc", "auprc", "brier", "ece", "squared_calibration_error")
+# The debiased squared calibration error (docs/statistics.md, "Calibration"). Every score
+# kernel computes it on request; it joins SCORE_METRICS, and so results.json, together
+# with its permutation test in the audit (`_MEAN_PERMUTED` in _audit.py): an audit
+# comparison of a metric without a test has no null distribution to draw on.
+SQUARED_CE = "squared_calibration_error"
+CALIBRATION_METRICS: tuple[str, ...] = (SQUARED_CE,)
 METRICS: tuple[str, ...] = RATE_METRICS + SCORE_METRICS
 
 # Which direction is worse, for "worst group" summaries (None: no direction is worse).
@@ -44,6 +52,7 @@ HIGHER_IS_BETTER: dict[str, bool | None] = {
     "auprc": True,
     "brier": False,
     "ece": False,
+    SQUARED_CE: False,
 }
 
 # Numerator and denominator of each proportion, as names of confusion counts.
@@ -74,6 +83,7 @@ UNDEFINED_REASON: dict[str, str] = {
     "auprc": "no positive cases",
     "brier": "no cases",
     "ece": "no cases",
+    SQUARED_CE: "no score bin holds two or more cases",
 }
 NO_SCORE_REASON = "no score column: threshold-free metrics need scores, not 0/1 predictions"
 
@@ -152,7 +162,10 @@ class MetricKernel:
         if not self.with_scores:
             return out
         out["brier"] = _div(pos @ self._sq_pos + neg @ self._sq_neg, n)
-        out["ece"] = _div(np.abs(self._bin_sums((pos + neg) * self.u - pos)).sum(axis=1), n)
+        bin_err = self._bin_sums((pos + neg) * self.u - pos)
+        out["ece"] = _div(np.abs(bin_err).sum(axis=1), n)
+        if SQUARED_CE in self.metrics:
+            out[SQUARED_CE] = self._squared_ce(pos, neg, bin_err)
         cum_neg = np.cumsum(neg, axis=1)
         cum_pos = np.cumsum(pos, axis=1)
         # AUROC: each positive scores 1 per negative below it and 1/2 per tie.
@@ -176,6 +189,29 @@ class MetricKernel:
             return np.add.reduceat(err, self._runs, axis=1)
         return np.stack([err[:, self.bin == b].sum(axis=1) for b in np.unique(self.bin)], axis=1)
 
+    def squared_calibration_error(self, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        """The debiased squared calibration error of each row of `pos`/`neg` (shape (B, K)).
+
+        Plug-in ece adds the noise of each bin's mean label to the error, so it shrinks as a
+        group grows even when the model is calibrated (docs/statistics.md, "Calibration").
+        Per ece bin b, with e = score - label over its n_b cases, (S1^2 - S2) / (n_b (n_b - 1))
+        (S1 = sum e, S2 = sum e^2: the mean of e_i e_j over pairs i != j) estimates the bin's
+        squared mean error without bias: its expectation is exactly 0 for a calibrated model,
+        whatever n_b. Bins are weighted by n_b / n; a bin of one case has no pair and adds 0.
+        NaN where no bin holds two or more cases.
+        """
+        pos = np.asarray(pos, dtype=np.float64)
+        neg = np.asarray(neg, dtype=np.float64)
+        return self._squared_ce(pos, neg, self._bin_sums((pos + neg) * self.u - pos))
+
+    def _squared_ce(self, pos: np.ndarray, neg: np.ndarray, s1: np.ndarray) -> np.ndarray:
+        """`squared_calibration_error` given S1, the per-bin error sums ece also uses."""
+        s2 = self._bin_sums(pos * self._sq_pos + neg * self._sq_neg)
+        nb = self._bin_sums(pos + neg)
+        n = (pos + neg).sum(axis=1)
+        covered = np.where(nb >= 2, nb, 0.0).sum(axis=1)
+        return _div(_pair_term(s1, s2, nb).sum(axis=1), np.where(covered > 0, n, 0.0))
+
     def point(self, pos: np.ndarray, neg: np.ndarray) -> dict[str, float]:
         """The metrics of one count vector, as floats (NaN where undefined)."""
         res = self.evaluate(pos[None, :], neg[None, :])
@@ -190,12 +226,7 @@ class MetricKernel:
         """
         pos = np.asarray(pos, dtype=np.float64)
         neg = np.asarray(neg, dtype=np.float64)
-        k = self.u.size
-        y = np.concatenate([np.zeros(k), np.ones(k)])
-        t = np.concatenate([np.arange(k), np.arange(k)])
-        w = np.concatenate([neg, pos])
-        keep = w > 0
-        y, t, w = y[keep], t[keep], w[keep]
+        y, t, w = self._loo_entries(pos, neg)
         n_pos, n_neg = pos.sum(), neg.sum()
         n = n_pos + n_neg
         above = self.above[t]
@@ -217,6 +248,8 @@ class MetricKernel:
         e_total = np.abs(d).sum()
         db = d[self.bin[t]]
         out["ece"] = _div(e_total - np.abs(db) + np.abs(db - err), np.full_like(err, n - 1))
+        if SQUARED_CE in self.metrics:
+            out[SQUARED_CE] = self._squared_ce_loo(pos, neg, y, t)
         # AUROC.
         cum_neg = np.cumsum(neg)
         cum_pos = np.cumsum(pos)
@@ -238,6 +271,51 @@ class MetricKernel:
         suf = np.where(y == 1, suf1[t], suf0[t])
         out["auprc"] = _div(pre[t] + term + suf, p1)
         return out, w
+
+    def squared_calibration_error_loo(
+        self, pos: np.ndarray, neg: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Jackknife values of `squared_calibration_error`, in `leave_one_out`'s order and weights."""
+        pos = np.asarray(pos, dtype=np.float64)
+        neg = np.asarray(neg, dtype=np.float64)
+        y, t, w = self._loo_entries(pos, neg)
+        return self._squared_ce_loo(pos, neg, y, t), w
+
+    def _loo_entries(self, pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Label, cell and multiplicity of each distinct left-out case: all (cell, label 0)
+        entries, then all (cell, label 1), cells ascending, empty ones left out."""
+        k = self.u.size
+        y = np.concatenate([np.zeros(k), np.ones(k)])
+        t = np.concatenate([np.arange(k), np.arange(k)])
+        w = np.concatenate([neg, pos])
+        keep = w > 0
+        return y[keep], t[keep], w[keep]
+
+    def _squared_ce_loo(self, pos: np.ndarray, neg: np.ndarray, y: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """`squared_calibration_error` with one case (label y, cell t) removed, in O(1) each:
+        only its bin's sums (S1, S2, n_b) change, by its error e, e^2 and 1."""
+        s1 = np.zeros(ECE_BINS)
+        s2 = np.zeros(ECE_BINS)
+        nb = np.zeros(ECE_BINS)
+        np.add.at(s1, self.bin, pos * (self.u - 1.0) + neg * self.u)
+        np.add.at(s2, self.bin, pos * self._sq_pos + neg * self._sq_neg)
+        np.add.at(nb, self.bin, pos + neg)
+        per_bin = _pair_term(s1, s2, nb)
+        covered = np.where(nb >= 2, nb, 0.0)
+        b = self.bin[t]
+        e = self.u[t] - y
+        left = _pair_term(s1[b] - e, s2[b] - e * e, nb[b] - 1.0)
+        total = per_bin.sum() - per_bin[b] + left
+        covered_left = covered.sum() - covered[b] + np.where(nb[b] - 1.0 >= 2, nb[b] - 1.0, 0.0)
+        n_left = pos.sum() + neg.sum() - 1.0
+        return _div(total, np.where(covered_left > 0, n_left, 0.0))
+
+
+def _pair_term(s1: np.ndarray, s2: np.ndarray, nb: np.ndarray) -> np.ndarray:
+    """A bin's (S1^2 - S2) / (n_b - 1): n_b times its unbiased squared mean error; 0 below 2 cases."""
+    out = np.zeros(np.broadcast(s1, s2, nb).shape)
+    np.divide(s1 * s1 - s2, nb - 1.0, out=out, where=nb >= 2)
+    return out
 
 
 def _safe(num: np.ndarray, den: np.ndarray) -> np.ndarray:

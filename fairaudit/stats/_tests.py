@@ -4,8 +4,11 @@ Rates: two-sided Fisher exact on the 2x2 counts (scipy). AUROC: DeLong's test fo
 independent ROC curves, with variances from placement values (computed on the cells, in
 O(K); checked against statsmodels' rank_compare_2indep in the tests). Per-case brier:
 Mann-Whitney U (scipy). ece, auprc, balanced_accuracy: a permutation test of group labels.
-Omnibus: chi-square of independence for rates, Kruskal-Wallis for per-case brier, and a
-chi-square test of equal AUROC from DeLong variances.
+Omnibus: chi-square of independence for rates, Welch's ANOVA of the per-case brier means
+(statsmodels; a test of means, like the intervals), and a chi-square test of equal AUROC
+(from DeLong variances, or, with score intervals, from Hanley-McNeil variances at the
+pooled AUROC, which no group's perfect AUROC makes zero). Rate and AUROC comparisons with
+score intervals invert those intervals instead (fairaudit/stats/_analytic.py).
 """
 
 from __future__ import annotations
@@ -160,3 +163,61 @@ def permutation_p_value(observed: float, null: np.ndarray) -> float | None:
     tol = 1e-12 * max(1.0, abs(observed))
     hits = int(np.sum(np.abs(defined) >= abs(observed) - tol))
     return (1 + hits) / (1 + defined.size)
+
+
+def welch_anova(samples: list[np.ndarray]) -> TestResult:
+    """Welch's one-way ANOVA of group means (unequal variances; statsmodels).
+
+    Where a group's values do not vary (its variance 0 would get infinite weight), the
+    classical equal-variance F test is used instead.
+    """
+    from statsmodels.stats.oneway import anova_oneway
+
+    samples = [np.asarray(s, dtype=np.float64) for s in samples if s.size > 0]
+    if len(samples) < 2:
+        return TestResult("welch_anova", None, reason="fewer than two groups with cases")
+    if np.all(np.concatenate(samples) == samples[0][0]):
+        return TestResult("welch_anova", None, reason="no variation: all values are equal")
+    unequal = all(s.size >= 2 and np.var(s) > 0 for s in samples)
+    name = "welch_anova" if unequal else "anova"
+    res = anova_oneway(samples, use_var="unequal" if unequal else "equal")
+    p = float(res.pvalue)
+    if not np.isfinite(p):
+        return TestResult(name, None, reason="undefined (no variation within groups)")
+    return TestResult(name, p, statistic=float(res.statistic), df=len(samples) - 1)
+
+
+def hanley_mcneil_variance(auc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil's (1982) variance of an AUROC estimate at true value `auc`."""
+    q1 = auc / (2 - auc)
+    q2 = 2 * auc * auc / (1 + auc)
+    return (auc * (1 - auc) + (n_pos - 1) * (q1 - auc * auc) + (n_neg - 1) * (q2 - auc * auc)) / (
+        n_pos * n_neg
+    )
+
+
+def auroc_score_omnibus(cells_list: list[Cells]) -> TestResult:
+    """Chi-square test that all groups share one AUROC, with variances at the common value.
+
+    Every group with both classes takes part (a perfect AUROC included: under the null its
+    variance is that of the pooled value, not 0).
+    """
+    parts = [(_auc(c), c.n_pos, c.n_neg) for c in cells_list if c.n_pos > 0 and c.n_neg > 0]
+    if len(parts) < 2:
+        return TestResult("auroc_score_chi2", None, reason="fewer than two groups with both classes")
+    auc = np.array([p[0] for p in parts])
+    size = np.array([p[1] * p[2] for p in parts], dtype=np.float64)
+    pooled = float(np.sum(size * auc) / np.sum(size))
+    if pooled <= 0 or pooled >= 1:
+        return TestResult("auroc_score_chi2", 1.0, statistic=0.0, df=len(parts) - 1)
+    var = np.array([hanley_mcneil_variance(pooled, m, n) for _, m, n in parts])
+    q = float(np.sum((auc - pooled) ** 2 / var))
+    df = len(parts) - 1
+    return TestResult("auroc_score_chi2", float(sps.chi2.sf(q, df)), statistic=q, df=df)
+
+
+def _auc(cells: Cells) -> float:
+    """AUROC from the cells (ties count one half)."""
+    neg = cells.neg.astype(np.float64)
+    below = np.cumsum(neg) - neg + 0.5 * neg
+    return float(cells.pos.astype(np.float64) @ below) / (cells.n_pos * cells.n_neg)

@@ -2,41 +2,62 @@
 
 Like fairlearn's MetricFrame, it is built once by `run_audit` and every view (per group,
 differences, ratios, tests, summaries) is derived from it. `to_dict` gives the results.json
-structure of DESIGN.md (schema version 1): undefined numbers are None with a reason,
+structure of DESIGN.md (schema version 2): undefined numbers are None with a reason,
 never NaN.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point value with its interval; value None means undefined, for `reason`."""
+    """A point value with its interval; value None means undefined, for `reason`.
+
+    `method` names how the interval was computed (docs/statistics.md); `n` is the number
+    of cases the value rests on (its denominator), where that is known. A ratio may be
+    infinite (value or upper bound): JSON has no infinity, so it is written as null with
+    the reason.
+    """
 
     value: float | None
     ci: tuple[float, float] | None = None
     reason: str | None = None
+    method: str | None = None
+    n: int | None = None
 
     @staticmethod
-    def of(value: float, ci: tuple[float, float] | None, reason: str) -> Estimate:
+    def of(value: float, ci: tuple[float, float] | None, reason: str, method: str | None = None) -> Estimate:
         """Build from a float that may be NaN (then null with `reason`)."""
         if value is None or not math.isfinite(value):
             return Estimate(None, None, reason)
-        return Estimate(float(value), ci, None)
+        return Estimate(float(value), ci, None, method)
+
+    @property
+    def unbounded(self) -> bool:
+        """True when the value or a bound is infinite (written as null)."""
+        vals = [self.value] if self.value is not None else []
+        vals += list(self.ci) if self.ci is not None else []
+        return any(math.isinf(v) for v in vals)
 
     def to_dict(self) -> dict[str, Any]:
+        def num(v: float | None) -> float | None:
+            return None if v is None or math.isinf(v) else v
+
         out: dict[str, Any] = {
-            "value": self.value,
-            "ci": [self.ci[0], self.ci[1]] if self.ci is not None else None,
+            "value": num(self.value),
+            "ci": [num(self.ci[0]), num(self.ci[1])] if self.ci is not None else None,
         }
-        if self.value is None:
+        if self.method is not None and self.ci is not None:
+            out["method"] = self.method
+        if self.n is not None:
+            out["n"] = self.n
+        if out["value"] is None or (self.ci is None and self.reason) or self.unbounded:
             out["reason"] = self.reason or "undefined"
-        elif self.ci is None and self.reason:
-            out["reason"] = self.reason
         return out
 
 
@@ -72,6 +93,15 @@ class Comparison:
     significant: bool | None = None
     reason: str | None = None
     small: bool = False
+    family: str | None = None  # "primary" or "exploratory" (docs/statistics.md)
+    tested_as: str | None = None  # fnr / tnr: the twin metric whose test this row shares
+    # The difference interval at the family-adjusted level (simultaneous with p_adjusted).
+    adjusted: Estimate | None = None
+    level_alpha: float | None = None
+    # The difference interval as a function of the normal quantile; not serialized.
+    interval_at: Callable[[float], tuple[float, float]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -85,10 +115,17 @@ class Comparison:
             "p_adjusted": self.p_adjusted,
             "significant": bool(self.significant) if self.significant is not None else False,
         }
+        if self.adjusted is not None:
+            out["difference_adjusted"] = self.adjusted.to_dict()
+            out["adjusted_level"] = 1.0 - self.level_alpha
+        if self.family is not None:
+            out["family"] = self.family
+        if self.tested_as is not None:
+            out["tested_as"] = self.tested_as
         if self.p_value is None:
             out["reason"] = self.reason or "test undefined"
         if self.small:
-            out["note"] = "group or reference smaller than min_group_size"
+            out["note"] = "the metric's denominator in the group or reference is below min_group_size"
         return out
 
 
@@ -114,16 +151,38 @@ class Omnibus:
 
 @dataclass
 class MetricSummary:
+    """An attribute's spread for one metric, and its headline.
+
+    `max_difference` / `min_ratio` are the range and min/max ratio over groups of adequate
+    size with simultaneous intervals; `worst` is the comparison with the most harmful signed
+    difference to the reference, and `heterogeneity` the omnibus test across groups
+    (docs/statistics.md, "The headline").
+    """
+
     max_difference: Estimate
     min_ratio: Estimate
     worst_group: str | None
+    worst: Comparison | None = None
+    heterogeneity: Omnibus | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "max_difference": self.max_difference.to_dict(),
             "min_ratio": self.min_ratio.to_dict(),
             "worst_group": self.worst_group,
         }
+        if self.worst is not None:
+            out["worst_difference"] = {
+                "group": self.worst.group,
+                "reference": self.worst.reference,
+                "difference": self.worst.difference.to_dict(),
+                "p_value": self.worst.p_value,
+                "p_adjusted": self.worst.p_adjusted,
+                "small": self.worst.small,
+            }
+        if self.heterogeneity is not None:
+            out["heterogeneity"] = {"test": self.heterogeneity.test, "p_value": self.heterogeneity.p_value}
+        return out
 
 
 @dataclass
@@ -166,10 +225,49 @@ class AuditResult:
     def comparisons(self) -> list[tuple[AttributeResult, Comparison]]:
         return [(a, c) for a in self.attributes for c in a.comparisons]
 
+    def consistency(self) -> dict[str, Any]:
+        """Do tests and intervals say the same thing? Every tested row, before and after correction.
+
+        A row agrees when "p < alpha" equals "the interval excludes 0" (and likewise for the
+        adjusted p-value and the adjusted interval). Inverted tests agree by construction; a
+        permutation test beside a bootstrap interval can disagree near the threshold: those
+        rows are listed with why (docs/statistics.md).
+        """
+        alpha = round(1.0 - float(self.config["ci_level"]), 12)
+        rows = agree = agree_adj = 0
+        listed: list[dict[str, Any]] = []
+        for attr, c in self.comparisons():
+            if c.p_value is None or c.tested_as is not None or c.difference.ci is None:
+                continue
+            rows += 1
+            lo, hi = c.difference.ci
+            same = (c.p_value < alpha) == (lo > 0 or hi < 0)
+            agree += same
+            same_adj = True
+            if c.adjusted is not None and c.adjusted.ci is not None and c.significant is not None:
+                alo, ahi = c.adjusted.ci
+                same_adj = bool(c.significant) == (alo > 0 or ahi < 0)
+            agree_adj += same_adj
+            if not (same and same_adj):
+                listed.append(
+                    {
+                        "attribute": attr.name,
+                        "group": c.group,
+                        "metric": c.metric,
+                        "test": c.test,
+                        "p_value": c.p_value,
+                        "ci": [lo, hi],
+                        "why": f"the {c.test} test and the {c.difference.method} interval are two "
+                        "approximations that can fall on either side of the threshold",
+                    }
+                )
+        return {"rows": rows, "agree": agree, "agree_adjusted": agree_adj, "disagreements": listed}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task,
             "config": dict(self.config),
             "overall": {"n": self.n, "metrics": {k: v.to_dict() for k, v in self.overall.items()}},
             "attributes": [a.to_dict() for a in self.attributes],
+            "consistency": self.consistency(),
         }

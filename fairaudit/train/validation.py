@@ -109,7 +109,8 @@ def classification_validation(
         return {m: metrics[m] for m in KEPT_METRICS if m in metrics}
 
     out: dict[str, Any] = {
-        "ci_method": "stratified percentile bootstrap (fairaudit.stats.run_audit)",
+        "ci_method": "score intervals for rates and AUROC, stratified percentile bootstrap for the rest "
+        "(fairaudit.stats.run_audit; docs/statistics.md)",
         "bootstrap": n_resamples,
         "ci_level": ci_level,
         "seed": seed,

@@ -1,0 +1,186 @@
+"""Which interval and which test each metric gets, per group and per comparison.
+
+With `ci_method` "score" (the default) or "exact", metrics that are proportions get score
+(or exact) intervals, AUROC Newcombe's score interval, balanced accuracy the MOVER of its two
+rates; comparisons get MOVER differences, score or MOVER-R ratios, and a p-value from
+inverting the difference interval, so the test and the interval beside it always agree.
+Per-case means (brier) and metrics without a closed form (auprc, ece) keep the bootstrap.
+With "percentile" or "bca" every interval is the bootstrap's. docs/statistics.md has the
+methods and their references; benchmarks/coverage.py measures them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fairaudit.stats import _score as S
+from fairaudit.stats._cells import Cells
+from fairaudit.stats._metrics import PROPORTIONS
+from fairaudit.stats._tests import TestResult
+from fairaudit.stats.result import Estimate
+
+ANALYTIC_METHODS = ("score", "exact")
+
+# Ratios are reported for these only: a ratio of two error magnitudes near 0 (brier, ece)
+# or of an average precision means little (DESIGN.md, metric definitions).
+RATIO_METRICS: frozenset[str] = frozenset((*PROPORTIONS, "balanced_accuracy", "auroc"))
+NO_RATIO_REASON = "no ratio for this metric: ratios are reported for rates and AUROC only"
+
+# Name of the test that inverts each comparison's difference interval.
+UNBOUNDED_REASON = "the reference has no event: the ratio and its upper bound are unbounded (null)"
+
+_INVERTED_TEST = {"score": "newcombe_score", "exact": "mover_exact"}
+_AUROC_TEST = "auroc_score_mover"
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A group's confusion counts and class sizes at the audit's threshold."""
+
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+    @property
+    def n_pos(self) -> int:
+        return self.tp + self.fn
+
+    @property
+    def n_neg(self) -> int:
+        return self.tn + self.fp
+
+    def proportion(self, metric: str) -> tuple[int, int]:
+        """(numerator, denominator) of one of PROPORTIONS."""
+        num, den = PROPORTIONS[metric]
+        return sum(getattr(self, k) for k in num), sum(getattr(self, k) for k in den)
+
+
+def denominator(metric: str, c: Counts) -> int:
+    """The number of cases a metric rests on: its size for min_group_size (DESIGN.md)."""
+    if metric in PROPORTIONS:
+        return c.proportion(metric)[1]
+    if metric in ("balanced_accuracy", "auroc"):
+        return min(c.n_pos, c.n_neg)
+    if metric == "auprc":
+        return c.n_pos
+    return c.n_pos + c.n_neg
+
+
+class Analytic:
+    """Closed-form intervals for one audit's settings (level and score/exact)."""
+
+    def __init__(self, method: str, level: float) -> None:
+        self.method = method
+        self.level = level
+        self.z = S.z_of(level)
+        self.prop_name = "modified_wilson" if method == "score" else "clopper_pearson"
+        self.prop = S.PROPORTION_INTERVALS[self.prop_name]
+
+    # ---------------------------------------------------------------- one group
+
+    def _interval(self, metric: str, c: Counts, cells: Cells, value: float, z: float) -> S.Interval:
+        if metric in PROPORTIONS:
+            x, n = c.proportion(metric)
+            return self.prop(x, n, z)
+        if metric == "balanced_accuracy":
+            tpr, tnr = c.tp / c.n_pos, c.tn / c.n_neg
+            return S.mover_sum(
+                [(0.5, tpr, self.prop(c.tp, c.n_pos, z)), (0.5, tnr, self.prop(c.tn, c.n_neg, z))]
+            )
+        if metric == "auroc":
+            return S.auroc_score(value, cells.n_pos, cells.n_neg, z)
+        raise KeyError(metric)
+
+    def method_name(self, metric: str) -> str:
+        if metric in PROPORTIONS:
+            return self.prop_name
+        if metric == "balanced_accuracy":
+            return f"mover_{self.prop_name}"
+        return "newcombe_auroc_score"
+
+    def group(self, metric: str, c: Counts, cells: Cells, value: float, reason: str) -> Estimate:
+        """A group's estimate with its closed-form interval (null with `reason` if undefined)."""
+        n = denominator(metric, c)
+        if not math.isfinite(value):
+            return Estimate(None, None, reason, n=n)
+        ci = self._interval(metric, c, cells, value, self.z)
+        return Estimate(float(value), (float(ci[0]), float(ci[1])), method=self.method_name(metric), n=n)
+
+    # ---------------------------------------------------------------- group vs reference
+
+    def compare(
+        self,
+        metric: str,
+        g: tuple[Counts, Cells, float],
+        r: tuple[Counts, Cells, float],
+        why: str,
+    ) -> tuple[Estimate, Estimate, TestResult, Callable[[float], S.Interval] | None]:
+        """Difference and ratio (group over reference), the test that inverts the difference,
+        and the difference interval as a function of the normal quantile (for adjusted levels)."""
+        (cg, cells_g, vg), (cr, cells_r, vr) = g, r
+        test = _AUROC_TEST if metric == "auroc" else _INVERTED_TEST[self.method]
+        if not (math.isfinite(vg) and math.isfinite(vr)):
+            none = Estimate(None, None, why)
+            return none, none, TestResult(test, None, reason=why), None
+
+        def diff_at(z: float) -> S.Interval:
+            if metric == "balanced_accuracy":
+                parts = []
+                for sign, c in ((1.0, cg), (-1.0, cr)):
+                    parts.append((0.5 * sign, c.tp / c.n_pos, self.prop(c.tp, c.n_pos, z)))
+                    parts.append((0.5 * sign, c.tn / c.n_neg, self.prop(c.tn, c.n_neg, z)))
+                return S.mover_sum(parts)
+            ig = self._interval(metric, cg, cells_g, vg, z)
+            ir = self._interval(metric, cr, cells_r, vr, z)
+            return S.mover_difference(vg, ig, vr, ir)
+
+        d = vg - vr
+        dci = diff_at(self.z)
+        method = "newcombe_hybrid_score" if (metric in PROPORTIONS and self.method == "score") else "mover"
+        difference = Estimate(float(d), (float(dci[0]), float(dci[1])), method=method)
+        p = S.mover_p_value(diff_at, d)
+        result = TestResult(test, p if math.isfinite(p) else None, reason=None if math.isfinite(p) else why)
+        return difference, self._ratio(metric, g, r), result, diff_at
+
+    def _ratio(self, metric: str, g: tuple[Counts, Cells, float], r: tuple[Counts, Cells, float]) -> Estimate:
+        (cg, cells_g, vg), (cr, cells_r, vr) = g, r
+        if metric in PROPORTIONS:
+            xg, ng = cg.proportion(metric)
+            xr, nr = cr.proportion(metric)
+            if xg == 0 and xr == 0:
+                return Estimate(None, None, "0 / 0: neither the group nor the reference has an event")
+            lo, hi = S.koopman_ratio(xg, ng, xr, nr, self.z)
+            value = math.inf if xr == 0 else vg / vr
+            return _ratio_estimate(value, lo, hi, "koopman_score")
+        if vr <= 0:
+            return Estimate(None, None, "reference value is 0")
+        ig = self._interval(metric, cg, cells_g, vg, self.z)
+        ir = self._interval(metric, cr, cells_r, vr, self.z)
+        lo, hi = S.mover_ratio(vg, ig, vr, ir)
+        return _ratio_estimate(vg / vr, lo, hi, "mover_r")
+
+
+def _ratio_estimate(value: float, lo: float, hi: float, method: str) -> Estimate:
+    """A ratio whose value or upper bound may be infinite (JSON null with the reason)."""
+    if not math.isfinite(value):
+        return Estimate(math.inf, (float(lo), math.inf), UNBOUNDED_REASON, method=method)
+    return Estimate(float(value), (float(lo), float(hi)), method=method)
+
+
+def variance_free(metric: str) -> bool:
+    """Metrics that this module gives a closed-form interval."""
+    return metric in PROPORTIONS or metric in ("balanced_accuracy", "auroc")
+
+
+__all__ = [
+    "ANALYTIC_METHODS",
+    "NO_RATIO_REASON",
+    "RATIO_METRICS",
+    "Analytic",
+    "Counts",
+    "denominator",
+    "variance_free",
+]
