@@ -6,8 +6,11 @@ Same statistics as the classification engine (DESIGN, Statistics), on per-case v
 - intervals: bootstrap stratified by group (cases resampled within each group, sizes
   fixed; one draw of case indices serves every metric), percentile or BCa (jackknife of
   the mean for the acceleration); differences and ratios from the same resamples;
-- tests: two-sided Mann-Whitney U of per-case values, group vs reference; omnibus:
-  Kruskal-Wallis across groups; one family per audit corrected by `adjust`.
+- tests: a two-sided permutation test of the difference of means, group vs reference (the
+  question the interval of the difference of means answers; Mann-Whitney U answered another,
+  stochastic ordering); omnibus: Welch's ANOVA of the group means; families corrected by
+  `adjust`, the permutation count raised so that its smallest p can pass the first corrected
+  threshold (docs/statistics.md).
 Plus, per attribute, the summary measures the segmentation-fairness literature uses:
 the skewed error ratio (1 - min group Dice) / (1 - max group Dice) and the standard
 deviation (population, ddof = 0) of the group mean Dice, over groups of adequate size.
@@ -211,9 +214,36 @@ def _group_result(g: _Group, cfg: AuditConfig) -> SegmentationGroupResult:
     )
 
 
-def _compare(g: _Group, r: _Group, cfg: AuditConfig, small: bool) -> list[Comparison]:
+def permutation_mean_test(
+    x: np.ndarray, y: np.ndarray, n_perm: int, rng: np.random.Generator
+) -> T.TestResult:
+    """Two-sided permutation test of mean(x) - mean(y): group labels exchanged `n_perm` times.
+
+    Each permutation is a uniformly random split of the pooled cases into sizes |x| and |y|
+    (argpartition of uniform keys), in chunks that bound memory.
+    """
+    if x.size == 0 or y.size == 0:
+        return T.TestResult("permutation", None, reason="a group has no cases")
+    z = np.concatenate([x, y]).astype(np.float64)
+    n, n1 = z.size, x.size
+    total = float(z.sum())
+    observed = float(x.mean() - y.mean())
+    null = np.empty(n_perm)
+    chunk = max(1, 4_000_000 // n)
+    for a in range(0, n_perm, chunk):
+        b = min(n_perm, a + chunk)
+        first = np.argpartition(rng.random((b - a, n)), n1 - 1, axis=1)[:, :n1]
+        s1 = z[first].sum(axis=1)
+        null[a:b] = s1 / n1 - (total - s1) / (n - n1)
+    p = T.permutation_p_value(observed, null)
+    return T.TestResult("permutation", p, statistic=observed, reason=None if p is not None else "undefined")
+
+
+def _compare(
+    g: _Group, r: _Group, cfg: AuditConfig, small: bool, n_perm: int, key: tuple[int, ...]
+) -> list[Comparison]:
     rows = []
-    for m in SEGMENTATION_METRICS:
+    for mi, m in enumerate(SEGMENTATION_METRICS):
         vg, vr = g.point[m], r.point[m]
         bg, br = g.boot[m], r.boot[m]
         diff = vg - vr if np.isfinite(vg) and np.isfinite(vr) else np.nan
@@ -236,9 +266,9 @@ def _compare(g: _Group, r: _Group, cfg: AuditConfig, small: bool) -> list[Compar
             )
         xg, xr = g.defined(m), r.defined(m)
         if xg.size == 0 or xr.size == 0:
-            res = T.TestResult("mann_whitney_u", None, reason=f"no case with a defined {m} in one group")
+            res = T.TestResult("permutation", None, reason=f"no case with a defined {m} in one group")
         else:
-            res = T.mannwhitney_test(xg, xr)
+            res = permutation_mean_test(xg, xr, n_perm, generator(cfg.seed, key + (mi,)))
         rows.append(
             Comparison(
                 metric=m,
@@ -258,7 +288,7 @@ def _compare(g: _Group, r: _Group, cfg: AuditConfig, small: bool) -> list[Compar
 def _omnibus(groups: list[_Group]) -> list[Omnibus]:
     out = []
     for m in SEGMENTATION_METRICS:
-        res = T.kruskal_omnibus([g.defined(m) for g in groups])
+        res = T.welch_anova([g.defined(m) for g in groups])
         out.append(Omnibus(m, res.test, res.p_value, res.statistic, res.df, res.reason))
     return out
 
@@ -336,6 +366,20 @@ def _choose_reference(groups: list[_Group], requested: str | None, attr: str) ->
     return sorted(groups, key=lambda g: (-g.n, g.name))[0].name
 
 
+def segmentation_permutations(cfg: AuditConfig, n_pairs: int) -> int:
+    """Permutations enough for 1 / (P + 1) to pass the first corrected threshold of each family
+    (every segmentation metric is permutation-tested; as `permutations_needed` for classification)."""
+    if cfg.correction == "none":
+        return cfg.n_permutations
+    primary = set(cfg.primary_metrics)
+    need = cfg.n_permutations
+    for in_primary in (True, False):
+        family = [m for m in SEGMENTATION_METRICS if (m in primary) == in_primary]
+        if family:
+            need = max(need, int(n_pairs * len(family) / cfg.alpha) + 1)
+    return need
+
+
 def run_segmentation_audit(
     values: Mapping[str, np.ndarray],
     attributes: Mapping[str, np.ndarray],
@@ -370,6 +414,10 @@ def run_segmentation_audit(
 
     overall = subset("overall", np.ones(n, bool))
     _prepare(overall, cfg, (0,))
+    n_pairs = sum(len(set(np.asarray(labels).astype(str).tolist())) - 1 for labels in attributes.values())
+    n_perm = segmentation_permutations(cfg, n_pairs)
+    if n_perm > cfg.n_permutations:
+        log.info("permutations raised from %d to %d for the corrected threshold", cfg.n_permutations, n_perm)
     attr_results: list[AttributeResult] = []
     for ai, (attr, labels) in enumerate(attributes.items()):
         labels = np.asarray(labels).astype(str)
@@ -383,9 +431,9 @@ def run_segmentation_audit(
         ref = next(g for g in groups if g.name == ref_name)
         small = {g.name: g.n < cfg.min_group_size for g in groups}
         comparisons: list[Comparison] = []
-        for g in groups:
+        for gi, g in enumerate(groups):
             if g.name != ref_name:
-                comparisons += _compare(g, ref, cfg, small[g.name] or small[ref_name])
+                comparisons += _compare(g, ref, cfg, small[g.name] or small[ref_name], n_perm, (2, ai, gi))
         big = [g for g in groups if not small[g.name]]
         attr_results.append(
             SegmentationAttributeResult(
@@ -400,7 +448,8 @@ def run_segmentation_audit(
         )
     config = cfg.to_dict()
     config["threshold"] = None
-    config.pop("permutations", None)
+    config["permutations_requested"] = config["permutations"]
+    config["permutations"] = n_perm
     result = SegmentationAuditResult(
         task="segmentation",
         config=config,
