@@ -5,6 +5,9 @@ tpr, fpr and auroc per group with scikit-learn for each resample; fairaudit comp
 15 classification metrics per group (and permutation tests) from cell counts. The script
 prints seconds per resample for each, their ratio (target: >= 100x), and the wall time of
 a complete audit with B = 10,000 (all metrics, intervals and tests; target: <= 30 s).
+Then patient-level resampling: the same audit of 100,000 images of 30,000 patients with
+whole patients drawn (`clusters=`), against the image-level audit of the same rows in the
+same run (target: <= 2x), for the default score intervals and for the percentile bootstrap.
 
     .venv/bin/python benchmarks/bootstrap_vs_fairlearn.py [--n 100000] [--fairlearn-boot 20]
 """
@@ -30,6 +33,31 @@ def make_data(n: int, groups: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     logit = rng.normal(0.0, 1.0, n) + (1.0 + 0.15 * g) * y - 1.0
     s = np.round(1.0 / (1.0 + np.exp(-logit)), 6)
     return y, s, np.array([f"g{i}" for i in g])
+
+
+def make_patients(n: int, patients: int, groups: int, seed: int = 1) -> tuple[np.ndarray, ...]:
+    """Images of `patients` patients (a group and a random effect per patient)."""
+    rng = np.random.default_rng(seed)
+    pid = rng.integers(0, patients, n)
+    g_pat = rng.integers(0, groups, patients)
+    effect = rng.normal(0.0, 0.8, patients)
+    y = (rng.random(n) < 0.3).astype(int)
+    logit = effect[pid] + rng.normal(0.0, 0.6, n) + (1.0 + 0.15 * g_pat[pid]) * y - 1.0
+    s = np.round(1.0 / (1.0 + np.exp(-logit)), 6)
+    return y, s, np.array([f"g{i}" for i in g_pat[pid]]), pid
+
+
+def patient_level_seconds(n: int, patients: int, groups: int, b: int, method: str) -> tuple[float, float]:
+    """(image-level, patient-level) wall time of the same audit, in this process."""
+    from fairaudit.stats import AuditConfig, run_audit
+
+    y, s, g, pid = make_patients(n, patients, groups)
+    times = []
+    for clusters in (None, pid):
+        t0 = time.perf_counter()
+        run_audit(y, s, {"group": g}, AuditConfig(bootstrap=b, seed=0, ci_method=method), clusters=clusters)
+        times.append(time.perf_counter() - t0)
+    return times[0], times[1]
 
 
 def _tpr(y, s):
@@ -79,6 +107,7 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=8)
     ap.add_argument("--fairlearn-boot", type=int, default=20)
     ap.add_argument("--b", type=int, default=10_000, help="B of the full fairaudit audit")
+    ap.add_argument("--patients", type=int, default=30_000, help="patients of the patient-level run")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("fairaudit").setLevel(logging.WARNING)
@@ -103,6 +132,13 @@ def main() -> None:
 
     run_audit(y, s, {"group": g}, AuditConfig(bootstrap=args.b, seed=0, ci_method="bca"))
     log.info("fairaudit full audit, B = %d, BCa intervals: %.1f s", args.b, time.perf_counter() - t0)
+    for method in ("score", "percentile"):
+        image, patient = patient_level_seconds(args.n, args.patients, args.groups, args.b, method)
+        log.info(
+            "patient-level (%d images of %d patients, B = %d, %s): images %.1f s, patients %.1f s, "
+            "ratio %.2fx (target <= 2x)",
+            args.n, args.patients, args.b, method, image, patient, patient / image,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

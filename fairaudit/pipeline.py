@@ -30,6 +30,8 @@ class AuditRequest:
     demographics: Path | None = None
     labels: Path | None = None
     id_column: str | None = None
+    # Records of one patient resample together: None finds `patient_id`, "none" turns it off.
+    cluster_column: str | None = None
     label_column: str = "label"
     score_column: str = "score"
     score_column_given: bool = False
@@ -188,6 +190,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
         files=files,
         files_manifest=files_manifest,
         keep_clear_ids=req.baseline_predictions is not None,
+        cluster_column=req.cluster_column,
     )
     if candidates is not None:
         spec.id_candidates = candidates
@@ -237,6 +240,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
             cfg,
             has_scores=cohort.has_scores,
             references=references,
+            clusters=cohort.clusters,
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
@@ -245,6 +249,10 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
     body = result.to_dict()
     config = dict(body["config"])
     config["id_column"] = cohort.id_column
+    config["cluster_column"] = cohort.cluster_column
+    config["cluster_missing"] = cohort.cluster_missing
+    if config.get("resampling_unit") == "case":
+        config["resampling_unit"] = req.unit
     config["threshold_policy"] = threshold_selection["policy"] if threshold_selection else "fixed"
     if threshold_selection:
         config["threshold_selection"] = threshold_selection

@@ -58,6 +58,7 @@ class SegmentationRequest:
     demographics: Path | None = None
     dicom_dir: Path | None = None
     id_column: str | None = None
+    cluster_column: str | None = None  # a patient column: None finds `patient_id`, "none" is off
     intersections: list[list[str]] = field(default_factory=list)
     references: dict[str, str] = field(default_factory=dict)
     missing_as_group: bool = False
@@ -174,6 +175,9 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
     if not needed:
         raise InputError("no --attribute given: name at least one demographic column to audit by.")
     attr_cols = {a: demo.column(a, option="--attribute") for a in needed}
+    from fairaudit.io.cohort import cluster_source
+
+    cluster = cluster_source(req.cluster_column, id_col_actual, [demo])
 
     truth_index = index_masks(req.masks, option="--masks")
     pred_index = None if isinstance(req.pred_masks, Mapping) else index_masks(req.pred_masks, "--pred-masks")
@@ -347,6 +351,14 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
             )
         references[name] = group
     log.info("auditing %d of %d cases", len(case_rows), len(demo.frame))
+    clusters, cluster_missing = None, 0
+    if cluster is not None:
+        patient = demo.frame[cluster[1]].iloc[rows_idx].astype(str).to_numpy(dtype=object)
+        absent = np.array([is_missing(v) for v in patient], dtype=bool)
+        cluster_missing = int(absent.sum())
+        # A case without a patient id is a patient of its own.
+        patient[absent] = [f"\x00{i}" for i in range(cluster_missing)]
+        clusters = np.unique(patient.astype(str), return_inverse=True)[1].ravel()
     try:
         result = run_segmentation_audit(
             values,
@@ -355,6 +367,7 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
             truth_nonempty=np.array(nonempty, bool),
             reasons=per_case_reasons,
             references=references,
+            clusters=clusters,
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
@@ -362,6 +375,10 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
     body = result.to_dict()
     config = dict(body["config"])
     config["id_column"] = id_col
+    config["cluster_column"] = None if cluster is None else cluster[1]
+    config["cluster_missing"] = cluster_missing
+    if config.get("resampling_unit") == "case":
+        config["resampling_unit"] = "image"
     config["threshold_policy"] = None
     config["segmentation"] = {
         "mask_labels": list(req.mask_labels) if req.mask_labels else "any nonzero",
@@ -481,6 +498,7 @@ def request_from_audit(
         demographics=req.demographics,
         dicom_dir=req.dicom_dir,
         id_column=req.id_column,
+        cluster_column=getattr(req, "cluster_column", None),
         intersections=list(req.intersections),
         references=dict(req.references),
         missing_as_group=req.missing_as_group,

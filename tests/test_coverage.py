@@ -7,22 +7,17 @@ AUROC.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_module import load
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from fairaudit.stats import _score as S
 
 Z = S.z_of(0.95)
-_SPEC = importlib.util.spec_from_file_location(
-    "coverage_bench", Path(__file__).parents[1] / "benchmarks" / "coverage.py"
-)
-cov = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(cov)
+cov = load("coverage")
 
 
 def test_wilson_and_clopper_pearson_equal_statsmodels() -> None:

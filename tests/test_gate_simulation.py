@@ -3,19 +3,13 @@ data (docs/ci.md). Few cohorts per cell, so the assertions have generous slack."
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "gate_simulation.py"
+from benchmark_module import load
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gate_simulation", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load("gate_simulation")
 
 
 def test_harmful_gap_rarely_passes_and_no_gap_passes_more_with_more_data() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -57,27 +58,46 @@ def test_bundled_classifier_finds_race_disparity_not_sex(tmp_path: Path) -> None
     if name is None:
         pytest.skip("no bundled classification model in fairaudit/models/bundled yet")
     out = tmp_path / "audit"
-    res = CliRunner().invoke(
-        app,
-        [
-            "audit", str(SAMPLE / "images"), "--model", f"bundled:{name}",
-            "--demographics", str(SAMPLE / "demographics.csv"), "--labels", str(SAMPLE / "labels.csv"),
-            "--label-column", "finding", "--attribute", "race", "--attribute", "sex",
-            "--bootstrap", "200", "--seed", "0", "--device", "cpu", "--quiet", "--out", str(out),
-        ],
-    )  # fmt: skip
+    args = [
+        "audit", str(SAMPLE / "images"), "--model", f"bundled:{name}",
+        "--demographics", str(SAMPLE / "demographics.csv"), "--labels", str(SAMPLE / "labels.csv"),
+        "--label-column", "finding", "--attribute", "race", "--attribute", "sex",
+        "--bootstrap", "200", "--seed", "0", "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+    res = CliRunner().invoke(app, [*args, "--out", str(out)])
     assert res.exit_code == 0, res.output
     results = json.loads((out / "results.json").read_text())
     assert results["model"]["source"] == "bundled" and results["inputs"]["n_included"] == 320
-    # The sample plants a lower sensitivity for race C. With 27 positives in C the score
-    # interval of tpr C - A excludes 0 (unadjusted: p about 0.03), but no correction over the
-    # audit's family lets 320 images prove it; sex, which has no planted gap, shows nothing.
-    race = _unadjusted_evidence(results, "race")
-    assert ("tpr", "C") in race
-    assert all(group == "C" or group == "B" for _, group in race)
+    # demographics.csv has patient_id: 320 images of 283 patients (37 with a follow-up image),
+    # so whole patients are resampled.
+    patients = pd.read_csv(SAMPLE / "demographics.csv")["patient_id"].nunique()
+    assert results["config"]["cluster_column"] == "patient_id"
+    assert results["config"]["resampling_unit"] == "patient"
+    assert results["config"]["n_clusters"] == patients
+    # The sample plants a lower sensitivity for race C, the worst difference; sex, which has
+    # no planted gap, shows nothing.
+    race_attr = next(a for a in results["attributes"] if a["name"] == "race")
+    tpr = race_attr["summary"]["tpr"]
+    assert tpr["worst_difference"]["group"] == "C" and tpr["worst_difference"]["difference"]["ci"][1] < 0.01
+    assert all(group in ("B", "C") for _, group in _unadjusted_evidence(results, "race"))
     assert _unadjusted_evidence(results, "sex") == []
-    tpr = next(a for a in results["attributes"] if a["name"] == "race")["summary"]["tpr"]
-    assert tpr["worst_difference"]["group"] == "C" and tpr["worst_difference"]["difference"]["ci"][1] < 0
+    # With images as independent (--cluster-column none) the tpr interval of C - A excludes 0
+    # (p about 0.03); with patients it is wider, because A's tpr of 1 rests on fewer patients
+    # than images (docs/statistics.md, patient-level resampling).
+    res = CliRunner().invoke(app, [*args, "--cluster-column", "none", "--out", str(tmp_path / "images")])
+    assert res.exit_code == 0, res.output
+    images = json.loads((tmp_path / "images" / "results.json").read_text())
+    assert images["config"]["resampling_unit"] == "image" and images["config"]["n_clusters"] is None
+    assert ("tpr", "C") in _unadjusted_evidence(images, "race")
+
+    def tpr_c(r: dict) -> dict:
+        attr = next(a for a in r["attributes"] if a["name"] == "race")
+        return next(c for c in attr["comparisons"] if c["metric"] == "tpr" and c["group"] == "C")
+
+    by_patient, by_image = tpr_c(results), tpr_c(images)
+    assert by_patient["difference"]["ci"][0] <= by_image["difference"]["ci"][0]
+    assert by_patient["difference"]["ci"][1] >= by_image["difference"]["ci"][1]
+    assert by_patient["p_value"] >= by_image["p_value"]
 
 
 def test_bundled_segmenter_finds_race_disparity_not_sex(tmp_path: Path) -> None:

@@ -6,12 +6,11 @@ of a power of 0.8 is 0.0063, so the +-0.05 tolerance is about 8 SE.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from benchmark_module import load
 from scipy import stats as sps
 
 from fairaudit.stats import _score as S
@@ -22,11 +21,7 @@ from fairaudit.stats._power import (
     newcombe_rejects,
 )
 
-_SPEC = importlib.util.spec_from_file_location(
-    "power_bench", Path(__file__).parents[1] / "benchmarks" / "power.py"
-)
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
+bench = load("power")
 
 REPS = 4000
 INTERVALS = {"modified_wilson": S.modified_wilson, "clopper_pearson": S.clopper_pearson}

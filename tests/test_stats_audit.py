@@ -175,6 +175,8 @@ def test_to_dict_is_strict_json(ci_method) -> None:
         "permutations": 961,
         "permutations_requested": 50,
         "primary_metrics": [],
+        "resampling_unit": "case",  # no clusters given: each case is drawn on its own
+        "n_clusters": None,
     }
     assert d["overall"]["n"] == y.size
     grp = d["attributes"][0]

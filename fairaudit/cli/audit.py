@@ -99,6 +99,14 @@ def audit(
             help="Join key; default: auto-detect (sop_instance_uid, study_instance_uid, patient_id, path).",
         ),
     ] = None,
+    cluster_column: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster-column",
+            help="Column naming each record's patient: bootstrap and permutation draws take whole patients. "
+            "Default: 'patient_id' where an input has it; 'none' treats records as independent.",
+        ),
+    ] = None,
     intersect: Annotated[
         list[str] | None,
         typer.Option("--intersect", help="Intersectional groups, e.g. sex,race (repeatable)."),
@@ -320,6 +328,7 @@ def audit(
             demographics=demographics,
             labels=labels,
             id_column=id_column,
+            cluster_column=cluster_column,
             label_column=label_column,
             score_column=score_column or "score",
             score_column_given=score_column is not None,

@@ -60,6 +60,9 @@ class CohortSpec:
     files_manifest: pd.DataFrame | None = None
     id_candidates: tuple[str, ...] = ID_CANDIDATES
     keep_clear_ids: bool = True  # Cohort.ids: the included ids in clear (to pair a baseline)
+    # The patient column whose records resample together (docs/statistics.md, "Patient-level
+    # resampling"): None finds `patient_id`, "none" turns it off.
+    cluster_column: str | None = None
 
 
 @dataclass
@@ -75,6 +78,11 @@ class Cohort:
     excluded: list[dict]
     id_column: str | None
     ids: np.ndarray | None = None  # the included records' ids, in clear (never written out)
+    # Per included record, a code for its patient (None: records are independent), the
+    # column it came from, and how many records had none (each its own patient).
+    clusters: np.ndarray | None = None
+    cluster_column: str | None = None
+    cluster_missing: int = 0
 
     @property
     def n_included(self) -> int:
@@ -261,15 +269,18 @@ def build_cohort(
         else:
             attr_cols[a] = (pred, pred.column(a, option="--attribute"))
 
+    cluster = cluster_source(spec.cluster_column, id_col, [t for t in (demo, lab, pred) if t is not None])
+
     # First pass (values validated; errors name file, column and row): the labels' file
     # first, then the predictions, the demographics and the files.
     def parse_of(t: Table) -> list[tuple[str, str]]:
         out = [(label_col, "label")] if t is label_table else []
         if t is pred:
             out.append(score)
-        return out + [
-            (col, "text") for tab, col in attr_cols.values() if tab is t and (col, "text") not in out
-        ]
+        texts = [col for tab, col in attr_cols.values() if tab is t]
+        if cluster is not None and cluster[0] is t:
+            texts.append(cluster[1])
+        return out + [(col, "text") for col in dict.fromkeys(texts) if (col, "text") not in out]
 
     scans = {id(t): _scan(t, id_col, parse_of(t)) for t in (lab, pred, demo, files) if t is not None}
     p_scan = scans[id(pred)]
@@ -408,6 +419,21 @@ def build_cohort(
             combined = combined + INTERSECTION_SEP + attr_values[p][included]
         attributes[intersection_name(parts)] = combined.astype(str)
 
+    clusters, cluster_missing = None, 0
+    if cluster is not None:
+        row_codes, lookup = text_of(*cluster)
+        missing = np.array([is_missing(v) for v in lookup], dtype=bool)[row_codes]
+        codes_in = np.where(missing, -1, row_codes)[included]
+        cluster_missing = int((codes_in < 0).sum())
+        # A record without a patient id is a patient of its own.
+        codes_in[codes_in < 0] = len(lookup) + np.arange(cluster_missing)
+        clusters = codes_in
+        if cluster_missing:
+            log.warning(
+                "%d included records have no %s: each is resampled as a patient of its own",
+                cluster_missing, cluster[1],
+            )  # fmt: skip
+
     if not included.any():
         raise InputError(
             f"no row of {pred.name} can be audited: every row was excluded "
@@ -424,4 +450,47 @@ def build_cohort(
         excluded=excluded,
         id_column=id_col,
         ids=None if clear is None else np.concatenate(clear) if clear else np.empty(0, dtype=str),
+        clusters=clusters,
+        cluster_column=None if cluster is None else cluster[1],
+        cluster_missing=cluster_missing,
     )
+
+
+#: The column a patient id is found in when --cluster-column is not given.
+CLUSTER_CANDIDATES = ("patient_id",)
+
+
+def cluster_source(
+    requested: str | None, id_col: str | None, tables: list[Table]
+) -> tuple[Table, str] | None:
+    """Where the patient of each record is read: (table, column), or None for none.
+
+    `requested` None: the first table (demographics, labels, predictions) with a
+    `patient_id` column, unless that column is the join key (one record per patient).
+    "none": off. A named column must exist in one of the tables.
+    """
+    if requested is not None and requested.strip().lower() == "none":
+        return None
+    names = [requested] if requested is not None else list(CLUSTER_CANDIDATES)
+    for name in names:
+        for t in tables:
+            if t.has(name):
+                col = t.column(name)
+                if id_col is not None and col.lower() == id_col.lower():
+                    if requested is not None:
+                        raise InputError(
+                            f"--cluster-column {requested} is the join key ({id_col}): every record would be "
+                            "a patient of its own.",
+                            column=requested,
+                            hint="Name the column that holds each record's patient, or pass --cluster-column none.",
+                        )
+                    return None
+                return t, col
+    if requested is not None:
+        where = "; ".join(f"{t.name}: {', '.join(repr(c) for c in t.columns)}" for t in tables)
+        raise InputError(
+            f"--cluster-column {requested}: no such column in the demographics, labels or predictions ({where}).",
+            column=requested,
+            hint="Name the column that holds each record's patient id, or pass --cluster-column none.",
+        )
+    return None

@@ -76,6 +76,7 @@ TEST_NAMES: dict[str, str] = {
     "chi2": "chi-square",
     "chi_square": "chi-square",
     "chi2_contingency": "chi-square",
+    "chi2_rao_scott": "Rao-Scott chi-square",
     "kruskal": "Kruskal-Wallis",
     "kruskal_wallis": "Kruskal-Wallis",
     "delong_chi2": "DeLong chi-square",
@@ -836,6 +837,12 @@ def build_view(
             "min_group_size": fmt_num(config.get("min_group_size")),
             "primary_metrics": ", ".join(str(m) for m in config.get("primary_metrics") or ()),
             "permutations": fmt_num(config["permutations"]) if "permutations" in config else "",
+            "resampling_unit": str(config.get("resampling_unit") or ""),
+            "cluster_column": str(config.get("cluster_column") or ""),
+            "n_clusters": fmt_num(config.get("n_clusters")) if config.get("n_clusters") is not None else "",
+            "cluster_missing": fmt_num(config.get("cluster_missing"))
+            if config.get("cluster_missing")
+            else "",
         },
         "model": (
             {

@@ -115,9 +115,15 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
     )
     config = view["config"]
     console.print(
-        f"[dim]{escape(config['ci_level'])} {escape(_CI_WORDS.get(config['ci_method'], config['ci_method']))} intervals "
+        f"[dim]{escape(config['ci_level'])} {escape(_CI_WORDS.get(config['ci_method_key'], config['ci_method']))} intervals "
         f"(B = {escape(config['bootstrap'])}), {escape(config['correction'])} correction, "
-        f"threshold {escape(config['threshold'])}[/]"
+        f"threshold {escape(config['threshold'])}"
+        + (
+            f", resampled by patient ({escape(config['n_clusters'])} patients)"
+            if config.get("resampling_unit") == "patient"
+            else ""
+        )
+        + "[/]"
     )
     if view["model"]:
         console.print(f"[bold]Model:[/] {escape(view['model']['name'])}")

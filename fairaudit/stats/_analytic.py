@@ -12,8 +12,8 @@ methods and their references; benchmarks/coverage.py measures them.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from fairaudit.stats import _score as S
 from fairaudit.stats._cells import Cells
@@ -43,6 +43,9 @@ class Counts:
     fp: int
     tn: int
     fn: int
+    # Per metric, the design effect of patient-level clustering (fairaudit/stats/_clusters.py):
+    # a closed-form interval counts n / deff cases. Empty: images are independent.
+    deff: Mapping[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def n_pos(self) -> int:
@@ -56,6 +59,15 @@ class Counts:
         """(numerator, denominator) of one of PROPORTIONS."""
         num, den = PROPORTIONS[metric]
         return sum(getattr(self, k) for k in num), sum(getattr(self, k) for k in den)
+
+    def effective(self, metric: str) -> tuple[float, float]:
+        """(numerator, denominator) of a proportion in effective cases: both over the design effect."""
+        x, n = self.proportion(metric)
+        d = self.design_effect(metric)
+        return (x / d, n / d) if d != 1.0 else (x, n)
+
+    def design_effect(self, metric: str) -> float:
+        return float(self.deff.get(metric, 1.0))
 
 
 def denominator(metric: str, c: Counts) -> int:
@@ -83,16 +95,25 @@ class Analytic:
 
     def _interval(self, metric: str, c: Counts, cells: Cells, value: float, z: float) -> S.Interval:
         if metric in PROPORTIONS:
-            x, n = c.proportion(metric)
-            return self.prop(x, n, z)
+            return self.prop(*c.effective(metric), z)
         if metric == "balanced_accuracy":
-            tpr, tnr = c.tp / c.n_pos, c.tn / c.n_neg
-            return S.mover_sum(
-                [(0.5, tpr, self.prop(c.tp, c.n_pos, z)), (0.5, tnr, self.prop(c.tn, c.n_neg, z))]
-            )
+            return S.mover_sum(self._balanced_parts(c, z, 1.0))
         if metric == "auroc":
-            return S.auroc_score(value, cells.n_pos, cells.n_neg, z)
+            d = c.design_effect("auroc")
+            if d == 1.0:
+                return S.auroc_score(value, cells.n_pos, cells.n_neg, z)
+            # Never fewer than one effective case of a class (the design effect is the larger
+            # class's bound, fairaudit/stats/_clusters.py).
+            return S.auroc_score(value, max(1.0, cells.n_pos / d), max(1.0, cells.n_neg / d), z)
         raise KeyError(metric)
+
+    def _balanced_parts(self, c: Counts, z: float, sign: float) -> list[tuple[float, float, S.Interval]]:
+        """Balanced accuracy's two halves (tpr, tnr) for a MOVER sum, each with its interval."""
+        parts = []
+        for rate in ("tpr", "tnr"):
+            x, n = c.proportion(rate)
+            parts.append((0.5 * sign, x / n, self.prop(*c.effective(rate), z)))
+        return parts
 
     def method_name(self, metric: str) -> str:
         if metric in PROPORTIONS:
@@ -107,7 +128,13 @@ class Analytic:
         if not math.isfinite(value):
             return Estimate(None, None, reason, n=n)
         ci = self._interval(metric, c, cells, value, self.z)
-        return Estimate(float(value), (float(ci[0]), float(ci[1])), method=self.method_name(metric), n=n)
+        return Estimate(
+            float(value),
+            (float(ci[0]), float(ci[1])),
+            method=self.method_name(metric),
+            n=n,
+            design_effect=_design_effect(metric, c),
+        )
 
     # ---------------------------------------------------------------- group vs reference
 
@@ -128,11 +155,7 @@ class Analytic:
 
         def diff_at(z: float) -> S.Interval:
             if metric == "balanced_accuracy":
-                parts = []
-                for sign, c in ((1.0, cg), (-1.0, cr)):
-                    parts.append((0.5 * sign, c.tp / c.n_pos, self.prop(c.tp, c.n_pos, z)))
-                    parts.append((0.5 * sign, c.tn / c.n_neg, self.prop(c.tn, c.n_neg, z)))
-                return S.mover_sum(parts)
+                return S.mover_sum(self._balanced_parts(cg, z, 1.0) + self._balanced_parts(cr, z, -1.0))
             ig = self._interval(metric, cg, cells_g, vg, z)
             ir = self._interval(metric, cr, cells_r, vr, z)
             return S.mover_difference(vg, ig, vr, ir)
@@ -152,7 +175,7 @@ class Analytic:
             xr, nr = cr.proportion(metric)
             if xg == 0 and xr == 0:
                 return Estimate(None, None, "0 / 0: neither the group nor the reference has an event")
-            lo, hi = S.koopman_ratio(xg, ng, xr, nr, self.z)
+            lo, hi = S.koopman_ratio(*cg.effective(metric), *cr.effective(metric), self.z)
             value = math.inf if xr == 0 else vg / vr
             return _ratio_estimate(value, lo, hi, "koopman_score")
         if vr <= 0:
@@ -168,6 +191,13 @@ def _ratio_estimate(value: float, lo: float, hi: float, method: str) -> Estimate
     if not math.isfinite(value):
         return Estimate(math.inf, (float(lo), math.inf), UNBOUNDED_REASON, method=method)
     return Estimate(float(value), (float(lo), float(hi)), method=method)
+
+
+def _design_effect(metric: str, c: Counts) -> float | None:
+    """The design effect an estimate records: None where images are the unit."""
+    if not c.deff or not (metric in PROPORTIONS or metric == "auroc"):
+        return None
+    return c.design_effect(metric)
 
 
 def variance_free(metric: str) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
@@ -23,10 +24,22 @@ from fairaudit.stats._analytic import (
 from fairaudit.stats._cells import (
     RESAMPLE_GRID,
     Cells,
+    coarse_index,
     coarsen,
     grid_edges,
     make_cells,
     merge_cells,
+)
+from fairaudit.stats._clusters import (
+    ClusterCells,
+    cluster_bootstrap_task,
+    cluster_cells,
+    cluster_means,
+    cluster_permutation_task,
+    design_effects,
+    leave_one_cluster_out,
+    rao_scott,
+    stack,
 )
 from fairaudit.stats._intervals import acceleration, bca_interval, percentile_interval
 from fairaudit.stats._metrics import (
@@ -40,6 +53,7 @@ from fairaudit.stats._metrics import (
     MetricKernel,
 )
 from fairaudit.stats._resample import bootstrap_task, permutation_task, run_tasks
+from fairaudit.stats._score import z_of
 from fairaudit.stats._segmentation import SEGMENTATION_METRICS
 from fairaudit.stats.result import (
     AttributeResult,
@@ -144,6 +158,17 @@ class _GroupStats:
     loo: dict[str, np.ndarray]
     loo_w: np.ndarray
     boot: dict[str, np.ndarray] = field(default_factory=dict)
+    # Patient-level resampling (fairaudit/stats/_clusters.py): the group's cases per patient
+    # (None: no patient ids), and whether any patient has more than one case here.
+    clusters: ClusterCells | None = None
+    clustered: bool = False
+    resample_clusters: ClusterCells | None = None  # `clusters` on the resampling grid
+
+    def resample_source(self) -> Cells | ClusterCells:
+        """What a bootstrap of this group draws from: patients, or cases (on the grid)."""
+        if self.clustered and self.resample_clusters is not None:
+            return self.resample_clusters
+        return self.resample_cells
 
 
 def _resampling_grid(cells: Cells, cfg: AuditConfig) -> tuple[Cells, MetricKernel | None]:
@@ -154,7 +179,16 @@ def _resampling_grid(cells: Cells, cfg: AuditConfig) -> tuple[Cells, MetricKerne
     return coarse, MetricKernel(coarse.u, cfg.threshold, True)
 
 
-def _prepare(name: str, cells: Cells, cfg: AuditConfig, has_scores: bool) -> _GroupStats:
+def _clusters_on_grid(cc: ClusterCells, cells: Cells, grid: Cells, cfg: AuditConfig) -> ClusterCells:
+    """Per-patient counts moved to the resampling grid (`grid`, or `cells` when not binned)."""
+    if grid is cells:
+        return cc
+    return cc.regrid(coarse_index(cells, grid_edges(cfg.threshold)), grid.u)
+
+
+def _prepare(
+    name: str, cells: Cells, cfg: AuditConfig, has_scores: bool, clusters: ClusterCells | None = None
+) -> _GroupStats:
     kernel = MetricKernel(cells.u, cfg.threshold, has_scores)
     point = kernel.point(cells.pos, cells.neg)
     rcells, rkernel = _resampling_grid(cells, cfg)
@@ -166,19 +200,52 @@ def _prepare(name: str, cells: Cells, cfg: AuditConfig, has_scores: bool) -> _Gr
             m: (point[m] - coarse_point[m]) if np.isfinite(point[m] - coarse_point[m]) else 0.0
             for m in kernel.metrics
         }
-    loo, w = kernel.leave_one_out(cells.pos, cells.neg) if cfg.ci_method == "bca" else ({}, np.empty(0))
+    clustered = clusters is not None and clusters.clustered
+    loo: dict[str, np.ndarray] = {}
+    w = np.empty(0)
+    if cfg.ci_method == "bca":
+        # Jackknife by the resampling unit: one patient (all their cases) at a time.
+        loo, w = (
+            leave_one_cluster_out(clusters, kernel)
+            if clustered
+            else kernel.leave_one_out(cells.pos, cells.neg)
+        )
     conf = T.confusion(cells, cfg.threshold)
-    counts = Counts(conf["tp"], conf["fp"], conf["tn"], conf["fn"])
-    return _GroupStats(name, cells, counts, kernel, point, rcells, shift, loo, w)
+    deff = design_effects(clusters, cfg.threshold, has_scores, z_of(cfg.ci_level)) if clustered else {}
+    counts = Counts(conf["tp"], conf["fp"], conf["tn"], conf["fn"], deff=deff)
+    gs = _GroupStats(name, cells, counts, kernel, point, rcells, shift, loo, w, clusters=clusters)
+    if clustered:
+        gs.clustered = True
+        gs.resample_clusters = _clusters_on_grid(clusters, cells, rcells, cfg)
+    return gs
+
+
+def _bootstrap_one(source: Cells | ClusterCells, *args: Any) -> dict[str, np.ndarray]:
+    """Bootstrap a group by its resampling unit (patients, or cases)."""
+    task = cluster_bootstrap_task if isinstance(source, ClusterCells) else bootstrap_task
+    return task(source, *args)
+
+
+def _permute_one(source: Cells | ClusterCells, *args: Any) -> dict[str, np.ndarray]:
+    """Permute group labels by the resampling unit (patients, or cases)."""
+    task = cluster_permutation_task if isinstance(source, ClusterCells) else permutation_task
+    return task(source, *args)
+
+
+def _size(source: Cells | ClusterCells) -> int:
+    """Work per resample of a source: its cases (patients' nonzero cells)."""
+    return source.n if isinstance(source, Cells) else int(source.matrix.nnz)
 
 
 def _bootstrap_all(
     stats: list[tuple[_GroupStats, tuple[int, ...]]], cfg: AuditConfig, has_scores: bool
 ) -> None:
     """Bootstrap every group at once (in worker processes when large)."""
-    tasks = [(g.resample_cells, cfg.threshold, has_scores, cfg.bootstrap, cfg.seed, key) for g, key in stats]
+    tasks = [
+        (g.resample_source(), cfg.threshold, has_scores, cfg.bootstrap, cfg.seed, key) for g, key in stats
+    ]
     work = sum(g.cells.n for g, _ in stats) * float(cfg.bootstrap)
-    for (g, _), res in zip(stats, run_tasks(bootstrap_task, tasks, work, cfg.workers), strict=True):
+    for (g, _), res in zip(stats, run_tasks(_bootstrap_one, tasks, work, cfg.workers), strict=True):
         g.boot = {m: res[m] + g.shift[m] for m in res}
 
 
@@ -220,6 +287,9 @@ def _metric_estimates(gs: _GroupStats, cfg: AuditConfig, has_scores: bool) -> di
         out[m] = _estimate(
             cfg, gs.point[m], gs.boot[m], strata, UNDEFINED_REASON[m], denominator(m, gs.counts)
         )
+        if gs.clustered and (m in PROPORTIONS or m == "auroc") and out[m].value is not None:
+            # The power of the test that is run counts n / deff cases (docs/statistics.md).
+            out[m] = replace(out[m], design_effect=gs.counts.design_effect(m))
     return out
 
 
@@ -243,13 +313,22 @@ def _permutation_spec(
     key: tuple[int, ...],
     size: int,
 ) -> tuple:
-    """Arguments of the permutation task for group vs reference."""
-    pooled, _, _ = merge_cells(g.cells, r.cells)
-    pooled, _ = _resampling_grid(pooled, cfg)
-    return (pooled, g.cells.n, cfg.threshold, tuple(metrics), size, cfg.seed, key)
+    """Arguments of the permutation task for group vs reference.
+
+    With patients, the units are each group's patients (a patient with cases in both groups
+    is two units: the cases in one group move together).
+    """
+    pooled, ig, ir = merge_cells(g.cells, r.cells)
+    grid, _ = _resampling_grid(pooled, cfg)
+    if (g.clustered or r.clustered) and g.clusters is not None and r.clusters is not None:
+        units = _clusters_on_grid(stack([g.clusters, r.clusters], pooled.u, [ig, ir]), pooled, grid, cfg)
+        return (units, g.clusters.n_clusters, cfg.threshold, tuple(metrics), size, cfg.seed, key)
+    return (grid, g.cells.n, cfg.threshold, tuple(metrics), size, cfg.seed, key)
 
 
-def permutations_needed(cfg: AuditConfig, n_pairs: int, has_scores: bool) -> int:
+def permutations_needed(
+    cfg: AuditConfig, n_pairs: int, has_scores: bool, permuted: Sequence[str] | None = None
+) -> int:
     """Permutations enough for the smallest attainable p to pass the first corrected threshold.
 
     The smallest permutation p is 1 / (P + 1); Holm's (and Bonferroni's) first threshold is
@@ -259,10 +338,11 @@ def permutations_needed(cfg: AuditConfig, n_pairs: int, has_scores: bool) -> int
     metrics = METRICS if has_scores else RATE_METRICS
     tested = [m for m in metrics if m not in TESTED_AS and m not in UNTESTED_REASON]
     primary = set(cfg.primary_metrics)
+    permuted = cfg.permutation_metrics if permuted is None else permuted
     need = cfg.n_permutations
     for in_primary in (True, False):
         family = [m for m in tested if (m in primary) == in_primary]
-        if cfg.correction == "none" or not any(m in cfg.permutation_metrics for m in family):
+        if cfg.correction == "none" or not any(m in permuted for m in family):
             continue
         m_tests = n_pairs * len(family)
         need = max(need, int(m_tests / cfg.alpha) + 1)
@@ -294,14 +374,14 @@ def _compare(
         else:
             difference, ratio_est = _bootstrap_comparison(g, r, m, cfg, why)
             interval_at = _percentile_at(g.boot[m] - r.boot[m]) if difference.ci is not None else None
-            if m in PROPORTIONS:
-                res = T.fisher_test(conf_g, conf_r, PROPORTIONS[m])
-            elif m == "auroc":
-                res = T.delong_test(g.cells, r.cells)
-            else:
+            if m in nulls:  # mean metrics; every tested metric when patients are resampled
                 diff = vg - vr if np.isfinite(vg) and np.isfinite(vr) else np.nan
                 p = T.permutation_p_value(diff, nulls[m])
                 res = T.TestResult("permutation", p, reason=None if p is not None else why)
+            elif m in PROPORTIONS:
+                res = T.fisher_test(conf_g, conf_r, PROPORTIONS[m])
+            else:
+                res = T.delong_test(g.cells, r.cells)
         if m not in RATIO_METRICS:
             ratio_est = Estimate(None, None, NO_RATIO_REASON)
         if m in UNTESTED_REASON:
@@ -357,18 +437,42 @@ def _bootstrap_comparison(
 
 
 def _omnibus(groups: list[_GroupStats], cfg: AuditConfig, has_scores: bool) -> list[Omnibus]:
+    """Heterogeneity across all groups of an attribute.
+
+    With patients: chi-square statistics over the groups' mean design effect (Rao & Scott's
+    first-order correction), AUROC variances times each group's design effect, and Welch's
+    ANOVA on each patient's mean Brier score (fairaudit/stats/_clusters.py).
+    """
     out = []
+    clustered = any(g.clustered for g in groups)
     confs = [T.confusion(g.cells, cfg.threshold) for g in groups]
     for m, parts in PROPORTIONS.items():
         res = T.chi2_omnibus(confs, parts)
+        if clustered:
+            dens = np.array([denominator(m, g.counts) for g in groups], dtype=np.float64)
+            deffs = np.array([g.counts.design_effect(m) for g in groups])
+            res = rao_scott(res, float(dens @ deffs / dens.sum()) if dens.sum() > 0 else 1.0)
         out.append(Omnibus(m, res.test, res.p_value, res.statistic, res.df, res.reason))
     if has_scores:
         omnibus_auroc = T.auroc_score_omnibus if cfg.analytic else T.delong_omnibus
-        res = omnibus_auroc([g.cells for g in groups])
+        deffs = [g.counts.design_effect("auroc") for g in groups] if clustered else None
+        res = omnibus_auroc([g.cells for g in groups], deffs)
         out.append(Omnibus("auroc", res.test, res.p_value, res.statistic, res.df, res.reason))
-        res = T.welch_anova([T.per_case_brier(g.cells) for g in groups])
+        if clustered:
+            samples = [_patient_brier(g) for g in groups]
+        else:
+            samples = [T.per_case_brier(g.cells) for g in groups]
+        res = T.welch_anova(samples)
         out.append(Omnibus("brier", res.test, res.p_value, res.statistic, res.df, res.reason))
     return out
+
+
+def _patient_brier(g: _GroupStats) -> np.ndarray:
+    """Each patient's mean Brier score in the group (the unit Welch's ANOVA compares)."""
+    if g.clusters is None:
+        return T.per_case_brier(g.cells)
+    u = g.clusters.u
+    return cluster_means(g.clusters, (u - 1.0) ** 2, u**2)
 
 
 def _summaries(
@@ -471,17 +575,36 @@ def run_audit(
     *,
     has_scores: bool = True,
     references: dict[str, str] | None = None,
+    clusters: np.ndarray | None = None,
+    cluster_unit: str = "patient",
 ) -> AuditResult:
     """Audit one set of cases: `labels` 0/1, `scores` in [0, 1] (or 0/1 predictions).
 
     `attributes` maps each attribute name (intersections included, already combined) to
-    one group label per case, as strings. Inputs must be validated by the caller.
+    one group label per case, as strings. `clusters`: one code per case naming its patient
+    (or other `cluster_unit`): bootstrap and permutation draws then take whole patients and
+    closed-form intervals their design effect (docs/statistics.md, "Patient-level
+    resampling"). Inputs must be validated by the caller.
     """
     references = references or {}
     labels = np.asarray(labels, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float64)
-    all_cells = make_cells(scores, labels)
-    overall = _prepare("overall", all_cells, cfg, has_scores)
+    if clusters is not None:
+        _, clusters = np.unique(np.asarray(clusters), return_inverse=True)
+        clusters = clusters.ravel()
+        if clusters.size != labels.size:
+            raise ValueError("clusters: one code per case is needed")
+
+    def prepare(name: str, mask: np.ndarray | None) -> _GroupStats:
+        s_, y_ = (scores, labels) if mask is None else (scores[mask], labels[mask])
+        cells = make_cells(s_, y_)
+        cc = None
+        if clusters is not None:
+            cc = cluster_cells(s_, y_, clusters if mask is None else clusters[mask], cells)
+        return _prepare(name, cells, cfg, has_scores, cc)
+
+    overall = prepare("overall", None)
+    all_cells = overall.cells
     to_boot = [(overall, (0,))]
     per_attr: list[tuple[str, list[_GroupStats]]] = []
     for ai, (attr, values) in enumerate(attributes.items()):
@@ -490,8 +613,7 @@ def run_audit(
         log.info("attribute %s: %d groups", attr, len(names))
         groups = []
         for gi, name in enumerate(names):
-            mask = values == name
-            gs = _prepare(name, make_cells(scores[mask], labels[mask]), cfg, has_scores)
+            gs = prepare(name, values == name)
             groups.append(gs)
             to_boot.append((gs, (1, ai, gi)))
         per_attr.append((attr, groups))
@@ -500,13 +622,20 @@ def run_audit(
 
     # References, then every permutation test of the audit in one batch.
     plan = []
-    perm_metrics = [m for m in cfg.permutation_metrics if has_scores or m in RATE_METRICS]
+    clustered = overall.clustered
+    permuted = list(cfg.permutation_metrics)
+    if clustered and not cfg.analytic:
+        # Fisher's and DeLong's tests take images as independent: with patients, every
+        # tested metric is compared by permuting patients, like its interval resamples them.
+        tested = [m for m in PROPORTIONS if m not in TESTED_AS and m not in UNTESTED_REASON]
+        permuted += [m for m in (*tested, "auroc") if m not in permuted]
+    perm_metrics = [m for m in permuted if has_scores or m in RATE_METRICS]
     for attr, groups in per_attr:
         ref_name = _choose_reference(groups, references.get(attr), attr)
         ref = next(g for g in groups if g.name == ref_name)
         pairs = [(gi, g) for gi, g in enumerate(groups) if g.name != ref_name]
         plan.append((attr, groups, ref, pairs))
-    n_perm = permutations_needed(cfg, sum(len(p[3]) for p in plan), has_scores)
+    n_perm = permutations_needed(cfg, sum(len(p[3]) for p in plan), has_scores, perm_metrics)
     if n_perm > cfg.n_permutations:
         log.info("permutations raised from %d to %d for the corrected threshold", cfg.n_permutations, n_perm)
     specs = [
@@ -514,8 +643,8 @@ def run_audit(
         for ai, (_, _, ref, pairs) in enumerate(plan)
         for gi, g in pairs
     ]
-    work = sum(s[0].n for s in specs) * float(n_perm) * 2
-    nulls = iter(run_tasks(permutation_task, specs, work, cfg.workers))
+    work = sum(_size(s[0]) for s in specs) * float(n_perm) * 2
+    nulls = iter(run_tasks(_permute_one, specs, work, cfg.workers))
 
     attr_results: list[AttributeResult] = []
     for attr, groups, ref, pairs in plan:
@@ -548,6 +677,9 @@ def run_audit(
     config = cfg.to_dict()
     config["permutations_requested"] = config["permutations"]
     config["permutations"] = n_perm
+    # The resampling unit: "case" (each image or series) or, with clusters, e.g. "patient".
+    config["resampling_unit"] = cluster_unit if clustered else "case"
+    config["n_clusters"] = int(clusters.max()) + 1 if clusters is not None and clusters.size else None
     result = AuditResult(
         task="classification",
         config=config,

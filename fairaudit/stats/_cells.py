@@ -93,6 +93,18 @@ def grid_edges(threshold: float, resolution: int = RESAMPLE_GRID) -> np.ndarray:
     return np.union1d(edges, [threshold])
 
 
+def _bins(cells: Cells, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The non-empty grid bins, and each cell's position among them."""
+    idx = np.clip(np.searchsorted(edges, cells.u, side="right") - 1, 0, edges.size - 2)
+    uniq, inv = np.unique(idx, return_inverse=True)
+    return uniq, inv
+
+
+def coarse_index(cells: Cells, edges: np.ndarray) -> np.ndarray:
+    """Each cell's index in `coarsen(cells, edges)` (to move per-patient counts there too)."""
+    return _bins(cells, edges)[1]
+
+
 def coarsen(cells: Cells, edges: np.ndarray) -> Cells:
     """Merge cells whose scores share a grid bin; each bin keeps its mean score.
 
@@ -102,8 +114,7 @@ def coarsen(cells: Cells, edges: np.ndarray) -> Cells:
     which the caller removes by centring the resampled statistic on the exact estimate;
     tests/test_stats_resampling_grid.py bounds what is left.
     """
-    idx = np.clip(np.searchsorted(edges, cells.u, side="right") - 1, 0, edges.size - 2)
-    uniq, inv = np.unique(idx, return_inverse=True)
+    uniq, inv = _bins(cells, edges)
     pos = np.bincount(inv, weights=cells.pos, minlength=uniq.size)
     neg = np.bincount(inv, weights=cells.neg, minlength=uniq.size)
     ssum = np.bincount(inv, weights=cells.u * (cells.pos + cells.neg), minlength=uniq.size)

@@ -410,6 +410,20 @@ def _denominator(group: Mapping[str, Any], metric: str) -> int | None:
     return predicted_positive if denominator == ("tp", "fp") else int(n) - predicted_positive
 
 
+def _design_effect(group: Mapping[str, Any] | None, metric: str) -> float:
+    """The group estimate's design effect (patient-level clustering; 1 where records are the unit)."""
+    estimate = ((group or {}).get("metrics") or {}).get(metric)
+    deff = estimate.get("design_effect") if isinstance(estimate, Mapping) else None
+    if isinstance(deff, (int, float)) and not isinstance(deff, bool) and math.isfinite(deff) and deff > 1:
+        return float(deff)
+    return 1.0
+
+
+def _effective(n: int, deff: float) -> int:
+    """Records as independent cases: n / deff, at least 1 (docs/statistics.md, patient-level)."""
+    return max(1, round(n / deff)) if deff > 1 else n
+
+
 def _classes(group: Mapping[str, Any]) -> tuple[int, int] | None:
     """(positives, negatives) of a group, when both are known and positive."""
     n, n_pos = group.get("n"), group.get("n_positive")
@@ -464,12 +478,16 @@ def min_detectable_difference(
         n_g, n_r = _denominator(group, metric), _denominator(reference, metric)
         p_ref = _value(ref_metrics.get(metric))
         if n_g and n_r and p_ref is not None:
+            n_g = _effective(n_g, _design_effect(group, metric))
+            n_r = _effective(n_r, _design_effect(reference, metric))
             out = detectable_rate_difference(p_ref, n_g, n_r, alpha, power, test)
             extra = {"n_group": n_g, "n_reference": n_r}
     elif metric == "auroc" and group is not None and reference is not None and test != "permutation":
         cg, cr = _classes(group), _classes(reference)
         auc_ref = _value(ref_metrics.get("auroc"))
         if cg and cr and auc_ref is not None:
+            cg = tuple(_effective(k, _design_effect(group, "auroc")) for k in cg)  # type: ignore[assignment]
+            cr = tuple(_effective(k, _design_effect(reference, "auroc")) for k in cr)  # type: ignore[assignment]
             out = detectable_auroc_difference(auc_ref, cg, cr, alpha, power, test)
             extra = {"n_group": min(cg), "n_reference": min(cr)}
     elif (
@@ -481,6 +499,14 @@ def min_detectable_difference(
         cg, cr = _classes(group), _classes(reference)
         tpr, tnr = _value(ref_metrics.get("tpr")), _value(ref_metrics.get("tnr"))
         if cg and cr and tpr is not None and tnr is not None:
+            cg = (
+                _effective(cg[0], _design_effect(group, "tpr")),
+                _effective(cg[1], _design_effect(group, "tnr")),
+            )
+            cr = (
+                _effective(cr[0], _design_effect(reference, "tpr")),
+                _effective(cr[1], _design_effect(reference, "tnr")),
+            )
             out = dict(
                 _balanced_accuracy_detectable(round(tpr, 12), round(tnr, 12), cg, cr, round(alpha, 12), power)
             )

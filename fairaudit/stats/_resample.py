@@ -83,11 +83,8 @@ def bootstrap_task(
 ) -> dict[str, np.ndarray]:
     """Every metric over `size` bootstrap resamples of one group."""
     kernel = MetricKernel(cells.u, threshold, with_scores)
-    parts = []
-    for i, (a, b) in enumerate(chunk_bounds(size, max(cells.n // 4, 2 * cells.k))):
-        pos, neg = bootstrap_counts(cells, b - a, generator(seed, key + (i,)))
-        parts.append(kernel.evaluate(pos, neg))
-    return {m: np.concatenate([p[m] for p in parts]) for m in kernel.metrics}
+    width = max(cells.n // 4, 2 * cells.k)
+    return resampled_metrics(kernel, lambda k, rng: bootstrap_counts(cells, k, rng), width, size, seed, key)
 
 
 def permutation_task(
@@ -101,9 +98,42 @@ def permutation_task(
 ) -> dict[str, np.ndarray]:
     """Null distribution of (first group - second group) under shuffled group labels."""
     kernel = MetricKernel(pooled.u, threshold, True)
+    width = max(pooled.n // 4, 2 * pooled.k)
+
+    def draw(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return permutation_counts(pooled, n_first, k, rng)
+
+    return null_differences(kernel, pooled, metrics, draw, width, size, seed, key)
+
+
+#: Draws `k` resamples' (pos, neg) counts per cell with a generator.
+Draw = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+
+
+def resampled_metrics(
+    kernel: MetricKernel, draw: Draw, width: int, size: int, seed: int, key: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """Every metric of `size` resamples, drawn a chunk at a time, each chunk its own stream."""
     parts = []
-    for i, (a, b) in enumerate(chunk_bounds(size, max(pooled.n // 4, 2 * pooled.k))):
-        pos_g, neg_g = permutation_counts(pooled, n_first, b - a, generator(seed, key + (i,)))
+    for i, (a, b) in enumerate(chunk_bounds(size, width)):
+        parts.append(kernel.evaluate(*draw(b - a, generator(seed, key + (i,)))))
+    return {m: np.concatenate([p[m] for p in parts]) for m in kernel.metrics}
+
+
+def null_differences(
+    kernel: MetricKernel,
+    pooled: Cells,
+    metrics: Sequence[str],
+    draw: Draw,
+    width: int,
+    size: int,
+    seed: int,
+    key: tuple[int, ...],
+) -> dict[str, np.ndarray]:
+    """(first - second group) of each metric over `size` splits of the pool, as `draw` makes them."""
+    parts = []
+    for i, (a, b) in enumerate(chunk_bounds(size, width)):
+        pos_g, neg_g = draw(b - a, generator(seed, key + (i,)))
         m_g = kernel.evaluate(pos_g, neg_g)
         m_r = kernel.evaluate(pooled.pos[None, :] - pos_g, pooled.neg[None, :] - neg_g)
         parts.append({m: m_g[m] - m_r[m] for m in metrics})

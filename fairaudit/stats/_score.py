@@ -248,7 +248,10 @@ def mover_p_value(interval_at: Callable[[float], Interval], estimate: float) -> 
         b = interval_at(z)[side]
         return b if side == 0 else -b
 
-    if bound(1e-9) <= 0:
+    first = bound(1e-9)
+    if not math.isfinite(first):
+        return math.nan  # the interval is undefined (the caller reports why)
+    if first <= 0:
         return 1.0
     z_hi = 2.0
     while bound(z_hi) > 0:

@@ -14,6 +14,9 @@ Same statistics as the classification engine (DESIGN, Statistics), on per-case v
 Plus, per attribute, the summary measures the segmentation-fairness literature uses:
 the skewed error ratio (1 - min group Dice) / (1 - max group Dice) and the standard
 deviation (population, ddof = 0) of the group mean Dice, over groups of adequate size.
+With patient ids (`clusters`), bootstrap and permutation draws take whole patients, the
+jackknife leaves one patient out, and Welch's ANOVA compares patients' means
+(docs/statistics.md, "Patient-level resampling").
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 
 from fairaudit.stats import _tests as T
 from fairaudit.stats._audit import AuditConfig, adjust
+from fairaudit.stats._clusters import bootstrap_weights, permutation_weights
 from fairaudit.stats._intervals import acceleration, bca_interval, percentile_interval
 from fairaudit.stats._resample import generator
 from fairaudit.stats._segmentation import (
@@ -104,10 +108,35 @@ class _Group:
     point: dict[str, float] = field(default_factory=dict)
     boot: dict[str, np.ndarray] = field(default_factory=dict)
     loo: dict[str, np.ndarray] = field(default_factory=dict)
+    clusters: np.ndarray | None = None  # per case, its patient (0..P-1); None: cases are the unit
 
     @property
     def n(self) -> int:
         return int(next(iter(self.values.values())).size)
+
+    @property
+    def n_units(self) -> int:
+        """What resampling draws: patients (when some has two cases or more), else cases."""
+        return int(self.clusters.max()) + 1 if self.clusters is not None and self.clusters.size else self.n
+
+    def unit_sums(self, m: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per resampling unit, the sum of the defined values of `m` and how many there are."""
+        v = self.values[m]
+        ok = np.isfinite(v)
+        if self.clusters is None:
+            return np.where(ok, v, 0.0), ok.astype(np.float64)
+        k = self.n_units
+        return (
+            np.bincount(self.clusters, weights=np.where(ok, v, 0.0), minlength=k),
+            np.bincount(self.clusters, weights=ok.astype(np.float64), minlength=k),
+        )
+
+    def unit_means(self, m: str) -> np.ndarray:
+        """Each unit's mean of `m` (the values Welch's ANOVA compares), where defined."""
+        if self.clusters is None:
+            return self.defined(m)
+        total, count = self.unit_sums(m)
+        return total[count > 0] / count[count > 0]
 
     def defined(self, m: str) -> np.ndarray:
         v = self.values[m]
@@ -138,12 +167,16 @@ def _prepare(g: _Group, cfg: AuditConfig, key: tuple[int, ...]) -> None:
         g.point[m] = float(d.mean()) if d.size else float("nan")
         g.boot[m] = np.full(cfg.bootstrap, np.nan)
         if cfg.ci_method == "bca":
-            v = g.values[m]
-            k, s = d.size, float(d.sum())
+            # Leave one unit (a case, or a patient with all their cases) out.
+            total, count = g.unit_sums(m)
+            k, s = float(count.sum()), float(total.sum())
             with np.errstate(invalid="ignore", divide="ignore"):
-                loo = np.where(np.isfinite(v), (s - np.nan_to_num(v)) / (k - 1), s / k if k else np.nan)
+                loo = np.where(count > 0, (s - total) / (k - count), s / k if k else np.nan)
             g.loo[m] = loo.astype(np.float64)
     if n == 0:
+        return
+    if g.clusters is not None:
+        _prepare_clusters(g, cfg, key)
         return
     size = max(1, _CHUNK_ELEMENTS // n)
     for i, a in enumerate(range(0, cfg.bootstrap, size)):
@@ -151,6 +184,20 @@ def _prepare(g: _Group, cfg: AuditConfig, key: tuple[int, ...]) -> None:
         idx = generator(cfg.seed, key + (i,)).integers(0, n, size=(b - a, n))
         for m in SEGMENTATION_METRICS:
             g.boot[m][a:b] = _nanmean_rows(g.values[m][idx])
+
+
+def _prepare_clusters(g: _Group, cfg: AuditConfig, key: tuple[int, ...]) -> None:
+    """Bootstrap means over resamples of patients: sum of drawn patients' values over their count."""
+    k = g.n_units
+    sums = {m: g.unit_sums(m) for m in SEGMENTATION_METRICS}
+    size = max(1, _CHUNK_ELEMENTS // k)
+    for i, a in enumerate(range(0, cfg.bootstrap, size)):
+        b = min(cfg.bootstrap, a + size)
+        weights = bootstrap_weights(k, b - a, generator(cfg.seed, key + (i,)))
+        for m, (total, count) in sums.items():
+            with np.errstate(invalid="ignore", divide="ignore"):
+                num, den = weights @ total, weights @ count
+                g.boot[m][a:b] = np.where(den > 0, num / np.maximum(den, 1e-300), np.nan)
 
 
 def _interval(cfg: AuditConfig, boot: np.ndarray, value: float, strata) -> tuple[float, float] | None:
@@ -169,7 +216,8 @@ def _estimate(cfg: AuditConfig, value: float, boot: np.ndarray, strata, reason: 
 
 
 def _ones(g: _Group) -> np.ndarray:
-    return np.ones(g.n)
+    """Jackknife multiplicities: one per resampling unit."""
+    return np.ones(g.n_units)
 
 
 def _group_estimates(g: _Group, cfg: AuditConfig) -> dict[str, Estimate]:
@@ -239,6 +287,30 @@ def permutation_mean_test(
     return T.TestResult("permutation", p, statistic=observed, reason=None if p is not None else "undefined")
 
 
+def cluster_permutation_mean_test(
+    first: tuple[np.ndarray, np.ndarray],
+    second: tuple[np.ndarray, np.ndarray],
+    n_perm: int,
+    rng: np.random.Generator,
+) -> T.TestResult:
+    """`permutation_mean_test` with whole patients exchanged: each unit is (sum, count) of its cases."""
+    total = np.concatenate([first[0], second[0]])
+    count = np.concatenate([first[1], second[1]])
+    n1 = first[0].size
+    s_all, c_all = float(total.sum()), float(count.sum())
+    observed = float(first[0].sum() / first[1].sum() - second[0].sum() / second[1].sum())
+    null = np.empty(n_perm)
+    chunk = max(1, 4_000_000 // total.size)
+    for a in range(0, n_perm, chunk):
+        b = min(n_perm, a + chunk)
+        weights = permutation_weights(total.size, n1, b - a, rng)
+        s1, c1 = weights @ total, weights @ count
+        with np.errstate(invalid="ignore", divide="ignore"):
+            null[a:b] = s1 / c1 - (s_all - s1) / (c_all - c1)
+    p = T.permutation_p_value(observed, null)
+    return T.TestResult("permutation", p, statistic=observed, reason=None if p is not None else "undefined")
+
+
 def _compare(
     g: _Group, r: _Group, cfg: AuditConfig, small: bool, n_perm: int, key: tuple[int, ...]
 ) -> list[Comparison]:
@@ -267,6 +339,10 @@ def _compare(
         xg, xr = g.defined(m), r.defined(m)
         if xg.size == 0 or xr.size == 0:
             res = T.TestResult("permutation", None, reason=f"no case with a defined {m} in one group")
+        elif g.clusters is not None or r.clusters is not None:
+            res = cluster_permutation_mean_test(
+                g.unit_sums(m), r.unit_sums(m), n_perm, generator(cfg.seed, key + (mi,))
+            )
         else:
             res = permutation_mean_test(xg, xr, n_perm, generator(cfg.seed, key + (mi,)))
         rows.append(
@@ -288,7 +364,7 @@ def _compare(
 def _omnibus(groups: list[_Group]) -> list[Omnibus]:
     out = []
     for m in SEGMENTATION_METRICS:
-        res = T.welch_anova([g.defined(m) for g in groups])
+        res = T.welch_anova([g.unit_means(m) for g in groups])
         out.append(Omnibus(m, res.test, res.p_value, res.statistic, res.df, res.reason))
     return out
 
@@ -388,6 +464,8 @@ def run_segmentation_audit(
     truth_nonempty: np.ndarray | None = None,
     reasons: Mapping[str, Sequence[str]] | None = None,
     references: Mapping[str, str] | None = None,
+    clusters: np.ndarray | None = None,
+    cluster_unit: str = "patient",
 ) -> SegmentationAuditResult:
     """Audit per-case segmentation metrics (NaN where undefined) by each attribute.
 
@@ -403,13 +481,24 @@ def run_segmentation_audit(
         for m in SEGMENTATION_METRICS
     }
     nonempty = np.ones(n, bool) if truth_nonempty is None else np.asarray(truth_nonempty, bool)
+    codes = None
+    if clusters is not None:
+        codes = np.unique(np.asarray(clusters), return_inverse=True)[1].ravel()
+        if codes.size != n:
+            raise ValueError("clusters: one code per case is needed")
 
     def subset(name: str, mask: np.ndarray) -> _Group:
+        local = None
+        if codes is not None:
+            local = np.unique(codes[mask], return_inverse=True)[1].ravel()
+            if local.size and np.bincount(local).max() < 2:
+                local = None  # one case per patient: cases are the unit
         return _Group(
             name,
             {m: v[mask] for m, v in vals.items()},
             {m: r[mask] for m, r in why.items()},
             int(nonempty[mask].sum()),
+            clusters=local,
         )
 
     overall = subset("overall", np.ones(n, bool))
@@ -450,6 +539,8 @@ def run_segmentation_audit(
     config["threshold"] = None
     config["permutations_requested"] = config["permutations"]
     config["permutations"] = n_perm
+    config["resampling_unit"] = cluster_unit if overall.clusters is not None else "case"
+    config["n_clusters"] = int(codes.max()) + 1 if codes is not None and codes.size else None
     result = SegmentationAuditResult(
         task="segmentation",
         config=config,

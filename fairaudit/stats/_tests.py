@@ -109,10 +109,14 @@ def delong_test(cells_g: Cells, cells_r: Cells) -> TestResult:
     return TestResult("delong", float(2 * sps.norm.sf(abs(z))), statistic=float(z))
 
 
-def delong_omnibus(cells_list: list[Cells]) -> TestResult:
-    """Chi-square test that all groups share one AUROC (inverse-variance weighted)."""
+def delong_omnibus(cells_list: list[Cells], design_effects: list[float] | None = None) -> TestResult:
+    """Chi-square test that all groups share one AUROC (inverse-variance weighted).
+
+    `design_effects`: per group, the factor patient-level clustering puts on the variance.
+    """
+    deffs = design_effects or [1.0] * len(cells_list)
     parts = [delong_placements(c) for c in cells_list]
-    parts = [p for p in parts if p is not None and p[1] > 0]
+    parts = [(p[0], p[1] * d) for p, d in zip(parts, deffs, strict=True) if p is not None and p[1] > 0]
     if len(parts) < 2:
         return TestResult("delong_chi2", None, reason="fewer than two groups with a defined AUROC variance")
     auc = np.array([p[0] for p in parts])
@@ -196,13 +200,19 @@ def hanley_mcneil_variance(auc: float, n_pos: int, n_neg: int) -> float:
     )
 
 
-def auroc_score_omnibus(cells_list: list[Cells]) -> TestResult:
+def auroc_score_omnibus(cells_list: list[Cells], design_effects: list[float] | None = None) -> TestResult:
     """Chi-square test that all groups share one AUROC, with variances at the common value.
 
     Every group with both classes takes part (a perfect AUROC included: under the null its
-    variance is that of the pooled value, not 0).
+    variance is that of the pooled value, not 0). `design_effects`: per group, the factor
+    patient-level clustering puts on the variance (its class sizes are divided by it).
     """
-    parts = [(_auc(c), c.n_pos, c.n_neg) for c in cells_list if c.n_pos > 0 and c.n_neg > 0]
+    deffs = design_effects or [1.0] * len(cells_list)
+    parts = [
+        (_auc(c), c.n_pos / d, c.n_neg / d)
+        for c, d in zip(cells_list, deffs, strict=True)
+        if c.n_pos > 0 and c.n_neg > 0
+    ]
     if len(parts) < 2:
         return TestResult("auroc_score_chi2", None, reason="fewer than two groups with both classes")
     auc = np.array([p[0] for p in parts])

@@ -29,6 +29,8 @@ class Estimate:
     reason: str | None = None
     method: str | None = None
     n: int | None = None
+    # Patient-level clustering: the variance over that of independent images (n / deff cases).
+    design_effect: float | None = None
 
     @staticmethod
     def of(value: float, ci: tuple[float, float] | None, reason: str, method: str | None = None) -> Estimate:
@@ -56,6 +58,8 @@ class Estimate:
             out["method"] = self.method
         if self.n is not None:
             out["n"] = self.n
+        if self.design_effect is not None:
+            out["design_effect"] = self.design_effect
         if out["value"] is None or (self.ci is None and self.reason) or self.unbounded:
             out["reason"] = self.reason or "undefined"
         return out
