@@ -1,18 +1,34 @@
-"""Write-then-rename for every output file: an interrupted run leaves no half-written file.
+"""Write-then-rename for every output file, and one set of outputs per run.
+
+An interrupted run leaves no half-written file, and no mix of two runs' files in --out.
 
 `atomic_path(path)` hands out a temporary name in the same folder; when the block ends
 without an exception the temporary file replaces `path` (os.replace, atomic on POSIX),
 otherwise it is deleted. Writers that take a path (pandas, PIL, numpy, safetensors) write
 to the temporary name. Text goes through fairaudit.report.writers.atomic_write_text.
+
+`output_set(out)` stages a whole run's files (results.json, reports, manifest, a model
+run's predictions.csv and pred_masks/, normalize's images/) in a fresh hidden folder of
+--out, then moves them into place: first the previous run's files of the set away
+(results.json first), then the new ones in (results.json last). A results.json in --out
+therefore always stands with its own companions; leftovers of killed runs (staging
+folders, .tmp files) are removed by the next run (docs/threat-model.md).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import re
 import secrets
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def temporary_name(path: Path) -> Path:
@@ -43,3 +59,351 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+# ----------------------------------------------------------------------------- the set of outputs
+#
+# One run's files (results.json and its companions) must reach --out as one set: a reader
+# never finds files of two runs side by side, nor a results.json whose companions are
+# missing, however the run ends (docs/threat-model.md, "outputs"). Every command that
+# writes a report set writes it through `output_set`.
+
+#: Every name a fairaudit command writes into --out (any command: one --out holds one set).
+SET_FILES: tuple[str, ...] = (
+    "results.json",
+    "normalize.json",
+    "augment_check.json",
+    "report.html",
+    "report.md",
+    "junit.xml",
+    "manifest.csv",
+    "segmentation_cases.csv",
+    "predictions.csv",
+    "site_normalizer.json",
+    "augment_records.jsonl",
+)
+#: Folders of per-image outputs (pred_masks of a model run; images and previews of normalize).
+SET_FOLDERS: dict[str, frozenset[str]] = {
+    "pred_masks": frozenset({".png"}),
+    "images": frozenset({".npy", ".json"}),
+    "previews": frozenset({".png"}),
+}
+#: The files that say "this set is complete": moved into place last, removed first.
+ANCHORS: tuple[str, ...] = ("results.json", "normalize.json", "augment_check.json")
+
+STAGING_PREFIX = ".fairaudit-staging"
+_STAGING = re.compile(rf"^{re.escape(STAGING_PREFIX)}\.(\d+)\.[0-9a-f]{{8}}$")
+# temporary_name, atomic_write_text, the probe, and augment-check's record spool (older runs).
+_ORPHAN_TMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp(\.[^.]*)?$|^\.augment_records\.(\d+)\.tmp$")
+_CACHE_DIR = ".fairaudit-cache"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a live run's staging folder is not an orphan)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link (never what it points to) or a folder tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_orphans(out: Path) -> int:
+    """Remove what runs killed earlier left in `out`: staging folders and temporary files
+    (`.NAME.PID.HEX.tmp...`) whose process is gone. Returns how many were removed."""
+    removed = 0
+    folders = [out, out / _CACHE_DIR, *(out / name for name in SET_FOLDERS)]
+    for folder in folders:
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.name.startswith("."):
+                continue
+            m = _STAGING.match(entry.name) if folder == out else None
+            t = _ORPHAN_TMP.match(entry.name)
+            pid = m.group(1) if m else (t.group(1) or t.group(3)) if t else None
+            if pid is None or _alive(int(pid)):
+                continue
+            _remove(Path(entry.path))
+            removed += 1
+    if removed:
+        log.info("removed %d leftovers of interrupted runs in %s", removed, out)
+    return removed
+
+
+def _ours(folder: Path) -> bool:
+    """A family folder holds only files with its own suffixes (what fairaudit writes there)."""
+    allowed = SET_FOLDERS[folder.name]
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return False
+    return all(
+        e.is_file(follow_symlinks=False) and (Path(e.name).suffix in allowed or _ORPHAN_TMP.match(e.name))
+        for e in entries
+    )
+
+
+def _within(path: Path, others: list[Path]) -> bool:
+    """`path` is one of `others` or holds one of them (an input the run reads)."""
+    here = Path(os.path.abspath(path))
+    return any(p == here or here in p.parents for p in others)
+
+
+def _no_space(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _unwritable(exc: OSError) -> bool:
+    return exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST)
+
+
+class OutputSet:
+    """One run's outputs, written into a fresh hidden folder of --out and moved into place
+    as a set (`publish`): the previous run's files of the set first moved away (anchors
+    first), then the new ones moved in (anchors last). `in_place` (re-rendering beside the
+    results.json read) replaces the written files only, removing nothing. `folders`: the
+    folders of SET_FOLDERS this run writes, checked up front (see `publish`)."""
+
+    def __init__(
+        self,
+        out: Path | str,
+        *,
+        protect: Iterable[Any] = (),
+        in_place: bool = False,
+        folders: Iterable[str] = (),
+    ) -> None:
+        from fairaudit.errors import InputError
+
+        self.out = Path(out)
+        self.in_place = in_place
+        self.protect = [
+            q
+            for p in protect
+            if isinstance(p, (str, os.PathLike))
+            for q in {Path(os.path.abspath(p)), Path(p).resolve()}
+        ]
+        self._done = False
+        if self.out.exists() and not self.out.is_dir():
+            raise InputError(
+                "--out names an existing file, not a folder.",
+                file=str(self.out),
+                hint="Pass a folder (it is created if missing).",
+            )
+        self._created = not self.out.exists()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(
+                f"the output folder cannot be created ({exc.strerror or exc}).", file=str(self.out)
+            ) from None
+        for name in folders:  # the check publish makes, before the work
+            self._check_folder(name)
+        remove_orphans(self.out)
+        self.staging = self.out / f"{STAGING_PREFIX}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            self.staging.mkdir()
+            probe = self.staging / f".probe.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+            with open(probe, "wb") as fh:  # a read-only or full disk fails here, before the work
+                fh.write(b"\0" * 4096)
+                fh.flush()
+                os.fsync(fh.fileno())
+            probe.unlink()
+        except OSError as exc:
+            self.discard()
+            error = write_error(self.out, exc)
+            if error is exc:
+                raise
+            raise error from None
+
+    def _check_folder(self, name: str) -> None:
+        """A folder this run writes must be absent, or a previous run's (never an input, nor a
+        folder of someone else's files)."""
+        from fairaudit.errors import InputError
+
+        target = self.out / name
+        if not (target.exists() or target.is_symlink()):
+            return
+        if _within(target, self.protect):
+            raise InputError(
+                f"the output {name} would replace an input of this run.",
+                file=str(self.out),
+                hint="Choose another --out.",
+            )
+        if not target.is_symlink() and not _ours(target):
+            raise InputError(
+                f"{name}/ already exists there and holds files fairaudit did not write.",
+                file=str(self.out),
+                hint="Choose another --out, or move that folder.",
+            )
+
+    def path(self, name: str) -> Path:
+        """Where to write output `name` (a file or folder name in --out) during the run."""
+        return self.staging / name
+
+    def final(self, path: Path | str) -> Path:
+        """The place in --out of a path handed out by `path` (other paths unchanged)."""
+        path = Path(path)
+        try:
+            return self.out / path.relative_to(self.staging)
+        except ValueError:
+            return path
+
+    def publish(self, only: Iterable[str] | None = None) -> None:
+        """Move the staged files into --out as one set (see the class doc); idempotent.
+
+        `only`: publish these names alone (a failed run's manifest.csv, which says why)."""
+        from fairaudit.errors import InputError
+
+        if self._done:
+            return
+        keep = None if only is None else set(only)
+        new = sorted(
+            (
+                e.name
+                for e in os.scandir(self.staging)
+                if e.name != ".old" and not _ORPHAN_TMP.match(e.name) and (keep is None or e.name in keep)
+            ),
+            key=lambda n: (n in ANCHORS, n),
+        )
+        stale: list[str] = []
+        for name in () if self.in_place else (*ANCHORS, *SET_FILES, *SET_FOLDERS):
+            target = self.out / name
+            if name in stale or not (target.exists() or target.is_symlink()) or _within(target, self.protect):
+                continue
+            if name in SET_FOLDERS and not target.is_symlink() and not _ours(target):
+                continue  # a folder of someone else's files: never removed
+            stale.append(name)
+        for name in new:  # refuse before anything moves: an input or a foreign folder in the way
+            target = self.out / name
+            if _within(target, self.protect):
+                raise InputError(
+                    f"the output {name} would replace an input of this run.",
+                    file=str(self.out),
+                    hint="Choose another --out.",
+                )
+            if (self.staging / name).is_dir() and name not in stale:
+                self._check_folder(name)
+        trash = self.staging / ".old"
+        trash.mkdir(exist_ok=True)
+        step = _test_kill(0)
+        for name in stale:  # anchors first: from here on no results.json claims a complete set
+            os.rename(self.out / name, trash / name)
+            step = _test_kill(step + 1)
+        for name in new:  # anchors last
+            os.replace(self.staging / name, self.out / name)
+            step = _test_kill(step + 1)
+        _fsync_dir(self.out)
+        self._done = True
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Drop the staged files (a failed or interrupted run leaves --out as it was)."""
+        self._done = True
+        shutil.rmtree(self.staging, ignore_errors=True)
+        if self._created:  # a folder this run made for nothing
+            try:
+                self.out.rmdir()
+            except OSError:
+                pass
+
+
+def _test_kill(step: int) -> int:
+    """`FAIRAUDIT_TEST_KILL_AT_STEP=N` (tests only): SIGKILL this process at step N of a
+    publish (0: all staged, nothing moved; then after each file moved), so a test can see
+    what a kill -9 at that moment leaves. Returns `step`."""
+    at = os.environ.get("FAIRAUDIT_TEST_KILL_AT_STEP", "")
+    if at.isdigit() and int(at) == step:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_error(out: Path, exc: OSError) -> Exception:
+    """An OSError met writing the outputs as the InputError to show (exit 2), or `exc`."""
+    from fairaudit.errors import InputError
+
+    if _no_space(exc):
+        return InputError(
+            "no space left on the device while writing the outputs; nothing was written.",
+            file=str(out),
+            hint="Free some space or choose another --out.",
+        )
+    if _unwritable(exc):
+        return InputError(
+            f"the output folder is not writable ({exc.strerror or exc}).",
+            file=str(out),
+            hint="Choose a folder you can write to with --out.",
+        )
+    return exc
+
+
+@contextmanager
+def output_set(
+    out: Path | str,
+    *,
+    protect: Iterable[Any] = (),
+    shared: OutputSet | None = None,
+    in_place: bool = False,
+    folders: Iterable[str] = (),
+) -> Iterator[OutputSet]:
+    """An OutputSet for one run, published when the block succeeds, discarded otherwise.
+
+    `shared`: a set a caller opened (a model run writes predictions.csv before the audit
+    writes its reports) and will publish itself. A full disk or an unwritable --out met
+    during the block becomes an InputError (exit 2) naming the folder.
+    """
+    if shared is not None:
+        yield shared
+        return
+    outs = OutputSet(out, protect=protect, in_place=in_place, folders=folders)
+    try:
+        yield outs
+        outs.publish()
+    except OSError as exc:
+        outs.discard()
+        error = write_error(outs.out, exc) if _no_space(exc) or _in_out(exc, outs.out) else exc
+        if error is exc:
+            raise
+        raise error from None
+    except BaseException:
+        outs.discard()
+        raise
+
+
+def _in_out(exc: OSError, out: Path) -> bool:
+    """A permission error on a path inside --out (not on an input)."""
+    if not _unwritable(exc) or not exc.filename:
+        return False
+    here = Path(os.path.abspath(out))
+    p = Path(os.path.abspath(exc.filename))
+    return p == here or here in p.parents

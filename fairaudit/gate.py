@@ -61,6 +61,8 @@ _RULE_KEYS = ("max_abs_difference", "min_ratio", "max_disparity_increase")
 _GATE_KEYS = {"metrics", "fail_on_significant", "decide", "on_inconclusive", "overrides", *_RULE_KEYS}
 # Float slack for the precision comparisons only ((0.11 - 0.01) / 2 is not exactly 0.05).
 _EPS = 1e-12
+# A policy is a few lines; anything larger is the wrong file (and is not read whole).
+POLICY_MAX_BYTES = 1 << 20
 SMALL_NOTE = (
     "too little data (the metric's denominator is below min_group_size): reported, never decides the gate"
 )
@@ -101,15 +103,46 @@ def _number(value: Any, where: str, path: Path, low: float, high: float) -> floa
     return float(value)
 
 
+def _toml_type(value: Any) -> str:
+    """How TOML calls the type of `value` (for messages)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return f"a {type(value).__name__}"
+
+
 def load_policy(path: Path | str) -> GatePolicy:
     """Parse and check a gate policy file; every mistake is an InputError naming the key."""
+    from fairaudit._regular import read_regular_bytes
+
     path = Path(path)
+    # A regular file of bounded size, read without blocking: a FIFO or /dev/zero as --gate
+    # must not hang the run (docs/threat-model.md).
+    raw = read_regular_bytes(path, limit=POLICY_MAX_BYTES, what="a gate policy TOML file", option="--gate")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("gate policy file not found.", file=str(path)) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"is not UTF-8 text (byte {exc.start + 1}, line {line}: {exc.reason}).",
+            file=str(path),
+            hint="TOML files are UTF-8: save the policy as UTF-8.",
+        ) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"is not valid TOML: {exc}.", file=str(path)) from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise InputError(
+            "nests arrays or inline tables too deeply to be read.",
+            file=str(path),
+            hint="A gate policy needs no nesting beyond [gate.overrides.METRIC]; see fairaudit/policies/example.toml.",
+        ) from None
     gate = data.get("gate")
     if not isinstance(gate, dict):
         raise InputError("has no [gate] table.", file=str(path), hint="See the sample policy in the docs.")
@@ -149,9 +182,25 @@ def load_policy(path: Path | str) -> GatePolicy:
             f'[gate] on_inconclusive must be "fail" or "pass", got {on_inconclusive!r}.', file=str(path)
         )
     overrides: dict[str, dict[str, float]] = {}
-    for metric, table in (gate.get("overrides") or {}).items():
-        if metric not in _KNOWN_METRICS or not isinstance(table, dict):
-            raise InputError(f"[gate.overrides.{metric}]: not a known metric.", file=str(path))
+    given = gate.get("overrides", {})
+    if not isinstance(given, dict):
+        raise InputError(
+            f"[gate] overrides must be a table of tables, one per metric, got {_toml_type(given)}.",
+            file=str(path),
+            hint="Write [gate.overrides.tpr] with min_ratio = 0.8 (see fairaudit/policies/example.toml).",
+        )
+    for metric, table in given.items():
+        if metric not in _KNOWN_METRICS:
+            raise InputError(
+                f"[gate.overrides.{metric}]: not a known metric; known: {', '.join(_KNOWN_METRICS)}.",
+                file=str(path),
+            )
+        if not isinstance(table, dict):
+            raise InputError(
+                f"[gate] overrides.{metric} must be a table of bounds, got {_toml_type(table)}.",
+                file=str(path),
+                hint=f"Write [gate.overrides.{metric}] with max_abs_difference or min_ratio under it.",
+            )
         extra = set(table) - set(_RULE_KEYS)
         if extra:
             raise InputError(

@@ -19,6 +19,7 @@ source, task, device) and the run (files, images/s, batch size).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from collections import Counter
@@ -132,7 +133,49 @@ def _check(req: Any, segmentation: bool, masks: Path | None) -> None:
             )
 
 
-def audit_with_model(
+def _check_attributes(req: Any, id_col: str) -> None:
+    """The attribute checks of the join (fairaudit.io.identifiers), on the demographics,
+    before the model runs: an identifier column as an attribute is refused (exit 2) now,
+    not after the inference."""
+    from fairaudit.io.identifiers import DEFAULT_MAX_GROUPS, check_group_count, refuse_identifier_attributes
+    from fairaudit.io.tables import is_missing, read_header
+
+    names = list(dict.fromkeys([*req.attributes, *(a for parts in req.intersections for a in parts)]))
+    refuse_identifier_attributes(names, id_column=id_col, cluster_columns=(req.cluster_column, "patient_id"))
+    max_groups = getattr(req, "max_groups", DEFAULT_MAX_GROUPS)
+    if req.demographics is None or max_groups <= 0:
+        return
+    demo = read_header(req.demographics)
+    for a in names:
+        if a.strip().startswith("dicom:") or not demo.has(a):
+            continue  # dicom: attributes are vetted by name; a missing column, by the join
+        col = demo.column(a)
+        seen: set[str] = set()
+        n = 0
+        for frame, _ in demo.chunks([col]):
+            n += len(frame)
+            seen.update(str(v) for v in frame[col] if not is_missing(v))
+            if len(seen) > max_groups:  # enough to refuse: no need to hold them all
+                break
+        check_group_count(a, len(seen), n, max_groups, file=demo.name)
+
+
+def audit_with_model(req: Any, model: str, **options: Any) -> Any:
+    """Run `model` on req.dicom_dir and audit its predictions, the files reaching --out as
+    one set: predictions.csv and pred_masks/ are written before the reports, and a run
+    killed in between must not leave them beside another run's results.json
+    (fairaudit._atomic.output_set)."""
+    from fairaudit._atomic import output_set
+    from fairaudit.pipeline import input_paths
+
+    folders = (PRED_MASKS_DIR,) if options.get("segmentation") else ()
+    with output_set(
+        req.out, protect=input_paths(req), shared=getattr(req, "outputs", None), folders=folders
+    ) as outs:
+        return _audit_with_model(replace(req, outputs=outs), model, **options)
+
+
+def _audit_with_model(
     req: Any,
     model: str,
     *,
@@ -151,7 +194,8 @@ def audit_with_model(
     Classification scores are cached as they come (fairaudit.models.pred_cache; default
     OUT_DIR/.fairaudit-cache) so that an interrupted run can be rerun with `resume`.
     """
-    from fairaudit.io.privacy import IdHasher
+    from fairaudit._safe_paths import own_folder
+    from fairaudit.io.privacy import IdHasher, use_for_logs
     from fairaudit.models.inference import DEFAULT_BATCH_SIZE, run_inference
     from fairaudit.models.loading import load_predictor
 
@@ -160,9 +204,16 @@ def audit_with_model(
     # random one (never written) unless the user gave --salt.
     req = replace(req, salt=req.salt or secrets.token_hex(16))
     hasher = IdHasher(req.salt, req.keep_ids)
+    use_for_logs(hasher)  # log lines name files as the outputs do
     id_col = _id_column(req) if not segmentation else _segmentation_id(req)
+    _check_attributes(req, id_col)  # identifier columns: refused before the model runs
     key = id_col.lower()
-    predictor = load_predictor(model, device, task="segmentation" if segmentation else "classification")
+    predictor = load_predictor(
+        model,
+        device,
+        task="segmentation" if segmentation else "classification",
+        trust_model=getattr(req, "trust_model", False),
+    )
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -170,8 +221,8 @@ def audit_with_model(
     mask_rows: list[dict[str, str]] = []
     on_mask = None
     if segmentation:
-        mask_dir = out / PRED_MASKS_DIR
-        mask_dir.mkdir(exist_ok=True)
+        mask_dir = req.outputs.path(PRED_MASKS_DIR)
+        own_folder(mask_dir)  # never a planted link: the masks would be written where it points
 
         def on_mask(rec: dict[str, str], mask: np.ndarray) -> None:
             ident = rec.get(key, "")
@@ -192,12 +243,17 @@ def audit_with_model(
     if not segmentation:
         from fairaudit.models.pred_cache import CACHE_DIR, PredictionCache
 
-        cache = PredictionCache(cache_dir if cache_dir is not None else out / CACHE_DIR, predictor.describe())
+        cache = PredictionCache(
+            cache_dir if cache_dir is not None else out / CACHE_DIR,
+            predictor.describe(),
+            own_folder=cache_dir is None,  # a --cache-dir the user named may be a link
+        )
     run = run_inference(
         predictor, Path(req.dicom_dir), batch_size=batch_size, workers=req.workers,
         progress=req.progress, on_mask=on_mask, header_keywords=keywords, id_columns=(key,), cache=cache,
         resume=resume,
-        max_pixels=getattr(req, "max_pixels", None), device=device,
+        max_pixels=getattr(req, "max_pixels", None), max_file_size=getattr(req, "max_file_size", None),
+        device=device,
     )  # fmt: skip
     info = predictor.describe()
     info["batch_size"] = batch_size or DEFAULT_BATCH_SIZE
@@ -205,11 +261,12 @@ def audit_with_model(
 
     if segmentation:
         from fairaudit.report.provenance import file_sha256
+        from fairaudit.sanitize import write_csv
         from fairaudit.segmentation_pipeline import audit_segmentation, request_from_audit
 
-        path = out / PREDICTIONS_FILE
-        with atomic_path(path) as tmp:
-            pd.DataFrame(mask_rows, columns=["id", "mask"]).to_csv(tmp, index=False)
+        path = req.outputs.path(PREDICTIONS_FILE)
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            write_csv(pd.DataFrame(mask_rows, columns=["id", "mask"]), fh)  # docs/reports.md
         info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
         if run.unreadable:
             reasons = Counter(why for _, why in run.unreadable)
@@ -358,9 +415,10 @@ def _write_predictions(
     numbers predictions.csv holds as text), read from the run's records when joined."""
     from fairaudit.io.tables import _CHUNK_ROWS
     from fairaudit.report.provenance import file_sha256
+    from fairaudit.sanitize import write_csv
 
     label_values = _labels_by_id(req, id_col, records, key)
-    path = Path(req.out) / PREDICTIONS_FILE
+    path = req.outputs.path(PREDICTIONS_FILE)
     at = 0
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         for chunk in records.chunks([key], _CHUNK_ROWS):
@@ -371,7 +429,8 @@ def _write_predictions(
             public["score"] = [repr(float(v)) for v in scores[at:b]]  # the numbers the audit used, exactly
             if label_values is not None:
                 public["label"] = label_values[at:b]
-            public.to_csv(fh, index=False, header=at == 0)
+            # Formula-like ids neutralised; scores and labels stay numbers (docs/reports.md).
+            write_csv(public, fh, header=at == 0, numeric=("score", "label"))
             at = b
     info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
     extra: dict[str, np.ndarray] = {"score": scores}
@@ -417,9 +476,24 @@ def _labels_by_id(req: Any, id_col: str, records: Any, key: str) -> np.ndarray |
     return np.array([*texts.values, ""], dtype=object)[codes]
 
 
+#: The longest file stem written for one case: with ".png" and the temporary name's
+#: prefix and suffix (fairaudit._atomic.temporary_name) far below NAME_MAX, 255 bytes.
+STEM_MAX = 100
+
+
 def _safe(name: str) -> str:
-    """A file name from an id (ids in clear may hold '/' and the like)."""
-    return "".join(c if c.isalnum() or c in ".-_" else "_" for c in name)
+    """A file stem from an id (ids in clear, --keep-ids, may hold '/', be 240 characters long
+    or differ only in characters a file name cannot hold).
+
+    A short id of ASCII letters, digits, '.', '-' and '_' is its own stem; any other gets a
+    shortened, sanitized form plus 16 hex digits of its sha256, so that no name exceeds the
+    file system's limit (ENAMETOOLONG after part of the run) and two ids never share a file.
+    """
+    plain = "".join(c if c.isascii() and (c.isalnum() or c in ".-_") else "_" for c in name)
+    if plain == name and 0 < len(name) <= STEM_MAX and not name.startswith("."):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{plain[: STEM_MAX - 17].lstrip('.')}-{digest}"
 
 
 def _write_png(path: Path, mask: np.ndarray) -> None:

@@ -70,6 +70,11 @@ class AuditRequest:
     model: dict[str, Any] | None = None
     baseline_predictions: Path | None = None  # the previous model on the same patients
     max_pixels: int | None = None  # --max-pixels: refuse DICOM files declaring more (None: reader default)
+    max_file_size: int | None = None  # --max-file-size: refuse larger DICOM files (None: reader default)
+    max_groups: int = 50  # --max-groups: refuse an attribute with more groups (an identifier?); 0: no limit
+    trust_model: bool = False  # --trust-model: run a TorchScript --model (it is code, docs/threat-model.md)
+    # The set of outputs a model run opened (it writes predictions.csv first); None: the audit opens one.
+    outputs: Any = None
 
 
 @dataclass
@@ -118,18 +123,27 @@ def _without_timings(model: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def audit_predictions(req: AuditRequest) -> AuditOutcome:
     """Run a complete audit of a predictions CSV and write every output file."""
+    from fairaudit._atomic import output_set
     from fairaudit.io.manifest_spool import ManifestSpool
 
-    with ManifestSpool() as spool:
-        return _audit(req, spool)
+    # --out is checked (a folder, writable) before the work; the files reach it as one set.
+    with output_set(req.out, protect=input_paths(req), shared=req.outputs) as outs, ManifestSpool() as spool:
+        return _audit(req, spool, outs)
 
 
-def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
+def input_paths(req: Any) -> list[Any]:
+    """The files and folders a run reads: never removed or replaced as a previous run's outputs."""
+    names = ("predictions", "demographics", "labels", "calibration_set", "gate", "baseline_predictions")
+    names += ("dicom_dir", "masks", "pred_masks")
+    return [getattr(req, n, None) for n in names if isinstance(getattr(req, n, None), (str, Path))]
+
+
+def _audit(req: AuditRequest, spool: Any, outs: Any) -> AuditOutcome:
     """audit_predictions, with manifest.csv's rows spooled to `spool` as the join makes them."""
     from fairaudit._memory import release_free_memory
     from fairaudit.gate import apply_gate, check_policy_task, load_policy, primary_family
     from fairaudit.io.cohort import CohortSpec, build_cohort, intersection_name
-    from fairaudit.io.privacy import IdHasher
+    from fairaudit.io.privacy import IdHasher, use_for_logs
     from fairaudit.report.writers import write_reports
     from fairaudit.stats import AuditConfig, run_audit
 
@@ -154,6 +168,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
         raise InputError(str(exc)) from None
 
     hasher = IdHasher(req.salt, req.keep_ids)
+    use_for_logs(hasher)  # log lines name files as the outputs do
     from fairaudit.io import dicom_attributes as dicom_attrs  # `dicom:KEYWORD` attributes, --bins
 
     dicom_wanted = dicom_attrs.requested(
@@ -172,6 +187,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
         files, files_manifest = scan_dicom_table(
             req.dicom_dir, unit=req.unit, workers=req.workers, progress=req.progress,
             keywords=tuple(a.keyword for a in dicom_wanted), max_pixels=req.max_pixels,
+            max_file_size=req.max_file_size,
         )  # fmt: skip
         candidates = id_candidates(req.unit)
     dicom_records = dicom_attrs.attach(files, dicom_wanted, req.bins, req.salt) if dicom_wanted else []
@@ -191,6 +207,7 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
         files_manifest=files_manifest,
         keep_clear_ids=req.baseline_predictions is not None,
         cluster_column=req.cluster_column,
+        max_groups=req.max_groups,
     )
     if candidates is not None:
         spec.id_candidates = candidates
@@ -216,7 +233,12 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
             raise InputError(
                 f"--reference {attr}={group}: '{attr}' is not an audited attribute ({', '.join(known)})."
             )
-        references[name] = group
+        # Named as the cohort names it: a value over NAME_LIMIT characters is capped there.
+        from fairaudit.io.cohort import INTERSECTION_SEP
+        from fairaudit.sanitize import cap
+
+        parts = group.split(INTERSECTION_SEP) if name != attr else [group]
+        references[name] = INTERSECTION_SEP.join(cap(p) for p in parts)
     threshold_selection = None
     if req.threshold_policy or req.calibration_set is not None:
         from dataclasses import replace
@@ -318,10 +340,9 @@ def _audit(req: AuditRequest, spool: Any) -> AuditOutcome:
          "gate_policy": req.gate, "baseline_predictions": req.baseline_predictions},
         manifest_sha256=spool.sha256(),
     )  # fmt: skip
-    out = Path(req.out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = write_reports(results, out, formats)
-    files["manifest"] = spool.save(out / "manifest.csv")
+    files = write_reports(results, outs.staging, formats)
+    files["manifest"] = spool.save(outs.path("manifest.csv"))
+    files = {k: outs.final(p) for k, p in files.items()}
     # 1 when the gate does not let the release through: failed, or inconclusive under
     # on_inconclusive = "fail" (docs/ci.md, exit codes).
     code = 1 if results["gate"] is not None and not results["gate"]["passed"] else 0

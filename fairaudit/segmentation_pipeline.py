@@ -29,6 +29,7 @@ import pandas as pd
 from fairaudit._version import __version__
 from fairaudit.errors import InputError
 from fairaudit.pipeline import _without_timings
+from fairaudit.sanitize import cap, frame_to_csv
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,9 @@ class SegmentationRequest:
     discover: bool = False  # --discover: rank slices on a per-case metric (stats._discover)
     discover_metric: str | None = None  # default: dice
     discover_top: int = 10
+    # The set of outputs a model run opened (it writes pred_masks/ first); None: the audit opens one.
+    outputs: Any = None
+    max_groups: int = 50  # --max-groups: an attribute with more groups is refused (an identifier?)
 
 
 @dataclass
@@ -128,11 +132,22 @@ def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool) ->
 
 
 def audit_segmentation(req: SegmentationRequest) -> Any:
-    """Run a complete segmentation audit and write every output file (see the module doc)."""
+    """Run a complete segmentation audit and write every output file (see the module doc).
+
+    --out is checked before the work, and the files reach it as one set
+    (fairaudit._atomic.output_set)."""
+    from fairaudit._atomic import output_set
+    from fairaudit.pipeline import input_paths
+
+    with output_set(req.out, protect=input_paths(req), shared=req.outputs) as outs:
+        return _audit_segmentation(req, outs)
+
+
+def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
     from fairaudit.gate import apply_gate, check_policy_task, load_policy, primary_family
-    from fairaudit.io.cohort import INTERSECTION_SEP, MISSING_GROUP, intersection_name
+    from fairaudit.io.cohort import INTERSECTION_SEP, MISSING_GROUP, intersection_name, pseudonymize_sources
     from fairaudit.io.masks import MaskReadError, foreground, index_masks, read_mask
-    from fairaudit.io.privacy import IdHasher
+    from fairaudit.io.privacy import IdHasher, use_for_logs
     from fairaudit.io.tables import detect_id_column, is_missing, read_table
     from fairaudit.pipeline import AuditOutcome
     from fairaudit.report.writers import atomic_write_text, write_reports
@@ -160,6 +175,7 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
     if req.demographics is None:
         raise InputError("a segmentation audit needs --demographics (one row per case, with the attributes).")
     hasher = IdHasher(req.salt, req.keep_ids)
+    use_for_logs(hasher)  # log lines name files as the outputs do
     pred_labels = req.pred_mask_labels if req.pred_mask_labels is not None else req.mask_labels
 
     demo = read_table(req.demographics)
@@ -178,6 +194,18 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
     from fairaudit.io.cohort import cluster_source
 
     cluster = cluster_source(req.cluster_column, id_col_actual, [demo])
+    # Identifier columns are refused as attributes (the reports name every group), before
+    # any mask is read (fairaudit.io.identifiers).
+    from fairaudit.io.identifiers import check_group_count, refuse_identifier_attributes
+
+    refuse_identifier_attributes(
+        needed,
+        id_column=id_col_actual,
+        cluster_columns=(req.cluster_column, "patient_id", cluster and cluster[1]),
+    )
+    for a, col in attr_cols.items():
+        present = demo.frame[col][~demo.frame[col].map(is_missing)]
+        check_group_count(a, int(present.nunique()), len(demo.frame), req.max_groups, file=demo.name)
 
     truth_index = index_masks(req.masks, option="--masks")
     pred_index = None if isinstance(req.pred_masks, Mapping) else index_masks(req.pred_masks, "--pred-masks")
@@ -310,7 +338,7 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
             rows.append((f"{label}/{rel}", "", "excluded", why))
         frame = pd.DataFrame(rows, columns=["source", "id", "status", "reason"])
         frame.insert(1, "row", "")
-        manifest.append(frame)
+        manifest.append(pseudonymize_sources(frame, hasher))  # file names can name the patient
         for why, k in Counter(r[3] for r in rows if r[2] == "excluded").items():
             if why != "its demographics row was excluded (see that row)":
                 excluded.append({"reason": f"{label}: {why}", "count": int(k)})
@@ -325,7 +353,7 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
                 )  # fmt: skip
         frame = pd.DataFrame(rows, columns=["source", "id", "status", "reason"])
         frame.insert(1, "row", "")
-        manifest.append(frame)
+        manifest.append(pseudonymize_sources(frame, hasher))
         for why, k in Counter(w for _, w in dicom.unreadable).items():
             excluded.append({"reason": f"DICOM files: {why}", "count": int(k)})
 
@@ -335,6 +363,7 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
     attr_values: dict[str, pd.Series] = {}
     for a, col in attr_cols.items():
         vals = demo.frame[col].iloc[rows_idx].astype(str).reset_index(drop=True)
+        vals = vals.map(cap)  # a group is named by at most NAME_LIMIT characters (docs/reports.md)
         attr_values[a] = vals.where(~vals.map(is_missing), MISSING_GROUP)
     attributes: dict[str, np.ndarray] = {a: attr_values[a].to_numpy(dtype=str) for a in req.attributes}
     for parts in req.intersections:
@@ -440,22 +469,22 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
     from fairaudit.stats._power import attach_power
 
     attach_power(results)
-    manifest_text = pd.concat(manifest, ignore_index=True).to_csv(index=False)
+    # Formula-like cells neutralised (docs/reports.md); row numbers and metrics stay numbers.
+    manifest_text = frame_to_csv(pd.concat(manifest, ignore_index=True), numeric=("row",))
     results["provenance"] = collect_provenance(
         manifest_text, {"demographics": req.demographics, "gate_policy": req.gate}
     )
-    out = Path(req.out)
-    out.mkdir(parents=True, exist_ok=True)
-    files = write_reports(results, out, formats)
-    manifest_path = out / "manifest.csv"
+    files = write_reports(results, outs.staging, formats)
+    manifest_path = outs.path("manifest.csv")
     atomic_write_text(manifest_path, manifest_text)
     files["manifest"] = manifest_path
     cases = pd.DataFrame({"id": ids.iloc[rows_idx].map(hasher).to_numpy()})
     for m in SEGMENTATION_METRICS:
         cases[m] = values[m]
-    cases_path = out / CASES_FILE
-    atomic_write_text(cases_path, cases.to_csv(index=False))
+    cases_path = outs.path(CASES_FILE)
+    atomic_write_text(cases_path, frame_to_csv(cases, numeric=SEGMENTATION_METRICS))
     files["cases"] = cases_path
+    files = {k: outs.final(p) for k, p in files.items()}
     # 1 when the gate does not let the release through: failed, or inconclusive under
     # on_inconclusive = "fail" (docs/ci.md, exit codes).
     code = 1 if results["gate"] is not None and not results["gate"]["passed"] else 0
@@ -499,6 +528,7 @@ def request_from_audit(
         dicom_dir=req.dicom_dir,
         id_column=req.id_column,
         cluster_column=getattr(req, "cluster_column", None),
+        max_groups=getattr(req, "max_groups", 50),
         intersections=list(req.intersections),
         references=dict(req.references),
         missing_as_group=req.missing_as_group,
@@ -525,4 +555,5 @@ def request_from_audit(
         discover=bool(getattr(req, "discover", False)),
         discover_metric=getattr(req, "discover_metric", None),
         discover_top=int(getattr(req, "discover_top", 10)),
+        outputs=getattr(req, "outputs", None),
     )

@@ -141,7 +141,7 @@ def _decoded(cohort: Path):
 def test_classifier_degradation_per_group(cohort: Path, tmp_path: Path, models) -> None:
     from fairaudit.models.loading import load_predictor
 
-    res = _run(cohort, tmp_path / "m", "--modality", "xray", "--model", str(models["cls"]),
+    res = _run(cohort, tmp_path / "m", "--modality", "xray", "--trust-model", "--model", str(models["cls"]),
                "--labels", str(cohort / "labels.csv"), "--label-column", "finding")  # fmt: skip
     assert res.exit_code == 0, res.output
     r = json.loads((tmp_path / "m" / "augment_check.json").read_text())
@@ -149,7 +149,7 @@ def test_classifier_degradation_per_group(cohort: Path, tmp_path: Path, models) 
     perf = r["attributes"][0]["performance"]
     auc = next(m for m in perf["metric_results"] if m["metric"] == "auroc")
     # independent: the clean AUROC per group from the predictor and sklearn
-    pred = load_predictor(str(models["cls"]), "cpu")
+    pred = load_predictor(str(models["cls"]), "cpu", trust_model=True)
     labels = pd.read_csv(cohort / "labels.csv", dtype=str)
     y = dict(zip(labels.sop_instance_uid, labels.finding.astype(int), strict=True))
     by: dict[str, tuple[list, list]] = {}
@@ -174,14 +174,14 @@ def test_classifier_degradation_per_group(cohort: Path, tmp_path: Path, models) 
 def test_segmentation_degradation_per_group(cohort: Path, tmp_path: Path, models) -> None:
     from fairaudit.models.loading import load_predictor
 
-    res = _run(cohort, tmp_path / "s", "--modality", "xray", "--geometric", "--model", str(models["seg"]),
+    res = _run(cohort, tmp_path / "s", "--modality", "xray", "--geometric", "--trust-model", "--model", str(models["seg"]),
                "--masks", str(cohort / "masks"))  # fmt: skip
     assert res.exit_code == 0, res.output
     r = json.loads((tmp_path / "s" / "augment_check.json").read_text())
     perf = r["attributes"][0]["performance"]
     d = perf["metric_results"][0]
     assert d["metric"] == "dice" and perf["per_case"] == "dice_decrease"
-    pred = load_predictor(str(models["seg"]), "cpu")
+    pred = load_predictor(str(models["seg"]), "cpu", trust_model=True)
     from fairaudit.io.masks import read_mask
 
     by: dict[str, list[float]] = {}

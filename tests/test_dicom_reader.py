@@ -38,14 +38,15 @@ DX_IMAGE = "1.2.840.10008.5.1.4.1.1.1.1"
 #       plan without pixel data, but cut short: failed, not skipped).
 #   badVR.dcm: NumberOfFrames is "1A", not an integer.
 #   meta_missing_tsyntax.dcm, nested_priv_SQ.dcm: pixel data without Rows/Columns.
-# Header-only reads fail only the last five: the two corrupt codestreams are only found
-# by decoding.
+# Header-only reads fail the last five and JPEG2000-embedded-sequence-delimiter.dcm, whose
+# SIZ segment (read before decoding, fairaudit.io.dicom._codestream) gives a width of
+# 3722445056; JPEG-lossy.dcm's misplaced marker is only found by decoding.
 # Skipped: 80 files, DICOM without pixel data (DICOMDIRs, SR, RT plan/struct, waveform,
 # the 50 TINY_ALPHA placeholders...) and non-DICOM files (README, JSON, .gz, .icc, dumps).
 EXPECTED = {
     "3.0.2": {
         "decode": {"ok": 89, "skipped": 80, "failed": 7},
-        "header": {"ok": 91, "skipped": 80, "failed": 5},
+        "header": {"ok": 90, "skipped": 80, "failed": 6},
         "failed": {
             "JPEG-lossy.dcm",
             "JPEG2000-embedded-sequence-delimiter.dcm",
@@ -504,12 +505,25 @@ def test_scan_follows_no_symlink_loop_and_lists_each_file_once(tmp_path: Path) -
     os.symlink(outside / "o1", root / "z_link_to_o1")  # same file: not again
     os.symlink(outside, outside / "self_loop")  # a loop outside the tree
     os.symlink(tmp_path / "missing", root / "broken")
-    found = [p.relative_to(root).as_posix() for p in scan(root)]
+    # --follow-symlinks: links out of the tree are followed, each target once.
+    found = [p.relative_to(root).as_posix() for p in scan(root, follow_symlinks=True)]
     assert found == ["a/deep/f2", "a/f1", "b/f3", "b/outside_again/o1"]
-    from fairaudit.io.dicom._scan import walk
+    from fairaudit.io.dicom._scan import OUTSIDE_LINK_REASON, following_symlinks, walk
 
-    problems = [(e.rel, e.problem) for e in walk(root) if e.problem]
+    problems = [(e.rel, e.problem) for e in walk(root, follow_symlinks=True) if e.problem]
     assert problems == [("broken", ("skipped", "broken symbolic link"))]
+    with following_symlinks(True):
+        assert [p.relative_to(root).as_posix() for p in scan(root)] == found
+    # By default they are not: each is a skipped entry (the tree's own files are all listed).
+    assert [p.relative_to(root).as_posix() for p in scan(root)] == ["a/deep/f2", "a/f1", "b/f3"]
+    problems = [(e.rel, e.problem) for e in walk(root) if e.problem]
+    outside = ("skipped", OUTSIDE_LINK_REASON)
+    assert problems == [
+        ("b/outside_again", outside),
+        ("b/outside_dir", outside),
+        ("broken", ("skipped", "broken symbolic link")),
+        ("z_link_to_o1", outside),
+    ]
 
 
 def test_scan_of_a_single_file(tmp_path: Path) -> None:

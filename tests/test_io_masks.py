@@ -92,7 +92,11 @@ def test_index_masks(tmp_path):
     assert set(index.files) == {"1.2.3", "4.5"}  # the stem is the id, SOPInstanceUID dots kept
     reasons = dict(index.skipped)
     assert "DICOM SEG" in reasons["seg.dcm"] and "not a mask file" in reasons["notes.txt"]
-    assert "duplicate id 'dup'" in reasons["dup.npy"] and "dup.png" in reasons
+    assert (
+        "duplicate id: 2 mask files" in reasons["dup.npy"]
+        and "'dup'" not in reasons["dup.npy"]
+        and "dup.png" in reasons
+    )
     assert ".DS_Store" not in reasons
     with pytest.raises(InputError, match="not a folder"):
         index_masks(tmp_path / "absent")

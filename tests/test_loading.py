@@ -75,7 +75,7 @@ def test_torchscript_matches_the_module_and_hashes_the_file(tmp_path: Path) -> N
     model = _model()
     path = tmp_path / "m.ts"
     torch.jit.script(model).save(str(path))
-    pred = load_predictor(str(path), device="cpu")
+    pred = load_predictor(str(path), device="cpu", trust_model=True)
     x = _batch()
     expected = torch.sigmoid(model(torch.from_numpy(x)))[:, 0].detach().numpy()
     np.testing.assert_allclose(pred.predict(x), expected, rtol=1e-6, atol=1e-7)
@@ -90,7 +90,9 @@ def test_traced_torchscript_loads_too(tmp_path: Path) -> None:
     torch.jit.trace(model, torch.zeros(2, 1, 16, 16)).save(str(path))
     x = _batch(4)
     expected = torch.sigmoid(model(torch.from_numpy(x)))[:, 0].detach().numpy()
-    np.testing.assert_allclose(load_predictor(str(path), "cpu").predict(x), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        load_predictor(str(path), "cpu", trust_model=True).predict(x), expected, rtol=1e-6, atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("dynamic", [True, False])
@@ -99,7 +101,7 @@ def test_onnx_agrees_with_torch_to_1e5(tmp_path: Path, dynamic: bool) -> None:
     pytest.importorskip("onnxruntime")
     model = _model(1)
     path = _export_onnx(model, tmp_path / "m.onnx", dynamic=dynamic)
-    pred = load_predictor(str(path), device="cpu")
+    pred = load_predictor(str(path), device="cpu", trust_model=True)
     assert pred.fixed_batch == (None if dynamic else 1)
     x = _batch(7)
     with torch.no_grad():
@@ -125,7 +127,7 @@ def test_bundle_matches_its_module_and_sha256(tmp_path: Path) -> None:
         "classes": ["no_finding", "finding"],
     }
     folder = save_bundle(model, tmp_path / "b", meta)
-    pred = load_predictor(str(folder), device="auto")  # no CUDA here: auto -> cpu
+    pred = load_predictor(str(folder), device="auto", trust_model=True)  # no CUDA here: auto -> cpu
     assert pred.device == "cpu" and pred.source == "bundle" and pred.name == "tiny"
     assert pred.runtime == "torchscript-frozen"
     assert pred.sha256 == _sha(folder / "model.safetensors")
@@ -160,7 +162,7 @@ def test_tampered_bundle_is_refused(tmp_path: Path) -> None:
     meta["weights"]["sha256"] = "0" * 64
     (folder / "model.json").write_text(json.dumps(meta))
     with pytest.raises(InputError, match="sha256"):
-        load_predictor(str(folder), "cpu")
+        load_predictor(str(folder), "cpu", trust_model=True)
 
 
 def test_segmentation_sidecar_argmax_and_restore(tmp_path: Path) -> None:
@@ -179,7 +181,7 @@ def test_segmentation_sidecar_argmax_and_restore(tmp_path: Path) -> None:
             {"name": "seg", "task": "segmentation", "classes": ["bg", "a", "b"], "preprocessing": spec}
         )
     )
-    pred = load_predictor(str(path), "cpu")
+    pred = load_predictor(str(path), "cpu", trust_model=True)
     assert (pred.task, pred.classes, pred.name) == ("segmentation", ["bg", "a", "b"], "seg")
     x = _batch(3)
     with torch.no_grad():
@@ -195,13 +197,13 @@ def test_segmentation_sidecar_argmax_and_restore(tmp_path: Path) -> None:
     np.testing.assert_array_equal(restored, out[0][np.ix_(rows, cols)])
     # The task on the command line must agree with the sidecar.
     with pytest.raises(InputError, match="segmentation model but --task is classification"):
-        load_predictor(str(path), "cpu", task="classification")
+        load_predictor(str(path), "cpu", task="classification", trust_model=True)
 
 
 def test_no_sidecar_takes_task_from_the_caller(tmp_path: Path) -> None:
     path = tmp_path / "seg.ts"
     torch.jit.script(_model(2, TinySeg)).save(str(path))
-    pred = load_predictor(str(path), "cpu", task="segmentation")
+    pred = load_predictor(str(path), "cpu", task="segmentation", trust_model=True)
     assert pred.task == "segmentation" and pred.classes == ["background", "foreground"]
     from fairaudit.models.preprocessing import DEFAULT_SPEC
 
@@ -220,26 +222,26 @@ def test_bad_model_files_are_input_errors(tmp_path: Path, name: str, content: by
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(InputError, match=match):
-        load_predictor(str(path), "cpu")
+        load_predictor(str(path), "cpu", trust_model=True)
 
 
 def test_missing_file_bad_sidecar_bad_device_unknown_bundled(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file or folder"):
-        load_predictor(str(tmp_path / "nope.pt"), "cpu")
+        load_predictor(str(tmp_path / "nope.pt"), "cpu", trust_model=True)
     path = tmp_path / "m.pt"
     torch.jit.script(_model()).save(str(path))
     Path(str(path) + ".json").write_text("{not json")
     with pytest.raises(InputError, match="cannot be read as JSON"):
-        load_predictor(str(path), "cpu")
+        load_predictor(str(path), "cpu", trust_model=True)
     Path(str(path) + ".json").write_text(json.dumps({"output": "odds"}))
     with pytest.raises(InputError, match="output must be one of"):
-        load_predictor(str(path), "cpu")
+        load_predictor(str(path), "cpu", trust_model=True)
     Path(str(path) + ".json").unlink()
     with pytest.raises(InputError, match="--device must be"):
-        load_predictor(str(path), "tpu")
+        load_predictor(str(path), "tpu", trust_model=True)
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="no CUDA device"):
-            load_predictor(str(path), "cuda")
+            load_predictor(str(path), "cuda", trust_model=True)
     with pytest.raises(InputError, match="unknown bundled model 'no-such-model'"):
         load_predictor("bundled:no-such-model", "cpu")
 
@@ -281,7 +283,7 @@ def test_bundle_falls_back_to_eager_when_freezing_fails(
         raise RuntimeError("cannot freeze")
 
     monkeypatch.setattr(torch.jit, "freeze", broken)
-    pred = load_predictor(str(folder), "cpu")
+    pred = load_predictor(str(folder), "cpu", trust_model=True)
     assert pred.runtime == "eager-channels-last"
     x = _batch(3, size=64)
     with torch.no_grad():

@@ -82,7 +82,7 @@ def _expected_scores(root: Path, model: torch.nn.Module, spec: dict) -> dict[str
 
 def _audit(cohort: Path, model: str, out: Path, *extra: str) -> object:
     args = [
-        "audit", str(cohort / "images"), "--model", model,
+        "audit", str(cohort / "images"), "--model", model, "--trust-model",
         "--demographics", str(cohort / "demographics.csv"), "--labels", str(cohort / "labels.csv"),
         "--label-column", "finding", "--attribute", "sex", "--attribute", "race",
         "--bootstrap", "50", "--min-group-size", "5", "--device", "cpu", "--quiet", "--out", str(out), *extra,
@@ -143,10 +143,17 @@ def test_bundle_run_writes_hashed_predictions_and_the_full_audit(
     on_disk = {
         p.relative_to(cohort / "images").as_posix() for p in (cohort / "images").rglob("*") if p.is_file()
     }
-    assert sorted(files["source"].str.removeprefix("DICOM files/")) == sorted(on_disk)
-    reasons = dict(zip(files["source"], files["reason"], strict=True))
-    assert reasons["DICOM files/notes.txt"].startswith("skipped: not a DICOM file")
-    assert reasons["DICOM files/truncated.dcm"].startswith("failed: truncated")
+    # Each file by the pseudonym of its path (issue 19, point 8): mapped back with the salt.
+    from fairaudit.io.privacy import IdHasher
+
+    shown = {IdHasher(SALT).path(rel): rel for rel in on_disk}
+    assert sorted(files["source"].str.removeprefix("DICOM files/")) == sorted(shown)
+    reasons = {
+        shown[s.removeprefix("DICOM files/")]: r
+        for s, r in zip(files["source"], files["reason"], strict=True)
+    }
+    assert reasons["notes.txt"].startswith("skipped: not a DICOM file")
+    assert reasons["truncated.dcm"].startswith("failed: truncated")
     assert set(files.loc[files["status"] == "included", "id"]) == set(preds["id"])
 
     # No identifier in clear anywhere in the outputs.
@@ -306,7 +313,7 @@ def test_segmentation_model_writes_masks_on_the_original_grid(cohort: Path, tmp_
     res = CliRunner().invoke(
         app,
         [
-            "audit", str(cohort / "images"), "--model", str(path), "--task", "segmentation",
+            "audit", str(cohort / "images"), "--model", str(path), "--trust-model", "--task", "segmentation",
             "--masks", str(cohort / "masks"), "--mask-labels", "1,2", "--demographics",
             str(cohort / "demographics.csv"), "--attribute", "sex", "--bootstrap", "20", "--min-group-size", "5",
             "--salt", SALT, "--quiet", "--out", str(out),

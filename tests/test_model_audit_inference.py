@@ -52,7 +52,7 @@ def _scores(run) -> dict[str, float]:
 
 
 def test_batch_size_and_workers_do_not_change_predictions(folder: Path, tmp_path: Path) -> None:
-    pred = load_predictor(str(_save(tmp_path, 10.0)), "cpu")
+    pred = load_predictor(str(_save(tmp_path, 10.0)), "cpu", trust_model=True)
     runs = [
         run_inference(pred, folder, batch_size=b, workers=w, progress=False)
         for b, w in ((1, 1), (5, 2), (64, 2))
@@ -72,7 +72,7 @@ def test_batch_size_and_workers_do_not_change_predictions(folder: Path, tmp_path
 def test_model_failures_are_per_file_and_total_failure_is_an_input_error(
     folder: Path, tmp_path: Path
 ) -> None:
-    pred = load_predictor(str(_save(tmp_path, 10.0)), "cpu")
+    pred = load_predictor(str(_save(tmp_path, 10.0)), "cpu", trust_model=True)
     means = {}
     from fairaudit.io.dicom import read_file, scan
 
@@ -81,7 +81,7 @@ def test_model_failures_are_per_file_and_total_failure_is_an_input_error(
         if o.status == "ok":
             means[o.path] = float(pred.prepare(o.image, o.spacing).mean())
     limit = float(np.median(list(means.values())))
-    picky = load_predictor(str(_save(tmp_path, limit)), "cpu")
+    picky = load_predictor(str(_save(tmp_path, limit)), "cpu", trust_model=True)
     run = run_inference(picky, folder, batch_size=1, workers=1, progress=False)
     refused = {p for p, m in means.items() if m > limit}
     assert refused and set(_scores(run)) == set(means) - refused
@@ -89,7 +89,7 @@ def test_model_failures_are_per_file_and_total_failure_is_an_input_error(
     assert set(failed) == refused
     assert all("image too bright" in why for why in failed.values())
 
-    nothing = load_predictor(str(_save(tmp_path, -100.0)), "cpu")
+    nothing = load_predictor(str(_save(tmp_path, -100.0)), "cpu", trust_model=True)
     with pytest.raises(InputError, match="could not run on any image"):
         run_inference(nothing, folder, batch_size=4, workers=1, progress=False)
 

@@ -35,6 +35,20 @@ def _digest(folder: Path) -> dict[str, str]:
     }
 
 
+# manifest.csv names a file by the pseudonym of its path (issue 19, point 8); with the salt,
+# a user maps them back as `_paths` does (docs/acquisition.md).
+SALT = "normalize-tests"
+
+
+def _paths(images: Path) -> dict[str, str]:
+    """Pseudonym -> path relative to `images`, for every file there."""
+    from fairaudit.io.privacy import IdHasher
+
+    hasher = IdHasher(SALT)
+    rels = [p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file()]
+    return {hasher.path(rel): rel for rel in rels}
+
+
 def _run(args: list[str]):
     return runner.invoke(app, ["normalize", *args], catch_exceptions=False)
 
@@ -46,7 +60,7 @@ def site_run(cohort: Path, tmp_path_factory):
     res = _run(
         [str(cohort / "images"), "--method", "robust_zscore", "--per-site", "--site-column", "site",
          "--demographics", str(cohort / "demographics.csv"), "--attribute", "race", "--attribute", "sex",
-         "--bootstrap", "200", "--out", str(out), "-q", "--workers", "1"]
+         "--bootstrap", "200", "--salt", SALT, "--out", str(out), "-q", "--workers", "1"]
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert _digest(cohort) == before  # inputs never touched
@@ -59,7 +73,10 @@ def test_outputs_and_manifest(site_run: Path, cohort: Path) -> None:
     m = pd.read_csv(site_run / "manifest.csv", dtype=str, keep_default_na=False)
     files = m[m.source.str.startswith("DICOM files/")]
     assert len(files) == 37 and (files.status == "normalized").sum() == 36
-    broken = files[files.source.str.endswith("broken.dcm")].iloc[0]
+    names = _paths(cohort / "images")
+    broken = files[
+        files.source.map(lambda s: names.get(s.removeprefix("DICOM files/"))) == "broken.dcm"
+    ].iloc[0]
     assert broken.status == "excluded" and broken.reason.startswith("failed")
     assert (m[m.source == "demographics.csv"].status == "included").all()
     assert len(list((site_run / "images").glob("*.npy"))) == 36
@@ -72,8 +89,9 @@ def test_outputs_and_manifest(site_run: Path, cohort: Path) -> None:
 def test_sidecar_inverts_to_the_decoded_image(site_run: Path, cohort: Path) -> None:
     m = pd.read_csv(site_run / "manifest.csv", dtype=str, keep_default_na=False)
     rows = m[m.status == "normalized"].head(6)
+    names = _paths(cohort / "images")
     for _, row in rows.iterrows():
-        rel = row.source.removeprefix("DICOM files/")
+        rel = names[row.source.removeprefix("DICOM files/")]
         decoded = read_file(cohort / "images" / rel, cohort / "images", header_only=False).image
         y = np.load(site_run / row.output)
         side = json.loads((site_run / row.output).with_suffix(".json").read_text())

@@ -116,7 +116,7 @@ def test_interrupted_run_exits_130_and_resumes_to_the_same_results(cohort: Path,
     assert "no report written" in message
     assert "Traceback" not in cut.stderr  # workers ignore SIGINT; the parent stops cleanly
     # The cache holds content hashes and scores only: no path, no DICOM id.
-    assert all(re.fullmatch(r"[0-9a-f]{64} \S+", line) for line in cached)
+    assert all(re.fullmatch(r"[0-9a-f]{64} \S+ [0-9a-f]{16}", line) for line in cached)
     demo = (cohort / "demographics.csv").read_text().splitlines()[1:]
     ids = {cell for row in demo for cell in row.split(",")[:2]}
     text = "\n".join(p.read_text() for p in (out / ".fairaudit-cache").iterdir())

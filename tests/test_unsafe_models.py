@@ -89,7 +89,7 @@ def test_torchscript_pt_still_loads(tmp_path: Path) -> None:
         module = save(model) if save else torch.jit.trace(model, torch.zeros(1, 1, 8, 8))
         module.save(str(path))
         assert pickle_kind(path) is None
-        pred = load_predictor(str(path), "cpu")
+        pred = load_predictor(str(path), "cpu", trust_model=True)
         assert pred.source == "torchscript"
 
 

@@ -37,7 +37,7 @@ from fairaudit.augment._base import Transform, check_strength
 from fairaudit.augment._geometric import Geometric
 from fairaudit.augment._physics import describe_params, modality_transforms
 from fairaudit.errors import InputError
-from fairaudit.io.privacy import IdHasher
+from fairaudit.io.privacy import IdHasher, use_for_logs
 from fairaudit.preprocess._cohort import (
     CohortOutcome,
     CohortRequest,
@@ -87,6 +87,7 @@ class AugmentCheckRequest(CohortRequest):
     masks: Path | None = None
     mask_labels: str | None = None
     device: str = "auto"
+    trust_model: bool = False  # --trust-model: run a TorchScript file (it is code)
     batch_size: int = 32
     max_images: int | None = None
 
@@ -202,12 +203,25 @@ class _Truth:
 
 
 def run_augment_check(req: AugmentCheckRequest) -> AugmentCheckOutcome:
-    from fairaudit.io.dicom import iter_outcomes
+    """Check every image of req.dicom_dir (see the module doc) and write the reports.
+
+    --out is checked before the work, and the files reach it as one set
+    (fairaudit._atomic.output_set)."""
+    from fairaudit._atomic import output_set
 
     _validate(req)
+    inputs = [req.dicom_dir, req.demographics, req.labels, req.masks, req.model]
+    with output_set(req.out, protect=[p for p in inputs if p is not None]) as outs:
+        return _run_augment_check(req, outs)
+
+
+def _run_augment_check(req: AugmentCheckRequest, outs: Any) -> AugmentCheckOutcome:
+    from fairaudit.io.dicom import iter_outcomes
+
     check_strength(req.strength)
     ts = transforms_for(req)
     hasher = IdHasher(req.salt, req.keep_ids)
+    use_for_logs(hasher)  # log lines name files as the outputs do
     demo = Demographics.read(req.demographics, req.attributes, req.id_column)
     predictor = None
     truth = None
@@ -224,8 +238,7 @@ def run_augment_check(req: AugmentCheckRequest) -> AugmentCheckOutcome:
     examples: list[dict[str, Any]] = []
     example_groups: set[str] = set()
     first_attr = demo.attributes[0]
-    out = Path(req.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = outs.staging  # moved into --out with the reports (fairaudit._atomic.output_set)
     from fairaudit.preprocess._svg import png_data_uri
 
     tmp_records = out / f".augment_records.{os.getpid()}.tmp"
@@ -234,7 +247,7 @@ def run_augment_check(req: AugmentCheckRequest) -> AugmentCheckOutcome:
         for o in iter_outcomes(
             Path(req.dicom_dir), header_only=False, workers=req.workers, progress=req.progress
         ):
-            row = file_row(o, status="excluded")
+            row = file_row(o, status="excluded", hasher=hasher)
             manifest.append(row)
             if o.status != "ok" or o.image is None:
                 continue
@@ -337,7 +350,7 @@ def run_augment_check(req: AugmentCheckRequest) -> AugmentCheckOutcome:
 
     if not cases:
         tmp_records.unlink(missing_ok=True)
-        no_usable_image(out, manifest + demo.manifest_rows(hasher), len(manifest), req.dicom_dir)
+        no_usable_image(outs, manifest + demo.manifest_rows(hasher), len(manifest), req.dicom_dir)
     results = _results(req, ts, demo, cases, manifest, predictor)
 
     files = write_outputs(
@@ -346,7 +359,7 @@ def run_augment_check(req: AugmentCheckRequest) -> AugmentCheckOutcome:
     files["manifest"] = write_manifest(out, manifest + demo.manifest_rows(hasher))
     os.replace(tmp_records, out / "augment_records.jsonl")
     files["records"] = out / "augment_records.jsonl"
-    return AugmentCheckOutcome(results, files)
+    return AugmentCheckOutcome(results, {k: outs.final(p) for k, p in files.items()})
 
 
 def _display_window(image: np.ndarray) -> tuple[float, float]:
@@ -361,7 +374,7 @@ def _load_model(req: AugmentCheckRequest) -> Any:
         raise InputError(
             f"--model needs the models extra (torch): {exc}. Install it with pip install 'fairaudit[models]'."
         ) from None
-    return load_predictor(req.model, req.device)
+    return load_predictor(req.model, req.device, trust_model=req.trust_model)
 
 
 def _predict_case(

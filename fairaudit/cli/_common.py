@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -34,6 +35,14 @@ Salt = Annotated[
     typer.Option("--salt", envvar="FAIRAUDIT_SALT", help="Salt for stable hashes across runs."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+TrustModel = Annotated[
+    bool,
+    typer.Option(
+        "--trust-model",
+        help="Run a TorchScript --model: it is a program that can read and write files, so only "
+        "for a file from someone you trust (ONNX and safetensors bundles need no trust).",
+    ),
+]
 Scheduler = Annotated[
     str | None,
     typer.Option(
@@ -42,27 +51,49 @@ Scheduler = Annotated[
         "existing scheduler, or local:N for a LocalCluster of N workers (pip install 'fairaudit\\[dask]').",
     ),
 ]
+FollowSymlinks = Annotated[
+    bool,
+    typer.Option(
+        "--follow-symlinks",
+        help="Follow symbolic links that lead out of the DICOM folder (default: each is skipped and "
+        "listed in manifest.csv). Links within the folder are never needed: their targets are read anyway.",
+    ),
+]
 
 #: Flags that say where the work ran, not what it computed (the results do not depend on
 #: them): left out of the recorded command, so that a run on a Dask cluster or with another
 #: number of worker processes writes the same results.json as one on this machine.
 _PLACEMENT_FLAGS = ("--scheduler", "--workers")
+#: Flags whose value is a secret: recorded as `--salt <set>`. With the salt, anyone holding
+#: results.json could test a guessed patient id against the manifest's pseudonyms
+#: (docs/threat-model.md).
+_SECRET_FLAGS = ("--salt",)
+SECRET_SHOWN = "<set>"
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command as typed, for the provenance in the results JSON (without --scheduler, --workers)."""
+    """The command as typed, for the provenance in the results JSON (without --scheduler,
+    --workers, and with the value of --salt withheld)."""
     args = list(sys.argv[1:] if argv is None else argv)
     kept: list[str] = []
-    skip = False
+    skip = secret = False
     for arg in args:
         if skip:
             skip = False
+            continue
+        if secret:
+            secret = False
+            kept.append(SECRET_SHOWN)
             continue
         if arg in _PLACEMENT_FLAGS:
             skip = True
             continue
         if arg.startswith(tuple(f + "=" for f in _PLACEMENT_FLAGS)):
             continue
+        if arg in _SECRET_FLAGS:
+            secret = True
+        elif arg.startswith(tuple(f + "=" for f in _SECRET_FLAGS)):
+            arg = arg.split("=", 1)[0] + "=" + SECRET_SHOWN
         kept.append(arg)
     return " ".join(shlex.quote(a) for a in ["fairaudit", *kept])
 
@@ -84,6 +115,23 @@ def request_options(params: Mapping[str, Any]) -> dict[str, Any]:
         "progress": not params["quiet"],
         "command": command_line(),
     }
+
+
+def following_links(follow: bool) -> AbstractContextManager[None]:
+    """Walks of the DICOM folder follow links out of it only with --follow-symlinks
+    (fairaudit.io.dicom._scan; nothing is imported without the flag)."""
+    if not follow:
+        return nullcontext()
+    from fairaudit.io.dicom._scan import following_symlinks
+
+    return following_symlinks(True)
+
+
+def check_out(out: Path, folders: Mapping[str, Path | None]) -> None:
+    """InputError (exit 2, before any work) when --out is inside an input folder (fairaudit._safe_paths)."""
+    from fairaudit._safe_paths import check_output_location
+
+    check_output_location({"--out": out}, folders=folders)
 
 
 def run_or_exit(call: Callable[[], T]) -> T:

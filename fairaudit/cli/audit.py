@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from fairaudit import cluster
-from fairaudit.cli._common import Scheduler, command_line
+from fairaudit.cli._common import FollowSymlinks, Scheduler, TrustModel, command_line, following_links
 
 HELP = (
     "Audit a model's predictions per demographic group: metrics with bootstrap intervals, "
@@ -191,6 +191,25 @@ def audit(
             "Rows x Columns x frames x samples values: bounds the memory one file can take.",
         ),
     ] = 2**28,
+    max_file_size: Annotated[
+        str,
+        typer.Option(
+            "--max-file-size",
+            metavar="SIZE",
+            help="Exclude, from its size and before reading it, a DICOM file larger than this "
+            "(bytes, or e.g. 500MB, 2GB): bounds the time one file can take.",
+        ),
+    ] = "2GB",
+    max_groups: Annotated[
+        int,
+        typer.Option(
+            "--max-groups",
+            min=0,
+            help="Refuse (exit 2, before any model runs) an attribute with more groups than this, or "
+            "nearly one group per row: it looks like an identifier, and the reports name every group. "
+            "0: no limit.",
+        ),
+    ] = 50,
     gate: Annotated[
         Path | None,
         typer.Option(
@@ -214,6 +233,8 @@ def audit(
         bool,
         typer.Option("--keep-ids", help="Keep ids in clear in manifest.csv (default: salted hash)."),
     ] = False,
+    trust_model: TrustModel = False,
+    follow_symlinks: FollowSymlinks = False,
     salt: Annotated[
         str | None,
         typer.Option("--salt", envvar="FAIRAUDIT_SALT", help="Salt for stable id hashes across runs."),
@@ -297,12 +318,24 @@ def audit(
             )
         if segmentation and baseline_predictions is not None:
             raise InputError("--baseline-predictions is available for classification audits only.")
+        _check_counts(bootstrap, permutations)  # before any file is read or model run
+        from fairaudit._sizes import parse_size
+
+        try:
+            max_file_bytes = parse_size(max_file_size)
+        except ValueError as exc:
+            raise InputError(f"--max-file-size: {exc}.") from None
         formats = tuple(f.strip().lower() for f in fmt.split(",") if f.strip())
         bad = [f for f in formats if f not in _FORMATS]
         if bad or not formats:
             raise InputError(
                 f"--format: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(_FORMATS)}."
             )
+        _check_out(out, cache_dir, dicom_dir, masks, pred_masks, model, {
+            "--predictions": predictions, "--demographics": demographics, "--labels": labels,
+            "--gate": gate, "--calibration-set": calibration_set,
+            "--baseline-predictions": baseline_predictions,
+        })  # fmt: skip
         from fairaudit.io.dicom_attributes import parse_bins
         from fairaudit.stats._audit import KNOWN_PRIMARY
 
@@ -352,6 +385,7 @@ def audit(
             baseline_predictions=baseline_predictions,
             formats=formats,
             keep_ids=keep_ids,
+            trust_model=trust_model,
             salt=salt,
             command=command_line(),
             dicom_dir=dicom_dir,
@@ -362,8 +396,10 @@ def audit(
             discover_metric=discover_metric.lower() if discover_metric else None,
             discover_top=discover_top,
             max_pixels=max_pixels,
+            max_file_size=max_file_bytes,
+            max_groups=max_groups,
         )
-        with cluster.connect(scheduler):
+        with cluster.connect(scheduler), following_links(follow_symlinks):
             if model is not None:
                 from fairaudit.model_audit import audit_with_model
 
@@ -397,8 +433,54 @@ def audit(
         print_summary(outcome.results, Console())
     if not json_out:
         report = outcome.files.get("html") or outcome.files.get("md") or outcome.files["json"]
-        err.print(f"Report: {report}")
+        err.print(f"Report: {_escape(str(report))}")  # a folder named o_[/]x is not markup
     raise typer.Exit(outcome.exit_code)
+
+
+def _check_counts(bootstrap: int, permutations: int | None) -> None:
+    """--bootstrap, --permutations and FAIRAUDIT_WORKERS checked before the work, not when
+    the statistics (or the worker pool) start after a model run (docs/ci.md, "Exit codes")."""
+    from fairaudit._workers import env_workers
+    from fairaudit.errors import InputError
+
+    for option, value in (("--bootstrap", bootstrap), ("--permutations", permutations)):
+        if value is not None and value < 1:
+            hint = (
+                "The default is 2000."
+                if option == "--bootstrap"
+                else "Leave it out to use the --bootstrap count."
+            )
+            raise InputError(f"{option} must be at least 1, got {value}.", hint=hint)
+    env_workers()
+
+
+def _check_out(
+    out: Path,
+    cache_dir: Path | None,
+    dicom_dir: Path | None,
+    masks: Path | None,
+    pred_masks: Path | None,
+    model: str | None,
+    files: dict[str, Path | None],
+) -> None:
+    """--out and --cache-dir outside every input folder, and overwriting no input file (exit 2,
+    before any work; fairaudit._safe_paths)."""
+    from fairaudit._safe_paths import check_output_location
+    from fairaudit.model_audit import PRED_MASKS_DIR, PREDICTIONS_FILE
+    from fairaudit.models.pred_cache import CACHE_DIR
+    from fairaudit.report.writers import REPORT_FILES
+    from fairaudit.segmentation_pipeline import CASES_FILE
+
+    folders = {"DICOM_DIR": dicom_dir, "--masks": masks, "--pred-masks": pred_masks}
+    if model is not None and not model.startswith("bundled:"):
+        folders["--model"] = Path(model)  # a bundle folder (a model file is no folder: skipped)
+    written = {*REPORT_FILES.values(), "manifest.csv", CASES_FILE}
+    if model is not None:  # a model run writes these too (--predictions OUT/predictions.csv is fine without)
+        written |= {PREDICTIONS_FILE, PRED_MASKS_DIR, CACHE_DIR}
+    files = {**files, **folders}  # an input folder at OUT/pred_masks would be written into too
+    check_output_location(
+        {"--out": out, "--cache-dir": cache_dir}, folders=folders, files=files, written=written
+    )
 
 
 def _escape(text: str) -> str:

@@ -57,6 +57,7 @@ def augment_check(
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (model runs).")] = "auto",
+    trust_model: opt.TrustModel = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Inference batch size.")] = 32,
     bootstrap: opt.Bootstrap = 1000,
     ci_level: opt.CiLevel = 0.95,
@@ -67,6 +68,7 @@ def augment_check(
     ] = None,
     workers: opt.Workers = None,
     scheduler: opt.Scheduler = None,
+    follow_symlinks: opt.FollowSymlinks = False,
     fmt: opt.Formats = "html,md,json",
     keep_ids: Annotated[
         bool, typer.Option("--keep-ids", help="Manifest ids in clear (default: salted hash).")
@@ -75,6 +77,7 @@ def augment_check(
     quiet: opt.Quiet = False,
 ) -> None:
     def call() -> AugmentCheckOutcome:
+        opt.check_out(out, {"DICOM_DIR": dicom_dir, "--masks": masks})
         from fairaudit.augment._check import AugmentCheckRequest, run_augment_check
 
         req = AugmentCheckRequest(
@@ -94,13 +97,14 @@ def augment_check(
             masks=masks,
             mask_labels=mask_labels,
             device=device,
+            trust_model=trust_model,
             batch_size=batch_size,
             max_images=max_images,
             **opt.request_options(ctx.params),
         )
         from fairaudit import cluster
 
-        with cluster.connect(scheduler):
+        with cluster.connect(scheduler), opt.following_links(follow_symlinks):
             return run_augment_check(req)
 
     outcome = opt.run_or_exit(call)

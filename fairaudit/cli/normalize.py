@@ -87,6 +87,7 @@ def normalize(
     seed: opt.Seed = 0,
     workers: opt.Workers = None,
     scheduler: opt.Scheduler = None,
+    follow_symlinks: opt.FollowSymlinks = False,
     no_previews: Annotated[bool, typer.Option("--no-previews", help="Do not write PNG previews.")] = False,
     fmt: opt.Formats = "html,md,json",
     keep_ids: Annotated[
@@ -122,7 +123,7 @@ def normalize(
         )
         from fairaudit import cluster
 
-        with cluster.connect(scheduler):
+        with cluster.connect(scheduler), opt.following_links(follow_symlinks):
             return run_normalize(req)
 
     outcome = opt.run_or_exit(call)

@@ -84,9 +84,17 @@ def report(
         out_dir = out if out is not None else results_json.parent
         if "json" in formats and (out_dir / "results.json").resolve() == results_json.resolve():
             formats = tuple(f for f in formats if f != "json")  # never rewrite the archive in place
+        from fairaudit._atomic import output_set
         from fairaudit.report.writers import write_reports
 
-        files = write_reports(results, out_dir, formats) if formats else {}
+        files = {}
+        if formats:
+            # Beside the results.json read, the reports are re-rendered from it: the same run, so
+            # they replace their namesakes and nothing else is removed. Elsewhere, one new set.
+            in_place = out_dir.resolve() == results_json.resolve().parent
+            with output_set(out_dir, protect=[results_json], in_place=in_place) as outs:
+                files = write_reports(results, outs.staging, formats)
+            files = {k: outs.final(p) for k, p in files.items()}
     except InputError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None

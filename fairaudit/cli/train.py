@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from fairaudit.cli._common import FollowSymlinks, check_out, following_links
+
 HELP = (
     "Train a classifier (finding, from --labels) or a segmenter (from --masks) on a DICOM folder, "
     "with a patient-level split stratified by label and attribute, optional augmentation and "
@@ -131,6 +133,7 @@ def train(
     name: Annotated[
         str | None, typer.Option("--name", help="Model name in model.json. \\[default: folder name]")
     ] = None,
+    follow_symlinks: FollowSymlinks = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     from rich.console import Console
@@ -142,6 +145,7 @@ def train(
     try:
         if demographics is None:
             raise InputError("--demographics is required (the attribute columns and patient ids).")
+        check_out(out, {"DICOM_DIR": dicom_dir, "--masks": masks})
         import torch
 
         from fairaudit.io.masks import parse_labels
@@ -195,21 +199,22 @@ def train(
             name=name or out.name,
         )
         cfg.validate()
-        data = load_training_data(
-            dicom_dir,
-            task=task,
-            demographics=demographics,
-            attributes=list(attribute or []),
-            spec=spec,
-            labels=labels,
-            masks=masks,
-            mask_labels=parse_labels(mask_labels),
-            id_column=id_column,
-            label_column=label_column,
-            patient_column=patient_column,
-            workers=workers,
-            progress=not quiet,
-        )
+        with following_links(follow_symlinks):
+            data = load_training_data(
+                dicom_dir,
+                task=task,
+                demographics=demographics,
+                attributes=list(attribute or []),
+                spec=spec,
+                labels=labels,
+                masks=masks,
+                mask_labels=parse_labels(mask_labels),
+                id_column=id_column,
+                label_column=label_column,
+                patient_column=patient_column,
+                workers=workers,
+                progress=not quiet,
+            )
         result = train_model(
             data, cfg, out, spec=spec, attributes=list(attribute or []), show_progress=not quiet
         )

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit.errors import InputError
+from fairaudit.io.identifiers import DEFAULT_MAX_GROUPS, check_group_count, refuse_identifier_attributes
 from fairaudit.io.keys import TextCodes, digest, first_rows, join_codes
 from fairaudit.io.manifest_spool import ManifestSpool
 from fairaudit.io.privacy import IdHasher
@@ -31,6 +32,7 @@ from fairaudit.io.tables import (
     parse_score,
     read_header,
 )
+from fairaudit.sanitize import cap
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ class CohortSpec:
     # The patient column whose records resample together (docs/statistics.md, "Patient-level
     # resampling"): None finds `patient_id`, "none" turns it off.
     cluster_column: str | None = None
+    # --max-groups: an attribute with more groups (or nearly one per row) is refused as an
+    # identifier (fairaudit.io.identifiers); 0: no limit.
+    max_groups: int = DEFAULT_MAX_GROUPS
 
 
 @dataclass
@@ -185,7 +190,8 @@ class _ManifestParts:
             self.append(
                 pd.DataFrame(
                     {
-                        "source": [f"{name}/{p}" for p in frame["path"]] if files else name,
+                        # A file's path names the patient as often as its id does: pseudonymized alike.
+                        "source": [f"{name}/{hasher.path(str(p))}" for p in frame["path"]] if files else name,
                         "row": "" if files else rows.to_numpy(),
                         "id": [hasher(str(i)) for i in ids],
                         "status": np.where(included[at:b], "included", "excluded"),
@@ -270,6 +276,13 @@ def build_cohort(
             attr_cols[a] = (pred, pred.column(a, option="--attribute"))
 
     cluster = cluster_source(spec.cluster_column, id_col, [t for t in (demo, lab, pred) if t is not None])
+    # Identifier columns are refused as attributes before any value is read: the reports
+    # name every group (fairaudit.io.identifiers).
+    refuse_identifier_attributes(
+        needed,
+        id_column=id_col,
+        cluster_columns=(spec.cluster_column, *CLUSTER_CANDIDATES, cluster and cluster[1]),
+    )
 
     # First pass (values validated; errors name file, column and row): the labels' file
     # first, then the predictions, the demographics and the files.
@@ -283,6 +296,10 @@ def build_cohort(
         return out + [(col, "text") for col in dict.fromkeys(texts) if (col, "text") not in out]
 
     scans = {id(t): _scan(t, id_col, parse_of(t)) for t in (lab, pred, demo, files) if t is not None}
+    for a, (table, col) in attr_cols.items():  # before the join and the statistics
+        sc = scans[id(table)]
+        n_groups = sum(1 for v in sc.texts[col][1] if not is_missing(v))
+        check_group_count(a, n_groups, sc.n, spec.max_groups, file=table.name)
     p_scan = scans[id(pred)]
     # Each other input, with the reason a prediction row gets when it has no row there.
     no_row = [
@@ -355,6 +372,10 @@ def build_cohort(
     attr_values: dict[str, np.ndarray] = {}
     for a, (table, col) in attr_cols.items():
         row_codes, lookup = text_of(table, col)
+        # A group is named by at most NAME_LIMIT characters (a longer value: its start and a
+        # digest), in results.json as in the reports: one huge cell cannot multiply through
+        # every comparison and table (docs/reports.md, "What a value may add to a report").
+        lookup = np.array([cap(v) for v in lookup], dtype=object)
         missing = np.array([is_missing(v) for v in lookup], dtype=bool)[row_codes]
         vals = lookup[row_codes]
         if spec.missing_as_group:
@@ -406,7 +427,7 @@ def build_cohort(
         )
 
     if spec.files_manifest is not None and len(spec.files_manifest):
-        manifest.append(spec.files_manifest.loc[:, list(MANIFEST_COLUMNS)])
+        manifest.append(pseudonymize_sources(spec.files_manifest.loc[:, list(MANIFEST_COLUMNS)], hasher))
         for why, k in spec.files_manifest["reason"].value_counts().sort_index().items():
             excluded.append({"reason": f"{files.name if files else 'DICOM files'}: {why}", "count": int(k)})
 
@@ -454,6 +475,19 @@ def build_cohort(
         cluster_column=None if cluster is None else cluster[1],
         cluster_missing=cluster_missing,
     )
+
+
+def pseudonymize_sources(frame: pd.DataFrame, hasher: IdHasher) -> pd.DataFrame:
+    """Manifest rows of files ("LABEL/PATH" sources) with each PATH pseudonymized by
+    `hasher` (in clear with --keep-ids): folder and file names can name the patient."""
+    if hasher.keep_ids or frame.empty:
+        return frame
+    label_path = frame["source"].astype(str).str.partition("/")
+    sources = [
+        f"{label}/{hasher.path(path)}" if sep else label
+        for label, sep, path in zip(label_path[0], label_path[1], label_path[2], strict=True)
+    ]
+    return frame.assign(source=sources)
 
 
 #: The column a patient id is found in when --cluster-column is not given.

@@ -44,22 +44,25 @@ def scan_dicom_table(
     progress: bool = True,
     keywords: tuple[str, ...] = (),
     max_pixels: int | None = None,
+    max_file_size: int | None = None,
 ) -> tuple[Table, pd.DataFrame]:
     """(join table of readable files or series, manifest rows of unreadable files).
 
     `keywords` (vetted by fairaudit.io.dicom_attributes) become raw text columns "dicom:KEYWORD".
-    `max_pixels` (default: DecodeOptions') refuses, from the header, files declaring more pixels."""
+    `max_pixels` (default: DecodeOptions') refuses, from the header, files declaring more pixels;
+    `max_file_size` (default: DecodeOptions'), from their size, files larger than that."""
     from fairaudit.io.dicom import HEADER_FIELDS, DecodeOptions, iter_outcomes
     from fairaudit.io.dicom_attributes import PREFIX, header_text
 
     extra = tuple(k for k in keywords if k not in HEADER_FIELDS)
     if max_pixels is not None and int(max_pixels) < 1:
         raise InputError(f"--max-pixels must be a positive number of pixels, not {max_pixels}.")
-    options = (
-        DecodeOptions(extra_header=extra, max_pixels=int(max_pixels))
-        if max_pixels is not None
-        else DecodeOptions(extra_header=extra)
-    )
+    if max_file_size is not None and int(max_file_size) < 1:
+        raise InputError(f"--max-file-size must be a positive number of bytes, not {max_file_size}.")
+    limits = {} if max_pixels is None else {"max_pixels": int(max_pixels)}
+    if max_file_size is not None:
+        limits["max_file_size"] = int(max_file_size)
+    options = DecodeOptions(extra_header=extra, **limits)
 
     root = Path(root)
     if not root.is_dir():

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from fairaudit._atomic import atomic_path
+from fairaudit.sanitize import write_csv
 
 _CHUNK = 1 << 20
 
@@ -29,8 +30,12 @@ class ManifestSpool:
         self._parts = 0
 
     def append(self, frame: pd.DataFrame, *, header: bool | None = None) -> None:
-        """Write `frame`'s rows as CSV; its header only if it is the first part (or `header`)."""
-        frame.to_csv(self._file, index=False, header=self._parts == 0 if header is None else header)
+        """Write `frame`'s rows as CSV; its header only if it is the first part (or `header`).
+
+        Cells a spreadsheet would run as formulas (an id or a file name starting with "=")
+        are neutralised by fairaudit.sanitize (docs/reports.md); `row` stays a number.
+        """
+        write_csv(frame, self._file, header=self._parts == 0 if header is None else header, numeric=("row",))
         self._parts += 1
 
     def _chunks(self) -> Iterator[str]:

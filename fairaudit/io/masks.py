@@ -104,7 +104,8 @@ def index_masks(root: Path | str, option: str = "--masks") -> MaskIndex:
         else:
             for p in paths:
                 skipped.append(
-                    (p.relative_to(root).as_posix(), f"duplicate id '{key}': {len(paths)} mask files")
+                    # Not the id itself: a reason is written in clear whatever --keep-ids says.
+                    (p.relative_to(root).as_posix(), f"duplicate id: {len(paths)} mask files share it")
                 )
     if not files:
         raise InputError(
@@ -147,7 +148,11 @@ def read_label_image(path: Path) -> np.ndarray:
     except MaskReadError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-file reason
-        first = str(exc).replace(str(path), path.name).splitlines()[0][:200] if str(exc) else ""
+        from fairaudit.io.privacy import scrub_reason
+
+        # Never the path nor a quoted value: file names can name the patient (fairaudit.io.privacy).
+        text = str(exc).replace(str(path), "<file>").replace(path.name, "<file>")
+        first = scrub_reason(text).splitlines()[0][:200] if text.strip() else ""
         raise MaskReadError(f"unreadable: {type(exc).__name__}: {first}") from None
     arr = np.asarray(arr)
     if arr.ndim not in (2, 3):

@@ -5,9 +5,12 @@ Row numbers follow spreadsheets: the header is row 1, the first record row 2.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairaudit._regular import check_regular_file
 from fairaudit.errors import InputError
+from fairaudit.io.csv_fields import check_field_counts
 
 ID_CANDIDATES: tuple[str, ...] = ("sop_instance_uid", "study_instance_uid", "patient_id", "path")
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
@@ -97,9 +102,10 @@ _CHUNK_ROWS = 5_000
 
 
 def _options(path: Path) -> dict[str, object]:
-    """read_csv's options for `path` (checked to exist; its delimiter sniffed)."""
-    if not path.is_file():
-        raise InputError("file not found.", file=str(path), hint="Check the path.")
+    """read_csv's options for `path` (checked to be a regular file; its delimiter sniffed)."""
+    # A FIFO, folder or /dev/zero is named as what it is, before anything opens it (a FIFO
+    # would block, /dev/zero never end; docs/threat-model.md).
+    check_regular_file(path, what="a CSV file")
     return {
         "sep": _sniff_delimiter(path),
         "dtype": str,
@@ -129,9 +135,9 @@ def read_header(path: Path | str) -> Table:
     (fairaudit.io.cohort) before reading only the columns that will be used."""
     path = Path(path)
     options = _options(path)
-    with _csv_errors(path):
-        header = _header(pd.read_csv(path, nrows=0, **options), path)
-    frame = pd.DataFrame(columns=header)
+    header = _file_header(path, options)
+    check_field_counts(path, str(options["sep"]), len(header))
+    frame = _empty_frame(header)
     return Table(
         path=path,
         frame=frame,
@@ -172,22 +178,40 @@ def iter_chunks(
     """A CSV's records a chunk of rows at a time: (cells as stripped text, spreadsheet row
     numbers), blank lines skipped (they count as rows, as in a spreadsheet).
 
-    `keep`: the only columns the caller may use (case-insensitive); each chunk loses the
-    others once its blank rows are told from the whole line, so on a large cohort the unused
-    cells never all exist as Python strings at once.
+    `keep`: the only columns the caller may use (case-insensitive); the others are dropped
+    once each chunk's blank rows are told from the whole line. In a file with many columns
+    the audit does not use, only the used ones are parsed (pandas usecols) and the blank rows
+    are told by the csv module, a record at a time: 20,000 columns cost what the used
+    columns cost (docs/reports.md, "What a value may add to a report").
     """
     path = Path(path)
     options = _options(path)
     wanted = None if keep is None else {k.lower() for k in keep}
     header: list[str] | None = None
+    blank_records: Generator[bool, None, None] | None = None
+    if wanted:
+        every = _file_header(path, options)
+        used = [i for i, c in enumerate(every) if c.lower() in wanted]
+        if used and len(every) - len(used) >= _USECOLS_MIN_UNUSED:
+            options["usecols"] = used
+            header = [every[i] for i in used]
+            blank_records = _blank_records(path, str(options["sep"]))
     start = 2
-    with _csv_errors(path):
+    with _csv_errors(path), contextlib.ExitStack() as stack:
+        if blank_records is not None:
+            stack.callback(blank_records.close)  # its file, when the caller stops early
         for chunk in pd.read_csv(path, chunksize=_CHUNK_ROWS, **options):
             if header is None:
                 header = _header(chunk, path)
             chunk.columns = header
             chunk = chunk.apply(lambda col: col.str.strip()) if len(chunk) else chunk
-            blank = (chunk == "").all(axis=1).to_numpy() if header else np.zeros(len(chunk), dtype=bool)
+            if blank_records is not None:
+                told = list(itertools.islice(blank_records, len(chunk)))
+                blank = np.array(told + [False] * (len(chunk) - len(told)), dtype=bool)
+            elif header:
+                blank = (chunk == "").all(axis=1).to_numpy()
+            else:
+                blank = np.zeros(len(chunk), dtype=bool)
             rows = np.arange(start, start + len(chunk))
             start += len(chunk)
             if wanted is not None:
@@ -197,6 +221,21 @@ def iter_chunks(
             if len(chunk):
                 chunk = chunk.reset_index(drop=True)
                 yield chunk, pd.Series(rows, index=chunk.index)
+
+
+#: Unused columns from which iter_chunks parses only the used ones (below, the whole line).
+_USECOLS_MIN_UNUSED = 32
+
+
+def _blank_records(path: Path, sep: str) -> Generator[bool, None, None]:
+    """Per record after the header, whether every cell is blank (the rows pandas would give
+    as all empty), read with the csv module beside pandas' read of the used columns."""
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # a huge cell is pandas' to judge
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=sep, skipinitialspace=True)  # as pandas reads it
+        next(reader, None)
+        for record in reader:
+            yield not any(cell.strip() for cell in record)
 
 
 def read_table(path: Path | str, keep: Iterable[str] | None = None) -> Table:
@@ -221,10 +260,34 @@ def read_table(path: Path | str, keep: Iterable[str] | None = None) -> Table:
     return Table(path=path, frame=frame, rows=rows, header=None if keep is None else header)
 
 
-def _header(chunk: pd.DataFrame, path: Path) -> list[str]:
+def _file_header(path: Path, options: dict[str, object]) -> list[str]:
+    """The header's stripped names, as pandas names them ("Unnamed: 3" for an empty one),
+    read with the csv module: pandas builds an empty column per name even for nrows=0,
+    seconds on 100,000 columns (docs/reports.md). A header the csv module cannot read as
+    pandas would (huge, empty, or repeating a name, which pandas renames) is left to pandas."""
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as fh:
+            first = next(csv.reader(fh, delimiter=str(options["sep"]), skipinitialspace=True), [])
+    except (csv.Error, UnicodeDecodeError, OSError):
+        first = []
+    names = [c if c else f"Unnamed: {i}" for i, c in enumerate(first)]
+    if not first or not any(first) or len(set(names)) != len(names):
+        with _csv_errors(path):
+            return _header(pd.read_csv(path, nrows=0, **options), path)
+    return _header(names, path)
+
+
+def _empty_frame(columns: list[str]) -> pd.DataFrame:
+    """A frame of no rows and these columns, as one block: DataFrame(columns=...) makes a
+    column at a time (seconds on 100,000 columns)."""
+    return pd.DataFrame(np.empty((0, len(columns)), dtype=object), columns=columns)
+
+
+def _header(chunk: pd.DataFrame | list[str], path: Path) -> list[str]:
     """The stripped column names; a name repeated once stripped is an error."""
-    names = [str(c).strip() for c in chunk.columns]
-    dupes = sorted({c for c in names if names.count(c) > 1})
+    names = [str(c).strip() for c in (chunk.columns if isinstance(chunk, pd.DataFrame) else chunk)]
+    counts = Counter(names)
+    dupes = sorted(c for c, k in counts.items() if k > 1)
     if dupes:
         raise InputError(f"the header repeats column(s) {', '.join(dupes)}.", file=str(path))
     return names

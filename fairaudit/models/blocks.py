@@ -82,8 +82,12 @@ def record(o: Any, spec: RecordSpec) -> dict[str, str]:
 
 
 def reason_of(exc: BaseException) -> str:
-    """One line: the exception type and message (a TorchScript error's last line holds its cause)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    """One line: the exception type and message (a TorchScript error's last line holds its
+    cause), without the values it quotes (fairaudit.io.privacy.scrub_reason): it is written
+    to manifest.csv and the reports whatever --keep-ids says."""
+    from fairaudit.io.privacy import scrub_reason
+
+    lines = [line.strip() for line in scrub_reason(str(exc)).splitlines() if line.strip()]
     if lines and lines[0].startswith("The following operation failed in the TorchScript interpreter"):
         return lines[-1][:240]
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:240]
@@ -176,7 +180,9 @@ def worker_predictor(ref: ModelRef) -> Predictor:
     if predictor is None:
         from fairaudit.models.loading import load_predictor
 
-        predictor = load_predictor(ref.reference, ref.device, task=ref.task)
+        # The client loaded this model first (with --trust-model where it is TorchScript),
+        # and the sha256 below ties the worker's file to that one.
+        predictor = load_predictor(ref.reference, ref.device, task=ref.task, trust_model=True)
         if predictor.sha256 != ref.sha256:
             raise RuntimeError(
                 f"the model {ref.reference} on this worker has sha256 {predictor.sha256}, "

@@ -33,6 +33,7 @@ import numpy as np
 
 from fairaudit._batching import batched
 from fairaudit.errors import InputError
+from fairaudit.io.privacy import shown_path
 from fairaudit.models.blocks import (
     ID_TAGS,
     BlockResult,
@@ -230,6 +231,7 @@ def run_inference(
     cache: PredictionCache | None = None,
     resume: bool = False,
     max_pixels: int | None = None,
+    max_file_size: int | None = None,
     device: str | None = None,
 ) -> InferenceRun:
     """Run `predictor` on every file under `root` (see the module doc).
@@ -244,7 +246,8 @@ def run_inference(
     `cache` (classification): every score is appended to it, keyed by the file's content
     hash, as the run goes; with `resume`, files whose hash it holds are not decoded nor
     predicted again (only their header is read, for the ids).
-    `max_pixels` (--max-pixels): files declaring more pixels are refused from their header.
+    `max_pixels` (--max-pixels): files declaring more pixels are refused from their header;
+    `max_file_size` (--max-file-size): larger files are refused from their size.
     Inside `fairaudit.cluster.connect(...)` each block is decoded and predicted on a Dask
     worker, which loads the same model (checked by sha256) onto `device` (default: the
     predictor's). Records come out in path order either way.
@@ -304,6 +307,8 @@ def run_inference(
         ids=tuple(ID_TAGS) if id_columns is None else tuple(c for c in id_columns if c in ID_TAGS),
     )
     limit = {} if max_pixels is None else {"max_pixels": int(max_pixels)}
+    if max_file_size is not None:
+        limit["max_file_size"] = int(max_file_size)
     options = DecodeOptions(frames="middle", extra_header=extra, **limit)
     session = cluster.active()
     try:
@@ -429,7 +434,7 @@ def _cluster_blocks(
         block = BlockResult()
         for entry, part in session.one_at_a_time(remote_block, chunk, *args):
             if part is None:
-                log.warning("%s: %s", entry.rel, LOST_REASON)
+                log.warning("%s: %s", shown_path(entry.rel), LOST_REASON)
                 part = BlockResult(n_files=1, unreadable=[(entry.rel, f"failed: {LOST_REASON}")])
             block.merge(part)
         return block
@@ -472,6 +477,9 @@ def _resume_cached(
     hits, rest = [], []
     for e in entries:
         if e.problem is None:
+            if _size(e.path) > options.max_file_size:  # refused by the reader: never hashed
+                rest.append(e)
+                continue
             digests[e.rel] = file_digest(e.path)
             if digests[e.rel] in cached:
                 hits.append(e)
@@ -488,6 +496,13 @@ def _resume_cached(
             run.records.append(record(o, spec))
             run.scores.append(cached[digests[o.path]])
     return rest
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # the reader reports it
 
 
 def predict_arrays(

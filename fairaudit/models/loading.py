@@ -186,8 +186,21 @@ def resolve_device(device: str, *, onnx: bool = False) -> str:
     return device
 
 
-def load_predictor(ref: str, device: str = "auto", task: str | None = None) -> Predictor:
-    """Load `ref` (see the module doc) onto `device`; InputError for anything unusable."""
+#: Why a TorchScript file needs --trust-model (docs/threat-model.md, "Model files").
+TORCHSCRIPT_RISK = (
+    "is a TorchScript program, and TorchScript can read and write files (torch.from_file, "
+    "torch.save) with your permissions, at load time and when it runs: fairaudit runs it only "
+    "with --trust-model."
+)
+
+
+def load_predictor(
+    ref: str, device: str = "auto", task: str | None = None, *, trust_model: bool = False
+) -> Predictor:
+    """Load `ref` (see the module doc) onto `device`; InputError for anything unusable.
+
+    A TorchScript file is refused unless `trust_model`: it is code, not data.
+    """
     ref = str(ref).strip()
     if not ref:
         raise InputError("--model is empty: pass bundled:NAME, a bundle folder, a TorchScript or ONNX file.")
@@ -202,8 +215,14 @@ def load_predictor(ref: str, device: str = "auto", task: str | None = None) -> P
         if path.is_dir():
             pred = _from_bundle(path, device, "bundle")
         elif not path.is_file():
+            from fairaudit._regular import kind_of
+
+            try:  # a FIFO or a device is named as what it is (and never opened: it may block)
+                what = f"is {kind_of(path.stat().st_mode)}, not a model file or bundle folder."
+            except OSError:
+                what = "no such file or folder."
             raise InputError(
-                "no such file or folder.",
+                what,
                 file=ref,
                 hint="Pass bundled:NAME, a bundle folder (model.json), a TorchScript (.pt/.ts) or ONNX file.",
             )
@@ -218,6 +237,13 @@ def load_predictor(ref: str, device: str = "auto", task: str | None = None) -> P
         elif path.suffix.lower() in ONNX_SUFFIXES:
             pred = _from_onnx(path, device, task)
         elif path.suffix.lower() in TORCHSCRIPT_SUFFIXES:
+            if not trust_model:
+                raise InputError(
+                    TORCHSCRIPT_RISK,
+                    file=ref,
+                    hint="Export the model to ONNX (torch.onnx.export), or train a bundle with safetensors "
+                    "weights (`fairaudit train`); pass --trust-model only for a file from someone you trust.",
+                )
             pred = _from_torchscript(path, device, task)
         else:
             raise InputError(
@@ -267,19 +293,39 @@ def pickle_kind(path: Path) -> str | None:
     return None
 
 
-def _classes(task: str, given: Any) -> list[str]:
+def _classes(task: str, given: Any, source: Path | None = None) -> list[str]:
     if given:
+        if not isinstance(given, list) or not all(isinstance(c, str | int) for c in given):
+            raise InputError(
+                'classes must be a list of class names, e.g. ["no_finding", "finding"].',
+                file=None if source is None else str(source),
+            )
         return [str(c) for c in given]
     return ["no_finding", "finding"] if task == "classification" else ["background", "foreground"]
 
 
-def _spec(given: Any) -> dict[str, Any]:
-    if isinstance(given, dict) and given:
-        return dict(given)
+def _spec(given: Any, source: Path | None = None) -> dict[str, Any]:
+    """The preprocessing spec of model.json (or a sidecar), checked now: a wrong input_size
+    or the like is an error naming the file before any image is read, not a crash inside
+    inference (docs/models.md)."""
     from fairaudit.models import preprocessing
 
-    default = getattr(preprocessing, "DEFAULT_SPEC", None)
-    return dict(default) if default else {}
+    if given is not None and not isinstance(given, dict):
+        raise InputError(
+            f"preprocessing must be an object of settings, not {type(given).__name__}.",
+            file=None if source is None else str(source),
+        )
+    if not given:
+        return dict(preprocessing.DEFAULT_SPEC)
+    try:
+        preprocessing.make_spec(**given)  # checked; kept as given (results.json records it so)
+        return dict(given)
+    except (ValueError, TypeError) as exc:
+        raise InputError(
+            f"{exc}",
+            file=None if source is None else str(source),
+            hint="Fix the preprocessing object (see docs/models.md), or retrain the bundle with `fairaudit train`.",
+        ) from None
 
 
 def _from_bundle(path: Path, device: str, source: str) -> Predictor:
@@ -293,7 +339,8 @@ def _from_bundle(path: Path, device: str, source: str) -> Predictor:
     task = str(meta.get("task", "classification"))
     if task not in TASKS:
         raise InputError(f"model.json: unknown task '{task}'.", file=str(path / "model.json"))
-    spec = _spec(meta.get("preprocessing"))
+    spec = _spec(meta.get("preprocessing"), path / "model.json")
+    classes = _classes(task, meta.get("classes"), path / "model.json")
     model, runtime, fmt = _runtime(bundle.model.eval(), task, spec, dev)
 
     def forward(batch: np.ndarray) -> np.ndarray:
@@ -306,7 +353,7 @@ def _from_bundle(path: Path, device: str, source: str) -> Predictor:
         name=str(meta.get("name") or path.name),
         sha256=str(bundle.sha256),
         task=task,
-        classes=_classes(task, meta.get("classes")),
+        classes=classes,
         device=dev,
         source=source,
         spec=spec,
@@ -371,6 +418,8 @@ def read_sidecar(path: Path, task: str | None) -> dict[str, Any]:
             given = json.loads(side.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"cannot be read as JSON: {exc}", file=str(side)) from None
+        except RecursionError:  # json nests recursively
+            raise InputError("nests arrays or objects too deeply to be read.", file=str(side)) from None
         if not isinstance(given, dict):
             raise InputError("must hold a JSON object (the model.json keys).", file=str(side))
         meta.update({k: v for k, v in given.items() if v is not None})
@@ -384,6 +433,8 @@ def read_sidecar(path: Path, task: str | None) -> dict[str, Any]:
         raise InputError(
             f"output must be one of {', '.join(OUTPUT_KINDS)}, not '{meta['output']}'.", file=str(side)
         )
+    _spec(meta.get("preprocessing"), side)  # checked before the model loads
+    _classes(str(meta["task"]), meta.get("classes"), side)
     meta["_sidecar"] = side.name if side.is_file() else None
     return meta
 

@@ -21,6 +21,8 @@ mirrored). Spacing is accepted for a future physical-size resampling and recorde
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -44,14 +46,56 @@ def make_spec(**overrides: Any) -> dict[str, Any]:
     return _validated(spec)
 
 
+#: The largest network input side a spec may ask for: a model's input is a few hundred
+#: pixels a side, and a bundle from elsewhere must not make inference allocate gigabytes.
+MAX_INPUT_SIDE = 8192
+
+
+def _whole(value: Any) -> int | None:
+    """`value` as an int when it is a whole number (64 or 64.0; not True, "64" or 64.5)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return None
+    if not math.isfinite(float(value)) or not float(value).is_integer():
+        return None
+    return int(value)
+
+
+def _real(value: Any) -> bool:
+    """Whether `value` is a finite number (not a bool)."""
+    return (
+        not isinstance(value, bool | np.bool_)
+        and isinstance(value, numbers.Real)
+        and math.isfinite(float(value))
+    )
+
+
 def _validated(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` completed from DEFAULT_SPEC and checked; ValueError naming the key otherwise
+    (a bundle's model.json comes from elsewhere: a wrong value must be a message, not a
+    crash in the middle of inference)."""
+    if spec is not None and not isinstance(spec, dict):
+        raise ValueError(f"preprocessing must be an object of settings, not {type(spec).__name__}.")
     full = {**DEFAULT_SPEC, **(spec or {})}
     size = full["input_size"]
-    if isinstance(size, int):
+    if _whole(size) is not None:
         size = [size, size]
-    if len(size) != 2 or min(int(s) for s in size) < 1:
-        raise ValueError(f"preprocessing input_size must be [H, W] with positive sizes, not {size!r}.")
-    full["input_size"] = [int(size[0]), int(size[1])]
+    sides = [_whole(s) for s in size] if isinstance(size, list | tuple) else []
+    if len(sides) != 2 or any(s is None or not 1 <= s <= MAX_INPUT_SIDE for s in sides):
+        raise ValueError(
+            f"preprocessing input_size must be [H, W], two whole numbers from 1 to {MAX_INPUT_SIDE}, "
+            f"not {_shown(size)}."
+        )
+    full["input_size"] = [int(sides[0]), int(sides[1])]  # type: ignore[arg-type]
+    pct = full["percentiles"]
+    if full["intensity"] == "percentile" and not (
+        isinstance(pct, list | tuple)
+        and len(pct) == 2
+        and all(_real(q) for q in pct)
+        and 0 <= pct[0] < pct[1] <= 100
+    ):
+        raise ValueError(
+            f"preprocessing percentiles must be [low, high] with 0 <= low < high <= 100, not {_shown(pct)}."
+        )
     if full["resize"] not in RESIZE_MODES:
         raise ValueError(
             f"preprocessing resize must be one of {', '.join(RESIZE_MODES)}, not {full['resize']!r}."
@@ -60,15 +104,28 @@ def _validated(spec: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"preprocessing intensity must be one of {', '.join(INTENSITY_MODES)}, not {full['intensity']!r}."
         )
-    full["channels"] = int(full["channels"])
-    if full["channels"] < 1:
-        raise ValueError(f"preprocessing channels must be at least 1, not {full['channels']}.")
-    if full["highpass_sigma"] is not None:
-        full["highpass_sigma"] = float(full["highpass_sigma"])
-        if full["highpass_sigma"] <= 0:
-            raise ValueError(f"preprocessing highpass_sigma must be positive, not {full['highpass_sigma']}.")
-    full["highpass_gain"] = float(full["highpass_gain"])
+    channels = _whole(full["channels"])
+    if channels is None or not 1 <= channels <= 16:
+        raise ValueError(
+            f"preprocessing channels must be a whole number from 1 to 16, not {_shown(full['channels'])}."
+        )
+    full["channels"] = channels
+    for key in ("highpass_sigma", "highpass_gain"):
+        value = full[key]
+        if value is None and key == "highpass_sigma":
+            continue
+        if not _real(value):
+            raise ValueError(f"preprocessing {key} must be a number, not {_shown(value)}.")
+        full[key] = float(value)
+    if full["highpass_sigma"] is not None and full["highpass_sigma"] <= 0:
+        raise ValueError(f"preprocessing highpass_sigma must be positive, not {full['highpass_sigma']}.")
     return full
+
+
+def _shown(value: Any) -> str:
+    """A value for a message, at most 60 characters (a model.json may hold anything)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def output_channels(spec: dict[str, Any]) -> int:

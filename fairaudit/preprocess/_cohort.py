@@ -19,8 +19,12 @@ import pandas as pd
 from fairaudit.errors import InputError
 from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import ID_CANDIDATES, Table, is_missing, read_table
+from fairaudit.sanitize import frame_to_csv
 
 FILES_LABEL = "DICOM files"
+#: The longest file stem of a per-image output (--keep-ids names it after the path): with
+#: ".npy" and a temporary name's prefix and suffix, far below NAME_MAX (255 bytes).
+STEM_MAX = 100
 MANIFEST_COLUMNS = ("source", "row", "id", "status", "reason", "output")
 _ID_TAGS = {
     "sop_instance_uid": "SOPInstanceUID",
@@ -100,6 +104,10 @@ class Demographics:
                 f"{', '.join((*_ID_TAGS, 'path'))} (named so in the CSV).",
                 file=str(path),
             )
+        # An identifier as an attribute would put every id in the reports (fairaudit.io.identifiers).
+        from fairaudit.io.identifiers import refuse_identifier_attributes
+
+        refuse_identifier_attributes(attributes, id_column=col, cluster_columns=("patient_id",))
         attrs = [table.column(a, option="--attribute") for a in attributes]
         ex = {e: table.column(e, option="--site-column") for e in (extra or [])}
         ids = table.frame[col]
@@ -153,10 +161,12 @@ def check_dicom_dir(dicom_dir: Path) -> None:
         raise InputError("is not a folder.", file=str(dicom_dir), hint="Pass the folder of DICOM files.")
 
 
-def file_row(outcome: Any, status: str = "") -> dict[str, Any]:
-    """The manifest row of one file of DICOM_DIR; a decode failure already carries its reason."""
+def file_row(outcome: Any, status: str = "", *, hasher: IdHasher) -> dict[str, Any]:
+    """The manifest row of one file of DICOM_DIR; a decode failure already carries its reason.
+    The path is pseudonymized by `hasher` (in clear with --keep-ids): folder and file names
+    can name the patient."""
     row = {
-        "source": f"{FILES_LABEL}/{outcome.path}",
+        "source": f"{FILES_LABEL}/{hasher.path(str(outcome.path))}",
         "row": "",
         "id": "",
         "status": status,
@@ -175,13 +185,18 @@ def write_manifest(out: Path, rows: list[dict[str, Any]]) -> Path:
 
     path = Path(out) / "manifest.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, manifest_frame(rows).to_csv(index=False))
+    atomic_write_text(path, frame_to_csv(manifest_frame(rows), numeric=("row",)))  # docs/reports.md
     return path
 
 
-def no_usable_image(out: Path, rows: list[dict[str, Any]], n_files: int, dicom_dir: Path) -> NoReturn:
-    """Write the manifest (it holds each file's reason) and stop with a bad-input error."""
-    path = write_manifest(out, rows)
+def no_usable_image(outs: Any, rows: list[dict[str, Any]], n_files: int, dicom_dir: Path) -> NoReturn:
+    """Write the manifest (it holds each file's reason) and stop with a bad-input error.
+
+    `outs`: the run's fairaudit._atomic.OutputSet; the manifest alone is published (no
+    results JSON: the run has no result)."""
+    write_manifest(outs.staging, rows)
+    outs.publish(only=("manifest.csv",))
+    path = outs.out / "manifest.csv"
     raise InputError(
         f"no usable image ({n_files} files looked at; see the reasons in {path}).", file=str(dicom_dir)
     )
@@ -200,5 +215,12 @@ def safe_name(rel_path: str, hasher: IdHasher) -> str:
     """File stem for per-image outputs: a salted hash of the path (or the path, --keep-ids)."""
     if hasher.keep_ids:
         stem = rel_path.replace("/", "__")
-        return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in stem)
+        stem = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in stem)
+        if len(stem.encode("utf-8")) > STEM_MAX:  # a deep path: ENAMETOOLONG once written
+            import hashlib
+
+            digest = hashlib.sha256(rel_path.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            short = stem.encode("utf-8")[: STEM_MAX - 17].decode("utf-8", "ignore")
+            stem = f"{short}-{digest}"
+        return stem
     return hasher(rel_path)

@@ -24,7 +24,7 @@ import numpy as np
 
 from fairaudit._version import __version__
 from fairaudit.errors import InputError
-from fairaudit.io.privacy import IdHasher
+from fairaudit.io.privacy import IdHasher, use_for_logs
 from fairaudit.preprocess._cohort import (
     CohortOutcome,
     CohortRequest,
@@ -145,14 +145,27 @@ def _hist(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
-    """Normalize every image of req.dicom_dir into req.out and build normalize.json."""
-    from fairaudit.io.dicom import iter_outcomes
+    """Normalize every image of req.dicom_dir into req.out and build normalize.json.
+
+    --out is checked before the work, and the files reach it as one set
+    (fairaudit._atomic.output_set): images/ and previews/ with the reports."""
+    from fairaudit._atomic import output_set
 
     _validate(req)
+    inputs = [req.dicom_dir, req.demographics, req.roi, req.site_normalizer, req.align_to]
+    folders = ("images", "previews") if req.previews else ("images",)
+    with output_set(req.out, protect=[p for p in inputs if p is not None], folders=folders) as outs:
+        return _run_normalize(req, outs)
+
+
+def _run_normalize(req: NormalizeRequest, outs: Any) -> NormalizeOutcome:
+    from fairaudit.io.dicom import iter_outcomes
+
     normalizer = Normalizer(
         req.method, log_transform=req.log_transform, percentiles=req.percentiles, clip_limit=req.clip_limit
     )
     hasher = IdHasher(req.salt, req.keep_ids)
+    use_for_logs(hasher)  # log lines name files as the outputs do
     loaded = None
     if req.site_normalizer is not None:
         loaded = SiteNormalizer.load(req.site_normalizer)
@@ -188,7 +201,7 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
     for o in iter_outcomes(
         Path(req.dicom_dir), header_only=False, workers=req.workers, progress=req.progress
     ):
-        row = manifest[o.path] = file_row(o)
+        row = manifest[o.path] = file_row(o, hasher=hasher)
         if o.status != "ok" or o.image is None:
             continue
         key = outcome_id(o, id_col)
@@ -214,7 +227,7 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
         lo_before, hi_before = min(lo_before, st["p1"]), max(hi_before, st["p99"])
         images[o.path] = _Image(o.path, safe_name(o.path, hasher), site, demo_row, st)
     if not images:
-        no_usable_image(Path(req.out), list(manifest.values()), len(manifest), req.dicom_dir)
+        no_usable_image(outs, list(manifest.values()), len(manifest), req.dicom_dir)
     if site_norm is not None and loaded is None:
         site_norm.finalize()
     if not hi_before > lo_before:
@@ -224,7 +237,7 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
     if normalizer.log_transform and normalizer.method == "adaptive_histogram":
         lo_after, hi_after = 0.0, 1.0
 
-    out = Path(req.out)
+    out = outs.staging  # moved into --out with the reports (fairaudit._atomic.output_set)
     (out / "images").mkdir(parents=True, exist_ok=True)
     if req.previews:
         (out / "previews").mkdir(parents=True, exist_ok=True)
@@ -314,11 +327,13 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
         from collections import Counter
 
         write_manifest(out, list(manifest.values()))
+        outs.publish(only=("manifest.csv",))  # the reasons, without a normalize.json
         why, count = Counter(r["reason"] for r in manifest.values() if r["status"] == "excluded").most_common(
             1
         )[0]
         raise InputError(
-            f"no image could be normalized; {count} of {len(manifest)} files: {why} (see {out / 'manifest.csv'})."
+            f"no image could be normalized; {count} of {len(manifest)} files: {why} "
+            f"(see {outs.final(out / 'manifest.csv')})."
         )
     results = _results(
         req, normalizer, site_norm, done, manifest, demo, (lo_before, hi_before), (lo_after, hi_after), notes
@@ -330,7 +345,7 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
     files["manifest"] = write_manifest(out, rows)
     if site_norm is not None:
         files["site_normalizer"] = site_norm.save(out / "site_normalizer.json")
-    return NormalizeOutcome(results, files)
+    return NormalizeOutcome(results, {k: outs.final(p) for k, p in files.items()})
 
 
 def _template(path: Path) -> np.ndarray:

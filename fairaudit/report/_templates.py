@@ -21,6 +21,7 @@ from typing import Any
 import jinja2
 
 from fairaudit.report.baseline_view import baseline_view
+from fairaudit.sanitize import clean_text, neutralize_md_links
 
 logger = logging.getLogger(__name__)
 
@@ -175,11 +176,13 @@ def md_escape(value: Any) -> str:
 
     Newlines become spaces (a table row is one line), `|` becomes `\\|`, and HTML and
     emphasis characters are backslash-escaped so a group named `<script>` shows as text.
+    Control characters show as escapes, and @mentions, URLs and #123 link and ping nobody.
     """
-    text = re.sub(r"[\r\n\t]+", " ", str(value))
+    text = re.sub(r"[\r\n\t]+", " ", clean_text(value))
     text = _MD_ALWAYS.sub(r"\\\1", text)
     # An underscore inside a word never starts emphasis in GFM; keep `balanced_accuracy` readable.
-    return _MD_UNDERSCORE.sub(r"\\_", text)
+    # Mentions and autolinks survive backslash escapes on GitHub: break them (docs/reports.md).
+    return neutralize_md_links(_MD_UNDERSCORE.sub(r"\\_", text))
 
 
 def _is_number(value: Any) -> bool:

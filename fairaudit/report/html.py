@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fairaudit.report._templates import build_view, get_environment, key_metrics
+from fairaudit.sanitize import display_results
 
 __all__ = ["MAX_FOREST_METRICS", "MAX_FOREST_ROWS", "render_html"]
 
@@ -91,7 +92,7 @@ def _curve_plots(attribute: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render_html(results: Mapping[str, Any]) -> str:
     """Render results as one self-contained HTML page (every user string autoescaped)."""
-    view = build_view(results)
+    view = build_view(display_results(results))  # controls escaped, long names capped (docs/reports.md)
     for attribute in view["attributes"]:
         attribute["plots"] = _forest_plots(attribute, view["config"]["ci_level"])
         attribute["curve_plots"] = _curve_plots(attribute)

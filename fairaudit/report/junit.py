@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fairaudit.report._templates import gate_summary
+from fairaudit.sanitize import display_results
 
 
 def _fmt(est: Mapping[str, Any] | None) -> str:
@@ -41,7 +42,12 @@ def _inconclusive_fails(gate: Mapping[str, Any]) -> bool:
 
 
 def render_junit(results: Mapping[str, Any]) -> str:
-    """The gate's checks as a JUnit XML document (an empty suite when there is no gate)."""
+    """The gate's checks as a JUnit XML document (an empty suite when there is no gate).
+
+    Every string is passed through display_results first: XML 1.0 cannot carry NUL, ESC or
+    U+FFFE even as character references, so they are written as visible escapes.
+    """
+    results = display_results(results)
     gate = results.get("gate") or {"checks": []}
     checks = gate.get("checks", [])
     strict = _inconclusive_fails(gate)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fairaudit.report._templates import build_view, get_environment
+from fairaudit.sanitize import display_results
 
 __all__ = ["MAX_MARKDOWN_CHARS", "render_markdown"]
 
@@ -38,6 +39,7 @@ def render_markdown(results: Mapping[str, Any], max_chars: int = MAX_MARKDOWN_CH
     the most significant comparisons and the checks that fail; if it is still too long
     it is cut at a line break with a pointer to report.html.
     """
+    results = display_results(results)  # controls escaped, long names capped (docs/reports.md)
     text = _render(results, significant_only=False)
     if len(text) <= max_chars:
         return text

@@ -18,6 +18,7 @@ from fairaudit.report._templates import (
     order_metrics,
     test_name,
 )
+from fairaudit.sanitize import display_results
 
 __all__ = ["print_summary"]
 
@@ -102,8 +103,10 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
     """Print verdict, inputs, per-attribute groups, significant comparisons and disparities.
 
     Every user string (attribute and group names, reasons) is markup-escaped: they come
-    from users' CSV files and could otherwise be read as rich markup.
+    from users' CSV files and could otherwise be read as rich markup; control characters
+    (ESC could drive the terminal) show as escapes and long names are capped (docs/reports.md).
     """
+    results = display_results(results)
     view = build_view(results)
     console.print(_verdict_line(view))
 

@@ -101,6 +101,8 @@ class AuditConfig:
     def __post_init__(self) -> None:
         if self.bootstrap < 1:
             raise ValueError("--bootstrap must be at least 1")
+        if self.permutations is not None and self.permutations < 1:
+            raise ValueError("--permutations must be at least 1 (leave it out for the --bootstrap count)")
         if not 0 < self.ci_level < 1:
             raise ValueError("--ci-level must be between 0 and 1 (for example 0.95)")
         if self.ci_method not in CI_METHODS:

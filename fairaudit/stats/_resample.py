@@ -141,9 +141,12 @@ def null_differences(
 
 
 def workers_default() -> int:
-    env = os.environ.get("FAIRAUDIT_WORKERS")
-    if env:
-        return max(1, int(env))
+    """FAIRAUDIT_WORKERS if set (InputError when not a positive number), else the CPU count."""
+    from fairaudit._workers import env_workers
+
+    env = env_workers()
+    if env is not None:
+        return env
     return max(1, os.cpu_count() or 1)
 
 

@@ -174,7 +174,7 @@ def load_training_data(
             exclude("dicom", outcome.path, f"no {id_col} to join on")
             continue
         if key in used:
-            exclude("dicom", outcome.path, f"duplicate {id_col} '{key}'")
+            exclude("dicom", outcome.path, f"duplicate {id_col}")  # never the id: reasons are in clear
             continue
         if key not in demo_index:
             exclude("dicom", key, "no demographics row")

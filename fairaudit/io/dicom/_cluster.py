@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from fairaudit.io.dicom._decode import DecodeOptions, FileOutcome, read_file
 from fairaudit.io.dicom._scan import WalkEntry
+from fairaudit.io.privacy import shown_path
 
 if TYPE_CHECKING:
     from fairaudit.cluster import ClusterSession
@@ -62,7 +63,7 @@ def cluster_outcomes(
         outcomes: list[FileOutcome] = []
         for entry, part in session.one_at_a_time(read_entries, entries, str(root), header_only, options):
             if part is None:
-                log.warning("%s: %s", entry.rel, LOST_REASON)
+                log.warning("%s: %s", shown_path(entry.rel), LOST_REASON)
                 part = [FileOutcome(entry.rel, "failed", LOST_REASON, None)]
             outcomes.extend(part)
         return outcomes

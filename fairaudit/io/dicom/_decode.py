@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fairaudit.io.dicom._bounded import DEFAULT_MAX_FILE_SIZE
+from fairaudit.io.privacy import dataset_text, scrub_reason, shown_path
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,8 @@ class DecodeOptions:
         F // 2) and "first" decode one frame only, as (H, W). Single-frame files are (H, W).
     max_pixels: refuse, before reading the pixel data, any file whose
         Rows * Columns * NumberOfFrames * SamplesPerPixel exceeds this.
+    max_file_size: refuse, from its size, any DICOM file larger than this many bytes
+        (the header parse is bounded too: fairaudit.io.dicom._bounded).
     extra_header: further header keywords to read (as text, multiple values joined by
         a backslash) beyond HEADER_FIELDS; callers vet them first (fairaudit.io.dicom_attributes
         refuses identifying ones).
@@ -109,12 +114,15 @@ class DecodeOptions:
     frames: str = "all"
     max_pixels: int = 2**28
     extra_header: tuple[str, ...] = ()
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
 
     def __post_init__(self) -> None:
         if self.frames not in FRAME_POLICIES:
             raise ValueError(f"frames must be one of {', '.join(FRAME_POLICIES)}, not {self.frames!r}.")
         if int(self.max_pixels) < 1:
             raise ValueError(f"max_pixels must be a positive number of pixels, not {self.max_pixels!r}.")
+        if int(self.max_file_size) < 1:
+            raise ValueError(f"max_file_size must be a positive number of bytes, not {self.max_file_size!r}.")
 
 
 DEFAULT_OPTIONS = DecodeOptions()
@@ -156,14 +164,18 @@ def read_file(
                 return _read(Path(path), rel, header_only, options, state)
             finally:
                 if caught:
-                    log.debug("%s: %d pydicom warning(s) suppressed", rel, len(caught))
+                    log.debug("%s: %d pydicom warning(s) suppressed", shown_path(rel), len(caught))
     except _Stop as stop:
         status, reason = stop.status, stop.reason
     except Exception as exc:  # every failure of one file is recorded, never fatal
         status, reason = "failed", short_reason(exc)
-    # Folder names can be identifying (a patient's name): reasons never hold a full path.
-    reason = reason.replace(str(path), rel).replace(str(root), ".")
-    log.debug("%s: %s: %s", rel, status, reason)
+    # Folder and file names can be identifying (a patient's name): reasons never hold a
+    # path, nor a header value (fairaudit.io.privacy.scrub_reason); logs a pseudonym.
+    reason = reason.replace(str(path), "<file>").replace(str(root), "<folder>")
+    for name in (rel, Path(path).name):  # not a plain word: "data" is also in "pixel data"
+        if len(name) >= 5 and any(c in name for c in "./_-^ "):
+            reason = reason.replace(name, "<file>")
+    log.debug("%s: %s: %s", shown_path(rel), status, reason)
     return FileOutcome(rel, status, reason, state["header"])
 
 
@@ -175,11 +187,13 @@ def relative_path(path: Path, root: Path) -> str:
     return rel if rel != "." else path.name
 
 
-def short_reason(exc: BaseException, context: str = "") -> str:
-    """Exception type and message on one line, shortened; never a traceback."""
+def short_reason(exc: BaseException, context: str = "", values: Iterable[str] = ()) -> str:
+    """Exception type and message on one line, shortened; never a traceback, never a value
+    it quotes (pydicom's messages quote element values: scrubbed, with `values`, the
+    file's header text, by fairaudit.io.privacy.scrub_reason)."""
     if isinstance(exc, OSError) and exc.strerror:  # not its file name: see read_file
         return f"{type(exc).__name__}: {exc.strerror}"
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line.strip() for line in scrub_reason(str(exc), values).splitlines() if line.strip()]
     if not lines:
         text = type(exc).__name__
     elif len(lines) > 1 and lines[0].endswith(":"):  # pydicom's "...all available plugins:" list
@@ -233,10 +247,18 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
         preamble = len(head) == 132 and head[128:132] == b"DICM"
         if not preamble and not _bare_dataset_start(head):
             raise _Stop("skipped", "not a DICOM file")
+        if size > options.max_file_size:  # from its size alone, before any parse (docs/dicom.md)
+            raise _Stop(
+                "failed",
+                f"file too large: {size} bytes exceeds max_file_size {options.max_file_size} "
+                "(raise it with --max-file-size)",
+            )
+        pixel_at = None  # where the pixel data element starts, when read past
         if header_only:
             fh.seek(0)
             ds = _dcmread(fh, preamble, stop_before_pixels=True)
             if not _is_deflated(ds):  # a deflated read stops inside the inflated stream
+                pixel_at = fh.tell()
                 pixel = _peek_pixel_element(fh, ds, size)
         elif size <= _ONE_PASS_BYTES:  # small enough to read in one pass from this handle
             fh.seek(0)
@@ -271,7 +293,8 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
         if not has_sop and not getattr(ds, "file_meta", {}).get("TransferSyntaxUID"):
             raise _Stop("failed", "DICM marker, but no readable DICOM dataset (no file meta, no pixel data)")
         sop = _sop_class(ds)
-        name = sop.name if sop is not None and sop.name != str(sop) else str(sop or "unknown SOP class")
+        # An unknown UID's "name" is its own text, which a hostile file can fill with a name.
+        name = sop.name if sop is not None and sop.name != str(sop) else "unknown SOP class"
         raise _Stop("skipped", f"DICOM file without pixel data ({name})")
     if tsyntax is None:
         raise _Stop("failed", "no Transfer Syntax UID (0002,0010) and the encoding cannot be inferred")
@@ -294,6 +317,8 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
         needed = _native_bytes(ds, pixel_tag, geometry)
         if length < needed:
             raise _Stop("failed", f"truncated pixel data: {length} bytes, {needed} needed")
+    if encapsulated:
+        _check_codestreams(path, ds, pixel_tag, pixel_at, tsyntax, geometry)
 
     out_frames = frames if (options.frames == "all" and frames > 1) else 1
     spacing = _spacing(ds, out_frames)
@@ -306,14 +331,52 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
 
 
 def _dcmread(src, preamble: bool, **kwargs):
+    """pydicom's parse of `src` (an open file, or a path kept open for deferred values),
+    bounded in reads and bytes so that no file stalls a scan (docs/dicom.md, Limits)."""
     import pydicom
 
+    from fairaudit.io.dicom._bounded import BoundedReader
+
+    reader = BoundedReader(open(src, "rb"), owns=True) if isinstance(src, str) else BoundedReader(src)
     try:
-        return pydicom.dcmread(src, force=not preamble, **kwargs)
+        ds = pydicom.dcmread(reader, force=not preamble, **kwargs)
     except Exception as exc:
+        reader.close()
+        if reader.exceeded:
+            raise _Stop("failed" if preamble else "skipped", reader.exceeded) from None
         if preamble:
             raise _Stop("failed", short_reason(exc, "unreadable DICOM")) from None
         raise _Stop("skipped", "not a DICOM file") from None
+    if reader.exceeded:  # pydicom swallowed it (it does for some errors): still refused
+        reader.close()
+        raise _Stop("failed" if preamble else "skipped", reader.exceeded)
+    reader.release()  # what is read later (deferred pixel data) is no longer the header
+    return ds
+
+
+def _check_codestreams(path: Path, ds, pixel_tag: int, element_at: int | None, tsyntax, geometry) -> None:
+    """Every frame's codestream must say Rows x Columns before a decoder sizes its output
+    from it: a small file can declare gigabytes there (docs/dicom.md, Limits)."""
+    from fairaudit.io.dicom import _codestream
+
+    rows, cols, frames, samples = geometry
+    params: dict[str, Any] = {
+        "transfer_syntax": str(tsyntax),
+        "rows": rows,
+        "columns": cols,
+        "frames": frames,
+        "samples": samples,
+        "bits_allocated": _int_of(ds, "BitsAllocated", 8),
+    }
+    elem = ds.get_item(pixel_tag, keep_deferred=True) if pixel_tag in ds else None
+    value = getattr(elem, "value", None)
+    try:
+        if isinstance(value, bytes | bytearray):
+            _codestream.check_bytes(value, **params)
+        else:
+            _codestream.check_file(path, element_at, getattr(elem, "value_tell", None), **params)
+    except _codestream.CodestreamError as exc:
+        raise _Stop("failed", str(exc)) from None
 
 
 def _bare_dataset_start(head: bytes) -> bool:
@@ -337,6 +400,13 @@ def _is_encapsulated(tsyntax) -> bool:
         return bool(tsyntax.is_encapsulated)
     except ValueError:  # not a transfer syntax pydicom knows: let the decoder say so
         return True
+
+
+def _syntax_name(tsyntax) -> str:
+    """A transfer syntax's name, or "an unknown transfer syntax": never the UID's text
+    from the file (an unknown UID's name is its text, which can hold anything)."""
+    name = str(getattr(tsyntax, "name", "") or "")
+    return name if name and name != str(tsyntax) else "an unknown transfer syntax"
 
 
 def _sop_class(ds):
@@ -707,7 +777,7 @@ def decode_pixels(
     try:
         decoder = get_decoder(tsyntax)
     except NotImplementedError:
-        raise _Stop("failed", f"unsupported transfer syntax {tsyntax.name}") from None
+        raise _Stop("failed", f"unsupported transfer syntax {_syntax_name(tsyntax)}") from None
     plugin = _PREFERRED_PLUGINS.get(str(tsyntax), "")
     if plugin not in decoder.available_plugins:
         plugin = ""
@@ -722,7 +792,10 @@ def decode_pixels(
             # The preferred plugin could not: let pydicom try every available one.
             arr, props = decoder.as_array(ds, index=index, validate=True, raw=False, **as_pixel_options(ds))
     except Exception as exc:
-        raise _Stop("failed", short_reason(exc, f"cannot decode {tsyntax.name} pixel data")) from None
+        raise _Stop(
+            "failed",
+            short_reason(exc, f"cannot decode {_syntax_name(tsyntax)} pixel data", dataset_text(ds)),
+        ) from None
     photometric = str(
         props.get("photometric_interpretation", ds.get("PhotometricInterpretation", ""))
     ).strip()
@@ -736,7 +809,7 @@ def decode_pixels(
 
             arr = convert_color_space(arr, photometric, "RGB")
         elif photometric != "RGB":
-            raise _Stop("failed", f"unsupported colour space {photometric} (3 samples per pixel)")
+            raise _Stop("failed", "unsupported PhotometricInterpretation for 3 samples per pixel")
         return _luma(arr), None
     if samples != 1:
         raise _Stop("failed", f"unsupported SamplesPerPixel {samples}")

@@ -32,6 +32,7 @@ from fairaudit import cluster
 from fairaudit._batching import batched
 from fairaudit.io.dicom._decode import DEFAULT_OPTIONS, DecodeOptions, FileOutcome, read_file, relative_path
 from fairaudit.io.dicom._scan import WalkEntry, count_entries, walk
+from fairaudit.io.privacy import shown_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,10 +50,13 @@ _SLOT_BYTES = 8 * 2**20
 
 
 def workers_default() -> int:
-    """FAIRAUDIT_WORKERS if set, else the CPUs this process may run on."""
-    env = os.environ.get("FAIRAUDIT_WORKERS")
-    if env:
-        return max(1, int(env))
+    """FAIRAUDIT_WORKERS if set (InputError when not a positive number), else the CPUs this
+    process may run on."""
+    from fairaudit._workers import env_workers
+
+    env = env_workers()
+    if env is not None:
+        return env
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -441,7 +445,7 @@ def _isolated(pool: _Pool, submit, root: Path, path: str, slot: int | None, bloc
     except BrokenProcessPool:
         pool.renew()
         rel = relative_path(Path(path), root)
-        log.warning("%s: the worker process died while reading this file", rel)
+        log.warning("%s: the worker process died while reading this file", shown_path(rel))
         return FileOutcome(
             rel, "failed", "the worker process died while reading this file (crash or out of memory)", None
         )

@@ -8,9 +8,12 @@ Symbolic links (see docs/dicom.md):
 - a link whose target lies inside the scanned tree is not followed: the target is listed
   under its own path, so a file is never read twice and a link back up the tree (a loop)
   is never entered;
-- a link to a file or folder outside the tree is followed; each outside folder (by real
-  path) is entered at most once and each outside file (by device and inode) is listed at
-  most once, under the first path the walk meets, so loops outside the tree end too.
+- a link to a file or folder outside the tree is not followed by default: it becomes a
+  `skipped` entry (its target is never named: it may be a path with patient ids, or a
+  system folder). With `follow_symlinks` (`--follow-symlinks`, or inside
+  `following_symlinks(True)`) it is followed; each outside folder (by real path) is
+  entered at most once and each outside file (by device and inode) is listed at most
+  once, under the first path the walk meets, so loops outside the tree end too.
 Broken links and folders that cannot be listed are reported (`WalkEntry.problem`), never
 fatal; sockets, FIFOs and devices are ignored (opening a FIFO would block).
 """
@@ -21,10 +24,31 @@ import logging
 import os
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fairaudit.io.privacy import shown_path
+
 log = logging.getLogger(__name__)
+
+#: The reason of a link the walk does not follow because it leaves the scanned folder.
+OUTSIDE_LINK_REASON = "symbolic link leaving the folder (not followed; pass --follow-symlinks to follow it)"
+# Whether walks follow links out of the folder when not told: set for the length of one
+# command by following_symlinks() (the CLI's --follow-symlinks), so that every reader
+# of the folder (cohort scan, model run, resume, progress totals) walks the same tree.
+_follow_default = False
+
+
+@contextmanager
+def following_symlinks(enabled: bool) -> Iterator[None]:
+    """Within the block, walks follow links out of the folder when `enabled` (--follow-symlinks)."""
+    global _follow_default
+    before, _follow_default = _follow_default, bool(enabled)
+    try:
+        yield
+    finally:
+        _follow_default = before
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +74,23 @@ class _State:
     root_real: str
     seen_dirs: set[str] = field(default_factory=set)  # real paths of outside folders entered
     seen_files: set[tuple[int, int]] = field(default_factory=set)  # outside files listed
+    follow: bool = False  # follow links out of the tree (--follow-symlinks)
 
     def inside(self, real: str) -> bool:
         return real == self.root_real or real.startswith(self.root_real.rstrip(os.sep) + os.sep)
 
 
-def walk(root: Path) -> Iterator[WalkEntry]:
-    """Every regular file under `root` (or `root` itself when it is a file), plus problems."""
-    root = Path(root)
+def walk(root: Path, follow_symlinks: bool | None = None) -> Iterator[WalkEntry]:
+    """Every regular file under `root` (or `root` itself when it is a file), plus problems.
+
+    `follow_symlinks`: follow links out of `root` (default: as set by following_symlinks()).
+    Read when called, not when the walk starts, so a lazily consumed walk keeps its setting.
+    """
+    follow = _follow_default if follow_symlinks is None else bool(follow_symlinks)
+    return _walk(Path(root), follow)
+
+
+def _walk(root: Path, follow: bool) -> Iterator[WalkEntry]:
     try:
         st = root.stat()
     except OSError as exc:
@@ -68,7 +101,8 @@ def walk(root: Path) -> Iterator[WalkEntry]:
         return
     if not stat.S_ISDIR(st.st_mode):
         return
-    yield from _walk_dir(root, "", _State(os.fspath(root), os.path.realpath(root)), outside=False)
+    state = _State(os.fspath(root), os.path.realpath(root), follow=follow)
+    yield from _walk_dir(root, "", state, outside=False)
 
 
 def _walk_dir(directory: Path, prefix: str, state: _State, outside: bool) -> Iterator[WalkEntry]:
@@ -79,7 +113,7 @@ def _walk_dir(directory: Path, prefix: str, state: _State, outside: bool) -> Ite
             names = sorted(e.name for e in it)
     except OSError as exc:
         rel = prefix.rstrip("/") or "."
-        log.warning("cannot list folder %s: %s", rel, type(exc).__name__)
+        log.warning("cannot list folder %s: %s", shown_path(rel), type(exc).__name__)
         yield WalkEntry(state.top, rel, ("failed", f"cannot list folder: {type(exc).__name__}"))
         return
     base = os.fspath(directory)
@@ -103,12 +137,17 @@ def _walk_dir(directory: Path, prefix: str, state: _State, outside: bool) -> Ite
             # Reached through a link: skip what the walk of the tree itself lists anyway.
             real = os.path.realpath(full)
             if state.inside(real):
-                log.debug("not following %s: its target is inside the scanned tree", rel)
+                log.debug("not following %s: its target is inside the scanned tree", shown_path(rel))
+                continue
+            if not state.follow:  # the target is not logged: it may name a patient or /etc
+                yield WalkEntry(state.top, rel, ("skipped", OUTSIDE_LINK_REASON))
                 continue
         if stat.S_ISDIR(st.st_mode):
             if leads_outside:
                 if real in state.seen_dirs:
-                    log.debug("not following %s: folder already scanned (link loop or alias)", rel)
+                    log.debug(
+                        "not following %s: folder already scanned (link loop or alias)", shown_path(rel)
+                    )
                     continue
                 state.seen_dirs.add(real)
             yield from _walk_dir(Path(full), rel + "/", state, leads_outside)
@@ -116,16 +155,18 @@ def _walk_dir(directory: Path, prefix: str, state: _State, outside: bool) -> Ite
             if leads_outside:
                 key = (st.st_dev, st.st_ino)
                 if key in state.seen_files:
-                    log.debug("not listing %s: the same file was already listed through a link", rel)
+                    log.debug(
+                        "not listing %s: the same file was already listed through a link", shown_path(rel)
+                    )
                     continue
                 state.seen_files.add(key)
             yield WalkEntry(state.top, rel)
         # sockets, FIFOs, devices: not files to read
 
 
-def scan(root: Path) -> Iterator[Path]:
+def scan(root: Path, follow_symlinks: bool | None = None) -> Iterator[Path]:
     """Every regular file under `root`, recursively, in sorted order, each file once."""
-    for entry in walk(root):
+    for entry in walk(root, follow_symlinks):
         if entry.problem is None:
             yield entry.path
 

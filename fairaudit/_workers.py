@@ -1,0 +1,32 @@
+"""FAIRAUDIT_WORKERS: the number of worker processes, read in one place.
+
+Why: the variable is read where a pool starts (DICOM decoding, bootstrap), often after
+the model has run; a value that is not a positive whole number must be an exit 2 naming
+the variable and its value (docs/ci.md, "Exit codes"), checked up front by the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fairaudit.errors import InputError
+
+ENV = "FAIRAUDIT_WORKERS"
+
+
+def env_workers() -> int | None:
+    """The count FAIRAUDIT_WORKERS sets, or None when it is unset or empty."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise InputError(
+            f"environment variable {ENV} is {shown!r}; it must be a whole number of worker processes, at least 1.",
+            hint=f"Set {ENV}=4 (for example), or unset it to use every CPU.",
+        )
+    return value
