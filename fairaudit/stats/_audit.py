@@ -42,6 +42,8 @@ from fairaudit.stats._clusters import (
     stack,
 )
 from fairaudit.stats._intervals import acceleration, bca_interval, percentile_interval
+from fairaudit.stats._mean_intervals import METHODS as MEAN_METHODS
+from fairaudit.stats._mean_intervals import difference_interval_at, group_interval_at, level_z
 from fairaudit.stats._metrics import (
     HIGHER_IS_BETTER,
     METRICS,
@@ -192,7 +194,7 @@ def _prepare(
     name: str, cells: Cells, cfg: AuditConfig, has_scores: bool, clusters: ClusterCells | None = None
 ) -> _GroupStats:
     kernel = MetricKernel(cells.u, cfg.threshold, has_scores)
-    point = kernel.point(cells.pos, cells.neg)
+    point = kernel.point(cells.pos, cells.neg, aux=True)
     rcells, rkernel = _resampling_grid(cells, cfg)
     shift = {m: 0.0 for m in kernel.metrics}
     if rkernel is not None:
@@ -248,7 +250,7 @@ def _bootstrap_all(
     ]
     work = sum(g.cells.n for g, _ in stats) * float(cfg.bootstrap)
     for (g, _), res in zip(stats, run_tasks(_bootstrap_one, tasks, work, cfg.workers), strict=True):
-        g.boot = {m: res[m] + g.shift[m] for m in res}
+        g.boot = {m: res[m] + g.shift.get(m, 0.0) for m in res}
 
 
 def _interval(
@@ -285,6 +287,12 @@ def _metric_estimates(gs: _GroupStats, cfg: AuditConfig, has_scores: bool) -> di
         if closed is not None and variance_free(m):
             out[m] = closed.group(m, gs.counts, gs.cells, gs.point[m], UNDEFINED_REASON[m])
             continue
+        if closed is not None and m in MEAN_METHODS:
+            at = group_interval_at(m, gs.point, gs.boot, gs.cells.n)
+            out[m] = _from_interval_at(
+                gs.point[m], at, cfg.ci_level, m, UNDEFINED_REASON[m], denominator(m, gs.counts)
+            )
+            continue
         strata = [(gs.loo[m], gs.loo_w)] if cfg.ci_method == "bca" else None
         out[m] = _estimate(
             cfg, gs.point[m], gs.boot[m], strata, UNDEFINED_REASON[m], denominator(m, gs.counts)
@@ -293,6 +301,24 @@ def _metric_estimates(gs: _GroupStats, cfg: AuditConfig, has_scores: bool) -> di
             # The power of the test that is run counts n / deff cases (docs/statistics.md).
             out[m] = replace(out[m], design_effect=gs.counts.design_effect(m))
     return out
+
+
+def _from_interval_at(
+    value: float,
+    at: Callable[[float], tuple[float, float]] | None,
+    level: float,
+    m: str,
+    reason: str,
+    n: int | None,
+) -> Estimate:
+    """An estimate whose interval is `at` at the audit's level (brier, squared CE: _mean_intervals)."""
+    if not np.isfinite(value):
+        return Estimate(None, None, reason, n=n)
+    if at is None:
+        why = "interval undefined: no variation in the per-case values, or undefined in most resamples"
+        return Estimate(float(value), None, why, n=n)
+    lo, hi = at(level_z(level))
+    return Estimate(float(value), (float(lo), float(hi)), None, MEAN_METHODS[m], n)
 
 
 def _choose_reference(groups: list[_GroupStats], requested: str | None, attr: str) -> str:
@@ -374,8 +400,15 @@ def _compare(
                 m, (g.counts, g.cells, vg), (r.counts, r.cells, vr), why
             )
         else:
-            difference, ratio_est = _bootstrap_comparison(g, r, m, cfg, why)
-            interval_at = _percentile_at(g.boot[m] - r.boot[m]) if difference.ci is not None else None
+            if closed is not None and m in MEAN_METHODS:
+                at = difference_interval_at(m, (g.point, g.boot, g.cells.n), (r.point, r.boot, r.cells.n))
+                d = vg - vr if np.isfinite(vg) and np.isfinite(vr) else np.nan
+                difference = _from_interval_at(d, at, cfg.ci_level, m, why, None)
+                ratio_est = Estimate(None, None, NO_RATIO_REASON)
+                interval_at = at if difference.ci is not None else None
+            else:
+                difference, ratio_est = _bootstrap_comparison(g, r, m, cfg, why)
+                interval_at = _percentile_at(g.boot[m] - r.boot[m]) if difference.ci is not None else None
             if m in nulls:  # mean metrics; every tested metric when patients are resampled
                 diff = vg - vr if np.isfinite(vg) and np.isfinite(vr) else np.nan
                 p = T.permutation_p_value(diff, nulls[m])
@@ -548,6 +581,9 @@ def _simultaneous(
     if closed is not None and variance_free(m):
         est = Analytic(closed.method, level).group(m, g.counts, g.cells, g.point[m], "")
         return est.ci
+    if closed is not None and m in MEAN_METHODS:
+        at = group_interval_at(m, g.point, g.boot, g.cells.n)
+        return at(level_z(level)) if at is not None else None
     return percentile_interval(g.boot[m], level)
 
 

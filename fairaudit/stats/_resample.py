@@ -117,7 +117,7 @@ def resampled_metrics(
     parts = []
     for i, (a, b) in enumerate(chunk_bounds(size, width)):
         parts.append(kernel.evaluate(*draw(b - a, generator(seed, key + (i,)))))
-    return {m: np.concatenate([p[m] for p in parts]) for m in kernel.metrics}
+    return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
 
 
 def null_differences(

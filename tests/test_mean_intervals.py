@@ -1,0 +1,74 @@
+"""Brier's bootstrap-t and the squared calibration error's bootstrap Wald interval
+(fairaudit/stats/_mean_intervals.py) against normal theory (scipy) and by coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from benchmark_module import load
+from scipy import stats as sps
+
+from fairaudit.stats import AuditConfig, run_audit
+
+cov = load("coverage")
+
+
+def _cohort(n: int, seed: int, power: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    s = rng.beta(2.0, 5.0, n)
+    return np.round(s, 3), (rng.random(n) < s**power).astype(int)
+
+
+def test_brier_interval_approaches_the_t_interval_of_the_per_case_errors() -> None:
+    """In a large group the bootstrap-t is the t interval of the mean squared error."""
+    s, y = _cohort(3000, 1)
+    res = run_audit(y, s, {"g": np.full(s.size, "A")}, AuditConfig(bootstrap=4000, seed=0)).to_dict()
+    est = res["overall"]["metrics"]["brier"]
+    err = (s - y) ** 2
+    ref = sps.ttest_1samp(err, 0.0).confidence_interval(0.95)
+    assert est["method"] == "bootstrap_t"
+    assert est["value"] == pytest.approx(err.mean())
+    half = (ref.high - ref.low) / 2
+    assert est["ci"][0] == pytest.approx(ref.low, abs=0.1 * half)
+    assert est["ci"][1] == pytest.approx(ref.high, abs=0.1 * half)
+
+
+def test_brier_difference_approaches_welch() -> None:
+    s1, y1 = _cohort(2000, 2)
+    s2, y2 = _cohort(1500, 3, power=1.5)
+    s, y = np.concatenate([s1, s2]), np.concatenate([y1, y2])
+    g = np.array(["A"] * s1.size + ["B"] * s2.size)
+    res = run_audit(y, s, {"g": g}, AuditConfig(bootstrap=4000, seed=0)).to_dict()
+    row = next(c for c in res["attributes"][0]["comparisons"] if c["metric"] == "brier")
+    ref = sps.ttest_ind((s2 - y2) ** 2, (s1 - y1) ** 2, equal_var=False).confidence_interval(0.95)
+    half = (ref.high - ref.low) / 2
+    assert row["difference"]["method"] == "bootstrap_t"
+    assert row["difference"]["ci"][0] == pytest.approx(ref.low, abs=0.1 * half)
+    assert row["difference"]["ci"][1] == pytest.approx(ref.high, abs=0.1 * half)
+    # The family-adjusted interval comes from the same bootstrap-t and is wider.
+    adjusted = row["difference_adjusted"]["ci"]
+    assert adjusted[0] <= row["difference"]["ci"][0] and adjusted[1] >= row["difference"]["ci"][1]
+
+
+def test_squared_ce_interval_is_estimate_plus_minus_z_bootstrap_sd() -> None:
+    from fairaudit.stats._cells import make_cells
+    from fairaudit.stats._mean_intervals import wald_at
+    from fairaudit.stats._resample import bootstrap_task
+
+    s, y = _cohort(200, 4, power=1.5)
+    dist = bootstrap_task(make_cells(s, y), 0.5, True, 500, 0, (1,))["squared_calibration_error"]
+    lo, hi = wald_at(0.01, dist)(1.959963984540054)
+    sd = np.std(dist, ddof=1)
+    assert lo == pytest.approx(0.01 - 1.959963984540054 * sd) and hi == pytest.approx(
+        0.01 + 1.959963984540054 * sd
+    )
+
+
+def test_coverage_with_30_cases_where_the_percentile_bootstrap_fell_short() -> None:
+    """A fast subset of benchmarks/coverage.py ("Mean metrics"): 30 cases, known truth."""
+    rng = np.random.default_rng(5)
+    truth = cov.mean_metric_truth(1.5, rng, n=1_000_000)
+    c = cov.mean_metric_coverage(30, 1.5, truth, 300, rng, boot=500)
+    assert c["brier"] >= 0.92 and c["squared_calibration_error"] >= 0.9
+    # The percentile bootstrap of the squared calibration error: about 0.81 here.
+    assert c["squared_calibration_error"] >= c["sqce_pct"] + 0.05
