@@ -64,11 +64,26 @@ def test_squared_ce_interval_is_estimate_plus_minus_z_bootstrap_sd() -> None:
     )
 
 
+def test_auprc_logit_interval_is_boyds_formula() -> None:
+    """logit(AP) +- z / sqrt(n_pos AP (1 - AP)) (Boyd, Eng & Page 2013), written out here."""
+    from fairaudit.stats._mean_intervals import logit_ap_at
+    from fairaudit.stats._score import modified_wilson
+
+    ap, n_pos, z = 0.71, 40, 1.959963984540054
+    eta, tau = np.log(ap / (1 - ap)), 1 / np.sqrt(n_pos * ap * (1 - ap))
+    expected = (1 / (1 + np.exp(-(eta - z * tau))), 1 / (1 + np.exp(-(eta + z * tau))))
+    assert logit_ap_at(ap, n_pos)(z) == pytest.approx(expected)
+    # A perfect AP: the binomial interval, never of zero width.
+    lo, hi = logit_ap_at(1.0, n_pos)(z)
+    assert (lo, hi) == pytest.approx(modified_wilson(n_pos, n_pos, z)) and lo < 1.0 == hi
+
+
 def test_coverage_with_30_cases_where_the_percentile_bootstrap_fell_short() -> None:
     """A fast subset of benchmarks/coverage.py ("Mean metrics"): 30 cases, known truth."""
     rng = np.random.default_rng(5)
     truth = cov.mean_metric_truth(1.5, rng, n=1_000_000)
     c = cov.mean_metric_coverage(30, 1.5, truth, 300, rng, boot=500)
-    assert c["brier"] >= 0.92 and c["squared_calibration_error"] >= 0.9
+    assert c["brier"] >= 0.92 and c["squared_calibration_error"] >= 0.9 and c["auprc"] >= 0.92
+    assert c["auprc"] >= c["auprc_pct"] + 0.03
     # The percentile bootstrap of the squared calibration error: about 0.81 here.
     assert c["squared_calibration_error"] >= c["sqce_pct"] + 0.05

@@ -287,8 +287,8 @@ def _metric_estimates(gs: _GroupStats, cfg: AuditConfig, has_scores: bool) -> di
         if closed is not None and variance_free(m):
             out[m] = closed.group(m, gs.counts, gs.cells, gs.point[m], UNDEFINED_REASON[m])
             continue
-        if closed is not None and m in MEAN_METHODS:
-            at = group_interval_at(m, gs.point, gs.boot, gs.cells.n)
+        if closed is not None and _mean_method(m, gs.clustered):
+            at = group_interval_at(m, gs.point, gs.boot, gs.cells.n, gs.cells.n_pos)
             out[m] = _from_interval_at(
                 gs.point[m], at, cfg.ci_level, m, UNDEFINED_REASON[m], denominator(m, gs.counts)
             )
@@ -301,6 +301,12 @@ def _metric_estimates(gs: _GroupStats, cfg: AuditConfig, has_scores: bool) -> di
             # The power of the test that is run counts n / deff cases (docs/statistics.md).
             out[m] = replace(out[m], design_effect=gs.counts.design_effect(m))
     return out
+
+
+def _mean_method(m: str, clustered: bool) -> bool:
+    """Whether `m` takes its interval from fairaudit/stats/_mean_intervals.py (score methods):
+    auprc's logit interval assumes independent cases, so not with patient clusters."""
+    return m in MEAN_METHODS and not (clustered and m == "auprc")
 
 
 def _from_interval_at(
@@ -400,8 +406,12 @@ def _compare(
                 m, (g.counts, g.cells, vg), (r.counts, r.cells, vr), why
             )
         else:
-            if closed is not None and m in MEAN_METHODS:
-                at = difference_interval_at(m, (g.point, g.boot, g.cells.n), (r.point, r.boot, r.cells.n))
+            if closed is not None and _mean_method(m, g.clustered or r.clustered):
+                at = difference_interval_at(
+                    m,
+                    (g.point, g.boot, g.cells.n, g.cells.n_pos),
+                    (r.point, r.boot, r.cells.n, r.cells.n_pos),
+                )
                 d = vg - vr if np.isfinite(vg) and np.isfinite(vr) else np.nan
                 difference = _from_interval_at(d, at, cfg.ci_level, m, why, None)
                 ratio_est = Estimate(None, None, NO_RATIO_REASON)
@@ -581,8 +591,8 @@ def _simultaneous(
     if closed is not None and variance_free(m):
         est = Analytic(closed.method, level).group(m, g.counts, g.cells, g.point[m], "")
         return est.ci
-    if closed is not None and m in MEAN_METHODS:
-        at = group_interval_at(m, g.point, g.boot, g.cells.n)
+    if closed is not None and _mean_method(m, g.clustered):
+        at = group_interval_at(m, g.point, g.boot, g.cells.n, g.cells.n_pos)
         return at(level_z(level)) if at is not None else None
     return percentile_interval(g.boot[m], level)
 

@@ -8,7 +8,11 @@ misses near 0. So, with `--ci-method score` or `exact`:
 - brier: the bootstrap-t (studentized) interval, Efron & Tibshirani (1993, ch. 12): each
   resample's (mean - estimate) / SE; SE = sd of the per-case errors / sqrt(n - 1), from the
   cell counts (the kernel's mean of squared errors and of their squares);
-- squared_calibration_error: estimate +- z * the bootstrap standard deviation (Wald).
+- squared_calibration_error: estimate +- z * the bootstrap standard deviation (Wald);
+- auprc: Boyd, Eng & Page's (2013) logit interval, logit(AP) +- z / sqrt(n_pos AP (1 - AP)),
+  and at AP of 0 or 1 their binomial one (the modified Wilson interval of AP x n_pos of
+  n_pos); differences by the MOVER of the two groups' intervals. Not with patient clusters
+  (its variance is for independent cases): there the patient bootstrap's percentile interval.
 
 Differences to the reference use the same constructions on the two groups' resamples. Each
 is returned as a function of the normal quantile z, so that the family-adjusted interval
@@ -29,7 +33,7 @@ from fairaudit.stats._metrics import BRIER_M2, SQUARED_CE
 Interval = tuple[float, float]
 IntervalAt = Callable[[float], Interval]
 
-METHODS: dict[str, str] = {"brier": "bootstrap_t", SQUARED_CE: "bootstrap_wald"}
+METHODS: dict[str, str] = {"brier": "bootstrap_t", SQUARED_CE: "bootstrap_wald", "auprc": "logit_boyd"}
 
 
 def _se(mean: np.ndarray | float, m2: np.ndarray | float, n: int) -> np.ndarray:
@@ -76,8 +80,31 @@ def wald_at(estimate: float, boot: np.ndarray) -> IntervalAt | None:
     return lambda z: (estimate - z * sd, estimate + z * sd)
 
 
-def group_interval_at(metric: str, point: dict, boot: dict, n: int) -> IntervalAt | None:
-    """One group's interval of `metric` (brier or squared_calibration_error) as a function of z."""
+def logit_ap_at(ap: float, n_pos: int) -> IntervalAt | None:
+    """Boyd et al.'s (2013) logit interval of average precision (binomial at 0 and 1)."""
+    from fairaudit.stats._score import modified_wilson
+
+    if not math.isfinite(ap) or n_pos < 1:
+        return None
+
+    def at(z: float) -> Interval:
+        if 0.0 < ap < 1.0:
+            eta = math.log(ap / (1.0 - ap))
+            tau = 1.0 / math.sqrt(n_pos * ap * (1.0 - ap))
+            return (_expit(eta - z * tau), _expit(eta + z * tau))
+        return modified_wilson(ap * n_pos, n_pos, z)
+
+    return at
+
+
+def _expit(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def group_interval_at(metric: str, point: dict, boot: dict, n: int, n_pos: int = 0) -> IntervalAt | None:
+    """One group's interval of `metric` (brier, squared_calibration_error, auprc) as a function of z."""
+    if metric == "auprc":
+        return logit_ap_at(point["auprc"], n_pos)
     if metric == "brier":
         se = float(_se(point["brier"], point[BRIER_M2], n))
         boot_se = _se(boot["brier"], boot[BRIER_M2], n)
@@ -86,11 +113,18 @@ def group_interval_at(metric: str, point: dict, boot: dict, n: int) -> IntervalA
 
 
 def difference_interval_at(
-    metric: str, g: tuple[dict, dict, int], r: tuple[dict, dict, int]
+    metric: str, g: tuple[dict, dict, int, int], r: tuple[dict, dict, int, int]
 ) -> IntervalAt | None:
-    """Interval of group - reference as a function of z, from both groups' resamples."""
-    (pg, bg, ng), (pr, br, nr) = g, r
+    """Interval of group - reference as a function of z (group: point, resamples, n, positives)."""
+    (pg, bg, ng, pos_g), (pr, br, nr, pos_r) = g, r
     d = pg[metric] - pr[metric]
+    if metric == "auprc":
+        from fairaudit.stats._score import mover_difference
+
+        ig, ir = logit_ap_at(pg[metric], pos_g), logit_ap_at(pr[metric], pos_r)
+        if ig is None or ir is None:
+            return None
+        return lambda z: mover_difference(pg[metric], ig(z), pr[metric], ir(z))
     if metric != "brier":
         return wald_at(d, bg[metric] - br[metric])
     se = float(np.hypot(_se(pg["brier"], pg[BRIER_M2], ng), _se(pr["brier"], pr[BRIER_M2], nr)))
