@@ -194,7 +194,7 @@ def _prepare(
     name: str, cells: Cells, cfg: AuditConfig, has_scores: bool, clusters: ClusterCells | None = None
 ) -> _GroupStats:
     kernel = MetricKernel(cells.u, cfg.threshold, has_scores)
-    point = kernel.point(cells.pos, cells.neg, aux=True)
+    point = kernel.point(cells.pos, cells.neg)
     rcells, rkernel = _resampling_grid(cells, cfg)
     shift = {m: 0.0 for m in kernel.metrics}
     if rkernel is not None:
@@ -288,7 +288,7 @@ def _metric_estimates(gs: _GroupStats, cfg: AuditConfig, has_scores: bool) -> di
             out[m] = closed.group(m, gs.counts, gs.cells, gs.point[m], UNDEFINED_REASON[m])
             continue
         if closed is not None and _mean_method(m, gs.clustered):
-            at = group_interval_at(m, gs.point, gs.boot, gs.cells.n, gs.cells.n_pos)
+            at = group_interval_at(m, gs.point, gs.boot, gs.cells.n_pos)
             out[m] = _from_interval_at(
                 gs.point[m], at, cfg.ci_level, m, UNDEFINED_REASON[m], denominator(m, gs.counts)
             )
@@ -409,8 +409,8 @@ def _compare(
             if closed is not None and _mean_method(m, g.clustered or r.clustered):
                 at = difference_interval_at(
                     m,
-                    (g.point, g.boot, g.cells.n, g.cells.n_pos),
-                    (r.point, r.boot, r.cells.n, r.cells.n_pos),
+                    (g.point, g.boot, g.cells.n_pos),
+                    (r.point, r.boot, r.cells.n_pos),
                 )
                 d = vg - vr if np.isfinite(vg) and np.isfinite(vr) else np.nan
                 difference = _from_interval_at(d, at, cfg.ci_level, m, why, None)
@@ -592,7 +592,7 @@ def _simultaneous(
         est = Analytic(closed.method, level).group(m, g.counts, g.cells, g.point[m], "")
         return est.ci
     if closed is not None and _mean_method(m, g.clustered):
-        at = group_interval_at(m, g.point, g.boot, g.cells.n, g.cells.n_pos)
+        at = group_interval_at(m, g.point, g.boot, g.cells.n_pos)
         return at(level_z(level)) if at is not None else None
     return percentile_interval(g.boot[m], level)
 

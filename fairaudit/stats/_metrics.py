@@ -127,10 +127,6 @@ def ece_bin_index(u: np.ndarray) -> np.ndarray:
     return np.clip(idx, 0, ECE_BINS - 1)
 
 
-#: Key of `MetricKernel.evaluate`'s auxiliary output (not a metric): mean of (s - y)^4.
-BRIER_M2 = "_brier_m2"
-
-
 class MetricKernel:
     """Evaluates the metrics of one group's cell grid for batches of count vectors."""
 
@@ -166,9 +162,6 @@ class MetricKernel:
         if not self.with_scores:
             return out
         out["brier"] = _div(pos @ self._sq_pos + neg @ self._sq_neg, n)
-        # Not a metric: the mean of squared per-case errors' squares, for the standard error
-        # that studentizes brier's bootstrap (docs/statistics.md, "Intervals").
-        out[BRIER_M2] = _div(pos @ self._sq_pos**2 + neg @ self._sq_neg**2, n)
         bin_err = self._bin_sums((pos + neg) * self.u - pos)
         out["ece"] = _div(np.abs(bin_err).sum(axis=1), n)
         if SQUARED_CE in self.metrics:
@@ -219,11 +212,10 @@ class MetricKernel:
         covered = np.where(nb >= 2, nb, 0.0).sum(axis=1)
         return _div(_pair_term(s1, s2, nb).sum(axis=1), np.where(covered > 0, n, 0.0))
 
-    def point(self, pos: np.ndarray, neg: np.ndarray, aux: bool = False) -> dict[str, float]:
-        """The metrics of one count vector, as floats (NaN where undefined); with `aux`, also
-        the auxiliary outputs (BRIER_M2)."""
+    def point(self, pos: np.ndarray, neg: np.ndarray) -> dict[str, float]:
+        """The metrics of one count vector, as floats (NaN where undefined)."""
         res = self.evaluate(pos[None, :], neg[None, :])
-        return {m: float(v[0]) for m, v in res.items() if aux or m in self.metrics}
+        return {m: float(v[0]) for m, v in res.items()}
 
     def leave_one_out(self, pos: np.ndarray, neg: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Jackknife values in closed form: one per (cell, label) with its multiplicity.
