@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
@@ -27,7 +28,7 @@ from scipy import stats as sps
 from fairaudit.stats._cells import Cells
 from fairaudit.stats._metrics import PROPORTIONS, MetricKernel
 from fairaudit.stats._resample import null_differences, resampled_metrics
-from fairaudit.stats._tests import TestResult
+from fairaudit.stats._tests import TestResult, delong_placements
 
 # Weights per chunk of resamples (resamples x patients).
 _CHUNK_WEIGHTS = 400_000
@@ -63,9 +64,14 @@ class ClusterCells:
         total = np.rint(np.asarray(self.matrix.sum(axis=0)).ravel()).astype(np.int64)
         return Cells(u=self.u, pos=total[1::2], neg=total[0::2])
 
-    def by_label(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
-        """(positives, negatives) per (cluster, cell): two (P, K) matrices."""
+    @cached_property
+    def _split(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
         return self.matrix[:, 1::2].tocsr(), self.matrix[:, 0::2].tocsr()
+
+    def by_label(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+        """(positives, negatives) per (cluster, cell): two (P, K) matrices, sliced once
+        (the design effects of every metric and the Brier means all read them)."""
+        return self._split
 
     def regrid(self, index: np.ndarray, u: np.ndarray) -> ClusterCells:
         """The same clusters on another cell grid: cell k moves to cell index[k] of `u`."""
@@ -241,17 +247,10 @@ def auroc_design_effect(cc: ClusterCells) -> float:
     pos_m, neg_m = cc.by_label()
     worst = max(_worst(np.asarray(pos_m.sum(axis=1)).ravel()), _worst(np.asarray(neg_m.sum(axis=1)).ravel()))
     clustered = obuchowski_variance(cc)
-    single = _delong(cc.cells())
-    if clustered is None or single is None or single <= 0 or clustered[1] <= 0:
+    single = delong_placements(cc.cells())
+    if clustered is None or single is None or single[1] <= 0 or clustered[1] <= 0:
         return worst
-    return float(min(max(clustered[1] / single, 1.0), worst))
-
-
-def _delong(cells: Cells) -> float | None:
-    from fairaudit.stats._tests import delong_placements
-
-    res = delong_placements(cells)
-    return None if res is None else res[1]
+    return float(min(max(clustered[1] / single[1], 1.0), worst))
 
 
 def design_effects(
