@@ -118,7 +118,7 @@ def _toml_type(value: Any) -> str:
 
 def load_policy(path: Path | str) -> GatePolicy:
     """Parse and check a gate policy file; every mistake is an InputError naming the key."""
-    from fairaudit._regular import read_regular_bytes
+    from fairaudit._util.regular import read_regular_bytes
 
     path = Path(path)
     # A regular file of bounded size, read without blocking: a FIFO or /dev/zero as --gate

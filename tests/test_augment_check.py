@@ -12,10 +12,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from fairaudit.augment._check import auroc, dice
 from fairaudit.cli.main import app
 from fairaudit.io.dicom import read_file
 from fairaudit.sample.cohort import generate_cohort
+from fairaudit.workflows.augment_check import auroc, dice
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fairaudit.pipeline import AuditRequest, audit_predictions
+from fairaudit.workflows.predictions import AuditRequest, audit_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"

@@ -99,7 +99,7 @@ def test_recorded_command_leaves_out_where_it_ran() -> None:
 
 def _shown(rel: str) -> str:
     """How manifest.csv names a file under --salt s: the pseudonym of its path (issue 19, point 8)."""
-    from fairaudit.io.privacy import IdHasher
+    from fairaudit._util.privacy import IdHasher
 
     return IdHasher("s").path(rel)
 

@@ -23,11 +23,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from typer.testing import CliRunner
 
+from fairaudit._util.privacy import IdHasher
 from fairaudit.cli.main import app
 from fairaudit.errors import InputError
 from fairaudit.io import dicom_attributes as D
 from fairaudit.io.dicom import DecodeOptions, read_file
-from fairaudit.io.privacy import IdHasher
 from fairaudit.schema import validate_results
 
 DX = "1.2.840.10008.5.1.4.1.1.1.1"

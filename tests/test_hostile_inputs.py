@@ -130,7 +130,7 @@ SALT = "hostile-inputs"
 
 
 def _src(name: str) -> str:
-    from fairaudit.io.privacy import IdHasher
+    from fairaudit._util.privacy import IdHasher
 
     return f"DICOM files/{IdHasher(SALT).path(name)}"
 

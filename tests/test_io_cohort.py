@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from fairaudit._util.privacy import IdHasher
 from fairaudit.cli.main import app
+from fairaudit.cohort.join import MISSING_GROUP, CohortSpec, build_cohort
+from fairaudit.cohort.manifest import ManifestSpool
 from fairaudit.errors import InputError
-from fairaudit.io.cohort import MISSING_GROUP, CohortSpec, build_cohort
-from fairaudit.io.manifest_spool import ManifestSpool
-from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import read_table
 from fairaudit.schema import validate_results
 
@@ -166,7 +166,7 @@ def test_manifest_lists_every_row_of_every_file_once(files) -> None:
 def test_a_file_that_changes_between_the_two_reads_is_an_error(files, monkeypatch) -> None:
     """The join reads each file twice (match, then manifest): a file written to in between
     must not give a manifest of two versions."""
-    import fairaudit.io.cohort as cohort_module
+    import fairaudit.cohort.join as cohort_module
 
     _, demo = files
     real = cohort_module.join_codes
@@ -610,7 +610,7 @@ def test_chunks_give_the_records_and_spreadsheet_rows_of_the_whole_file(tmp_path
     cut=st.integers(0, 30),
 )
 def test_join_codes_are_equal_exactly_for_equal_ids(ids, cut) -> None:
-    from fairaudit.io.keys import digest, join_codes
+    from fairaudit.cohort.keys import digest, join_codes
 
     first, second = ids[:cut], ids[cut:]
     codes, n = join_codes([digest(pd.Series(first, dtype=object)), digest(pd.Series(second, dtype=object))])

@@ -8,12 +8,12 @@ import textwrap
 
 import pytest
 
-from fairaudit._memory import _malloc_trim
+from fairaudit._util.memory import _malloc_trim
 
 _SCRIPT = textwrap.dedent(
     """
     import ctypes, os
-    from fairaudit._memory import release_free_memory
+    from fairaudit._util.memory import release_free_memory
 
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p

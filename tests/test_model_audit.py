@@ -144,7 +144,7 @@ def test_bundle_run_writes_hashed_predictions_and_the_full_audit(
         p.relative_to(cohort / "images").as_posix() for p in (cohort / "images").rglob("*") if p.is_file()
     }
     # Each file by the pseudonym of its path (issue 19, point 8): mapped back with the salt.
-    from fairaudit.io.privacy import IdHasher
+    from fairaudit._util.privacy import IdHasher
 
     shown = {IdHasher(SALT).path(rel): rel for rel in on_disk}
     assert sorted(files["source"].str.removeprefix("DICOM files/")) == sorted(shown)

@@ -42,7 +42,7 @@ SALT = "normalize-tests"
 
 def _paths(images: Path) -> dict[str, str]:
     """Pseudonym -> path relative to `images`, for every file there."""
-    from fairaudit.io.privacy import IdHasher
+    from fairaudit._util.privacy import IdHasher
 
     hasher = IdHasher(SALT)
     rels = [p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file()]

@@ -7,8 +7,8 @@ import pytest
 import scipy.stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from fairaudit.preprocess._groupstats import Groups, adjust_family, change, describe, draws
 from fairaudit.preprocess._imagestats import entropy_bits, image_statistics, noise_sigma
+from fairaudit.stats.image_groups import Groups, adjust_family, change, describe, draws
 
 
 def _data(seed: int = 0):

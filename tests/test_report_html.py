@@ -20,10 +20,10 @@ import pytest
 from typer.testing import CliRunner
 
 from fairaudit.cli.main import app
-from fairaudit.pipeline import AuditRequest, audit_predictions
 from fairaudit.report import render_html, render_markdown
 from fairaudit.report.markdown import MAX_MARKDOWN_CHARS
 from fairaudit.schema import validate_results
+from fairaudit.workflows.predictions import AuditRequest, audit_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"

@@ -171,7 +171,7 @@ def test_cache_skips_a_line_cut_short_and_a_resumed_append_starts_a_new_line(tmp
 
 
 def test_atomic_path_leaves_no_file_when_the_writer_fails(tmp_path: Path) -> None:
-    from fairaudit._atomic import atomic_path
+    from fairaudit._util.atomic import atomic_path
 
     target = tmp_path / "predictions.csv"
     target.write_text("old\n")

@@ -36,7 +36,7 @@ from pydicom.uid import (
 )
 
 import fairaudit.io.dicom._decode as decode_module
-from fairaudit._sizes import parse_size
+from fairaudit._util.sizes import parse_size
 from fairaudit.io.dicom import DecodeOptions, read_file
 from fairaudit.io.dicom import _bounded as bounded
 from fairaudit.io.dicom import _codestream as cs

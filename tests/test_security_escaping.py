@@ -23,9 +23,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from fairaudit.cli.main import app
-from fairaudit.report.junit import render_junit
-from fairaudit.sanitize import (
+from fairaudit._util.sanitize import (
     NAME_LIMIT,
     cap,
     clean_text,
@@ -34,6 +32,8 @@ from fairaudit.sanitize import (
     display_results,
     frame_to_csv,
 )
+from fairaudit.cli.main import app
+from fairaudit.report.junit import render_junit
 
 RUNNER = CliRunner()
 
@@ -314,6 +314,6 @@ def test_long_reference_given_in_full_is_found(tmp_path: Path) -> None:
 
 
 def test_sanitize_imports_nothing_heavy() -> None:
-    code = "import sys, fairaudit.sanitize; print(any(m in sys.modules for m in ('torch', 'jinja2', 'matplotlib')))"
+    code = "import sys, fairaudit._util.sanitize; print(any(m in sys.modules for m in ('torch', 'jinja2', 'matplotlib')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

@@ -381,7 +381,7 @@ def test_safetensors_check_passes_the_shipped_bundles() -> None:
 
 
 def test_mask_file_names_are_bounded_and_distinct() -> None:
-    from fairaudit.model_audit import STEM_MAX, _safe
+    from fairaudit.workflows.model_run import STEM_MAX, _safe
 
     long_id = "P" * 240
     names = {_safe(i) for i in (long_id, long_id + "x", "a/b", "a_b", "a b", "é", ".hidden", "..")}
@@ -464,8 +464,8 @@ def test_model_json_not_an_object(cohort: Path, tmp_path: Path, text: str, needl
 def test_normalize_keep_ids_names_are_bounded() -> None:
     """normalize names its per-image outputs after the path with --keep-ids: a deep path gets
     a bounded name (shortened plus a digest), a short one keeps its readable name."""
-    from fairaudit.io.privacy import IdHasher
-    from fairaudit.preprocess._cohort import STEM_MAX, safe_name
+    from fairaudit._util.privacy import IdHasher
+    from fairaudit.cohort.images import STEM_MAX, safe_name
 
     hasher = IdHasher("salt", True)
     deep = "D" * 200 + "/" + "f" * 40 + ".dcm"

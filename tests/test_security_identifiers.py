@@ -20,11 +20,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 from typer.testing import CliRunner
 
+from fairaudit._util.privacy import HIDDEN, IdHasher, scrub_reason
 from fairaudit.cli.main import app
+from fairaudit.cohort.identifiers import check_group_count, identifier_reason, refuse_identifier_attributes
 from fairaudit.errors import InputError
 from fairaudit.io.dicom import read_file
-from fairaudit.io.identifiers import check_group_count, identifier_reason, refuse_identifier_attributes
-from fairaudit.io.privacy import HIDDEN, IdHasher, scrub_reason
 
 # The identifying strings: none may appear in any output or log line without --keep-ids.
 LEAKS = ("DOE_JANE", "DOE^JANE", "JANE", "MRN4455667", "4455667")
@@ -212,8 +212,8 @@ def test_scrub_reason() -> None:
 
 
 def test_worker_and_read_logs_show_pseudonyms(hostile: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from fairaudit._util.privacy import use_for_logs
     from fairaudit.io.dicom import iter_outcomes
-    from fairaudit.io.privacy import use_for_logs
 
     hasher = IdHasher(SALT)
     use_for_logs(hasher)

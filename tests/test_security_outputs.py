@@ -2,7 +2,7 @@
 
 Each test builds the hostile or careless case itself: a run killed with SIGKILL at chosen
 moments of writing its files (the FAIRAUDIT_TEST_KILL_AT_STEP hook of
-fairaudit._atomic picks the moment; or a kill while the audit computes), a reused --out,
+fairaudit._util.atomic picks the moment; or a kill while the audit computes), a reused --out,
 an --out that is a file or cannot be created, a read-only --out, a full disk (ENOSPC
 simulated), and rich markup in the folder's name. Every case checks the exit code, the
 message and the files left in --out: never files of two runs side by side, never a
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fairaudit._atomic import ANCHORS, SET_FILES, SET_FOLDERS, STAGING_PREFIX
+from fairaudit._util.atomic import ANCHORS, SET_FILES, SET_FOLDERS, STAGING_PREFIX
 from fairaudit.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,7 +292,7 @@ def test_read_only_out_is_refused_first(tmp_path: Path, no_audit) -> None:
 def test_read_only_out_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_audit) -> None:
     """The same refusal where chmod cannot make it (root): creating the staging folder fails
     with EACCES, as it does in a read-only folder."""
-    import fairaudit._atomic as atomic
+    import fairaudit._util.atomic as atomic
 
     real_mkdir = Path.mkdir
 

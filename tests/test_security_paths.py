@@ -244,7 +244,7 @@ def test_a_link_planted_after_the_check_is_not_written_through(tmp_path: Path, m
         cache.add([("1" * 64, 0.5)])
     assert victim.read_text() == "x\n"
     # A link that appears after the lstat check (a race) fails the O_NOFOLLOW open.
-    import fairaudit._safe_paths as safe
+    import fairaudit._util.safe_paths as safe
 
     def plant(path: Path) -> bool:
         if Path(path).name.endswith(".scores") and not os.path.lexists(path):

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from fairaudit.cli.main import app
 from fairaudit.errors import InputError
 from fairaudit.schema import validate_results
-from fairaudit.segmentation_pipeline import SegmentationRequest, audit_segmentation
+from fairaudit.workflows.segmentation import SegmentationRequest, audit_segmentation
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"

@@ -17,8 +17,8 @@ from fairaudit.stats._thresholds import (
     ThresholdPolicyError,
     choose_threshold,
     parse_policy,
-    read_calibration_set,
 )
+from fairaudit.workflows.thresholds import read_calibration_set
 
 
 def _data(seed: int, n: int = 300, discrete: bool = False) -> tuple[np.ndarray, np.ndarray]:

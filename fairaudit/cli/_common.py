@@ -100,7 +100,7 @@ def command_line(argv: list[str] | None = None) -> str:
 
 def request_options(params: Mapping[str, Any]) -> dict[str, Any]:
     """The shared flags (click's ctx.params) as CohortRequest fields; InputError on a bad --format."""
-    from fairaudit.preprocess._reporting import parse_formats
+    from fairaudit.report.image_reports import parse_formats
 
     return {
         "bootstrap": params["bootstrap"],
@@ -128,8 +128,8 @@ def following_links(follow: bool) -> AbstractContextManager[None]:
 
 
 def check_out(out: Path, folders: Mapping[str, Path | None]) -> None:
-    """InputError (exit 2, before any work) when --out is inside an input folder (fairaudit._safe_paths)."""
-    from fairaudit._safe_paths import check_output_location
+    """InputError (exit 2, before any work) when --out is inside an input folder (fairaudit._util.safe_paths)."""
+    from fairaudit._util.safe_paths import check_output_location
 
     check_output_location({"--out": out}, folders=folders)
 

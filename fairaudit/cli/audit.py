@@ -319,7 +319,7 @@ def audit(
         if segmentation and baseline_predictions is not None:
             raise InputError("--baseline-predictions is available for classification audits only.")
         _check_counts(bootstrap, permutations)  # before any file is read or model run
-        from fairaudit._sizes import parse_size
+        from fairaudit._util.sizes import parse_size
 
         try:
             max_file_bytes = parse_size(max_file_size)
@@ -347,7 +347,7 @@ def audit(
                 raise InputError(
                     f"--primary-metrics: unknown metric(s) {', '.join(unknown)}; known: {', '.join(KNOWN_PRIMARY)}."
                 )
-        from fairaudit.pipeline import (
+        from fairaudit.workflows.predictions import (
             AuditRequest,
             audit_predictions,
             parse_intersections,
@@ -401,7 +401,7 @@ def audit(
         )
         with cluster.connect(scheduler), following_links(follow_symlinks):
             if model is not None:
-                from fairaudit.model_audit import audit_with_model
+                from fairaudit.workflows.model_run import audit_with_model
 
                 outcome = audit_with_model(
                     req, model, device=device, batch_size=batch_size, segmentation=segmentation,
@@ -409,7 +409,7 @@ def audit(
                     spacing=spacing, resume=resume, cache_dir=cache_dir,
                 )  # fmt: skip
             elif segmentation:
-                from fairaudit.segmentation_pipeline import audit_segmentation, request_from_audit
+                from fairaudit.workflows.segmentation import audit_segmentation, request_from_audit
 
                 outcome = audit_segmentation(
                     request_from_audit(
@@ -440,7 +440,7 @@ def audit(
 def _check_counts(bootstrap: int, permutations: int | None) -> None:
     """--bootstrap, --permutations and FAIRAUDIT_WORKERS checked before the work, not when
     the statistics (or the worker pool) start after a model run (docs/ci.md, "Exit codes")."""
-    from fairaudit._workers import env_workers
+    from fairaudit._util.workers import env_workers
     from fairaudit.errors import InputError
 
     for option, value in (("--bootstrap", bootstrap), ("--permutations", permutations)):
@@ -464,12 +464,12 @@ def _check_out(
     files: dict[str, Path | None],
 ) -> None:
     """--out and --cache-dir outside every input folder, and overwriting no input file (exit 2,
-    before any work; fairaudit._safe_paths)."""
-    from fairaudit._safe_paths import check_output_location
-    from fairaudit.model_audit import PRED_MASKS_DIR, PREDICTIONS_FILE
+    before any work; fairaudit._util.safe_paths)."""
+    from fairaudit._util.safe_paths import check_output_location
     from fairaudit.models.pred_cache import CACHE_DIR
     from fairaudit.report.writers import REPORT_FILES
-    from fairaudit.segmentation_pipeline import CASES_FILE
+    from fairaudit.workflows.model_run import PRED_MASKS_DIR, PREDICTIONS_FILE
+    from fairaudit.workflows.segmentation import CASES_FILE
 
     folders = {"DICOM_DIR": dicom_dir, "--masks": masks, "--pred-masks": pred_masks}
     if model is not None and not model.startswith("bundled:"):

@@ -11,7 +11,7 @@ import typer
 from fairaudit.cli import _common as opt
 
 if TYPE_CHECKING:
-    from fairaudit.augment._check import AugmentCheckOutcome
+    from fairaudit.workflows.augment_check import AugmentCheckOutcome
 
 HELP = (
     "Robustness audit per demographic group: apply physics-informed augmentations of the modality "
@@ -78,7 +78,7 @@ def augment_check(
 ) -> None:
     def call() -> AugmentCheckOutcome:
         opt.check_out(out, {"DICOM_DIR": dicom_dir, "--masks": masks})
-        from fairaudit.augment._check import AugmentCheckRequest, run_augment_check
+        from fairaudit.workflows.augment_check import AugmentCheckRequest, run_augment_check
 
         req = AugmentCheckRequest(
             dicom_dir=dicom_dir,

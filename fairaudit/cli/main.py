@@ -73,7 +73,7 @@ def _interrupted() -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    from fairaudit.interrupt import summary
+    from fairaudit._util.interrupt import summary
 
     Console(stderr=True).print(f"[bold yellow]{escape(summary())}[/] (exit code 130)", highlight=False)
 

@@ -11,7 +11,7 @@ import typer
 from fairaudit.cli import _common as opt
 
 if TYPE_CHECKING:
-    from fairaudit.preprocess._run import NormalizeOutcome
+    from fairaudit.workflows.normalize import NormalizeOutcome
 
 HELP = (
     "Normalize the images of a DICOM folder (CLAHE, percentile, z-score or robust z-score; optional "
@@ -98,8 +98,8 @@ def normalize(
     quiet: opt.Quiet = False,
 ) -> None:
     def call() -> NormalizeOutcome:
-        from fairaudit.preprocess._run import NormalizeRequest, run_normalize
         from fairaudit.preprocess._spatial import parse_shape
+        from fairaudit.workflows.normalize import NormalizeRequest, run_normalize
 
         req = NormalizeRequest(
             dicom_dir=dicom_dir,

@@ -84,7 +84,7 @@ def report(
         out_dir = out if out is not None else results_json.parent
         if "json" in formats and (out_dir / "results.json").resolve() == results_json.resolve():
             formats = tuple(f for f in formats if f != "json")  # never rewrite the archive in place
-        from fairaudit._atomic import output_set
+        from fairaudit._util.atomic import output_set
         from fairaudit.report.writers import write_reports
 
         files = {}

@@ -1,15 +1,6 @@
-"""Inputs: CSV tables, the cohort join and the manifest. (No torch, no pydicom here.)"""
+"""Reading inputs: CSV tables, masks and DICOM files (no torch here). The join of these into
+an audited cohort is fairaudit.cohort."""
 
-from fairaudit.io.cohort import Cohort, CohortSpec, build_cohort
-from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import ID_CANDIDATES, Table, read_table
 
-__all__ = [
-    "ID_CANDIDATES",
-    "Cohort",
-    "CohortSpec",
-    "IdHasher",
-    "Table",
-    "build_cohort",
-    "read_table",
-]
+__all__ = ["ID_CANDIDATES", "Table", "read_table"]

@@ -340,7 +340,7 @@ def attach(
 ) -> list:
     """Turn the raw header columns of the files table (a fairaudit.io.tables.Table) into
     groups, in place; the records of how (cut points, hashing) for results.json."""
-    from fairaudit.io.privacy import IdHasher
+    from fairaudit._util.privacy import IdHasher
 
     missing = [a.name for a in attrs if a.column not in files.frame.columns]
     if missing:

@@ -148,9 +148,9 @@ def read_label_image(path: Path) -> np.ndarray:
     except MaskReadError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a per-file reason
-        from fairaudit.io.privacy import scrub_reason
+        from fairaudit._util.privacy import scrub_reason
 
-        # Never the path nor a quoted value: file names can name the patient (fairaudit.io.privacy).
+        # Never the path nor a quoted value: file names can name the patient (fairaudit._util.privacy).
         text = str(exc).replace(str(path), "<file>").replace(path.name, "<file>")
         first = scrub_reason(text).splitlines()[0][:200] if text.strip() else ""
         raise MaskReadError(f"unreadable: {type(exc).__name__}: {first}") from None

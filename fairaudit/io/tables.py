@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fairaudit._regular import check_regular_file
+from fairaudit._util.regular import check_regular_file
 from fairaudit.errors import InputError
 from fairaudit.io.csv_fields import check_field_counts
 
@@ -132,7 +132,7 @@ def _csv_errors(path: Path) -> Iterator[None]:
 
 def read_header(path: Path | str) -> Table:
     """The CSV's columns alone, as a Table without records: enough to choose the join key
-    (fairaudit.io.cohort) before reading only the columns that will be used."""
+    (fairaudit.cohort.join) before reading only the columns that will be used."""
     path = Path(path)
     options = _options(path)
     header = _file_header(path, options)

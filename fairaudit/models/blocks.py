@@ -83,9 +83,9 @@ def record(o: Any, spec: RecordSpec) -> dict[str, str]:
 
 def reason_of(exc: BaseException) -> str:
     """One line: the exception type and message (a TorchScript error's last line holds its
-    cause), without the values it quotes (fairaudit.io.privacy.scrub_reason): it is written
+    cause), without the values it quotes (fairaudit._util.privacy.scrub_reason): it is written
     to manifest.csv and the reports whatever --keep-ids says."""
-    from fairaudit.io.privacy import scrub_reason
+    from fairaudit._util.privacy import scrub_reason
 
     lines = [line.strip() for line in scrub_reason(str(exc)).splitlines() if line.strip()]
     if lines and lines[0].startswith("The following operation failed in the TorchScript interpreter"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fairaudit._hashing import file_sha256
+from fairaudit._util.hashing import file_sha256
 from fairaudit.errors import InputError
 
 WEIGHTS_FILE = "model.safetensors"
@@ -35,7 +35,7 @@ def save_bundle(model: Any, out_dir: Path, meta: dict[str, Any]) -> Path:
     """
     from safetensors.torch import save_file
 
-    from fairaudit._atomic import atomic_path, atomic_write_bytes
+    from fairaudit._util.atomic import atomic_path, atomic_write_bytes
     from fairaudit._version import __version__
 
     out_dir = Path(out_dir)

@@ -137,7 +137,7 @@ def finalize(bundle_dir: Path, source: str) -> None:
     meta["intended_use"] = INTENDED_USE
     meta["description"] = DESCRIPTIONS[meta["task"]]
     meta["training_data"] = {"source": source, "synthetic": True}
-    from fairaudit._atomic import atomic_write_bytes
+    from fairaudit._util.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
     atomic_write_bytes(Path(bundle_dir) / "MODEL_CARD.md", render_card(meta).encode("utf-8"))

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fairaudit._batching import batched
+from fairaudit._util.batching import batched
+from fairaudit._util.privacy import shown_path
 from fairaudit.errors import InputError
-from fairaudit.io.privacy import shown_path
 from fairaudit.models.blocks import (
     ID_TAGS,
     BlockResult,
@@ -252,7 +252,8 @@ def run_inference(
     worker, which loads the same model (checked by sha256) onto `device` (default: the
     predictor's). Records come out in path order either way.
     """
-    from fairaudit import cluster, interrupt
+    from fairaudit import cluster
+    from fairaudit._util import interrupt
     from fairaudit.io.dicom import HEADER_FIELDS, DecodeOptions
     from fairaudit.io.dicom._scan import count_files, walk
 

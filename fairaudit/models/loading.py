@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fairaudit._hashing import file_sha256
+from fairaudit._util.hashing import file_sha256
 from fairaudit.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def load_predictor(
         if path.is_dir():
             pred = _from_bundle(path, device, "bundle")
         elif not path.is_file():
-            from fairaudit._regular import kind_of
+            from fairaudit._util.regular import kind_of
 
             try:  # a FIFO or a device is named as what it is (and never opened: it may block)
                 what = f"is {kind_of(path.stat().st_mode)}, not a model file or bundle folder."

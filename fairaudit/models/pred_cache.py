@@ -18,7 +18,7 @@ a score must be a probability (finite, in [0, 1]). A line that fails either (edi
 damaged, from another model's cache or an older format) is not used: that file is
 predicted again, with one warning naming the cache. The check finds mistakes and
 careless edits, not a forger who reads this module (docs/threat-model.md). The cache
-files are never read or written through a symbolic link (fairaudit._safe_paths), and
+files are never read or written through a symbolic link (fairaudit._util.safe_paths), and
 the default folder inside --out must be a real folder.
 """
 
@@ -33,7 +33,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fairaudit._hashing import file_sha256
+from fairaudit._util.hashing import file_sha256
 from fairaudit.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,8 @@ class PredictionCache:
         symbolic link there is refused; a --cache-dir the user named may be a link.
         Raises InputError (exit 2) before any work when the cache files are links or not
         regular files."""
-        from fairaudit._safe_paths import own_folder as _own
-        from fairaudit._safe_paths import regular_or_missing
+        from fairaudit._util.safe_paths import own_folder as _own
+        from fairaudit._util.safe_paths import regular_or_missing
 
         self.folder = Path(folder)
         self.key = model_key(info)
@@ -87,7 +87,7 @@ class PredictionCache:
         A failing line is left out (that file is predicted again) and counted in one
         warning naming the cache; a last line cut short by a crash is left out silently.
         """
-        from fairaudit._safe_paths import open_nofollow, regular_or_missing
+        from fairaudit._util.safe_paths import open_nofollow, regular_or_missing
 
         out: dict[str, float] = {}
         if not regular_or_missing(self.path):
@@ -125,7 +125,7 @@ class PredictionCache:
     def _rewrite(self, scores: dict[str, float]) -> None:
         """Keep only the lines that passed (renamed into place: no link followed), so the
         next resume does not warn about the same lines again."""
-        from fairaudit.report.writers import atomic_write_text
+        from fairaudit._util.atomic import atomic_write_text
 
         atomic_write_text(self.path, "".join(self._line(d, v) for d, v in scores.items()))
 
@@ -159,8 +159,8 @@ class PredictionCache:
         self._handle.flush()
 
     def _open(self) -> None:
-        from fairaudit._safe_paths import open_nofollow, own_folder, regular_or_missing
-        from fairaudit.report.writers import atomic_write_text
+        from fairaudit._util.atomic import atomic_write_text
+        from fairaudit._util.safe_paths import open_nofollow, own_folder, regular_or_missing
 
         if self._own:
             own_folder(self.folder)

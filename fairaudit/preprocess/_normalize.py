@@ -341,7 +341,7 @@ class SiteNormalizer:
 
     def save(self, path: Path | str) -> Path:
         path = Path(path)
-        from fairaudit._atomic import atomic_write_bytes
+        from fairaudit._util.atomic import atomic_write_bytes
 
         atomic_write_bytes(
             path, (json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n").encode("utf-8")

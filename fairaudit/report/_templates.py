@@ -20,8 +20,8 @@ from typing import Any
 
 import jinja2
 
+from fairaudit._util.sanitize import clean_text, neutralize_md_links
 from fairaudit.report.baseline_view import baseline_view
-from fairaudit.sanitize import clean_text, neutralize_md_links
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fairaudit._util.sanitize import display_results
 from fairaudit.report._templates import build_view, get_environment, key_metrics
-from fairaudit.sanitize import display_results
 
 __all__ = ["MAX_FOREST_METRICS", "MAX_FOREST_ROWS", "render_html"]
 

@@ -17,8 +17,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from fairaudit._util.sanitize import display_results
 from fairaudit.report._templates import gate_summary
-from fairaudit.sanitize import display_results
 
 
 def _fmt(est: Mapping[str, Any] | None) -> str:

@@ -6,8 +6,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from fairaudit._util.sanitize import display_results
 from fairaudit.report._templates import build_view, get_environment
-from fairaudit.sanitize import display_results
 
 __all__ = ["MAX_MARKDOWN_CHARS", "render_markdown"]
 

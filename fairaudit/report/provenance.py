@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fairaudit._hashing import file_sha256
+from fairaudit._util.hashing import file_sha256
 from fairaudit._version import __version__
 
 __all__ = ["LIBRARIES", "collect_provenance", "file_sha256", "library_versions", "text_sha256"]

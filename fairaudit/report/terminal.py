@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fairaudit._util.sanitize import display_results
 from fairaudit.report._templates import (
     Notes,
     build_view,
@@ -18,7 +19,6 @@ from fairaudit.report._templates import (
     order_metrics,
     test_name,
 )
-from fairaudit.sanitize import display_results
 
 __all__ = ["print_summary"]
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import secrets
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fairaudit._util.atomic import atomic_write_text
 from fairaudit.report.html import render_html
 from fairaudit.report.junit import render_junit
 from fairaudit.report.markdown import render_markdown
@@ -41,25 +40,6 @@ _RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "html": render_html,
     "junit": render_junit,
 }
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and os.replace it into place.
-
-    A reader (a CI step, a browser) never sees a half-written report, and a crash
-    leaves the previous file intact. The file is created with the usual umask-based mode.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_reports(results: Mapping[str, Any], out_dir: Path, formats: Iterable[str]) -> dict[str, Path]:

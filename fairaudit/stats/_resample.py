@@ -142,7 +142,7 @@ def null_differences(
 
 def workers_default() -> int:
     """FAIRAUDIT_WORKERS if set (InputError when not a positive number), else the CPU count."""
-    from fairaudit._workers import env_workers
+    from fairaudit._util.workers import env_workers
 
     env = env_workers()
     if env is not None:

@@ -301,7 +301,7 @@ def _write_manifest(path: Path, data: TrainingData, train_idx: np.ndarray, val_i
     import csv
     import os
 
-    from fairaudit.io.privacy import IdHasher
+    from fairaudit._util.privacy import IdHasher
 
     hasher = IdHasher(salt=os.environ.get("FAIRAUDIT_SALT"))
     split = {data.ids[i]: "train" for i in train_idx} | {data.ids[i]: "validation" for i in val_idx}

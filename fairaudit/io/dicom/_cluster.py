@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fairaudit._util.privacy import shown_path
 from fairaudit.io.dicom._decode import DecodeOptions, FileOutcome, read_file
 from fairaudit.io.dicom._scan import WalkEntry
-from fairaudit.io.privacy import shown_path
 
 if TYPE_CHECKING:
     from fairaudit.cluster import ClusterSession

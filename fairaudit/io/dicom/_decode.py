@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from fairaudit._util.privacy import dataset_text, scrub_reason, shown_path
 from fairaudit.io.dicom._bounded import DEFAULT_MAX_FILE_SIZE
-from fairaudit.io.privacy import dataset_text, scrub_reason, shown_path
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def read_file(
     except Exception as exc:  # every failure of one file is recorded, never fatal
         status, reason = "failed", short_reason(exc)
     # Folder and file names can be identifying (a patient's name): reasons never hold a
-    # path, nor a header value (fairaudit.io.privacy.scrub_reason); logs a pseudonym.
+    # path, nor a header value (fairaudit._util.privacy.scrub_reason); logs a pseudonym.
     reason = reason.replace(str(path), "<file>").replace(str(root), "<folder>")
     for name in (rel, Path(path).name):  # not a plain word: "data" is also in "pixel data"
         if len(name) >= 5 and any(c in name for c in "./_-^ "):
@@ -190,7 +190,7 @@ def relative_path(path: Path, root: Path) -> str:
 def short_reason(exc: BaseException, context: str = "", values: Iterable[str] = ()) -> str:
     """Exception type and message on one line, shortened; never a traceback, never a value
     it quotes (pydicom's messages quote element values: scrubbed, with `values`, the
-    file's header text, by fairaudit.io.privacy.scrub_reason)."""
+    file's header text, by fairaudit._util.privacy.scrub_reason)."""
     if isinstance(exc, OSError) and exc.strerror:  # not its file name: see read_file
         return f"{type(exc).__name__}: {exc.strerror}"
     lines = [line.strip() for line in scrub_reason(str(exc), values).splitlines() if line.strip()]

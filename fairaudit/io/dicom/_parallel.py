@@ -29,10 +29,10 @@ from typing import TypeVar
 import numpy as np
 
 from fairaudit import cluster
-from fairaudit._batching import batched
+from fairaudit._util.batching import batched
+from fairaudit._util.privacy import shown_path
 from fairaudit.io.dicom._decode import DEFAULT_OPTIONS, DecodeOptions, FileOutcome, read_file, relative_path
 from fairaudit.io.dicom._scan import WalkEntry, count_entries, walk
-from fairaudit.io.privacy import shown_path
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,7 +52,7 @@ _SLOT_BYTES = 8 * 2**20
 def workers_default() -> int:
     """FAIRAUDIT_WORKERS if set (InputError when not a positive number), else the CPUs this
     process may run on."""
-    from fairaudit._workers import env_workers
+    from fairaudit._util.workers import env_workers
 
     env = env_workers()
     if env is not None:

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fairaudit.io.privacy import shown_path
+from fairaudit._util.privacy import shown_path
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from fairaudit._atomic import atomic_path
-from fairaudit.sanitize import write_csv
+from fairaudit._util.atomic import atomic_path
+from fairaudit._util.sanitize import write_csv
 
 _CHUNK = 1 << 20
 
@@ -33,7 +33,7 @@ class ManifestSpool:
         """Write `frame`'s rows as CSV; its header only if it is the first part (or `header`).
 
         Cells a spreadsheet would run as formulas (an id or a file name starting with "=")
-        are neutralised by fairaudit.sanitize (docs/reports.md); `row` stays a number.
+        are neutralised by fairaudit._util.sanitize (docs/reports.md); `row` stays a number.
         """
         write_csv(frame, self._file, header=self._parts == 0 if header is None else header, numeric=("row",))
         self._parts += 1

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairaudit._util.privacy import IdHasher
 from fairaudit.errors import InputError
-from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import parse_binary, parse_score, read_table
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ keeps them, and then the file can be audited again with --predictions).
 
 Segmentation: the predicted label maps, restored to each image's original grid, are
 written to OUT_DIR/pred_masks/<id>.png (hashed id unless --keep-ids) and handed to the
-segmentation audit (fairaudit.segmentation_pipeline) keyed by the real id.
+segmentation audit (fairaudit.workflows.segmentation) keyed by the real id.
 
 results.json's `model` object names the model (name, sha256 of the weights or file,
 source, task, device) and the run (files, images/s, batch size).
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fairaudit._atomic import atomic_path
+from fairaudit._util.atomic import atomic_path
 from fairaudit.errors import InputError
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def _id_column(req: Any) -> str:
 
 
 def _candidates(req: Any) -> tuple[str, ...]:
-    from fairaudit.io.dicom_cohort import id_candidates
+    from fairaudit.cohort.dicom_files import id_candidates
 
     return id_candidates(req.unit)
 
@@ -134,10 +134,14 @@ def _check(req: Any, segmentation: bool, masks: Path | None) -> None:
 
 
 def _check_attributes(req: Any, id_col: str) -> None:
-    """The attribute checks of the join (fairaudit.io.identifiers), on the demographics,
+    """The attribute checks of the join (fairaudit.cohort.identifiers), on the demographics,
     before the model runs: an identifier column as an attribute is refused (exit 2) now,
     not after the inference."""
-    from fairaudit.io.identifiers import DEFAULT_MAX_GROUPS, check_group_count, refuse_identifier_attributes
+    from fairaudit.cohort.identifiers import (
+        DEFAULT_MAX_GROUPS,
+        check_group_count,
+        refuse_identifier_attributes,
+    )
     from fairaudit.io.tables import is_missing, read_header
 
     names = list(dict.fromkeys([*req.attributes, *(a for parts in req.intersections for a in parts)]))
@@ -164,9 +168,9 @@ def audit_with_model(req: Any, model: str, **options: Any) -> Any:
     """Run `model` on req.dicom_dir and audit its predictions, the files reaching --out as
     one set: predictions.csv and pred_masks/ are written before the reports, and a run
     killed in between must not leave them beside another run's results.json
-    (fairaudit._atomic.output_set)."""
-    from fairaudit._atomic import output_set
-    from fairaudit.pipeline import input_paths
+    (fairaudit._util.atomic.output_set)."""
+    from fairaudit._util.atomic import output_set
+    from fairaudit.workflows.predictions import input_paths
 
     folders = (PRED_MASKS_DIR,) if options.get("segmentation") else ()
     with output_set(
@@ -194,8 +198,8 @@ def _audit_with_model(
     Classification scores are cached as they come (fairaudit.models.pred_cache; default
     OUT_DIR/.fairaudit-cache) so that an interrupted run can be rerun with `resume`.
     """
-    from fairaudit._safe_paths import own_folder
-    from fairaudit.io.privacy import IdHasher, use_for_logs
+    from fairaudit._util.privacy import IdHasher, use_for_logs
+    from fairaudit._util.safe_paths import own_folder
     from fairaudit.models.inference import DEFAULT_BATCH_SIZE, run_inference
     from fairaudit.models.loading import load_predictor
 
@@ -260,9 +264,9 @@ def _audit_with_model(
     info["run"] = run.summary()
 
     if segmentation:
+        from fairaudit._util.sanitize import write_csv
         from fairaudit.report.provenance import file_sha256
-        from fairaudit.sanitize import write_csv
-        from fairaudit.segmentation_pipeline import audit_segmentation, request_from_audit
+        from fairaudit.workflows.segmentation import audit_segmentation, request_from_audit
 
         path = req.outputs.path(PREDICTIONS_FILE)
         with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
@@ -300,8 +304,8 @@ def _segmentation_id(req: Any) -> str:
 
 
 def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, Any]) -> Any:
-    from fairaudit.io.dicom_cohort import FILES_LABEL
-    from fairaudit.pipeline import audit_predictions
+    from fairaudit.cohort.dicom_files import FILES_LABEL
+    from fairaudit.workflows.predictions import audit_predictions
 
     key = id_col.lower()
     if not run.records:
@@ -413,9 +417,9 @@ def _write_predictions(
     """Write OUT_DIR/predictions.csv (pseudonymized ids) a chunk of records at a time; return
     the table the audit joins on: the ids in clear and the scores as numbers (the exact
     numbers predictions.csv holds as text), read from the run's records when joined."""
+    from fairaudit._util.sanitize import write_csv
     from fairaudit.io.tables import _CHUNK_ROWS
     from fairaudit.report.provenance import file_sha256
-    from fairaudit.sanitize import write_csv
 
     label_values = _labels_by_id(req, id_col, records, key)
     path = req.outputs.path(PREDICTIONS_FILE)
@@ -449,7 +453,7 @@ def _write_predictions(
 def _labels_by_id(req: Any, id_col: str, records: Any, key: str) -> np.ndarray | None:
     """Per record, its label as written in --labels, else in the demographics ("" where the
     id is absent or not unique there), matched on digests of the ids (memory)."""
-    from fairaudit.io.keys import TextCodes, digest, first_rows, join_codes
+    from fairaudit.cohort.keys import TextCodes, digest, first_rows, join_codes
     from fairaudit.io.tables import _CHUNK_ROWS, read_header
 
     source = req.labels if req.labels is not None else req.demographics
@@ -477,7 +481,7 @@ def _labels_by_id(req: Any, id_col: str, records: Any, key: str) -> np.ndarray |
 
 
 #: The longest file stem written for one case: with ".png" and the temporary name's
-#: prefix and suffix (fairaudit._atomic.temporary_name) far below NAME_MAX, 255 bytes.
+#: prefix and suffix (fairaudit._util.atomic.temporary_name) far below NAME_MAX, 255 bytes.
 STEM_MAX = 100
 
 

@@ -33,12 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from fairaudit._util.privacy import IdHasher, use_for_logs
 from fairaudit.augment._base import Transform, check_strength
 from fairaudit.augment._geometric import Geometric
 from fairaudit.augment._physics import describe_params, modality_transforms
-from fairaudit.errors import InputError
-from fairaudit.io.privacy import IdHasher, use_for_logs
-from fairaudit.preprocess._cohort import (
+from fairaudit.cohort.images import (
     CohortOutcome,
     CohortRequest,
     Demographics,
@@ -49,7 +48,11 @@ from fairaudit.preprocess._cohort import (
     outcome_id,
     write_manifest,
 )
-from fairaudit.preprocess._groupstats import (
+from fairaudit.errors import InputError
+from fairaudit.preprocess._imagestats import STATISTICS, image_statistics
+from fairaudit.stats._resample import generator
+from fairaudit.stats._tests import kruskal_omnibus
+from fairaudit.stats.image_groups import (
     Groups,
     adjust_family,
     bootstrap_group_metric,
@@ -59,9 +62,6 @@ from fairaudit.preprocess._groupstats import (
     estimate_dict,
     to_jsonable,
 )
-from fairaudit.preprocess._imagestats import STATISTICS, image_statistics
-from fairaudit.stats._resample import generator
-from fairaudit.stats._tests import kruskal_omnibus
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +206,8 @@ def run_augment_check(req: AugmentCheckRequest) -> AugmentCheckOutcome:
     """Check every image of req.dicom_dir (see the module doc) and write the reports.
 
     --out is checked before the work, and the files reach it as one set
-    (fairaudit._atomic.output_set)."""
-    from fairaudit._atomic import output_set
+    (fairaudit._util.atomic.output_set)."""
+    from fairaudit._util.atomic import output_set
 
     _validate(req)
     inputs = [req.dicom_dir, req.demographics, req.labels, req.masks, req.model]
@@ -238,8 +238,8 @@ def _run_augment_check(req: AugmentCheckRequest, outs: Any) -> AugmentCheckOutco
     examples: list[dict[str, Any]] = []
     example_groups: set[str] = set()
     first_attr = demo.attributes[0]
-    out = outs.staging  # moved into --out with the reports (fairaudit._atomic.output_set)
-    from fairaudit.preprocess._svg import png_data_uri
+    out = outs.staging  # moved into --out with the reports (fairaudit._util.atomic.output_set)
+    from fairaudit.report.svg import png_data_uri
 
     tmp_records = out / f".augment_records.{os.getpid()}.tmp"
     records = open(tmp_records, "w", encoding="utf-8")  # noqa: SIM115 - closed below, streamed to keep memory flat
@@ -346,7 +346,7 @@ def _run_augment_check(req: AugmentCheckRequest, outs: Any) -> AugmentCheckOutco
         tmp_records.unlink(missing_ok=True)
         raise
     records.close()
-    from fairaudit.preprocess._reporting import write_outputs
+    from fairaudit.report.image_reports import write_outputs
 
     if not cases:
         tmp_records.unlink(missing_ok=True)
@@ -581,7 +581,7 @@ def _results(
     for a in attrs_out:
         if a.get("groups"):
             a["summary"] = _summary(a, level)
-    from fairaudit.preprocess._reporting import results_header
+    from fairaudit.report.image_reports import results_header
 
     results = {
         **results_header("augment_check", req.command),
@@ -670,7 +670,7 @@ def _summary(a: dict[str, Any], level: float) -> str:
 
 
 def _plots(results: dict[str, Any], examples: list[dict[str, Any]]) -> dict[str, Any]:
-    from fairaudit.preprocess._svg import interval_svg
+    from fairaudit.report.svg import interval_svg
 
     charts = {}
     for a in results["attributes"]:

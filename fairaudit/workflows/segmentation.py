@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairaudit._util.sanitize import cap, frame_to_csv
 from fairaudit._version import __version__
 from fairaudit.errors import InputError
-from fairaudit.pipeline import _without_timings
-from fairaudit.sanitize import cap, frame_to_csv
+from fairaudit.workflows.predictions import _without_timings
 
 log = logging.getLogger(__name__)
 
@@ -135,25 +135,26 @@ def audit_segmentation(req: SegmentationRequest) -> Any:
     """Run a complete segmentation audit and write every output file (see the module doc).
 
     --out is checked before the work, and the files reach it as one set
-    (fairaudit._atomic.output_set)."""
-    from fairaudit._atomic import output_set
-    from fairaudit.pipeline import input_paths
+    (fairaudit._util.atomic.output_set)."""
+    from fairaudit._util.atomic import output_set
+    from fairaudit.workflows.predictions import input_paths
 
     with output_set(req.out, protect=input_paths(req), shared=req.outputs) as outs:
         return _audit_segmentation(req, outs)
 
 
 def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
+    from fairaudit._util.atomic import atomic_write_text
+    from fairaudit._util.privacy import IdHasher, use_for_logs
+    from fairaudit.cohort.join import INTERSECTION_SEP, MISSING_GROUP, intersection_name, pseudonymize_sources
     from fairaudit.gate import apply_gate, check_policy_task, load_policy, primary_family
-    from fairaudit.io.cohort import INTERSECTION_SEP, MISSING_GROUP, intersection_name, pseudonymize_sources
     from fairaudit.io.masks import MaskReadError, foreground, index_masks, read_mask
-    from fairaudit.io.privacy import IdHasher, use_for_logs
     from fairaudit.io.tables import detect_id_column, is_missing, read_table
-    from fairaudit.pipeline import AuditOutcome
-    from fairaudit.report.writers import atomic_write_text, write_reports
+    from fairaudit.report.writers import write_reports
     from fairaudit.stats import AuditConfig
     from fairaudit.stats._segmentation import SEGMENTATION_METRICS, case_metrics
     from fairaudit.stats._segmentation_audit import run_segmentation_audit
+    from fairaudit.workflows.predictions import AuditOutcome
 
     policy = load_policy(req.gate) if req.gate else None
     if policy is not None:  # a metric the task lacks: exit 2 now, not a gate that cannot decide
@@ -191,12 +192,12 @@ def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
     if not needed:
         raise InputError("no --attribute given: name at least one demographic column to audit by.")
     attr_cols = {a: demo.column(a, option="--attribute") for a in needed}
-    from fairaudit.io.cohort import cluster_source
+    from fairaudit.cohort.join import cluster_source
 
     cluster = cluster_source(req.cluster_column, id_col_actual, [demo])
     # Identifier columns are refused as attributes (the reports name every group), before
-    # any mask is read (fairaudit.io.identifiers).
-    from fairaudit.io.identifiers import check_group_count, refuse_identifier_attributes
+    # any mask is read (fairaudit.cohort.identifiers).
+    from fairaudit.cohort.identifiers import check_group_count, refuse_identifier_attributes
 
     refuse_identifier_attributes(
         needed,

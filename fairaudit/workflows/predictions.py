@@ -64,7 +64,7 @@ class AuditRequest:
     discover: bool = False  # --discover: rank slices and pairwise intersections (stats._discover)
     discover_metric: str | None = None  # default: auroc (tpr without scores)
     discover_top: int = 10
-    # A model run (fairaudit.model_audit): the files it read, so the folder is not scanned again,
+    # A model run (fairaudit.workflows.model_run): the files it read, so the folder is not scanned again,
     # and the `model` object of results.json.
     files: Any = None  # (Table of readable files, manifest rows of unreadable ones); the rows are dropped after the join
     model: dict[str, Any] | None = None
@@ -123,8 +123,8 @@ def _without_timings(model: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def audit_predictions(req: AuditRequest) -> AuditOutcome:
     """Run a complete audit of a predictions CSV and write every output file."""
-    from fairaudit._atomic import output_set
-    from fairaudit.io.manifest_spool import ManifestSpool
+    from fairaudit._util.atomic import output_set
+    from fairaudit.cohort.manifest import ManifestSpool
 
     # --out is checked (a folder, writable) before the work; the files reach it as one set.
     with output_set(req.out, protect=input_paths(req), shared=req.outputs) as outs, ManifestSpool() as spool:
@@ -140,10 +140,10 @@ def input_paths(req: Any) -> list[Any]:
 
 def _audit(req: AuditRequest, spool: Any, outs: Any) -> AuditOutcome:
     """audit_predictions, with manifest.csv's rows spooled to `spool` as the join makes them."""
-    from fairaudit._memory import release_free_memory
+    from fairaudit._util.memory import release_free_memory
+    from fairaudit._util.privacy import IdHasher, use_for_logs
+    from fairaudit.cohort.join import CohortSpec, build_cohort, intersection_name
     from fairaudit.gate import apply_gate, check_policy_task, load_policy, primary_family
-    from fairaudit.io.cohort import CohortSpec, build_cohort, intersection_name
-    from fairaudit.io.privacy import IdHasher, use_for_logs
     from fairaudit.report.writers import write_reports
     from fairaudit.stats import AuditConfig, run_audit
 
@@ -177,12 +177,12 @@ def _audit(req: AuditRequest, spool: Any, outs: Any) -> AuditOutcome:
     files = files_manifest = None
     candidates = None
     if req.files is not None:
-        from fairaudit.io.dicom_cohort import id_candidates
+        from fairaudit.cohort.dicom_files import id_candidates
 
         files, files_manifest = req.files
         candidates = id_candidates(req.unit)
     elif req.dicom_dir is not None:
-        from fairaudit.io.dicom_cohort import id_candidates, scan_dicom_table
+        from fairaudit.cohort.dicom_files import id_candidates, scan_dicom_table
 
         files, files_manifest = scan_dicom_table(
             req.dicom_dir, unit=req.unit, workers=req.workers, progress=req.progress,
@@ -234,8 +234,8 @@ def _audit(req: AuditRequest, spool: Any, outs: Any) -> AuditOutcome:
                 f"--reference {attr}={group}: '{attr}' is not an audited attribute ({', '.join(known)})."
             )
         # Named as the cohort names it: a value over NAME_LIMIT characters is capped there.
-        from fairaudit.io.cohort import INTERSECTION_SEP
-        from fairaudit.sanitize import cap
+        from fairaudit._util.sanitize import cap
+        from fairaudit.cohort.join import INTERSECTION_SEP
 
         parts = group.split(INTERSECTION_SEP) if name != attr else [group]
         references[name] = INTERSECTION_SEP.join(cap(p) for p in parts)
@@ -243,7 +243,7 @@ def _audit(req: AuditRequest, spool: Any, outs: Any) -> AuditOutcome:
     if req.threshold_policy or req.calibration_set is not None:
         from dataclasses import replace
 
-        from fairaudit.stats._thresholds import pick_threshold
+        from fairaudit.workflows.thresholds import pick_threshold
 
         if not req.threshold_policy:
             raise InputError("--calibration-set needs --threshold-policy (youden, f1, sensitivity=X, ...).")
@@ -301,7 +301,7 @@ def _audit(req: AuditRequest, spool: Any, outs: Any) -> AuditOutcome:
     }
     baseline_manifest = None
     if req.baseline_predictions is not None:
-        from fairaudit.baseline import baseline_section
+        from fairaudit.workflows.baseline import baseline_section
 
         results["baseline"], baseline_manifest = baseline_section(
             req.baseline_predictions, ids=cohort.ids, id_column=cohort.id_column, labels=cohort.labels,

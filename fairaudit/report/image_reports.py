@@ -98,7 +98,7 @@ def write_outputs(
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     """results JSON, report.html and report.md, each written atomically (all rendered first)."""
-    from fairaudit.report.writers import atomic_write_text
+    from fairaudit._util.atomic import atomic_write_text
 
     env = environment()
     wanted = set(formats)

@@ -5,7 +5,7 @@ results.json counts the exclusions by reason; nothing is dropped silently.
 
 Each input is read twice, a chunk of rows at a time (fairaudit.io.tables.iter_chunks, or a
 model run's records): the first pass keeps per row a digest of its id and the parsed values
-used (fairaudit.io.keys), the second writes the manifest's rows. Memory then grows by a few
+used (fairaudit.cohort.keys), the second writes the manifest's rows. Memory then grows by a few
 bytes per row, not by a Python string per cell.
 """
 
@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fairaudit._util.privacy import IdHasher
+from fairaudit._util.sanitize import cap
+from fairaudit.cohort.identifiers import DEFAULT_MAX_GROUPS, check_group_count, refuse_identifier_attributes
+from fairaudit.cohort.keys import TextCodes, digest, first_rows, join_codes
+from fairaudit.cohort.manifest import ManifestSpool
 from fairaudit.errors import InputError
-from fairaudit.io.identifiers import DEFAULT_MAX_GROUPS, check_group_count, refuse_identifier_attributes
-from fairaudit.io.keys import TextCodes, digest, first_rows, join_codes
-from fairaudit.io.manifest_spool import ManifestSpool
-from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import (
     ID_CANDIDATES,
     Table,
@@ -32,7 +33,6 @@ from fairaudit.io.tables import (
     parse_score,
     read_header,
 )
-from fairaudit.sanitize import cap
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class CohortSpec:
     intersections: list[list[str]] = field(default_factory=list)
     missing_as_group: bool = False
     # The DICOM side of the join (one row per readable file or series), and the manifest
-    # rows of the files that could not be read; see fairaudit.io.dicom_cohort.
+    # rows of the files that could not be read; see fairaudit.cohort.dicom_files.
     files: Table | None = None
     files_manifest: pd.DataFrame | None = None
     id_candidates: tuple[str, ...] = ID_CANDIDATES
@@ -66,7 +66,7 @@ class CohortSpec:
     # resampling"): None finds `patient_id`, "none" turns it off.
     cluster_column: str | None = None
     # --max-groups: an attribute with more groups (or nearly one per row) is refused as an
-    # identifier (fairaudit.io.identifiers); 0: no limit.
+    # identifier (fairaudit.cohort.identifiers); 0: no limit.
     max_groups: int = DEFAULT_MAX_GROUPS
 
 
@@ -277,7 +277,7 @@ def build_cohort(
 
     cluster = cluster_source(spec.cluster_column, id_col, [t for t in (demo, lab, pred) if t is not None])
     # Identifier columns are refused as attributes before any value is read: the reports
-    # name every group (fairaudit.io.identifiers).
+    # name every group (fairaudit.cohort.identifiers).
     refuse_identifier_attributes(
         needed,
         id_column=id_col,

@@ -16,10 +16,10 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
+from fairaudit._util.privacy import IdHasher
+from fairaudit._util.sanitize import frame_to_csv
 from fairaudit.errors import InputError
-from fairaudit.io.privacy import IdHasher
 from fairaudit.io.tables import ID_CANDIDATES, Table, is_missing, read_table
-from fairaudit.sanitize import frame_to_csv
 
 FILES_LABEL = "DICOM files"
 #: The longest file stem of a per-image output (--keep-ids names it after the path): with
@@ -104,8 +104,8 @@ class Demographics:
                 f"{', '.join((*_ID_TAGS, 'path'))} (named so in the CSV).",
                 file=str(path),
             )
-        # An identifier as an attribute would put every id in the reports (fairaudit.io.identifiers).
-        from fairaudit.io.identifiers import refuse_identifier_attributes
+        # An identifier as an attribute would put every id in the reports (fairaudit.cohort.identifiers).
+        from fairaudit.cohort.identifiers import refuse_identifier_attributes
 
         refuse_identifier_attributes(attributes, id_column=col, cluster_columns=("patient_id",))
         attrs = [table.column(a, option="--attribute") for a in attributes]
@@ -181,7 +181,7 @@ def file_row(outcome: Any, status: str = "", *, hasher: IdHasher) -> dict[str, A
 
 def write_manifest(out: Path, rows: list[dict[str, Any]]) -> Path:
     """manifest.csv in `out` (created if missing), written atomically."""
-    from fairaudit.report.writers import atomic_write_text
+    from fairaudit._util.atomic import atomic_write_text
 
     path = Path(out) / "manifest.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,7 +192,7 @@ def write_manifest(out: Path, rows: list[dict[str, Any]]) -> Path:
 def no_usable_image(outs: Any, rows: list[dict[str, Any]], n_files: int, dicom_dir: Path) -> NoReturn:
     """Write the manifest (it holds each file's reason) and stop with a bad-input error.
 
-    `outs`: the run's fairaudit._atomic.OutputSet; the manifest alone is published (no
+    `outs`: the run's fairaudit._util.atomic.OutputSet; the manifest alone is published (no
     results JSON: the run has no result)."""
     write_manifest(outs.staging, rows)
     outs.publish(only=("manifest.csv",))

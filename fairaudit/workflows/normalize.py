@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from fairaudit._util.privacy import IdHasher, use_for_logs
 from fairaudit._version import __version__
-from fairaudit.errors import InputError
-from fairaudit.io.privacy import IdHasher, use_for_logs
-from fairaudit.preprocess._cohort import (
+from fairaudit.cohort.images import (
     CohortOutcome,
     CohortRequest,
     Demographics,
@@ -37,7 +36,11 @@ from fairaudit.preprocess._cohort import (
     safe_name,
     write_manifest,
 )
-from fairaudit.preprocess._groupstats import (
+from fairaudit.errors import InputError
+from fairaudit.preprocess._imagestats import STATISTICS, image_statistics
+from fairaudit.preprocess._normalize import Normalizer, NormParams, SiteNormalizer, counted, transform
+from fairaudit.preprocess._spatial import align_rigid, register_rigid, resample_to_spacing, resize_to_shape
+from fairaudit.stats.image_groups import (
     Groups,
     adjust_family,
     change,
@@ -46,9 +49,6 @@ from fairaudit.preprocess._groupstats import (
     draws,
     to_jsonable,
 )
-from fairaudit.preprocess._imagestats import STATISTICS, image_statistics
-from fairaudit.preprocess._normalize import Normalizer, NormParams, SiteNormalizer, counted, transform
-from fairaudit.preprocess._spatial import align_rigid, register_rigid, resample_to_spacing, resize_to_shape
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,8 @@ def run_normalize(req: NormalizeRequest) -> NormalizeOutcome:
     """Normalize every image of req.dicom_dir into req.out and build normalize.json.
 
     --out is checked before the work, and the files reach it as one set
-    (fairaudit._atomic.output_set): images/ and previews/ with the reports."""
-    from fairaudit._atomic import output_set
+    (fairaudit._util.atomic.output_set): images/ and previews/ with the reports."""
+    from fairaudit._util.atomic import output_set
 
     _validate(req)
     inputs = [req.dicom_dir, req.demographics, req.roi, req.site_normalizer, req.align_to]
@@ -237,16 +237,15 @@ def _run_normalize(req: NormalizeRequest, outs: Any) -> NormalizeOutcome:
     if normalizer.log_transform and normalizer.method == "adaptive_histogram":
         lo_after, hi_after = 0.0, 1.0
 
-    out = outs.staging  # moved into --out with the reports (fairaudit._atomic.output_set)
+    out = outs.staging  # moved into --out with the reports (fairaudit._util.atomic.output_set)
     (out / "images").mkdir(parents=True, exist_ok=True)
     if req.previews:
         (out / "previews").mkdir(parents=True, exist_ok=True)
     notes: dict[str, int] = {}
 
     # ---- pass 2: normalize, statistics after, spatial steps, outputs
-    from fairaudit._atomic import atomic_path, atomic_write_bytes
-    from fairaudit.preprocess._svg import png_bytes
-    from fairaudit.report.writers import atomic_write_text
+    from fairaudit._util.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+    from fairaudit.report.svg import png_bytes
 
     for o in iter_outcomes(
         Path(req.dicom_dir), header_only=False, workers=req.workers, progress=req.progress
@@ -338,7 +337,7 @@ def _run_normalize(req: NormalizeRequest, outs: Any) -> NormalizeOutcome:
     results = _results(
         req, normalizer, site_norm, done, manifest, demo, (lo_before, hi_before), (lo_after, hi_after), notes
     )
-    from fairaudit.preprocess._reporting import write_outputs
+    from fairaudit.report.image_reports import write_outputs
 
     rows = list(manifest.values()) + (demo.manifest_rows(hasher) if demo is not None else [])
     files = write_outputs(results, out, "normalize.json", "normalize", req.formats, extra=_plots(results))
@@ -490,7 +489,7 @@ def _results(
         for a in attrs_out:
             if a.get("statistics"):
                 a["summary"] = _summary_text(a, level)
-    from fairaudit.preprocess._reporting import results_header
+    from fairaudit.report.image_reports import results_header
 
     rows = list(manifest.values())
     results = {
@@ -563,7 +562,7 @@ def _summary_text(attr: dict[str, Any], level: float) -> str:
 
 
 def _plots(results: dict[str, Any]) -> dict[str, Any]:
-    from fairaudit.preprocess._svg import histogram_svg
+    from fairaudit.report.svg import histogram_svg
 
     plots = {}
     for a in results.get("attributes", []):

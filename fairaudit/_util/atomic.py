@@ -43,11 +43,14 @@ def temporary_name(path: Path) -> Path:
 
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path to write; rename it onto `path` when the block succeeds."""
+    """Yield a temporary path to write; flush it to disk and rename it onto `path` when the
+    block succeeds. A reader (a CI step, a browser) never sees a half-written file, and a
+    crash leaves the previous file intact."""
     final = Path(path)
     tmp = temporary_name(final)
     try:
         yield tmp
+        _fsync_file(tmp)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -59,6 +62,24 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write `text` as UTF-8 with the newlines as given (no translation), atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush a written file's data to disk before it is renamed into place (a file the
+    block did not create, e.g. a writer that failed quietly, is left to os.replace)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- the set of outputs
