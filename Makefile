@@ -32,17 +32,20 @@ demo: $(STAMP)
 	else echo "The gate passed (exit code 0); race C (imaged mostly on the portable unit) is the group to look at in the report."; fi
 	@echo "Report: $(CURDIR)/$(DEMO)/report.html (also report.md, results.json, junit.xml, manifest.csv, predictions.csv)"
 
-# Headless Chromium for tests/test_browser.py (Debian's package), installed only when missing.
+# Headless Chromium for tests/e2e/test_browser.py (Debian's package), installed only when missing.
 # Without it (no apt, no sudo) the browser tests are skipped with the reason; the rest still run.
 browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 		echo "Installing chromium for the browser tests (apt-get)..."; \
 		if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium \
-			|| echo "warning: could not install chromium; tests/test_browser.py will be skipped"; }
+			|| echo "warning: could not install chromium; tests/e2e/test_browser.py will be skipped"; }
 
+# pytest-xdist: one test process per CPU (TEST_WORKERS=0 runs them in this process); tests that
+# bound time or memory, and the Dask cluster tests, keep to one process each (xdist_group marks).
+TEST_WORKERS ?= auto
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bootstrap_vs_fairlearn.py

@@ -34,7 +34,7 @@ with P(y = 1) = s (calibrated) or s^1.5 (miscalibrated), truth from 4 million dr
 resamples per cohort.
 
 Usage: `.venv/bin/python benchmarks/coverage.py [--reps 2000] [--seed 0]`. Figures in
-benchmarks/README.md; a fast subset runs in tests/test_coverage.py.
+benchmarks/README.md; a fast subset runs in tests/unit/stats/test_coverage.py.
 """
 
 from __future__ import annotations

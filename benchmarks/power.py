@@ -12,7 +12,7 @@ and the audit's own test is run on each:
 - AUROC: reference AUROC in {0.5, 0.9, 0.97}, n positives (and 4n negatives) per group,
   binormal scores (negatives N(0, 1), positives N(mu, 1)); the test is `auroc_score_mover`:
   the MOVER of the two Newcombe score intervals at the decision level excludes 0 (what
-  `mover_p_value` < alpha means; the equivalence is checked in tests/test_power_simulation.py).
+  `mover_p_value` < alpha means; the equivalence is checked in tests/unit/stats/test_power_simulation.py).
 
 Baseline in the same run: the method before this change, which stated the difference of
 the arcsine test (Cohen's h) for rates and (z(0.975) + z(0.8)) x SE from the 95 % interval of
@@ -20,7 +20,7 @@ the difference for AUROC, both at the unadjusted alpha = 0.05, whatever level de
 row; its simulated power at the decision level is printed beside.
 
 Usage: `.venv/bin/python benchmarks/power.py [--reps 2000] [--seed 0]`. Monte Carlo SE at
-power 0.8 with 2000 cohorts: 0.009. A fast subset runs in tests/test_power_simulation.py.
+power 0.8 with 2000 cohorts: 0.009. A fast subset runs in tests/unit/stats/test_power_simulation.py.
 """
 
 from __future__ import annotations

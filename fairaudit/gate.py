@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fairaudit._util.formatting import fmt_sig
 from fairaudit.errors import InputError
 from fairaudit.stats import METRICS, AuditResult, Estimate
 from fairaudit.stats._segmentation import SEGMENTATION_METRICS
@@ -123,7 +124,7 @@ def load_policy(path: Path | str) -> GatePolicy:
     path = Path(path)
     # A regular file of bounded size, read without blocking: a FIFO or /dev/zero as --gate
     # must not hang the run (docs/threat-model.md).
-    raw = read_regular_bytes(path, limit=POLICY_MAX_BYTES, what="a gate policy TOML file", option="--gate")
+    raw = read_regular_bytes(path, limit=POLICY_MAX_BYTES, what="a gate policy TOML file", argument="gate")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -269,7 +270,8 @@ def primary_family(given: Sequence[str] | None, policy: GatePolicy | None) -> tu
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.3g}" if math.isfinite(x) else "unbounded"
+    """Three significant digits for the gate's messages; an infinite bound reads "unbounded"."""
+    return fmt_sig(x, 3, missing="unbounded")
 
 
 def _bounds(ci: Sequence[float | None] | None, floor: float) -> tuple[float, float] | None:

@@ -209,7 +209,7 @@ class OutputSet:
         in_place: bool = False,
         folders: Iterable[str] = (),
     ) -> None:
-        from fairaudit.errors import InputError
+        from fairaudit.errors import InputError, arg
 
         self.out = Path(out)
         self.in_place = in_place
@@ -222,9 +222,10 @@ class OutputSet:
         self._done = False
         if self.out.exists() and not self.out.is_dir():
             raise InputError(
-                "--out names an existing file, not a folder.",
+                f"{arg('out')} names an existing file, not a folder.",
                 file=str(self.out),
                 hint="Pass a folder (it is created if missing).",
+                argument="out",
             )
         self._created = not self.out.exists()
         try:
@@ -255,7 +256,7 @@ class OutputSet:
     def _check_folder(self, name: str) -> None:
         """A folder this run writes must be absent, or a previous run's (never an input, nor a
         folder of someone else's files)."""
-        from fairaudit.errors import InputError
+        from fairaudit.errors import InputError, arg
 
         target = self.out / name
         if not (target.exists() or target.is_symlink()):
@@ -264,13 +265,13 @@ class OutputSet:
             raise InputError(
                 f"the output {name} would replace an input of this run.",
                 file=str(self.out),
-                hint="Choose another --out.",
+                hint=f"Choose another {arg('out')}.",
             )
         if not target.is_symlink() and not _ours(target):
             raise InputError(
                 f"{name}/ already exists there and holds files fairaudit did not write.",
                 file=str(self.out),
-                hint="Choose another --out, or move that folder.",
+                hint=f"Choose another {arg('out')}, or move that folder.",
             )
 
     def path(self, name: str) -> Path:
@@ -289,7 +290,7 @@ class OutputSet:
         """Move the staged files into --out as one set (see the class doc); idempotent.
 
         `only`: publish these names alone (a failed run's manifest.csv, which says why)."""
-        from fairaudit.errors import InputError
+        from fairaudit.errors import InputError, arg
 
         if self._done:
             return
@@ -316,7 +317,7 @@ class OutputSet:
                 raise InputError(
                     f"the output {name} would replace an input of this run.",
                     file=str(self.out),
-                    hint="Choose another --out.",
+                    hint=f"Choose another {arg('out')}.",
                 )
             if (self.staging / name).is_dir() and name not in stale:
                 self._check_folder(name)
@@ -371,19 +372,19 @@ def _fsync_dir(folder: Path) -> None:
 
 def write_error(out: Path, exc: OSError) -> Exception:
     """An OSError met writing the outputs as the InputError to show (exit 2), or `exc`."""
-    from fairaudit.errors import InputError
+    from fairaudit.errors import InputError, arg
 
     if _no_space(exc):
         return InputError(
             "no space left on the device while writing the outputs; nothing was written.",
             file=str(out),
-            hint="Free some space or choose another --out.",
+            hint=f"Free some space or choose another {arg('out')}.",
         )
     if _unwritable(exc):
         return InputError(
             f"the output folder is not writable ({exc.strerror or exc}).",
             file=str(out),
-            hint="Choose a folder you can write to with --out.",
+            hint=f"Choose a folder you can write to with {arg('out')}.",
         )
     return exc
 

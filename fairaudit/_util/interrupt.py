@@ -15,6 +15,8 @@ import os
 import signal
 from typing import Any
 
+from fairaudit.errors import arg
+
 _STATE: dict[str, Any] = {}
 _SENT = False
 
@@ -44,7 +46,7 @@ def summary() -> str:
         except Exception:  # noqa: BLE001 - the message must come out whatever happened
             total = None
     done = f"{_STATE['scored']} of {total}" if total is not None else str(_STATE["scored"])
-    kept = f"cached in {_STATE['cache']} for --resume" if _STATE.get("cache") else "nothing cached"
+    kept = f"cached in {_STATE['cache']} for {arg('resume')}" if _STATE.get("cache") else "nothing cached"
     return f"interrupted: {done} files scored; {kept}; no report written"
 
 

@@ -1,4 +1,5 @@
-"""Pseudonymized ids and file paths for per-case outputs and logs (DESIGN: Privacy).
+"""Pseudonymized ids and file paths for per-case outputs and logs (docs/threat-model.md,
+"Identifiers in file names, error messages and attributes").
 
 Paths inside an input folder are identifiers too (folders are often named after the
 patient): outputs and log lines show a path as the salted hash of its text plus its

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 
 def kind_of(mode: int) -> str:
@@ -30,16 +30,17 @@ def kind_of(mode: int) -> str:
     return "a special file"
 
 
-def _refuse(path: Path, mode: int, what: str, option: str | None) -> InputError:
-    given = f"{option} needs" if option else "fairaudit needs"
+def _refuse(path: Path, mode: int, what: str, argument: str | None) -> InputError:
+    given = f"{arg(argument)} needs" if argument else "fairaudit needs"
     return InputError(
         f"is {kind_of(mode)}; {given} a regular file ({what}).",
         file=str(path),
         hint="Pass the path of a regular file (pipes and devices are not read: they may block or never end).",
+        argument=argument,
     )
 
 
-def check_regular_file(path: Path | str, *, what: str, option: str | None = None) -> os.stat_result:
+def check_regular_file(path: Path | str, *, what: str, argument: str | None = None) -> os.stat_result:
     """stat `path` (links followed) and refuse anything but an existing regular file."""
     path = Path(path)
     try:
@@ -49,12 +50,13 @@ def check_regular_file(path: Path | str, *, what: str, option: str | None = None
     except OSError as exc:
         raise InputError(f"cannot be read ({exc.strerror or type(exc).__name__}).", file=str(path)) from None
     if not stat.S_ISREG(st.st_mode):
-        raise _refuse(path, st.st_mode, what, option)
+        raise _refuse(path, st.st_mode, what, argument)
     return st
 
 
-def read_regular_bytes(path: Path | str, *, limit: int, what: str, option: str | None = None) -> bytes:
-    """The bytes of a small regular file, at most `limit` of them (InputError beyond).
+def read_regular_bytes(path: Path | str, *, limit: int, what: str, argument: str | None = None) -> bytes:
+    """The bytes of a small regular file, at most `limit` of them (InputError beyond; `argument`
+    names the argument that gave the path, fairaudit.errors.arg).
 
     Opened with O_NONBLOCK and checked with fstat before any read, so a FIFO (or a file
     swapped for one after a stat) is refused at once instead of blocking.
@@ -65,16 +67,19 @@ def read_regular_bytes(path: Path | str, *, limit: int, what: str, option: str |
         fd = os.open(path, flags)
     except FileNotFoundError:
         raise InputError(
-            f"file not found; {option or 'fairaudit'} needs {what}.", file=str(path), hint="Check the path."
+            f"file not found; {arg(argument) if argument else 'fairaudit'} needs {what}.",
+            file=str(path),
+            hint="Check the path.",
+            argument=argument,
         ) from None
     except IsADirectoryError:
-        raise _refuse(path, stat.S_IFDIR, what, option) from None
+        raise _refuse(path, stat.S_IFDIR, what, argument) from None
     except OSError as exc:
         raise InputError(f"cannot be read ({exc.strerror or type(exc).__name__}).", file=str(path)) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise _refuse(path, st.st_mode, what, option)
+            raise _refuse(path, st.st_mode, what, argument)
         if st.st_size > limit:
             raise InputError(
                 f"is {st.st_size} bytes; {what} is at most {limit} bytes.",

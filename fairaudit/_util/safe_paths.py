@@ -24,7 +24,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 
 def _real(path: Path) -> Path:
@@ -46,27 +46,28 @@ def check_output_location(
 ) -> None:
     """Refuse an output folder inside an input folder, or one that would overwrite an input file.
 
-    `outputs`: flag -> folder written (--out, --cache-dir); `folders`: flag -> input folder
-    (DICOM_DIR, --masks, ...); `files`: flag -> input file; `written`: the file names the
-    command writes directly into --out. InputError (exit 2) naming both; checked before
-    any work, so nothing is written.
+    Each mapping is keyed by the argument's name (fairaudit.errors.arg): `outputs`: folder
+    written (out, cache_dir); `folders`: input folder (dicom_dir, masks, ...); `files`: input
+    file; `written`: the file names the command writes directly into `out`. InputError
+    (exit 2) naming both; checked before any work, so nothing is written.
     """
     names = set(written)
-    for out_flag, out in outputs.items():
+    for out_name, out in outputs.items():
         if out is None:
             continue
-        for in_flag, folder in folders.items():
+        for in_name, folder in folders.items():
             if folder is None or not Path(folder).expanduser().is_dir():
                 continue
             if is_within(out, folder):
                 raise InputError(
-                    f"{out_flag} {out} is inside the input folder {in_flag} {folder}: the outputs would "
-                    "be written among the inputs (and read back by the next scan).",
-                    hint=f"Choose an {out_flag} outside {folder}.",
+                    f"{arg(out_name)} {out} is inside the input folder {arg(in_name)} {folder}: the outputs "
+                    "would be written among the inputs (and read back by the next scan).",
+                    hint=f"Choose an {arg(out_name)} outside {folder}.",
+                    argument=out_name,
                 )
-        if out_flag != "--out" or not names:
+        if out_name != "out" or not names:
             continue
-        for in_flag, file in files.items():
+        for in_name, file in files.items():
             if file is None:
                 continue
             file = Path(file).expanduser()
@@ -74,9 +75,10 @@ def check_output_location(
             # predictions.csv in --out would be replaced, and that link is the input).
             if file.name in names and _real(file.parent) == _real(out):
                 raise InputError(
-                    f"{in_flag} {file} is in --out {out} under a name this audit writes there: "
+                    f"{arg(in_name)} {file} is in {arg('out')} {out} under a name this audit writes there: "
                     "it would be overwritten.",
-                    hint="Move the input, or choose another --out.",
+                    hint=f"Move the input, or choose another {arg('out')}.",
+                    argument=in_name,
                 )
 
 
@@ -102,11 +104,11 @@ def own_folder(path: Path) -> Path:
             "is a symbolic link: fairaudit writes only into a folder it made itself here, never "
             "through a link.",
             file=str(path),
-            hint="Remove the link (or choose another --out).",
+            hint=f"Remove the link (or choose another {arg('out')}).",
         )
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(
-            "exists and is not a folder.", file=str(path), hint="Remove it, or choose another --out."
+            "exists and is not a folder.", file=str(path), hint=f"Remove it, or choose another {arg('out')}."
         )
     return path
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 STRENGTHS: tuple[str, ...] = ("mild", "moderate", "aggressive")
 
@@ -31,7 +31,9 @@ STRENGTHS: tuple[str, ...] = ("mild", "moderate", "aggressive")
 def check_strength(strength: str) -> str:
     s = str(strength).strip().lower()
     if s not in STRENGTHS:
-        raise InputError(f"--strength '{strength}': choose one of {', '.join(STRENGTHS)}.")
+        raise InputError(
+            f"{arg('strength')} '{strength}': choose one of {', '.join(STRENGTHS)}.", argument="strength"
+        )
     return s
 
 

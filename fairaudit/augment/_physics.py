@@ -501,11 +501,13 @@ COMPOSITES = {"xray": {"portable": portable_xray}}
 def modality_transforms(modality: str, strength: str = "moderate") -> dict[str, Transform]:
     """family name -> configured transform, for one modality (single effects, then composites)."""
     from fairaudit.augment._base import check_strength
-    from fairaudit.errors import InputError
+    from fairaudit.errors import InputError, arg
 
     m = modality.strip().lower()
     if m not in FAMILIES:
-        raise InputError(f"--modality '{modality}': choose one of {', '.join(MODALITIES)}.")
+        raise InputError(
+            f"{arg('modality')} '{modality}': choose one of {', '.join(MODALITIES)}.", argument="modality"
+        )
     strength = check_strength(strength)
     out: dict[str, Transform] = {cls.family: cls(strength) for cls in FAMILIES[m]}
     out.update({name: make(strength) for name, make in COMPOSITES.get(m, {}).items()})

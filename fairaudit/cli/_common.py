@@ -1,9 +1,15 @@
-"""Flags and exit handling that `fairaudit normalize` and `fairaudit augment-check` share.
+"""Every flag more than one command takes, declared once; exit handling; the argument spelling.
 
-One definition per flag keeps their spelling and help text the same in both commands.
-Typer reads a parameter's `Annotated[...]` metadata, so each alias below is a whole flag;
-the default stays in the command's signature. Only typer is imported here (`--help` must
-stay light); rich and the library are imported when a command runs.
+One definition per flag keeps its spelling and help text the same in every command
+(tests/cli/test_flags.py checks it). Typer reads a parameter's `Annotated[...]` metadata, so
+each alias below is a whole flag; the default stays in the command's signature. Where
+commands differ in type (required in one, optional in another) two aliases share one
+`typer.Option`, so the flag and its help are still written once. Flags only one command
+takes stay in its module. Only typer is imported here (`--help` must stay light); rich
+and the library are imported when a command runs.
+
+`FLAGS` maps the library's argument names to these flags: messages the library raises
+(fairaudit.errors.arg) are spelled with it while a command runs (`run_or_exit`).
 """
 
 from __future__ import annotations
@@ -19,22 +25,88 @@ import typer
 
 T = TypeVar("T")
 
-DicomDir = Annotated[Path, typer.Argument(help="DICOM folder (read only).")]
-Out = Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")]
+_DICOM_DIR = typer.Argument(
+    help="DICOM folder, read only: the images to read (with audit --predictions: the files the "
+    "predictions are joined with by id, SOPInstanceUID, ...).",
+)
+DicomDir = Annotated[Path, _DICOM_DIR]
+OptionalDicomDir = Annotated[Path | None, _DICOM_DIR]
+_OUT = typer.Option("--out", help="Output folder (created if missing).")
+Out = Annotated[Path, _OUT]
+OptionalOut = Annotated[Path | None, _OUT]
+_DEMOGRAPHICS = typer.Option(
+    "--demographics",
+    help="Demographics CSV: an id column and the attribute columns (audit: not needed when "
+    "--predictions holds them).",
+)
+Demographics = Annotated[Path, _DEMOGRAPHICS]
+OptionalDemographics = Annotated[Path | None, _DEMOGRAPHICS]
+_ATTRIBUTE = typer.Option(
+    "--attribute", help="Demographic column to report by (repeatable; train also stratifies its split by it)."
+)
+Attributes = Annotated[list[str], _ATTRIBUTE]
+OptionalAttributes = Annotated[list[str] | None, _ATTRIBUTE]
+Task = Annotated[str, typer.Option("--task", help="classification or segmentation.")]
+Model = Annotated[
+    str | None,
+    typer.Option("--model", help="bundled:NAME, a bundle folder, a TorchScript or an ONNX file."),
+]
+Labels = Annotated[
+    Path | None, typer.Option("--labels", help="CSV of the 0/1 ground-truth label per id (classification).")
+]
+_LABEL_COLUMN = typer.Option(  # the default written out: train's (None) means "label, else finding"
+    "--label-column",
+    help="The 0/1 label column. \\[default: label; train: label, else finding]",
+    show_default=False,
+)
+LabelColumn = Annotated[str, _LABEL_COLUMN]
+OptionalLabelColumn = Annotated[str | None, _LABEL_COLUMN]
+Masks = Annotated[
+    Path | None,
+    typer.Option("--masks", help="Folder of ground-truth masks, <id>.png or <id>.npy (segmentation)."),
+]
+MaskLabels = Annotated[
+    str | None,
+    typer.Option(
+        "--mask-labels",
+        help="Mask values that count as foreground, e.g. 1,2 or 2. \\[default: any nonzero value]",
+    ),
+]
+IdColumn = Annotated[
+    str | None,
+    typer.Option(
+        "--id-column",
+        help="Join key; default: auto-detect (sop_instance_uid, study_instance_uid, patient_id, path).",
+    ),
+]
 Bootstrap = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples B.")]
 CiLevel = Annotated[float, typer.Option("--ci-level", help="Confidence level of the intervals.")]
 Correction = Annotated[str, typer.Option("--correction", help="holm, fdr_bh, bonferroni or none.")]
 MinGroupSize = Annotated[
-    int, typer.Option("--min-group-size", help="Groups with fewer images are marked small.")
+    int, typer.Option("--min-group-size", help="Groups smaller than this are marked small.")
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of every random draw.")]
-Workers = Annotated[int | None, typer.Option("--workers", help="Decoding processes. \\[default: CPU count]")]
-Formats = Annotated[str, typer.Option("--format", help="Reports to write: any of html,md,json.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda (where the model runs).")]
+_BATCH_SIZE = typer.Option("--batch-size", help="Images per batch (inference or training).")
+BatchSize = Annotated[int, _BATCH_SIZE]
+OptionalBatchSize = Annotated[int | None, _BATCH_SIZE]
+Workers = Annotated[int | None, typer.Option("--workers", help="Worker processes. \\[default: CPU count]")]
+Formats = Annotated[
+    str,
+    typer.Option("--format", help="Reports to write: any of html,md,json (audit and report: also junit)."),
+]
+KeepIds = Annotated[
+    bool,
+    typer.Option(
+        "--keep-ids", help="Ids in clear in manifest.csv and output names (default: salted hashes)."
+    ),
+]
 Salt = Annotated[
     str | None,
-    typer.Option("--salt", envvar="FAIRAUDIT_SALT", help="Salt for stable hashes across runs."),
+    typer.Option("--salt", envvar="FAIRAUDIT_SALT", help="Salt for stable id hashes across runs."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print results.json to standard output.")]
 TrustModel = Annotated[
     bool,
     typer.Option(
@@ -59,6 +131,25 @@ FollowSymlinks = Annotated[
         "listed in manifest.csv). Links within the folder are never needed: their targets are read anyway.",
     ),
 ]
+
+#: Reports `audit` and `report` write (normalize and augment-check: html, md, json).
+REPORT_FORMATS = ("html", "md", "json", "junit")
+
+#: The library's argument names (fairaudit.errors.arg, InputError.argument) whose flag is not
+#: `--` and the name with dashes: with flag() below, the one table from Python names to flags.
+FLAGS: dict[str, str] = {
+    "attributes": "--attribute",
+    "intersections": "--intersect",
+    "references": "--reference",
+    "formats": "--format",
+    "dicom_dir": "DICOM_DIR",
+}
+
+
+def flag(name: str) -> str:
+    """The flag (or argument) the CLI spells the library's argument `name` with."""
+    return FLAGS.get(name) or "--" + name.replace("_", "-")
+
 
 #: Flags that say where the work ran, not what it computed (the results do not depend on
 #: them): left out of the recorded command, so that a run on a Dask cluster or with another
@@ -128,21 +219,25 @@ def following_links(follow: bool) -> AbstractContextManager[None]:
 
 
 def check_out(out: Path, folders: Mapping[str, Path | None]) -> None:
-    """InputError (exit 2, before any work) when --out is inside an input folder (fairaudit._util.safe_paths)."""
+    """InputError (exit 2, before any work) when --out is inside an input folder (fairaudit._util.safe_paths).
+
+    `folders`: the library's argument name -> input folder."""
     from fairaudit._util.safe_paths import check_output_location
 
-    check_output_location({"--out": out}, folders=folders)
+    check_output_location({"out": out}, folders=folders)
 
 
 def run_or_exit(call: Callable[[], T]) -> T:
-    """Run the library call; bad input ends with its message on stderr and exit code 2."""
+    """Run the library call with its messages spelling arguments as flags; bad input ends with
+    its message on stderr and exit code 2."""
     from rich.console import Console
     from rich.markup import escape
 
-    from fairaudit.errors import InputError
+    from fairaudit.errors import InputError, argument_spelling
 
     try:
-        return call()
+        with argument_spelling(flag):
+            return call()
     except InputError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -159,4 +254,12 @@ def print_summary(headline: str, results: Mapping[str, Any], files: Mapping[str,
         console.print(f"[bold]{escape(a['name'])}[/]: {escape(a.get('summary') or '')}")
     report = files.get("html") or files.get("md") or files.get("json")
     if report is not None:
-        Console(stderr=True).print(f"Report: {escape(str(report))}")
+        print_report_path(report)
+
+
+def print_report_path(report: Path) -> None:
+    """Where the report is, on stderr (escaped: a folder named o_[/]x is not markup)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"Report: {escape(str(report))}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -26,8 +25,8 @@ def augment_check(
     ctx: typer.Context,
     dicom_dir: opt.DicomDir,
     modality: Annotated[str, typer.Option("--modality", help="xray, ct, mri or ultrasound.")],
-    demographics: Annotated[Path, typer.Option("--demographics", help="Demographics CSV (id + attributes).")],
-    attribute: Annotated[list[str], typer.Option("--attribute", help="Column to report by (repeatable).")],
+    demographics: opt.Demographics,
+    attribute: opt.Attributes,
     out: opt.Out,
     strength: Annotated[str, typer.Option("--strength", help="mild, moderate or aggressive.")] = "moderate",
     geometric: Annotated[
@@ -36,29 +35,15 @@ def augment_check(
     flip: Annotated[bool, typer.Option("--flip", help="Allow flips in the geometric family.")] = False,
     n_augment: Annotated[int, typer.Option("--n-augment", help="Draws per image and family.")] = 5,
     seed: opt.Seed = 0,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", help="bundled:NAME, a bundle folder, a TorchScript or an ONNX file."),
-    ] = None,
-    labels: Annotated[
-        Path | None, typer.Option("--labels", help="CSV of 0/1 labels per id (classification models).")
-    ] = None,
-    label_column: Annotated[str, typer.Option("--label-column", help="Label column of --labels.")] = "label",
-    masks: Annotated[
-        Path | None, typer.Option("--masks", help="Folder of <id>.png masks (segmentation models).")
-    ] = None,
-    mask_labels: Annotated[
-        str | None, typer.Option("--mask-labels", help="Mask values that count as foreground, e.g. 1,2.")
-    ] = None,
-    id_column: Annotated[
-        str | None,
-        typer.Option(
-            "--id-column", help="Join key; default: sop_instance_uid, study_instance_uid, ... (auto)."
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (model runs).")] = "auto",
+    model: opt.Model = None,
+    labels: opt.Labels = None,
+    label_column: opt.LabelColumn = "label",
+    masks: opt.Masks = None,
+    mask_labels: opt.MaskLabels = None,
+    id_column: opt.IdColumn = None,
+    device: opt.Device = "auto",
     trust_model: opt.TrustModel = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Inference batch size.")] = 32,
+    batch_size: opt.BatchSize = 32,
     bootstrap: opt.Bootstrap = 1000,
     ci_level: opt.CiLevel = 0.95,
     correction: opt.Correction = "holm",
@@ -70,14 +55,12 @@ def augment_check(
     scheduler: opt.Scheduler = None,
     follow_symlinks: opt.FollowSymlinks = False,
     fmt: opt.Formats = "html,md,json",
-    keep_ids: Annotated[
-        bool, typer.Option("--keep-ids", help="Manifest ids in clear (default: salted hash).")
-    ] = False,
+    keep_ids: opt.KeepIds = False,
     salt: opt.Salt = None,
     quiet: opt.Quiet = False,
 ) -> None:
     def call() -> AugmentCheckOutcome:
-        opt.check_out(out, {"DICOM_DIR": dicom_dir, "--masks": masks})
+        opt.check_out(out, {"dicom_dir": dicom_dir, "masks": masks})
         from fairaudit.workflows.augment_check import AugmentCheckRequest, run_augment_check
 
         req = AugmentCheckRequest(

@@ -74,8 +74,12 @@ def _interrupted() -> None:
     from rich.markup import escape
 
     from fairaudit._util.interrupt import summary
+    from fairaudit.cli._common import flag
+    from fairaudit.errors import argument_spelling
 
-    Console(stderr=True).print(f"[bold yellow]{escape(summary())}[/] (exit code 130)", highlight=False)
+    with argument_spelling(flag):
+        line = summary()
+    Console(stderr=True).print(f"[bold yellow]{escape(line)}[/] (exit code 130)", highlight=False)
 
 
 def main() -> None:

@@ -57,18 +57,9 @@ def normalize(
             "(.npy or DICOM; same shape as the outputs, e.g. with --target-shape).",
         ),
     ] = None,
-    demographics: Annotated[
-        Path | None, typer.Option("--demographics", help="Demographics CSV (id column + attributes).")
-    ] = None,
-    attribute: Annotated[
-        list[str] | None, typer.Option("--attribute", help="Column to report by (repeatable).")
-    ] = None,
-    id_column: Annotated[
-        str | None,
-        typer.Option(
-            "--id-column", help="Join key of --demographics; default: sop_instance_uid, ... (auto)."
-        ),
-    ] = None,
+    demographics: opt.OptionalDemographics = None,
+    attribute: opt.OptionalAttributes = None,
+    id_column: opt.IdColumn = None,
     roi: Annotated[
         Path | None,
         typer.Option("--roi", help="Folder of <id>.png/.npy masks: only pixels inside count in statistics."),
@@ -90,10 +81,7 @@ def normalize(
     follow_symlinks: opt.FollowSymlinks = False,
     no_previews: Annotated[bool, typer.Option("--no-previews", help="Do not write PNG previews.")] = False,
     fmt: opt.Formats = "html,md,json",
-    keep_ids: Annotated[
-        bool,
-        typer.Option("--keep-ids", help="Name outputs and manifest ids in clear (default: salted hash)."),
-    ] = False,
+    keep_ids: opt.KeepIds = False,
     salt: opt.Salt = None,
     quiet: opt.Quiet = False,
 ) -> None:
@@ -110,7 +98,7 @@ def normalize(
             per_site=per_site,
             site_column=site_column,
             target_shape=parse_shape(target_shape),
-            target_spacing=parse_shape(target_spacing, "--target-spacing", floats=True),
+            target_spacing=parse_shape(target_spacing, "target_spacing", floats=True),
             keep_aspect=keep_aspect,
             align_to=align_to,
             demographics=demographics,

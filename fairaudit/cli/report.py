@@ -6,80 +6,38 @@ the gate's verdict, and the renderers take nothing else.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from fairaudit.cli import _common as opt
+
 HELP = (
-    "Re-render report.html, report.md and junit.xml from a saved results.json (no data, no "
-    "recomputation). Exit code 1 when the recorded gate did not pass (failed, or inconclusive "
+    "Re-render report.html, report.md and junit.xml from a saved results.json into --out (by "
+    "default the folder of RESULTS_JSON), with no data and no recomputation. Exit code 1 when the recorded gate did not pass (failed, or inconclusive "
     "under on_inconclusive = fail), as `audit` gives."
 )
 log = logging.getLogger(__name__)
 
-_FORMATS = ("html", "md", "json", "junit")
-
-
-def load_results(path: Path) -> dict:
-    """Read and validate a results.json; every problem is an InputError naming the file."""
-    from fairaudit.errors import InputError
-    from fairaudit.schema import READABLE_VERSIONS, validate_results
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("results file not found.", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot be read: {exc}.", file=str(path)) from None
-    try:
-        results = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"is not valid JSON ({exc.msg} at line {exc.lineno}).", file=str(path)) from None
-    if not isinstance(results, dict):
-        raise InputError("is not a fairaudit results.json (expected a JSON object).", file=str(path))
-    version = results.get("schema_version")
-    if version not in READABLE_VERSIONS:
-        raise InputError(
-            f"has schema_version {version!r}; this fairaudit reads versions {', '.join(READABLE_VERSIONS)}.",
-            file=str(path),
-            hint="Re-render it with the fairaudit version that wrote it (results['fairaudit_version']).",
-        )
-    try:
-        validate_results(results)
-    except ValueError as exc:
-        raise InputError(f"is not a valid results.json: {exc}.", file=str(path)) from None
-    return results
-
 
 def report(
     results_json: Annotated[Path, typer.Argument(help="A results.json written by `fairaudit audit`.")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="Reports to write: any of html,md,json,junit.")
-    ] = "html,md,junit",
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Output folder (default: the folder of RESULTS_JSON)."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal summary.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print results.json to standard output.")] = False,
+    fmt: opt.Formats = "html,md,junit",
+    out: opt.OptionalOut = None,
+    quiet: opt.Quiet = False,
+    json_out: opt.JsonOut = False,
 ) -> None:
-    from rich.console import Console
-    from rich.markup import escape
+    """Read the results.json, write the reports asked for; the exit code is the recorded gate's."""
 
-    from fairaudit.errors import InputError
+    def call() -> tuple[dict[str, Any], dict[str, Path]]:
+        from fairaudit.report.image_reports import parse_formats
+        from fairaudit.report.loading import load_results
 
-    err = Console(stderr=True)
-    try:
-        formats = tuple(f.strip().lower() for f in fmt.split(",") if f.strip())
-        bad = [f for f in formats if f not in _FORMATS]
-        if bad or not formats:
-            raise InputError(
-                f"--format: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(_FORMATS)}."
-            )
+        formats = parse_formats(fmt, opt.REPORT_FORMATS)
+
         results = load_results(results_json)
         out_dir = out if out is not None else results_json.parent
         if "json" in formats and (out_dir / "results.json").resolve() == results_json.resolve():
@@ -95,21 +53,25 @@ def report(
             with output_set(out_dir, protect=[results_json], in_place=in_place) as outs:
                 files = write_reports(results, outs.staging, formats)
             files = {k: outs.final(p) for k, p in files.items()}
-    except InputError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+        return results, files
 
+    results, files = opt.run_or_exit(call)
     if json_out:
         from fairaudit.report.writers import results_to_json
 
         sys.stdout.write(results_to_json(results))
     elif not quiet:
+        from rich.console import Console
+
         from fairaudit.report import print_summary
 
         print_summary(results, Console())
     if not json_out:
+        from rich.console import Console
+        from rich.markup import escape
+
         for path in files.values():
-            err.print(f"Wrote {escape(str(path))}")
+            Console(stderr=True).print(f"Wrote {escape(str(path))}")
     # `passed` is the exit code in both schema versions: a version-2 gate sets it from the
     # outcome and on_inconclusive, a version-1 gate meant "did not fail" (docs/ci.md).
     gate = results.get("gate")

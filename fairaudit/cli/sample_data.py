@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from fairaudit.cli import _common as opt
+
+if TYPE_CHECKING:
+    from fairaudit.sample.cohort import CohortFiles
 
 HELP = (
     "Generate a synthetic chest-radiograph cohort with a planted site/race disparity: DICOM files "
@@ -18,43 +23,41 @@ def sample_data(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the cohort into (created if missing).")],
     n: Annotated[int, typer.Option("--n", help="Number of images.", min=1)] = 400,
     size: Annotated[int, typer.Option("--size", help="Image width and height in pixels (32..2048).")] = 256,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.", min=0)] = 0,
+    seed: opt.Seed = 0,
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Replace an earlier cohort's images, masks, CSVs and README."),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    quiet: opt.Quiet = False,
 ) -> None:
+    """Generate the cohort (with a progress bar unless --quiet) and summarize it."""
     from rich.console import Console
 
-    from fairaudit.errors import InputError
-
-    err = Console(stderr=True)
-    try:
+    def call() -> CohortFiles:
         from fairaudit.sample.cohort import generate_cohort
 
         if quiet:
-            files = generate_cohort(out_dir, n, size, seed, overwrite=overwrite)
-        else:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            return generate_cohort(out_dir, n, size, seed, overwrite=overwrite)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-            with Progress(
-                TextColumn("Rendering"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
-            ) as bar:
-                task = bar.add_task("images", total=n)
-                files = generate_cohort(
-                    out_dir,
-                    n,
-                    size,
-                    seed,
-                    overwrite=overwrite,
-                    progress=lambda done, _total: bar.update(task, completed=done),
-                )
-    except InputError as exc:
-        from rich.markup import escape
+        with Progress(
+            TextColumn("Rendering"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            task = bar.add_task("images", total=n)
+            return generate_cohort(
+                out_dir,
+                n,
+                size,
+                seed,
+                overwrite=overwrite,
+                progress=lambda done, _total: bar.update(task, completed=done),
+            )
 
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+    files = opt.run_or_exit(call)
     if not quiet:
         _print_summary(files, Console())
 

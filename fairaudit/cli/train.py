@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fairaudit.cli._common import FollowSymlinks, check_out, following_links
+from fairaudit.cli import _common as opt
+
+if TYPE_CHECKING:
+    from fairaudit.train.loop import TrainResult
 
 HELP = (
     "Train a classifier (finding, from --labels) or a segmenter (from --masks) on a DICOM folder, "
@@ -37,32 +40,16 @@ def _parse_size(text: str) -> list[int]:
 
 
 def train(
-    dicom_dir: Annotated[Path, typer.Argument(help="Folder of DICOM images to train on.")],
-    out: Annotated[Path, typer.Option("--out", help="Bundle folder to write (created if missing).")],
-    task: Annotated[str, typer.Option("--task", help="classification or segmentation.")] = "classification",
-    demographics: Annotated[
-        Path | None, typer.Option("--demographics", help="Demographics CSV (id, patient_id, attributes).")
-    ] = None,
-    attribute: Annotated[
-        list[str] | None,
-        typer.Option("--attribute", help="Attribute to stratify the split and report by (repeatable)."),
-    ] = None,
-    labels: Annotated[Path | None, typer.Option("--labels", help="Labels CSV (classification).")] = None,
-    label_column: Annotated[
-        str | None, typer.Option("--label-column", help="0/1 label column. \\[default: label, else finding]")
-    ] = None,
-    masks: Annotated[
-        Path | None, typer.Option("--masks", help="Folder of <id>.png label masks (segmentation).")
-    ] = None,
-    mask_labels: Annotated[
-        str | None,
-        typer.Option(
-            "--mask-labels", help="Mask values that are foreground, e.g. 2. \\[default: any nonzero]"
-        ),
-    ] = None,
-    id_column: Annotated[
-        str | None, typer.Option("--id-column", help="Join key. \\[default: auto-detect]")
-    ] = None,
+    dicom_dir: opt.DicomDir,
+    out: opt.Out,
+    task: opt.Task = "classification",
+    demographics: opt.OptionalDemographics = None,
+    attribute: opt.OptionalAttributes = None,
+    labels: opt.Labels = None,
+    label_column: opt.OptionalLabelColumn = None,
+    masks: opt.Masks = None,
+    mask_labels: opt.MaskLabels = None,
+    id_column: opt.IdColumn = None,
     patient_column: Annotated[
         str | None,
         typer.Option(
@@ -116,42 +103,38 @@ def train(
     patience: Annotated[
         int, typer.Option("--patience", help="Early stop after this many epochs without improvement.")
     ] = 5,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Batch size.")] = 32,
+    batch_size: opt.BatchSize = 32,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = 1e-3,
     val_fraction: Annotated[
         float, typer.Option("--val-fraction", help="Share of patients for validation.")
     ] = 0.2,
-    bootstrap: Annotated[
-        int, typer.Option("--bootstrap", help="Bootstrap resamples for validation intervals.")
-    ] = 1000,
-    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
-    workers: Annotated[int | None, typer.Option("--workers", help="DICOM decoding processes.")] = None,
+    bootstrap: opt.Bootstrap = 1000,
+    device: opt.Device = "auto",
+    seed: opt.Seed = 0,
+    workers: opt.Workers = None,
     threads: Annotated[
         int | None, typer.Option("--threads", help="torch CPU threads. \\[default: torch's]")
     ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Model name in model.json. \\[default: folder name]")
     ] = None,
-    follow_symlinks: FollowSymlinks = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    follow_symlinks: opt.FollowSymlinks = False,
+    quiet: opt.Quiet = False,
 ) -> None:
-    from rich.console import Console
-    from rich.markup import escape
+    """The flags mapped to a TrainConfig and the data arguments; the library trains."""
 
-    from fairaudit.errors import InputError
+    def call() -> TrainResult:
+        from fairaudit.errors import InputError
 
-    err = Console(stderr=True)
-    try:
         if demographics is None:
             raise InputError("--demographics is required (the attribute columns and patient ids).")
-        check_out(out, {"DICOM_DIR": dicom_dir, "--masks": masks})
+        opt.check_out(out, {"dicom_dir": dicom_dir, "masks": masks})
         import torch
 
         from fairaudit.io.masks import parse_labels
         from fairaudit.models.preprocessing import make_spec
         from fairaudit.train.data import load_training_data
-        from fairaudit.train.loop import TrainConfig, train_model
+        from fairaudit.train.loop import TrainConfig, architecture_options, train_model
 
         if threads:
             torch.set_num_threads(int(threads))
@@ -164,22 +147,9 @@ def train(
             )
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        kwargs: dict = {}
-        arch = architecture or ("unet" if task == "segmentation" else "small_cnn")
-        if arch not in ("unet", "small_cnn", "resnet18"):
-            raise InputError(f"--architecture must be unet, small_cnn or resnet18, not '{arch}'.")
-        if width is not None:
-            kwargs["base_channels" if arch == "unet" else "width"] = width
-        if depth is not None:
-            if arch != "unet":
-                raise InputError("--depth applies to --architecture unet only.")
-            kwargs["depth"] = depth
-        if dropout:
-            kwargs["dropout"] = dropout
-        if pool is not None:
-            if arch == "unet":
-                raise InputError("--pool applies to the classifiers (small_cnn, resnet18) only.")
-            kwargs["pool"] = pool
+        arch, kwargs = architecture_options(
+            task, architecture, width=width, depth=depth, pool=pool, dropout=dropout
+        )
         cfg = TrainConfig(
             task=task,
             architecture=arch,
@@ -199,7 +169,7 @@ def train(
             name=name or out.name,
         )
         cfg.validate()
-        with following_links(follow_symlinks):
+        with opt.following_links(follow_symlinks):
             data = load_training_data(
                 dicom_dir,
                 task=task,
@@ -215,13 +185,14 @@ def train(
                 workers=workers,
                 progress=not quiet,
             )
-        result = train_model(
+        return train_model(
             data, cfg, out, spec=spec, attributes=list(attribute or []), show_progress=not quiet
         )
-    except InputError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from None
+
+    result = opt.run_or_exit(call)
     if not quiet:
+        from rich.console import Console
+
         _print_summary(result.meta, result.bundle, Console())
 
 

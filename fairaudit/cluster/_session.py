@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,18 @@ def parse_scheduler(value: str) -> SchedulerSpec:
         count = text.split(":", 1)[1]
         if not count.isdigit() or int(count) < 1:
             raise InputError(
-                f"--scheduler local:N needs a positive number of workers, not {value!r}.",
-                hint="Example: --scheduler local:4",
+                f"{arg('scheduler')} local:N needs a positive number of workers, not {value!r}.",
+                hint=f"Example: {arg('scheduler')} local:4",
+                argument="scheduler",
             )
         return SchedulerSpec(local_workers=int(count))
     if _ADDRESS.match(text):
         return SchedulerSpec(address=text)
     raise InputError(
-        f"--scheduler must be a Dask scheduler address (tcp://HOST:PORT) or local:N, not {value!r}.",
-        hint="Example: --scheduler tcp://10.0.0.5:8786, or --scheduler local:4 for a cluster on this machine.",
+        f"{arg('scheduler')} must be a Dask scheduler address (tcp://HOST:PORT) or local:N, not {value!r}.",
+        hint=f"Example: {arg('scheduler')} tcp://10.0.0.5:8786, or {arg('scheduler')} local:4 for a cluster "
+        "on this machine.",
+        argument="scheduler",
     )
 
 
@@ -59,7 +62,9 @@ def _distributed() -> Any:
         import distributed
     except ImportError as exc:
         raise InputError(
-            "--scheduler needs dask.distributed, which is not installed.", hint=INSTALL_HINT
+            f"{arg('scheduler')} needs dask.distributed, which is not installed.",
+            hint=INSTALL_HINT,
+            argument="scheduler",
         ) from exc
     return distributed
 

@@ -14,19 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from fairaudit.errors import InputError
-from fairaudit.io.tables import ID_CANDIDATES, Table
+from fairaudit.errors import InputError, arg
+from fairaudit.io.tables import DICOM_ID_TAGS, ID_CANDIDATES, Table
 
 log = logging.getLogger(__name__)
 
 FILES_LABEL = "DICOM files"
 SERIES_CANDIDATES: tuple[str, ...] = ("series_instance_uid", "study_instance_uid", "patient_id", "path")
-_TAGS = {
-    "sop_instance_uid": "SOPInstanceUID",
-    "study_instance_uid": "StudyInstanceUID",
-    "series_instance_uid": "SeriesInstanceUID",
-    "patient_id": "PatientID",
-}
 
 
 def id_candidates(unit: str) -> tuple[str, ...]:
@@ -56,9 +50,15 @@ def scan_dicom_table(
 
     extra = tuple(k for k in keywords if k not in HEADER_FIELDS)
     if max_pixels is not None and int(max_pixels) < 1:
-        raise InputError(f"--max-pixels must be a positive number of pixels, not {max_pixels}.")
+        raise InputError(
+            f"{arg('max_pixels')} must be a positive number of pixels, not {max_pixels}.",
+            argument="max_pixels",
+        )
     if max_file_size is not None and int(max_file_size) < 1:
-        raise InputError(f"--max-file-size must be a positive number of bytes, not {max_file_size}.")
+        raise InputError(
+            f"{arg('max_file_size')} must be a positive number of bytes, not {max_file_size}.",
+            argument="max_file_size",
+        )
     limits = {} if max_pixels is None else {"max_pixels": int(max_pixels)}
     if max_file_size is not None:
         limits["max_file_size"] = int(max_file_size)
@@ -70,7 +70,7 @@ def scan_dicom_table(
             "is not a folder.", file=str(root), hint="Pass the folder that holds the DICOM files."
         )
     if unit not in ("image", "series"):
-        raise InputError(f"--unit must be image or series, not '{unit}'.")
+        raise InputError(f"{arg('unit')} must be image or series, not '{unit}'.", argument="unit")
     rows: list[dict[str, str]] = []
     bad: list[dict[str, str]] = []
     for o in iter_outcomes(root, header_only=True, workers=workers, progress=progress, options=options):
@@ -86,7 +86,7 @@ def scan_dicom_table(
             )
             continue
         row = {"path": o.path}
-        for col, tag in _TAGS.items():
+        for col, tag in DICOM_ID_TAGS.items():
             value = o.header.get(tag)
             row[col] = "" if value is None else str(value).strip()
         for kw in keywords:

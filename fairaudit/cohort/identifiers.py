@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 #: Groups one attribute may have before the audit refuses it (--max-groups; 0: no limit).
 DEFAULT_MAX_GROUPS = 50
@@ -72,14 +72,15 @@ def refuse_identifier_attributes(
         if id_column is not None and low == id_column.lower():
             why = f"it is the join key ({id_column})"
         elif low in patient:
-            why = "it is the patient column (--cluster-column)"
+            why = f"it is the patient column ({arg('cluster_column')})"
         else:
             why = identifier_reason(a)
         if why is not None:
             raise InputError(
-                f"--attribute {a}: refused, {why}; the reports list every group by name, so an "
+                f"{arg('attributes')} {a}: refused, {why}; the reports list every group by name, so an "
                 "identifier would be published (see docs/statistics.md, 'Attributes that identify').",
                 hint="Audit by a demographic column with a few groups (sex, age band, site).",
+                argument="attributes",
             )
 
 
@@ -93,16 +94,19 @@ def check_group_count(
         return
     if n_groups > max_groups:
         raise InputError(
-            f"--attribute {attribute}: {n_groups} groups in {n_rows} rows, more than --max-groups "
-            f"{max_groups}; the reports name every group, and so many groups look like an identifier.",
+            f"{arg('attributes')} {attribute}: {n_groups} groups in {n_rows} rows, more than "
+            f"{arg('max_groups')} {max_groups}; the reports name every group, and so many groups look "
+            "like an identifier.",
             file=file,
-            hint=f"Group the values first (e.g. age bands), or pass --max-groups {n_groups} if they "
-            "identify no one (--max-groups 0 turns both group-count checks off).",
+            hint=f"Group the values first (e.g. age bands), or pass {arg('max_groups')} {n_groups} if they "
+            f"identify no one ({arg('max_groups')} 0 turns both group-count checks off).",
+            argument="attributes",
         )
     if n_groups > NEAR_UNIQUE_MIN_GROUPS and n_groups >= NEAR_UNIQUE_SHARE * n_rows:
         raise InputError(
-            f"--attribute {attribute}: {n_groups} groups in {n_rows} rows, nearly one per row: it looks "
-            "like an identifier, and the reports name every group.",
+            f"{arg('attributes')} {attribute}: {n_groups} groups in {n_rows} rows, nearly one per row: it "
+            "looks like an identifier, and the reports name every group.",
             file=file,
-            hint="Audit by a column with a few groups, or pass --max-groups 0 if it identifies no one.",
+            hint=f"Audit by a column with a few groups, or pass {arg('max_groups')} 0 if it identifies no one.",
+            argument="attributes",
         )

@@ -18,19 +18,14 @@ import pandas as pd
 
 from fairaudit._util.privacy import IdHasher
 from fairaudit._util.sanitize import frame_to_csv
-from fairaudit.errors import InputError
-from fairaudit.io.tables import ID_CANDIDATES, Table, is_missing, read_table
+from fairaudit.errors import InputError, arg
+from fairaudit.io.tables import DICOM_ID_TAGS, ID_CANDIDATES, Table, is_missing, read_table
 
 FILES_LABEL = "DICOM files"
 #: The longest file stem of a per-image output (--keep-ids names it after the path): with
 #: ".npy" and a temporary name's prefix and suffix, far below NAME_MAX (255 bytes).
 STEM_MAX = 100
 MANIFEST_COLUMNS = ("source", "row", "id", "status", "reason", "output")
-_ID_TAGS = {
-    "sop_instance_uid": "SOPInstanceUID",
-    "study_instance_uid": "StudyInstanceUID",
-    "patient_id": "PatientID",
-}
 MISSING_GROUP = "(missing)"
 
 
@@ -63,7 +58,7 @@ def outcome_id(outcome: Any, id_column: str | None) -> str:
     """The join key of one decoded file (its relative path when there is no CSV)."""
     if id_column is None or id_column.lower() == "path":
         return str(outcome.path)
-    tag = _ID_TAGS.get(id_column.lower())
+    tag = DICOM_ID_TAGS.get(id_column.lower())
     if tag is None or outcome.header is None:
         return ""
     value = outcome.header.get(tag)
@@ -88,28 +83,30 @@ class Demographics:
     ) -> Demographics:
         table = read_table(path)
         if id_column is not None:
-            col = table.column(id_column, option="--id-column")
+            col = table.column(id_column, argument="id_column")
         else:
             found = [c for c in ID_CANDIDATES if table.has(c)]
             if not found:
                 raise InputError(
                     f"no id column (tried {', '.join(ID_CANDIDATES)}).",
                     file=str(path),
-                    hint="Pass --id-column naming the column that holds SOPInstanceUID (or the path).",
+                    hint=f"Pass {arg('id_column')} naming the column that holds SOPInstanceUID (or the path).",
+                    argument="id_column",
                 )
             col = table.column(found[0])
-        if col.lower() not in (*_ID_TAGS, "path"):
+        if col.lower() not in (*DICOM_ID_TAGS, "path"):
             raise InputError(
-                f"--id-column '{col}' cannot be matched with the DICOM files: use one of "
-                f"{', '.join((*_ID_TAGS, 'path'))} (named so in the CSV).",
+                f"{arg('id_column')} '{col}' cannot be matched with the DICOM files: use one of "
+                f"{', '.join((*DICOM_ID_TAGS, 'path'))} (named so in the CSV).",
                 file=str(path),
+                argument="id_column",
             )
         # An identifier as an attribute would put every id in the reports (fairaudit.cohort.identifiers).
         from fairaudit.cohort.identifiers import refuse_identifier_attributes
 
         refuse_identifier_attributes(attributes, id_column=col, cluster_columns=("patient_id",))
-        attrs = [table.column(a, option="--attribute") for a in attributes]
-        ex = {e: table.column(e, option="--site-column") for e in (extra or [])}
+        attrs = [table.column(a, argument="attributes") for a in attributes]
+        ex = {e: table.column(e, argument="site_column") for e in (extra or [])}
         ids = table.frame[col]
         counts = Counter(ids)
         dupes = {i for i, k in counts.items() if k > 1 or i == ""}

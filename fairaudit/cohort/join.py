@@ -23,7 +23,7 @@ from fairaudit._util.sanitize import cap
 from fairaudit.cohort.identifiers import DEFAULT_MAX_GROUPS, check_group_count, refuse_identifier_attributes
 from fairaudit.cohort.keys import TextCodes, digest, first_rows, join_codes
 from fairaudit.cohort.manifest import ManifestSpool
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 from fairaudit.io.tables import (
     ID_CANDIDATES,
     Table,
@@ -240,13 +240,13 @@ def build_cohort(
     # Columns and their sources.
     label_table = lab or pred
     label_col = label_table.column(
-        spec.label_column, option="--label-column" if lab else "--label-column (or --labels FILE)"
+        spec.label_column, argument="label_column", or_file=None if lab else "labels"
     )
     if pred.has(spec.score_column) or spec.score_column_given:
-        score = (pred.column(spec.score_column, option="--score-column"), "score")
+        score = (pred.column(spec.score_column, argument="score_column"), "score")
         has_scores = True
     elif pred.has(spec.prediction_column):
-        score = (pred.column(spec.prediction_column, option="--prediction-column"), "prediction")
+        score = (pred.column(spec.prediction_column, argument="prediction_column"), "prediction")
         has_scores = False
         log.warning(
             "%s has 0/1 predictions ('%s') and no score column: auroc, auprc, brier, ece and squared_calibration_error will be null.",
@@ -260,20 +260,24 @@ def build_cohort(
             f"'{spec.prediction_column}' (columns: {cols}).",
             file=pred.name,
             column=spec.score_column,
-            hint="Pass --score-column NAME (probabilities) or --prediction-column NAME (0/1).",
+            hint=f"Pass {arg('score_column')} NAME (probabilities) or {arg('prediction_column')} NAME (0/1).",
+            argument="score_column",
         )
     attr_table = demo or pred
     if not needed:
-        raise InputError("no --attribute given: name at least one demographic column to audit by.")
+        raise InputError(
+            f"no {arg('attributes')} given: name at least one demographic column to audit by.",
+            argument="attributes",
+        )
     attr_cols: dict[str, tuple[Table, str]] = {}
     for a in needed:
         if files is not None and a.startswith("dicom:") and files.has(a):  # from the DICOM headers
             attr_cols[a] = (files, files.column(a))
         elif attr_table.has(a) or demo is None or not pred.has(a):
             # Not found anywhere: the error names the demographics file, where it belongs.
-            attr_cols[a] = (attr_table, attr_table.column(a, option="--attribute"))
+            attr_cols[a] = (attr_table, attr_table.column(a, argument="attributes"))
         else:
-            attr_cols[a] = (pred, pred.column(a, option="--attribute"))
+            attr_cols[a] = (pred, pred.column(a, argument="attributes"))
 
     cluster = cluster_source(spec.cluster_column, id_col, [t for t in (demo, lab, pred) if t is not None])
     # Identifier columns are refused as attributes before any value is read: the reports
@@ -513,18 +517,21 @@ def cluster_source(
                 if id_col is not None and col.lower() == id_col.lower():
                     if requested is not None:
                         raise InputError(
-                            f"--cluster-column {requested} is the join key ({id_col}): every record would be "
-                            "a patient of its own.",
+                            f"{arg('cluster_column')} {requested} is the join key ({id_col}): every record "
+                            "would be a patient of its own.",
                             column=requested,
-                            hint="Name the column that holds each record's patient, or pass --cluster-column none.",
+                            hint="Name the column that holds each record's patient, or pass "
+                            f"{arg('cluster_column')} none.",
+                            argument="cluster_column",
                         )
                     return None
                 return t, col
     if requested is not None:
         where = "; ".join(f"{t.name}: {', '.join(repr(c) for c in t.columns)}" for t in tables)
         raise InputError(
-            f"--cluster-column {requested}: no such column in the demographics, labels or predictions ({where}).",
+            f"{arg('cluster_column')} {requested}: no such column in the demographics, labels or predictions ({where}).",
             column=requested,
-            hint="Name the column that holds each record's patient id, or pass --cluster-column none.",
+            hint=f"Name the column that holds each record's patient id, or pass {arg('cluster_column')} none.",
+            argument="cluster_column",
         )
     return None

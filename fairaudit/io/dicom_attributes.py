@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg, cli_example
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,9 @@ def parse_attribute(name: str) -> DicomAttribute:
         near = [k for k in keyword_dict if k.lower() == keyword.lower()]
         hint = f"Did you mean {PREFIX}{near[0]}? " if near else ""
         raise InputError(
-            f"--attribute {name}: '{keyword}' is not a DICOM keyword. {hint}Use the keyword of the DICOM "
-            "dictionary, e.g. dicom:Manufacturer, dicom:ViewPosition, dicom:KVP, dicom:PatientAge."
+            f"{arg('attributes')} {name}: '{keyword}' is not a DICOM keyword. {hint}Use the keyword of the "
+            "DICOM dictionary, e.g. dicom:Manufacturer, dicom:ViewPosition, dicom:KVP, dicom:PatientAge.",
+            argument="attributes",
         )
     name = PREFIX + keyword
     why = None
@@ -153,8 +154,9 @@ def parse_attribute(name: str) -> DicomAttribute:
         why = "it is a binary value"
     if why is not None:
         raise InputError(
-            f"--attribute {name}: refused, {why}; fairaudit never puts identifying DICOM attributes "
-            "in its reports (see docs/acquisition.md for what can be audited)."
+            f"{arg('attributes')} {name}: refused, {why}; fairaudit never puts identifying DICOM attributes "
+            "in its reports (see docs/acquisition.md for what can be audited).",
+            argument="attributes",
         )
     if vr == "AS":
         kind = "age"
@@ -165,7 +167,7 @@ def parse_attribute(name: str) -> DicomAttribute:
     elif vr in _HASHED_VRS:
         kind = "hashed"
     else:  # pragma: no cover - every VR is handled above
-        raise InputError(f"--attribute {name}: VR {vr} cannot be audited.")
+        raise InputError(f"{arg('attributes')} {name}: VR {vr} cannot be audited.", argument="attributes")
     return DicomAttribute(name=name, keyword=keyword, kind=kind, vr=vr)
 
 
@@ -176,13 +178,21 @@ def parse_bins(values: Sequence[str]) -> dict[str, list[float]]:
         attr, sep, edges = v.partition("=")
         attr = attr.strip()
         if not sep or not is_dicom_attribute(attr):
-            raise InputError(f"--bins '{v}': expected dicom:KEYWORD=EDGE,EDGE,..., e.g. dicom:KVP=60,80,100.")
+            raise InputError(
+                f"{arg('bins')} '{v}': expected dicom:KEYWORD=EDGE,EDGE,..., e.g. dicom:KVP=60,80,100.",
+                argument="bins",
+            )
         try:
             cuts = [float(e) for e in edges.split(",") if e.strip()]
         except ValueError:
-            raise InputError(f"--bins '{v}': the edges must be numbers separated by commas.") from None
+            raise InputError(
+                f"{arg('bins')} '{v}': the edges must be numbers separated by commas.", argument="bins"
+            ) from None
         if not cuts or not all(math.isfinite(c) for c in cuts) or len(set(cuts)) != len(cuts):
-            raise InputError(f"--bins '{v}': give one or more distinct finite numbers, e.g. 60,80,100.")
+            raise InputError(
+                f"{arg('bins')} '{v}': give one or more distinct finite numbers, e.g. 60,80,100.",
+                argument="bins",
+            )
         out[PREFIX + attr[len(PREFIX) :].strip()] = sorted(cuts)
     return out
 
@@ -295,13 +305,20 @@ def resolve(names: Sequence[str], bins: dict[str, list[float]], has_dicom_dir: b
             attrs[a.name] = a
     for target in bins:
         if target not in attrs:
-            raise InputError(f"--bins {target}=...: {target} is not among the audited attributes.")
+            raise InputError(
+                f"{arg('bins')} {target}=...: {target} is not among the audited attributes.", argument="bins"
+            )
         if attrs[target].kind not in ("numeric", "age"):
-            raise InputError(f"--bins {target}=...: {target} is not a number, it cannot be binned.")
+            raise InputError(
+                f"{arg('bins')} {target}=...: {target} is not a number, it cannot be binned.", argument="bins"
+            )
     if attrs and not has_dicom_dir:
         raise InputError(
-            f"--attribute {next(iter(attrs))}: dicom: attributes are read from the DICOM headers; "
-            "pass the DICOM folder as DICOM_DIR (fairaudit audit DICOM_DIR --predictions ...)."
+            f"{arg('attributes')} {next(iter(attrs))}: dicom: attributes are read from the DICOM headers; "
+            f"pass the DICOM folder as {arg('dicom_dir')}"
+            + cli_example(f" (fairaudit audit {arg('dicom_dir')} {arg('predictions')} ...)")
+            + ".",
+            argument="dicom_dir",
         )
     return list(attrs.values())
 

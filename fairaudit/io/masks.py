@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,9 @@ class MaskIndex:
         return path.relative_to(self.root).as_posix()
 
 
-def parse_labels(text: str | None, option: str = "--mask-labels") -> tuple[int, ...] | None:
-    """'1,2' -> (1, 2); None or '' -> None (any nonzero value is foreground)."""
+def parse_labels(text: str | None, argument: str = "mask_labels") -> tuple[int, ...] | None:
+    """'1,2' -> (1, 2); None or '' -> None (any nonzero value is foreground). `argument`: the
+    argument that gave the text, for messages (fairaudit.errors.arg)."""
     if text is None or not text.strip():
         return None
     out = []
@@ -52,10 +53,14 @@ def parse_labels(text: str | None, option: str = "--mask-labels") -> tuple[int, 
             value = int(part)
         except ValueError:
             raise InputError(
-                f"{option} '{text}': expected integer labels separated by commas, e.g. 1,2."
+                f"{arg(argument)} '{text}': expected integer labels separated by commas, e.g. 1,2.",
+                argument=argument,
             ) from None
         if value == 0:
-            raise InputError(f"{option} '{text}': 0 is background and cannot be a foreground label.")
+            raise InputError(
+                f"{arg(argument)} '{text}': 0 is background and cannot be a foreground label.",
+                argument=argument,
+            )
         out.append(value)
     return tuple(dict.fromkeys(out))
 
@@ -70,17 +75,22 @@ def parse_spacing(text: str | None) -> tuple[float, ...] | None:
         values = ()
     if len(values) not in (2, 3) or not all(np.isfinite(v) and v > 0 for v in values):
         raise InputError(
-            f"--spacing '{text}': expected two (rows x columns) or three positive numbers in mm, e.g. 0.5x0.5."
+            f"{arg('spacing')} '{text}': expected two (rows x columns) or three positive numbers in mm, e.g. 0.5x0.5.",
+            argument="spacing",
         )
     return values
 
 
-def index_masks(root: Path | str, option: str = "--masks") -> MaskIndex:
-    """Every file under `root` (recursively): usable masks by id, and the others with a reason."""
+def index_masks(root: Path | str, argument: str = "masks") -> MaskIndex:
+    """Every file under `root` (recursively): usable masks by id, and the others with a reason.
+    `argument`: the argument that gave the folder, for messages (fairaudit.errors.arg)."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(
-            "is not a folder.", file=str(root), hint=f"Pass {option} a folder of <id>.png files."
+            "is not a folder.",
+            file=str(root),
+            hint=f"Pass {arg(argument)} a folder of <id>.png files.",
+            argument=argument,
         )
     by_id: dict[str, list[Path]] = {}
     skipped: list[tuple[str, str]] = []
@@ -111,7 +121,8 @@ def index_masks(root: Path | str, option: str = "--masks") -> MaskIndex:
         raise InputError(
             f"no mask file (<id>.png or <id>.npy) found ({len(skipped)} other files).",
             file=str(root),
-            hint=f"Check {option}.",
+            hint=f"Check {arg(argument)}.",
+            argument=argument,
         )
     return MaskIndex(root, files, skipped)
 

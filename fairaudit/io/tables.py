@@ -19,10 +19,19 @@ import numpy as np
 import pandas as pd
 
 from fairaudit._util.regular import check_regular_file
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 from fairaudit.io.csv_fields import check_field_counts
 
 ID_CANDIDATES: tuple[str, ...] = ("sop_instance_uid", "study_instance_uid", "patient_id", "path")
+#: Join-key column -> the DICOM tag that holds it (header keywords, as fairaudit.io.dicom
+#: reads them). The one map every DICOM join uses: audit, segmentation, model runs,
+#: normalize, augment-check and training.
+DICOM_ID_TAGS: dict[str, str] = {
+    "sop_instance_uid": "SOPInstanceUID",
+    "study_instance_uid": "StudyInstanceUID",
+    "series_instance_uid": "SeriesInstanceUID",
+    "patient_id": "PatientID",
+}
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 
 
@@ -65,17 +74,27 @@ class Table:
     def name(self) -> str:
         return self.label or self.path.name
 
-    def column(self, name: str, *, option: str | None = None) -> str:
-        """The actual column called `name` (exact, else the one case-insensitive match)."""
+    def column(self, name: str, *, argument: str | None = None, or_file: str | None = None) -> str:
+        """The actual column called `name` (exact, else the one case-insensitive match).
+
+        `argument` named the column (the hint asks for it again, fairaudit.errors.arg);
+        `or_file`, an argument whose file may hold the column instead."""
         if name in self.frame.columns:
             return name
         folded = [c for c in self.frame.columns if c.lower() == name.lower()]
         if len(folded) == 1:
             return folded[0]
         cols = ", ".join(repr(c) for c in self.columns)
-        hint = f"Pass {option} with one of the columns listed." if option else ""
+        hint = ""
+        if argument:
+            alternative = f" (or {arg(or_file)} FILE)" if or_file else ""
+            hint = f"Pass {arg(argument)}{alternative} with one of the columns listed."
         raise InputError(
-            f"no column '{name}' (columns: {cols}).", file=str(self.path), column=name, hint=hint
+            f"no column '{name}' (columns: {cols}).",
+            file=str(self.path),
+            column=name,
+            hint=hint,
+            argument=argument,
         )
 
     def has(self, name: str) -> bool:
@@ -130,9 +149,12 @@ def _csv_errors(path: Path) -> Iterator[None]:
         raise InputError(f"cannot be parsed as CSV: {exc}", file=str(path)) from exc
 
 
-def read_header(path: Path | str) -> Table:
+def read_header(path: Path | str | Table) -> Table:
     """The CSV's columns alone, as a Table without records: enough to choose the join key
-    (fairaudit.cohort.join) before reading only the columns that will be used."""
+    (fairaudit.cohort.join) before reading only the columns that will be used. A Table
+    (a DataFrame given to the Python API, `table_from_frame`) is its own header."""
+    if isinstance(path, Table):
+        return path
     path = Path(path)
     options = _options(path)
     header = _file_header(path, options)
@@ -238,12 +260,14 @@ def _blank_records(path: Path, sep: str) -> Generator[bool, None, None]:
             yield not any(cell.strip() for cell in record)
 
 
-def read_table(path: Path | str, keep: Iterable[str] | None = None) -> Table:
+def read_table(path: Path | str | Table, keep: Iterable[str] | None = None) -> Table:
     """Read a CSV (comma, semicolon, tab; optional byte-order mark) as text.
 
     `keep`: the only columns the caller may use (case-insensitive), as in `iter_chunks`.
-    Messages still list every column.
+    Messages still list every column. A Table (`table_from_frame`) is returned as it is.
     """
+    if isinstance(path, Table):
+        return path
     path = Path(path)
     header = read_header(path).columns
     parts = list(iter_chunks(path, keep))
@@ -367,7 +391,7 @@ def detect_id_column(
     """The join key shared by all tables: `requested`, else the first of `candidates`."""
     if requested is not None:
         for t in tables:
-            t.column(requested, option="--id-column")
+            t.column(requested, argument="id_column")
         return requested
     for cand in candidates:
         if all(t.has(cand) for t in tables):
@@ -377,5 +401,31 @@ def detect_id_column(
     listing = "; ".join(f"{t.name}: {', '.join(t.columns)}" for t in tables)
     raise InputError(
         f"no id column shared by all files (tried {', '.join(candidates)}). Columns are {listing}.",
-        hint="Pass --id-column NAME naming a column present in every file.",
+        hint=f"Pass {arg('id_column')} NAME naming a column present in every file.",
+        argument="id_column",
     )
+
+
+def table_from_frame(frame: pd.DataFrame, label: str) -> Table:
+    """A DataFrame as the Table its CSV would read as (the Python API takes DataFrames):
+    every cell text, stripped; missing values (NaN, None, NaT) empty; all-empty rows
+    skipped; rows numbered as a spreadsheet would (the header is row 1). Numbers print as
+    Python's shortest round-trip text, so they parse back to the same value. Messages name
+    it by `label` (e.g. "demographics (DataFrame)")."""
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(
+            f"expected a pandas DataFrame or a CSV path, got {type(frame).__name__}.", file=label
+        )
+    names = _header([str(c) for c in frame.columns], Path(label))
+    missing = frame.isna().to_numpy()
+    cells = frame.astype(object).to_numpy()
+    text = np.empty(cells.shape, dtype=object)
+    for idx, value in np.ndenumerate(cells):
+        text[idx] = "" if missing[idx] else str(value).strip()
+    out = pd.DataFrame(text, columns=names)
+    keep = ~(out == "").all(axis=1).to_numpy() if names else np.ones(len(out), dtype=bool)
+    rows = np.arange(2, 2 + len(out))[keep]
+    out = out[keep].reset_index(drop=True)
+    if len(out) == 0:
+        raise InputError("has no records.", file=label)
+    return Table(path=Path(label), frame=out, rows=pd.Series(rows, index=out.index), label=label)

@@ -17,25 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fairaudit.io.tables import DICOM_ID_TAGS
+
 if TYPE_CHECKING:
     from fairaudit.io.dicom import DecodeOptions
     from fairaudit.io.dicom._scan import WalkEntry
     from fairaudit.models.loading import Predictor
-
-#: DICOM tags kept per image for the join (the column names of fairaudit.io.tables.ID_CANDIDATES).
-ID_TAGS = {
-    "sop_instance_uid": "SOPInstanceUID",
-    "study_instance_uid": "StudyInstanceUID",
-    "series_instance_uid": "SeriesInstanceUID",
-    "patient_id": "PatientID",
-}
 
 
 @dataclass
 class BlockResult:
     """What one block gave; small and picklable (it may come back from a Dask worker)."""
 
-    records: list[dict[str, str]] = field(default_factory=list)  # predicted files: path + ID_TAGS
+    records: list[dict[str, str]] = field(default_factory=list)  # predicted files: path + DICOM_ID_TAGS
     values: list[Any] = field(default_factory=list)  # per record: a float score, or a label map
     digests: list[str] = field(default_factory=list)  # per record: the file's sha256 ("" untracked)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, "status: reason")
@@ -59,11 +53,11 @@ class BlockResult:
 @dataclass(frozen=True)
 class RecordSpec:
     """What each predicted file's record keeps besides its path: the id columns the join
-    needs (of ID_TAGS; on a large cohort each unused one costs ~100 bytes a file) and the raw
+    needs (of DICOM_ID_TAGS; on a large cohort each unused one costs ~100 bytes a file) and the raw
     header text of `keywords` (`dicom:` attributes)."""
 
     keywords: tuple[str, ...] = ()
-    ids: tuple[str, ...] = tuple(ID_TAGS)
+    ids: tuple[str, ...] = tuple(DICOM_ID_TAGS)
 
 
 def record(o: Any, spec: RecordSpec) -> dict[str, str]:
@@ -71,7 +65,7 @@ def record(o: Any, spec: RecordSpec) -> dict[str, str]:
     row = {"path": o.path}
     header = o.header or {}
     for col in spec.ids:
-        value = header.get(ID_TAGS[col])
+        value = header.get(DICOM_ID_TAGS[col])
         row[col] = "" if value is None else str(value).strip()
     if spec.keywords:
         from fairaudit.io.dicom_attributes import PREFIX, header_text

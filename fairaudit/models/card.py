@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from fairaudit._util.formatting import fmt_est
+
 log = logging.getLogger(__name__)
 
 INTENDED_USE = (
@@ -33,8 +35,7 @@ DESCRIPTIONS = {
 def _fmt(est: dict[str, Any] | None) -> str:
     if not est or est.get("value") is None:
         return "–"
-    ci = est.get("ci")
-    return f"{est['value']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{est['value']:.3f}"
+    return fmt_est(est, 3)
 
 
 def render_card(meta: dict[str, Any]) -> str:

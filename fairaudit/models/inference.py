@@ -33,9 +33,9 @@ import numpy as np
 
 from fairaudit._util.batching import batched
 from fairaudit._util.privacy import shown_path
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
+from fairaudit.io.tables import DICOM_ID_TAGS
 from fairaudit.models.blocks import (
-    ID_TAGS,
     BlockResult,
     ModelRef,
     RecordSpec,
@@ -157,7 +157,7 @@ class Records:
 class InferenceRun:
     """What a model run over a folder produced, one entry per file."""
 
-    records: Records = field(default_factory=Records)  # predicted images: path + ID_TAGS
+    records: Records = field(default_factory=Records)  # predicted images: path + DICOM_ID_TAGS
     scores: array = field(default_factory=lambda: array("d"))  # classification: P(finding), per record
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, "status: reason")
     n_files: int = 0
@@ -240,7 +240,7 @@ def run_inference(
     predicted label map restored to the image's original grid (the run keeps no masks).
     `header_keywords`: DICOM keywords whose raw header text each record keeps as a
     `dicom:KEYWORD` column (for `--attribute dicom:KEYWORD`, fairaudit.io.dicom_attributes).
-    `id_columns`: the DICOM id columns (of ID_TAGS) each record keeps besides its path
+    `id_columns`: the DICOM id columns (of DICOM_ID_TAGS) each record keeps besides its path
     (default: all; an audit keeps only its join key).
 
     `cache` (classification): every score is appended to it, keyed by the file's content
@@ -259,7 +259,7 @@ def run_inference(
 
     size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
     if size < 1:
-        raise InputError(f"--batch-size must be at least 1, not {size}.")
+        raise InputError(f"{arg('batch_size')} must be at least 1, not {size}.", argument="batch_size")
     segmentation = predictor.task == "segmentation"
     if segmentation and on_mask is None:
         raise ValueError("a segmentation run needs on_mask")
@@ -305,7 +305,9 @@ def run_inference(
     extra = tuple(k for k in header_keywords if k not in HEADER_FIELDS)
     spec = RecordSpec(
         keywords=header_keywords,
-        ids=tuple(ID_TAGS) if id_columns is None else tuple(c for c in id_columns if c in ID_TAGS),
+        ids=tuple(DICOM_ID_TAGS)
+        if id_columns is None
+        else tuple(c for c in id_columns if c in DICOM_ID_TAGS),
     )
     limit = {} if max_pixels is None else {"max_pixels": int(max_pixels)}
     if max_file_size is not None:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from fairaudit._util.hashing import file_sha256
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,9 @@ def resolve_device(device: str, *, onnx: bool = False) -> str:
     """auto -> cuda when available, else cpu; an unavailable cuda is an InputError."""
     device = (device or "auto").strip().lower()
     if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise InputError(f"--device must be auto, cpu or cuda (or cuda:N), not '{device}'.")
+        raise InputError(
+            f"{arg('device')} must be auto, cpu or cuda (or cuda:N), not '{device}'.", argument="device"
+        )
     if device == "cpu":
         return "cpu"
     if onnx:
@@ -178,20 +180,22 @@ def resolve_device(device: str, *, onnx: bool = False) -> str:
         return "cuda" if has_cuda else "cpu"
     if not has_cuda:
         raise InputError(
-            f"--device {device}: no CUDA device is available here"
+            f"{arg('device')} {device}: no CUDA device is available here"
             + (" to onnxruntime (install onnxruntime-gpu)" if onnx else "")
             + ".",
-            hint="Pass --device cpu or --device auto.",
+            hint=f"Pass {arg('device')} cpu or {arg('device')} auto.",
+            argument="device",
         )
     return device
 
 
-#: Why a TorchScript file needs --trust-model (docs/threat-model.md, "Model files").
-TORCHSCRIPT_RISK = (
-    "is a TorchScript program, and TorchScript can read and write files (torch.from_file, "
-    "torch.save) with your permissions, at load time and when it runs: fairaudit runs it only "
-    "with --trust-model."
-)
+def torchscript_risk() -> str:
+    """Why a TorchScript file needs trust_model (docs/threat-model.md, "Model files")."""
+    return (
+        "is a TorchScript program, and TorchScript can read and write files (torch.from_file, "
+        "torch.save) with your permissions, at load time and when it runs: fairaudit runs it only "
+        f"with {arg('trust_model')}."
+    )
 
 
 def load_predictor(
@@ -203,9 +207,14 @@ def load_predictor(
     """
     ref = str(ref).strip()
     if not ref:
-        raise InputError("--model is empty: pass bundled:NAME, a bundle folder, a TorchScript or ONNX file.")
+        raise InputError(
+            f"{arg('model')} is empty: pass bundled:NAME, a bundle folder, a TorchScript or ONNX file.",
+            argument="model",
+        )
     if task is not None and task not in TASKS:
-        raise InputError(f"--task must be classification or segmentation, not '{task}'.")
+        raise InputError(
+            f"{arg('task')} must be classification or segmentation, not '{task}'.", argument="task"
+        )
     if ref.startswith("bundled:"):
         from fairaudit.models.bundle import resolve_bundled
 
@@ -239,10 +248,12 @@ def load_predictor(
         elif path.suffix.lower() in TORCHSCRIPT_SUFFIXES:
             if not trust_model:
                 raise InputError(
-                    TORCHSCRIPT_RISK,
+                    torchscript_risk(),
                     file=ref,
                     hint="Export the model to ONNX (torch.onnx.export), or train a bundle with safetensors "
-                    "weights (`fairaudit train`); pass --trust-model only for a file from someone you trust.",
+                    f"weights (`fairaudit train`); pass {arg('trust_model')} only for a file from someone you "
+                    "trust.",
+                    argument="trust_model",
                 )
             pred = _from_torchscript(path, device, task)
         else:
@@ -254,9 +265,10 @@ def load_predictor(
     pred.reference = ref
     if task is not None and pred.task != task:
         raise InputError(
-            f"the model is a {pred.task} model but --task is {task}.",
+            f"the model is a {pred.task} model but {arg('task')} is {task}.",
             file=ref,
-            hint=f"Pass --task {pred.task}, or another model.",
+            hint=f"Pass {arg('task')} {pred.task}, or another model.",
+            argument="task",
         )
     log.info(
         "model %s (%s, %s) on %s, sha256 %s", pred.name, pred.source, pred.task, pred.device, pred.sha256

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fairaudit._util.hashing import file_sha256
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,8 @@ class PredictionCache:
             raise InputError(
                 f"cannot read the prediction cache ({exc.strerror}).",
                 file=str(self.path),
-                hint="Remove it (it is recreated), or pass another --cache-dir.",
+                hint=f"Remove it (it is recreated), or pass another {arg('cache_dir')}.",
+                argument="cache_dir",
             ) from None
         lines = data.split(b"\n")
         last = lines.pop()  # b"" after a final newline; else a line a crash cut short
@@ -178,7 +179,8 @@ class PredictionCache:
             raise InputError(
                 f"cannot open the prediction cache for writing ({exc.strerror}).",
                 file=str(self.path),
-                hint="Remove it (it is recreated), or pass another --cache-dir.",
+                hint=f"Remove it (it is recreated), or pass another {arg('cache_dir')}.",
+                argument="cache_dir",
             ) from None
         cut = _drop_cut_line(fd)
         self._handle = os.fdopen(fd, "a", encoding="ascii")

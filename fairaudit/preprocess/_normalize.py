@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 METHODS: tuple[str, ...] = ("adaptive_histogram", "percentile", "zscore", "robust_zscore")
 INVERTIBLE: frozenset[str] = frozenset({"percentile", "zscore", "robust_zscore"})
@@ -80,7 +80,9 @@ class NormParams:
 def check_method(method: str) -> str:
     m = method.strip().lower()
     if m not in METHODS:
-        raise InputError(f"--method '{method}': choose one of {', '.join(METHODS)}.")
+        raise InputError(
+            f"{arg('method')} '{method}': choose one of {', '.join(METHODS)}.", argument="method"
+        )
     return m
 
 
@@ -236,7 +238,9 @@ class Normalizer:
         if not 0 <= lo < hi <= 100:
             raise InputError(f"percentiles must satisfy 0 <= low < high <= 100, got {self.percentiles}.")
         if not 0 < self.clip_limit <= 1:
-            raise InputError(f"--clip-limit must be in (0, 1], got {self.clip_limit}.")
+            raise InputError(
+                f"{arg('clip_limit')} must be in (0, 1], got {self.clip_limit}.", argument="clip_limit"
+            )
 
     def options(self) -> dict[str, Any]:
         return {

@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 
-def parse_shape(text: str | None, option: str = "--target-shape", floats: bool = False) -> tuple | None:
-    """'256x256' -> (256, 256); '0.5x0.5' -> (0.5, 0.5) with floats; None/'' -> None."""
+def parse_shape(text: str | None, argument: str = "target_shape", floats: bool = False) -> tuple | None:
+    """'256x256' -> (256, 256); '0.5x0.5' -> (0.5, 0.5) with floats; None/'' -> None.
+    `argument`: the argument that gave the text, for messages (fairaudit.errors.arg)."""
     if text is None or not str(text).strip():
         return None
     parts = str(text).lower().replace(",", "x").split("x")
@@ -40,9 +41,11 @@ def parse_shape(text: str | None, option: str = "--target-shape", floats: bool =
         vals = tuple(float(p) if floats else int(p) for p in parts)
     except ValueError:
         example = "0.5x0.5" if floats else "256x256"
-        raise InputError(f"{option} '{text}': expected numbers separated by x, e.g. {example}.") from None
+        raise InputError(
+            f"{arg(argument)} '{text}': expected numbers separated by x, e.g. {example}.", argument=argument
+        ) from None
     if len(vals) not in (2, 3) or any(v <= 0 for v in vals):
-        raise InputError(f"{option} '{text}': expected 2 or 3 positive numbers.")
+        raise InputError(f"{arg(argument)} '{text}': expected 2 or 3 positive numbers.", argument=argument)
     return vals
 
 

@@ -1,6 +1,6 @@
 """Reports rendered from one results dict: results.json, Markdown, HTML and the terminal.
 
-Every renderer takes the results.json structure (DESIGN.md, schema_version "1") and
+Every renderer takes the results.json structure (fairaudit/schema/results.schema.json) and
 nothing else, so a saved results.json can be re-rendered later.
 """
 

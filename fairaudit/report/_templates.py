@@ -1,6 +1,7 @@
 """Jinja2 environment and the one view of results.json that every report renders.
 
-Formatting lives here, once, so the Markdown, HTML and terminal reports show the same
+Numbers are formatted by fairaudit._util.formatting (the one formatter, shared with the
+image reports and the gate), so the Markdown, HTML and terminal reports show the same
 numbers the same way. The view keeps user strings raw: each renderer escapes them for
 its own medium (HTML autoescape, :func:`md_escape`, rich.markup.escape).
 """
@@ -20,12 +21,12 @@ from typing import Any
 
 import jinja2
 
+from fairaudit._util.formatting import DASH, fmt_ci, fmt_est, fmt_level, fmt_num, fmt_p, is_number
 from fairaudit._util.sanitize import clean_text, neutralize_md_links
 from fairaudit.report.baseline_view import baseline_view
 
 logger = logging.getLogger(__name__)
 
-DASH = "—"
 
 #: Display order for metric columns; metrics not listed follow in first-seen order.
 METRIC_ORDER: tuple[str, ...] = (
@@ -185,55 +186,6 @@ def md_escape(value: Any) -> str:
     return neutralize_md_links(_MD_UNDERSCORE.sub(r"\\_", text))
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def fmt_num(value: Any, digits: int = 3) -> str:
-    """A number with fixed decimals; integers as integers; missing or NaN as a dash."""
-    if value is None or not _is_number(value):
-        return DASH
-    if isinstance(value, int):
-        return str(value)
-    if not math.isfinite(value):
-        return DASH
-    return f"{value:.{digits}f}"
-
-
-def fmt_ci(ci: Any, digits: int = 3) -> str:
-    """[low, high], or an empty string when there is no interval."""
-    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
-        return ""
-    if ci[0] is None and ci[1] is None:
-        return ""
-    return f"[{fmt_num(ci[0], digits)}, {fmt_num(ci[1], digits)}]"
-
-
-def fmt_est(estimate: Any, digits: int = 3) -> str:
-    """'0.812 [0.790, 0.833]', or a dash when the value is undefined."""
-    if not isinstance(estimate, Mapping) or estimate.get("value") is None:
-        return DASH
-    text = fmt_num(estimate["value"], digits)
-    ci = fmt_ci(estimate.get("ci"), digits)
-    return f"{text} {ci}" if ci else text
-
-
-def fmt_p(value: Any) -> str:
-    """p-values as '<0.001' or three significant digits."""
-    if value is None or not _is_number(value) or not math.isfinite(value):
-        return DASH
-    if value < 0.001:
-        return "<0.001"
-    return f"{value:#.3g}"
-
-
-def fmt_level(ci_level: Any) -> str:
-    """0.95 -> '95%'."""
-    if not _is_number(ci_level):
-        return DASH
-    return f"{ci_level * 100:g}%"
-
-
 def test_name(name: Any) -> str:
     """A readable name for a test id; unknown ids are shown as given."""
     if name is None:
@@ -297,7 +249,7 @@ class Notes:
 
 
 def _abs_value(estimate: Any) -> float:
-    if isinstance(estimate, Mapping) and _is_number(estimate.get("value")):
+    if isinstance(estimate, Mapping) and is_number(estimate.get("value")):
         value = float(estimate["value"])
         if math.isfinite(value):
             return abs(value)
@@ -537,8 +489,8 @@ def _is_histogram(value: Any) -> bool:
         and isinstance(counts, list)
         and len(edges) == len(counts) + 1
         and len(counts) > 0
-        and all(_is_number(e) for e in edges)
-        and all(_is_number(c) for c in counts)
+        and all(is_number(e) for e in edges)
+        and all(is_number(c) for c in counts)
     )
 
 
@@ -550,9 +502,9 @@ def fmt_mdd(value: Any) -> Cell:
         return Cell(DASH, None, str(value.get("reason") or "not available"))
     text = fmt_num(value["value"])
     up, down = value.get("increase"), value.get("decrease")
-    if _is_number(down) and up is None and "increase" in value:
+    if is_number(down) and up is None and "increase" in value:
         return Cell(f"{text} ↓ only")
-    if _is_number(up) and down is None and "decrease" in value:
+    if is_number(up) and down is None and "decrease" in value:
         return Cell(f"{text} ↑ only")
     return Cell(text)
 
@@ -688,7 +640,7 @@ def _power_view(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             if comp.get("significant") is True or not isinstance(mdd, Mapping):
                 continue
             value = mdd.get("value")
-            if _is_number(value):
+            if is_number(value):
                 by_metric.setdefault(str(comp.get("metric", "")), []).append(float(value))
     rows = []
     for metric in order_metrics(by_metric):
@@ -708,7 +660,7 @@ def _power_view(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _p_order(row: Mapping[str, Any]) -> tuple[int, float]:
     """Sort key: most significant first, rows without a p-value last."""
     p = row.get("_p")
-    return (0, float(p)) if _is_number(p) else (1, 0.0)
+    return (0, float(p)) if is_number(p) else (1, 0.0)
 
 
 def _cap_groups(groups: list[dict], keep_names: set[str], max_rows: int) -> tuple[list[dict], int]:
@@ -830,7 +782,7 @@ def build_view(
         "config": {
             "bootstrap": fmt_num(config.get("bootstrap")),
             "ci_level": fmt_level(ci_level),
-            "alpha": fmt_num(1 - ci_level, 3) if _is_number(ci_level) else DASH,
+            "alpha": fmt_num(1 - ci_level, 3) if is_number(ci_level) else DASH,
             "ci_method": CI_METHOD_NAMES.get(str(config.get("ci_method")), str(config.get("ci_method"))),
             "ci_method_key": str(config.get("ci_method")),
             "correction": CORRECTION_NAMES.get(str(config.get("correction")), str(config.get("correction"))),

@@ -1,48 +1,34 @@
-"""Rendering and writing of the normalize and augment-check reports (shared by both).
+"""The normalize and augment-check reports (shared by both), written by the audit's writer.
 
 Templates live in templates/ next to the audit's (same Jinja2 environment, so HTML is
-autoescaped and undefined names are errors); this module adds number formatting with
-significant digits, because image statistics range from 1e-4 (noise) to 1e4 (CT values).
+autoescaped and undefined names are errors); these reports show numbers with significant
+digits (fairaudit._util.formatting.fmt_sig), because image statistics range from 1e-4
+(noise) to 1e4 (CT values).
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from fairaudit._util.formatting import fmt_est, fmt_p, fmt_sig
+
+if TYPE_CHECKING:
+    from fairaudit.report.writers import ReportSet
+
 FORMATS: tuple[str, ...] = ("html", "md", "json")
-DASH = "—"
-
-
-def sig(value: Any, digits: int = 4) -> str:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
-        return DASH
-    if isinstance(value, int):
-        return str(value)
-    if not math.isfinite(value):
-        return DASH
-    if value == 0:
-        return "0"
-    return f"{value:.{digits}g}"
 
 
 def est(estimate: Any, digits: int = 4) -> str:
-    if not isinstance(estimate, Mapping) or estimate.get("value") is None:
-        return DASH
-    text = sig(estimate["value"], digits)
-    ci = estimate.get("ci")
-    return f"{text} [{sig(ci[0], digits)}, {sig(ci[1], digits)}]" if ci else text
+    """An estimate with its interval in significant digits (image statistics vary in scale)."""
+    return fmt_est(estimate, digits, fmt_sig)
 
 
 def pval(value: Any) -> str:
-    if value is None:
-        return DASH
-    return "<0.001" if value < 0.001 else f"{value:.3g}"
+    """A p-value without trailing zeros ('0.05'), as these reports have always shown it."""
+    return fmt_p(value, trailing_zeros=False)
 
 
 def md(value: Any) -> str:
@@ -55,7 +41,7 @@ def environment() -> jinja2.Environment:
     from fairaudit.report._templates import get_environment
 
     env = get_environment().overlay()
-    env.filters["sig"] = sig
+    env.filters["sig"] = fmt_sig
     env.filters["est4"] = est
     env.filters["p"] = pval
     env.filters["mdx"] = md
@@ -63,59 +49,38 @@ def environment() -> jinja2.Environment:
 
 
 def results_header(kind: str, command: str) -> dict[str, Any]:
-    """The first keys of normalize.json and augment_check.json."""
-    import datetime as _dt
+    """The first keys of normalize.json and augment_check.json (fairaudit.schema.header)."""
+    from fairaudit.schema import IMAGE_SCHEMA_VERSION, header
 
-    from fairaudit._version import __version__
-
-    return {
-        "schema_version": "1",
-        "kind": kind,
-        "fairaudit_version": __version__,
-        "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
-        "command": command,
-    }
+    return header(command, schema_version=IMAGE_SCHEMA_VERSION, kind=kind)
 
 
-def parse_formats(text: str) -> tuple[str, ...]:
-    from fairaudit.errors import InputError
+def parse_formats(text: str, allowed: tuple[str, ...] = FORMATS) -> tuple[str, ...]:
+    """'html,md' -> ("html", "md"); InputError on a format not in `allowed`, or none at all."""
+    from fairaudit.errors import InputError, arg
 
     formats = tuple(f.strip().lower() for f in text.split(",") if f.strip())
-    bad = [f for f in formats if f not in FORMATS]
+    bad = [f for f in formats if f not in allowed]
     if bad or not formats:
         raise InputError(
-            f"--format: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}."
+            f"{arg('formats')}: unknown format(s) {', '.join(bad) or '(none)'}; choose from {', '.join(allowed)}.",
+            argument="formats",
         )
     return formats
 
 
-def write_outputs(
-    results: Mapping[str, Any],
-    out: Path,
-    json_name: str,
-    template: str,
-    formats: Iterable[str],
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Path]:
-    """results JSON, report.html and report.md, each written atomically (all rendered first)."""
-    from fairaudit._util.atomic import atomic_write_text
+def image_reports(json_name: str, template: str, extra: Mapping[str, Any] | None = None) -> ReportSet:
+    """What normalize and augment-check write through the one report writer
+    (fairaudit.report.writers.write_reports): `json_name`, report.html and report.md, from
+    `template`.{html,md}.j2 with the results as `r` and `extra` (the plots) beside them."""
+    from fairaudit.report.writers import ReportSet, results_to_json
 
     env = environment()
-    wanted = set(formats)
-    rendered: dict[str, tuple[str, str]] = {}
-    if "json" in wanted:
-        rendered["json"] = (
-            json_name,
-            json.dumps(results, indent=2, allow_nan=False, ensure_ascii=False) + "\n",
-        )
-    ctx = {"r": results, **(extra or {})}
-    if "html" in wanted:
-        rendered["html"] = ("report.html", env.get_template(f"{template}.html.j2").render(**ctx))
-    if "md" in wanted:
-        rendered["md"] = ("report.md", env.get_template(f"{template}.md.j2").render(**ctx))
-    out.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for key, (name, text) in rendered.items():
-        atomic_write_text(out / name, text)
-        files[key] = out / name
-    return files
+
+    def page(suffix: str) -> Callable[[Mapping[str, Any]], str]:
+        return lambda results: env.get_template(f"{template}.{suffix}.j2").render(r=results, **(extra or {}))
+
+    return ReportSet(
+        files={"json": json_name, "html": "report.html", "md": "report.md"},
+        renderers={"json": results_to_json, "html": page("html"), "md": page("md")},
+    )

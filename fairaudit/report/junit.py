@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
+from fairaudit._util.formatting import fmt_sig
 from fairaudit._util.sanitize import display_results
 from fairaudit.report._templates import gate_summary
 
@@ -25,10 +26,9 @@ def _fmt(est: Mapping[str, Any] | None) -> str:
     if not est or est.get("value") is None:
         return "undefined" + (f" ({est.get('reason')})" if est and est.get("reason") else "")
     ci = est.get("ci")
-    text = f"{est['value']:.4g}"
+    text = fmt_sig(est["value"], 4)
     if ci and (ci[0] is not None or ci[1] is not None):
-        lo = "-inf" if ci[0] is None else f"{ci[0]:.4g}"
-        hi = "inf" if ci[1] is None else f"{ci[1]:.4g}"
+        lo, hi = fmt_sig(ci[0], 4, missing="-inf"), fmt_sig(ci[1], 4, missing="inf")
         text += f" [{lo}, {hi}]"
     return text
 

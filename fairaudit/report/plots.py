@@ -27,6 +27,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from markupsafe import Markup, escape  # noqa: E402
 
+from fairaudit._util.formatting import fmt_num  # noqa: E402
+
 __all__ = [
     "MAX_CURVE_GROUPS",
     "MIN_BIN_COUNT",
@@ -288,18 +290,14 @@ def _point(estimate: Mapping[str, Any] | None) -> tuple[float | None, float | No
     return value, low, high
 
 
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
 def _estimate_text(estimate: Mapping[str, Any] | None) -> str:
     """'0.812 [0.790, 0.833]' (as the tables print it), or 'n/a'."""
     value, low, high = _point(estimate)
     if value is None:
         return "n/a"
     if low is None and high is None:
-        return _fmt(value)
-    return f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
+        return fmt_num(value)
+    return f"{fmt_num(value)} [{fmt_num(low)}, {fmt_num(high)}]"
 
 
 def _forest_label(row: ForestRow) -> str:

@@ -13,11 +13,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from markupsafe import Markup, escape
 
+from fairaudit._util.formatting import fmt_sig
+
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
 
 
 def histogram_svg(
@@ -58,7 +56,7 @@ def histogram_svg(
         )
     for x in (x0, (x0 + x1) / 2, x1):
         parts.append(
-            f'<text x="{sx(x):.1f}" y="{top + ph + 13}" font-size="9" text-anchor="middle">{_fmt(x)}</text>'
+            f'<text x="{sx(x):.1f}" y="{top + ph + 13}" font-size="9" text-anchor="middle">{fmt_sig(x)}</text>'
         )
     parts.append(
         f'<text x="{left + pw / 2:.1f}" y="{height - 4}" font-size="10" text-anchor="middle">{escape(xlabel)}</text>'
@@ -109,7 +107,7 @@ def interval_svg(
     axis_y = top + row_h * len(rows) + 12
     for x in (lo + pad, (lo + hi) / 2, hi - pad):
         parts.append(
-            f'<text x="{sx(x):.1f}" y="{axis_y}" font-size="9" text-anchor="middle">{_fmt(x)}</text>'
+            f'<text x="{sx(x):.1f}" y="{axis_y}" font-size="9" text-anchor="middle">{fmt_sig(x)}</text>'
         )
     parts.append(
         f'<text x="{left + pw / 2:.1f}" y="{axis_y + 14}" font-size="10" text-anchor="middle">{escape(xlabel)}</text>'

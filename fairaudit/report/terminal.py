@@ -10,15 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fairaudit._util.formatting import fmt_est, fmt_p
 from fairaudit._util.sanitize import display_results
-from fairaudit.report._templates import (
-    Notes,
-    build_view,
-    fmt_est,
-    fmt_p,
-    order_metrics,
-    test_name,
-)
+from fairaudit.report._templates import Notes, build_view, order_metrics, test_name
 
 __all__ = ["print_summary"]
 

@@ -1,10 +1,16 @@
-"""Write the requested report files into the output folder, each one atomically."""
+"""Write the requested report files into the output folder, each one atomically.
+
+The one report writer of every command: the audit's results.json, report.md, report.html
+and junit.xml (`AUDIT_REPORTS`), and normalize's and augment-check's JSON and reports
+(`fairaudit.report.image_reports.image_reports`) differ only in their `ReportSet`.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +19,7 @@ from fairaudit.report.html import render_html
 from fairaudit.report.junit import render_junit
 from fairaudit.report.markdown import render_markdown
 
-__all__ = ["REPORT_FILES", "write_reports"]
+__all__ = ["AUDIT_REPORTS", "REPORT_FILES", "ReportSet", "results_to_json", "write_reports"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,33 +40,42 @@ def results_to_json(results: Mapping[str, Any]) -> str:
     return json.dumps(results, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
 
 
-_RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "json": results_to_json,
-    "md": render_markdown,
-    "html": render_html,
-    "junit": render_junit,
-}
+@dataclass(frozen=True)
+class ReportSet:
+    """What a command can write: format -> file name (in writing order) and format -> renderer."""
+
+    files: Mapping[str, str]
+    renderers: Mapping[str, Callable[[Mapping[str, Any]], str]]
 
 
-def write_reports(results: Mapping[str, Any], out_dir: Path, formats: Iterable[str]) -> dict[str, Path]:
-    """Render and write results.json, report.md and report.html as asked; return name -> path.
+AUDIT_REPORTS = ReportSet(
+    files=REPORT_FILES,
+    renderers={"json": results_to_json, "md": render_markdown, "html": render_html, "junit": render_junit},
+)
+
+
+def write_reports(
+    results: Mapping[str, Any], out_dir: Path, formats: Iterable[str], reports: ReportSet = AUDIT_REPORTS
+) -> dict[str, Path]:
+    """Render and write the requested formats of `reports` (the audit's by default); return
+    format -> path.
 
     Everything is rendered before anything is written, so a rendering error leaves no
-    mix of new and old files.
+    mix of new and old files; each file is written atomically (fairaudit._util.atomic).
     """
     wanted = {f.strip().lower() for f in formats}
-    unknown = wanted - set(REPORT_FILES) - _HANDLED_ELSEWHERE
+    unknown = wanted - set(reports.files) - _HANDLED_ELSEWHERE
     if unknown:
         raise ValueError(
             f"formats: unknown report format(s) {', '.join(sorted(unknown))}; "
-            f"choose from {', '.join(sorted(set(REPORT_FILES) | _HANDLED_ELSEWHERE))}"
+            f"choose from {', '.join(sorted(set(reports.files) | _HANDLED_ELSEWHERE))}"
         )
-    rendered = {name: _RENDERERS[name](results) for name in REPORT_FILES if name in wanted}
+    rendered = {name: reports.renderers[name](results) for name in reports.files if name in wanted}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name, text in rendered.items():
-        path = out_dir / REPORT_FILES[name]
+        path = out_dir / reports.files[name]
         atomic_write_text(path, text)
         logger.info("wrote %s", path)
         written[name] = path

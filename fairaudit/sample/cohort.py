@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 from fairaudit.sample import phantom
 from fairaudit.sample.phantom import SITES, Anatomy, Exposure, Lesion
 
@@ -220,7 +220,8 @@ def generate_cohort(
         raise InputError(
             f"already holds {', '.join(existing)}.",
             file=str(out_dir),
-            hint="Pass --overwrite to replace them, or choose another folder.",
+            hint=f"Pass {arg('overwrite')} to replace them, or choose another folder.",
+            argument="overwrite",
         )
     for name in ("images", "masks"):
         target = out_dir / name
@@ -371,11 +372,13 @@ def summarize(plans: list[ImagePlan], scores: np.ndarray | None = None) -> dict:
 
 def _check(n: int, size: int, seed: int) -> None:
     if not isinstance(n, int) or n < 1:
-        raise InputError(f"--n must be a positive number of images, got {n!r}.")
+        raise InputError(f"{arg('n')} must be a positive number of images, got {n!r}.", argument="n")
     if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise InputError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size!r}.")
+        raise InputError(
+            f"{arg('size')} must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size!r}.", argument="size"
+        )
     if not isinstance(seed, int) or seed < 0:
-        raise InputError(f"--seed must be a non-negative integer, got {seed!r}.")
+        raise InputError(f"{arg('seed')} must be a non-negative integer, got {seed!r}.", argument="seed")
 
 
 def _replace(p: ImagePlan, **changes: object) -> ImagePlan:

@@ -14,11 +14,22 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["READABLE_VERSIONS", "SCHEMA_VERSION", "load_schema", "validate_results"]
+__all__ = [
+    "IMAGE_SCHEMA_VERSION",
+    "READABLE_VERSIONS",
+    "SCHEMA_VERSION",
+    "created_now",
+    "header",
+    "load_schema",
+    "validate_results",
+]
 
 logger = logging.getLogger(__name__)
 
+#: results.json's schema version: the one constant every audit writes.
 SCHEMA_VERSION = "2"
+#: normalize.json's and augment_check.json's schema version.
+IMAGE_SCHEMA_VERSION = "1"
 #: Versions `fairaudit report` renders: "1" (before the statistics revision) and "2".
 READABLE_VERSIONS = ("1", "2")
 _SCHEMA_FILE = "results.schema.json"
@@ -191,3 +202,22 @@ class _MiniValidator:
             if err is not None:
                 return err
         return None
+
+
+def created_now() -> str:
+    """The `created` timestamp of an output: UTC, to the second."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def header(command: str, *, schema_version: str = SCHEMA_VERSION, kind: str | None = None) -> dict[str, Any]:
+    """The first keys of every JSON output (results.json, normalize.json, augment_check.json),
+    built in this one place."""
+    from fairaudit._version import __version__
+
+    out: dict[str, Any] = {"schema_version": schema_version}
+    if kind is not None:
+        out["kind"] = kind
+    out.update({"fairaudit_version": __version__, "created": created_now(), "command": command})
+    return out

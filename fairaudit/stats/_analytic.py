@@ -24,7 +24,8 @@ from fairaudit.stats.result import Estimate
 ANALYTIC_METHODS = ("score", "exact")
 
 # Ratios are reported for these only: a ratio of two error magnitudes near 0 (brier, ece)
-# or of an average precision means little (DESIGN.md, metric definitions).
+# or of an average precision means little (docs/statistics.md, "Ratios only where they
+# mean something").
 RATIO_METRICS: frozenset[str] = frozenset((*PROPORTIONS, "balanced_accuracy", "auroc"))
 NO_RATIO_REASON = "no ratio for this metric: ratios are reported for rates and AUROC only"
 
@@ -71,7 +72,8 @@ class Counts:
 
 
 def denominator(metric: str, c: Counts) -> int:
-    """The number of cases a metric rests on: its size for min_group_size (DESIGN.md)."""
+    """The number of cases a metric rests on: its size for min_group_size (docs/statistics.md,
+    "Small groups")."""
     if metric in PROPORTIONS:
         return c.proportion(metric)[1]
     if metric in ("balanced_accuracy", "auroc"):

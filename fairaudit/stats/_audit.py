@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import norm
-from statsmodels.stats.multitest import multipletests
 
+from fairaudit.errors import arg
 from fairaudit.stats import _tests as T
 from fairaudit.stats._analytic import (
     ANALYTIC_METHODS,
@@ -54,6 +54,7 @@ from fairaudit.stats._metrics import (
     UNDEFINED_REASON,
     MetricKernel,
 )
+from fairaudit.stats._multitest import adjust_pvalues
 from fairaudit.stats._resample import bootstrap_task, permutation_task, run_tasks
 from fairaudit.stats._score import z_of
 from fairaudit.stats._segmentation import SEGMENTATION_METRICS
@@ -102,23 +103,25 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         if self.bootstrap < 1:
-            raise ValueError("--bootstrap must be at least 1")
+            raise ValueError(f"{arg('bootstrap')} must be at least 1")
         if self.permutations is not None and self.permutations < 1:
-            raise ValueError("--permutations must be at least 1 (leave it out for the --bootstrap count)")
+            raise ValueError(
+                f"{arg('permutations')} must be at least 1 (leave it out for the {arg('bootstrap')} count)"
+            )
         if not 0 < self.ci_level < 1:
-            raise ValueError("--ci-level must be between 0 and 1 (for example 0.95)")
+            raise ValueError(f"{arg('ci_level')} must be between 0 and 1 (for example 0.95)")
         if self.ci_method not in CI_METHODS:
-            raise ValueError(f"--ci-method must be one of {', '.join(CI_METHODS)}")
+            raise ValueError(f"{arg('ci_method')} must be one of {', '.join(CI_METHODS)}")
         if self.correction not in CORRECTIONS:
-            raise ValueError(f"--correction must be one of {', '.join(CORRECTIONS)}")
+            raise ValueError(f"{arg('correction')} must be one of {', '.join(CORRECTIONS)}")
         if not 0 <= self.threshold <= 1:
-            raise ValueError("--threshold must be in [0, 1]")
+            raise ValueError(f"{arg('threshold')} must be in [0, 1]")
         if self.min_group_size < 0:
-            raise ValueError("--min-group-size must be >= 0")
+            raise ValueError(f"{arg('min_group_size')} must be >= 0")
         unknown = [m for m in self.primary_metrics if m not in KNOWN_PRIMARY]
         if unknown:
             raise ValueError(
-                f"--primary-metrics: unknown metric(s) {', '.join(unknown)}; known: {', '.join(KNOWN_PRIMARY)}"
+                f"{arg('primary_metrics')}: unknown metric(s) {', '.join(unknown)}; known: {', '.join(KNOWN_PRIMARY)}"
             )
 
     @property
@@ -332,7 +335,8 @@ def _choose_reference(groups: list[_GroupStats], requested: str | None, attr: st
         names = [g.name for g in groups]
         if requested not in names:
             raise ValueError(
-                f"--reference {attr}={requested}: no such group; groups of '{attr}' are: " + ", ".join(names)
+                f"{arg('references')} {attr}={requested}: no such group; groups of '{attr}' are: "
+                + ", ".join(names)
             )
         return requested
     # The largest group; ties go to the first name in sorted order.
@@ -762,12 +766,9 @@ def adjust(result: AuditResult, cfg: AuditConfig) -> None:
     for rows in families.values():
         if not rows:
             continue
-        pvals = np.array([c.p_value for c in rows])
-        adjusted = (
-            pvals if cfg.correction == "none" else multipletests(pvals, alpha=alpha, method=cfg.correction)[1]
-        )
+        adjusted = adjust_pvalues([c.p_value for c in rows], cfg.correction, alpha)
         for c, p in zip(rows, adjusted, strict=True):
-            c.p_adjusted = float(p)
+            c.p_adjusted = p
             c.significant = bool(p < alpha)
             c.level_alpha = _row_alpha(c.p_value, c.p_adjusted, alpha, len(rows))
     for attr, c in result.comparisons():

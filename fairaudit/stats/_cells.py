@@ -1,6 +1,6 @@
 """A group's cases reduced to counts per (unique score, label).
 
-Every classification metric of DESIGN.md is a function of these counts, and a bootstrap
+Every classification metric (docs/statistics.md, "Metrics") is a function of these counts, and a bootstrap
 resample or a permutation of a group is just another count vector over the same cells.
 That is what makes the resampling engine vectorized: it never touches per-case rows.
 """
@@ -112,7 +112,7 @@ def coarsen(cells: Cells, edges: np.ndarray) -> Cells:
     (none straddles k/10). AUROC, average precision, Brier and ECE change by a tiny, nearly
     constant amount (ties within a bin of width 1/2000, a bin's mean score for its cases),
     which the caller removes by centring the resampled statistic on the exact estimate;
-    tests/test_stats_resampling_grid.py bounds what is left.
+    tests/unit/stats/test_resampling_grid.py bounds what is left.
     """
     uniq, inv = _bins(cells, edges)
     pos = np.bincount(inv, weights=cells.pos, minlength=uniq.size)

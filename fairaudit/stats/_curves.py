@@ -3,7 +3,7 @@
 The reports draw ROC and calibration curves from results.json alone, so that
 `fairaudit report` can re-render an archived audit without its data. A group's ROC curve
 is thinned to at most `MAX_ROC_POINTS` of its exact points (always keeping (0, 0) and
-(1, 1)); calibration uses the same 10 equal-width bins as `ece` in DESIGN.md, so the ECE
+(1, 1)); calibration uses the same 10 equal-width bins as `ece` (docs/statistics.md, "Metrics"), so the ECE
 of a group can be recomputed from its bins.
 """
 

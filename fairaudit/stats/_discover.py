@@ -31,13 +31,14 @@ from typing import Any
 
 import numpy as np
 from scipy import stats as sps
-from statsmodels.stats.multitest import multipletests
 
+from fairaudit.errors import arg
 from fairaudit.stats import _tests as T
 from fairaudit.stats._audit import AuditConfig, _bootstrap_all, _prepare
 from fairaudit.stats._cells import Cells, make_cells
 from fairaudit.stats._intervals import percentile_interval
 from fairaudit.stats._metrics import HIGHER_IS_BETTER, PROPORTIONS
+from fairaudit.stats._multitest import adjust_pvalues
 from fairaudit.stats._resample import generator
 from fairaudit.stats.result import Estimate
 
@@ -205,22 +206,26 @@ def _discover(
     metric = metric or default_metric(has_scores)
     if per_case is not None:
         if metric not in PER_CASE_HIGHER_IS_BETTER:
-            raise ValueError(f"--discover-metric must be one of {', '.join(PER_CASE_HIGHER_IS_BETTER)}")
+            raise ValueError(
+                f"{arg('discover_metric')} must be one of {', '.join(PER_CASE_HIGHER_IS_BETTER)}"
+            )
         higher = PER_CASE_HIGHER_IS_BETTER[metric]
         values = np.asarray(per_case, dtype=np.float64)
         n_cases = values.size
     else:
         if metric not in CELL_METRICS:
-            raise ValueError(f"--discover-metric must be one of {', '.join(CELL_METRICS)}")
+            raise ValueError(f"{arg('discover_metric')} must be one of {', '.join(CELL_METRICS)}")
         if metric in ("auroc", "brier") and not has_scores:
-            raise ValueError(f"--discover-metric {metric} needs scores, and the predictions are 0/1 only")
+            raise ValueError(
+                f"{arg('discover_metric')} {metric} needs scores, and the predictions are 0/1 only"
+            )
         higher = HIGHER_IS_BETTER[metric]
         values = None
         labels = np.asarray(labels, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float64)
         n_cases = labels.size
     if top < 1:
-        raise ValueError("--discover-top must be at least 1")
+        raise ValueError(f"{arg('discover_top')} must be at least 1")
     pcfg = replace(cfg, ci_method="percentile")
     alternative = _alternative(higher)
     defined = np.isfinite(values) if values is not None else np.ones(n_cases, dtype=bool)
@@ -266,10 +271,9 @@ def _discover(
 
     tested = [r for r in rows if r["test"].p_value is not None and np.isfinite(r["diff"])]
     if tested:
-        pvals = np.array([r["test"].p_value for r in tested])
-        adjusted = pvals if cfg.correction == "none" else multipletests(pvals, method=cfg.correction)[1]
+        adjusted = adjust_pvalues([r["test"].p_value for r in tested], cfg.correction, cfg.alpha)
         for r, p in zip(tested, adjusted, strict=True):
-            r["p_adjusted"] = float(p)
+            r["p_adjusted"] = p
     ranked = sorted(tested, key=lambda r: (-r["gap"], r["p_adjusted"], _label(r["conditions"])))
     best = ranked[:top]
     log.info(

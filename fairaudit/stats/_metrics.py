@@ -1,4 +1,4 @@
-"""Classification metrics of DESIGN.md, evaluated on many count vectors at once.
+"""Classification metrics (docs/statistics.md, "Metrics"), evaluated on many count vectors at once.
 
 `MetricKernel.evaluate` takes a batch of count vectors over one group's cells (the original
 counts, bootstrap resamples or permutations) and returns every metric for every row: the
@@ -323,3 +323,25 @@ def _safe(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.zeros(np.broadcast(num, den).shape)
     np.divide(num, den, out=out, where=den > 0)
     return out
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray | float:
+    """AUROC of scores (n,) or of each column of scores (n, K) against 0/1 labels (n,).
+
+    The same count as `MetricKernel.evaluate` (each positive scores 1 per negative below it
+    and 1/2 per tie), in its Mann-Whitney rank form so that many score columns (augment-check's
+    augmented copies) are ranked in one call; NaN when a class is missing. The tests check
+    it equals the kernel's AUROC exactly.
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    s2 = s if s.ndim == 2 else s[:, None]
+    if n1 == 0 or n0 == 0:
+        out = np.full(s2.shape[1], np.nan)
+    else:
+        ranks = rankdata(s2, axis=0)
+        out = (ranks[y].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    return out if s.ndim == 2 else out[0]

@@ -161,7 +161,8 @@ def mcnemar_test(metric: str, y: np.ndarray, s_new: np.ndarray, s_base: np.ndarr
 
 
 def paired_test(metric: str, y: np.ndarray, s_new: np.ndarray, s_base: np.ndarray, t: float) -> PairedTest:
-    """The paired test DESIGN's release comparison uses for `metric`."""
+    """The paired test of the release comparison for `metric` (docs/ci.md, "A release
+    must not widen a gap")."""
     if metric in _MCNEMAR:
         return mcnemar_test(metric, y, s_new, s_base, t)
     if metric == "auroc":

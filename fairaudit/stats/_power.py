@@ -40,7 +40,7 @@ Per comparison:
 
 benchmarks/power.py checks the stated power by simulating cohorts at the stated difference
 and running the audit's tests (figures and method in docs/statistics.md, "Power");
-tests/test_power_simulation.py runs a fast subset.
+tests/unit/stats/test_power_simulation.py runs a fast subset.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-case segmentation metrics of DESIGN.md: dice, iou, hd95, assd, volume_error.
+"""Per-case segmentation metrics (docs/segmentation.md): dice, iou, hd95, assd, volume_error.
 
 numpy and scipy only (no torch), so a segmentation audit of mask files starts fast.
 Surfaces and distances follow MONAI's `compute_hausdorff_distance(percentile=95)` and
@@ -107,16 +107,47 @@ def surface_distances(
     return directed_surface_distances(sp_, st, sp), directed_surface_distances(st, sp_, sp)
 
 
+def _overlap(truth: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:
+    """(truth voxels, predicted voxels, voxels in both) of two boolean masks."""
+    return int(truth.sum()), int(pred.sum()), int(np.count_nonzero(truth & pred))
+
+
+def _dice(nt: int, np_: int, inter: int) -> float:
+    """2|T & P| / (|T| + |P|); 1 when both masks are empty (they agree everywhere)."""
+    return 1.0 if nt + np_ == 0 else 2.0 * inter / (nt + np_)
+
+
+def dice(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Dice of one case (the audit's `dice`): for augment-check and anything that needs only
+    the overlap, without the surface distances of `case_metrics`."""
+    truth = np.asarray(truth, dtype=bool)
+    pred = np.asarray(pred, dtype=bool)
+    _check(truth, pred, None)
+    return _dice(*_overlap(truth, pred))
+
+
+def dice_batch(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Dice of each case of (N, ...) boolean masks in one vectorised pass (training's
+    validation set); the same values as `dice` case by case."""
+    truth = np.asarray(truth, dtype=bool)
+    pred = np.asarray(pred, dtype=bool)
+    if truth.shape != pred.shape or truth.ndim < 1:
+        raise ValueError(f"mask batches differ: truth {truth.shape}, prediction {pred.shape}")
+    t, p = truth.reshape(len(truth), -1), pred.reshape(len(pred), -1)
+    inter = (t & p).sum(axis=1)
+    total = t.sum(axis=1) + p.sum(axis=1)
+    return np.where(total == 0, 1.0, 2.0 * inter / np.maximum(total, 1)).astype(float)
+
+
 def case_metrics(truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float] | None = None) -> CaseMetrics:
     """Every segmentation metric of one case; `spacing` per axis (None: 1 per voxel)."""
     truth = np.asarray(truth, dtype=bool)
     pred = np.asarray(pred, dtype=bool)
     _check(truth, pred, spacing)
-    nt, np_ = int(truth.sum()), int(pred.sum())
-    inter = int(np.count_nonzero(truth & pred))
+    nt, np_, inter = _overlap(truth, pred)
     union = nt + np_ - inter
     values: dict[str, float] = {
-        "dice": 1.0 if nt + np_ == 0 else 2.0 * inter / (nt + np_),
+        "dice": _dice(nt, np_, inter),
         "iou": 1.0 if union == 0 else inter / union,
     }
     reasons: dict[str, str] = {}

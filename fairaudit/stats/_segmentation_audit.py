@@ -1,6 +1,7 @@
 """The AuditResult of a segmentation audit, from per-case metric values.
 
-Same statistics as the classification engine (DESIGN, Statistics), on per-case values:
+Same statistics as the classification engine (docs/statistics.md; docs/segmentation.md,
+"Per group"), on per-case values:
 - a group's value of a metric is the mean over its cases where the metric is defined
   (hd95 and assd need two non-empty masks; volume_error a non-empty truth);
 - intervals: bootstrap stratified by group (cases resampled within each group, sizes
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from fairaudit.errors import arg
 from fairaudit.stats import _tests as T
 from fairaudit.stats._audit import AuditConfig, adjust
 from fairaudit.stats._clusters import bootstrap_weights, permutation_weights
@@ -436,7 +438,8 @@ def _choose_reference(groups: list[_Group], requested: str | None, attr: str) ->
         names = [g.name for g in groups]
         if requested not in names:
             raise ValueError(
-                f"--reference {attr}={requested}: no such group; groups of '{attr}' are: " + ", ".join(names)
+                f"{arg('references')} {attr}={requested}: no such group; groups of '{attr}' are: "
+                + ", ".join(names)
             )
         return requested
     return sorted(groups, key=lambda g: (-g.n, g.name))[0].name

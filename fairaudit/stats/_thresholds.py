@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from fairaudit.errors import arg
+
 log = logging.getLogger(__name__)
 
 POLICIES: tuple[str, ...] = ("youden", "f1", "sensitivity", "specificity")
@@ -66,11 +68,11 @@ def parse_policy(text: str) -> ThresholdPolicy:
     kind = kind.strip()
     if kind not in POLICIES:
         raise ThresholdPolicyError(
-            f"--threshold-policy '{text}': choose youden, f1, sensitivity=X or specificity=X (X in (0, 1])."
+            f"{arg('threshold_policy')} '{text}': choose youden, f1, sensitivity=X or specificity=X (X in (0, 1])."
         )
     if kind in ("youden", "f1"):
         if sep:
-            raise ThresholdPolicyError(f"--threshold-policy '{text}': {kind} takes no value.")
+            raise ThresholdPolicyError(f"{arg('threshold_policy')} '{text}': {kind} takes no value.")
         return ThresholdPolicy(kind)
     try:
         target = float(value)
@@ -78,7 +80,7 @@ def parse_policy(text: str) -> ThresholdPolicy:
         target = float("nan")
     if not sep or not 0 < target <= 1:
         raise ThresholdPolicyError(
-            f"--threshold-policy '{text}': {kind} needs a target in (0, 1], e.g. {kind}=0.8."
+            f"{arg('threshold_policy')} '{text}': {kind} needs a target in (0, 1], e.g. {kind}=0.8."
         )
     return ThresholdPolicy(kind, target)
 

@@ -1,11 +1,12 @@
 """Between-group disparity of per-image values, with the statistics engine's conventions.
 
-Conventions (DESIGN, Statistics): bootstrap stratified by group (each group's images
-resampled within the group, sizes fixed), seeded numpy Generators from
-`fairaudit.stats._resample.generator`, percentile intervals; tests from scipy.stats
-(Kruskal-Wallis across groups); a family of p-values corrected with statsmodels'
-multipletests. One draw of image indices serves every statistic and both sides of a
-before/after comparison, so differences get their intervals from the same resamples.
+Conventions (docs/preprocessing.md, "Group statistics"; docs/statistics.md): bootstrap
+stratified by group (each group's images resampled within the group, sizes fixed), seeded
+numpy Generators from `fairaudit.stats._resample.generator`, percentile intervals; tests
+from scipy.stats (Kruskal-Wallis across groups); a family of p-values corrected together
+(fairaudit.stats._multitest.adjust_family). One draw of image indices serves every
+statistic and both sides of a before/after comparison, so differences get their
+intervals from the same resamples.
 
 Disparity of a statistic across the groups' means m_g:
 - range = max_g m_g - min_g m_g (in the statistic's units);
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 from fairaudit.stats._audit import CORRECTIONS
 from fairaudit.stats._intervals import percentile_interval
 from fairaudit.stats._resample import generator
@@ -68,11 +69,14 @@ class Groups:
 def check_options(correction: str, ci_level: float, bootstrap: int) -> None:
     """The statistics flags that normalize and augment-check share."""
     if correction not in CORRECTIONS:
-        raise InputError(f"--correction must be one of {', '.join(CORRECTIONS)}, not '{correction}'.")
+        raise InputError(
+            f"{arg('correction')} must be one of {', '.join(CORRECTIONS)}, not '{correction}'.",
+            argument="correction",
+        )
     if not 0 < ci_level < 1:
-        raise InputError(f"--ci-level must be between 0 and 1, got {ci_level}.")
+        raise InputError(f"{arg('ci_level')} must be between 0 and 1, got {ci_level}.", argument="ci_level")
     if bootstrap < 100:
-        raise InputError(f"--bootstrap must be at least 100, got {bootstrap}.")
+        raise InputError(f"{arg('bootstrap')} must be at least 100, got {bootstrap}.", argument="bootstrap")
 
 
 def draws(groups: Groups, bootstrap: int, seed: int, key: Sequence[int]) -> list[np.ndarray]:
@@ -187,26 +191,6 @@ def change(
     elif est.ci is not None and est.ci[0] > 0 and est.value is not None and est.value >= MIN_CHANGE:
         verdict = "widened"
     return {"disparity": key, **est.to_dict(), "verdict": verdict}
-
-
-def adjust_family(tests: list[dict[str, Any]], method: str, alpha: float) -> None:
-    """Add p_adjusted (statsmodels multipletests) and significant to each test dict in place."""
-    from statsmodels.stats.multitest import multipletests
-
-    idx = [i for i, t in enumerate(tests) if t.get("p_value") is not None]
-    for t in tests:
-        t["p_adjusted"] = None
-        t["significant"] = False
-    if not idx:
-        return
-    p = np.array([tests[i]["p_value"] for i in idx], dtype=float)
-    if method == "none":
-        adj = p
-    else:
-        adj = multipletests(p, alpha=alpha, method=method)[1]
-    for i, q in zip(idx, adj, strict=True):
-        tests[i]["p_adjusted"] = float(min(1.0, q))
-        tests[i]["significant"] = bool(q < alpha)
 
 
 def bootstrap_group_metric(

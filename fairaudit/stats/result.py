@@ -2,8 +2,8 @@
 
 Like fairlearn's MetricFrame, it is built once by `run_audit` and every view (per group,
 differences, ratios, tests, summaries) is derived from it. `to_dict` gives the results.json
-structure of DESIGN.md (schema version 2): undefined numbers are None with a reason,
-never NaN.
+structure (fairaudit/schema/results.schema.json, schema version 2; docs/statistics.md,
+"Metrics"): undefined numbers are None with a reason, never NaN.
 """
 
 from __future__ import annotations

@@ -15,18 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from fairaudit.errors import InputError
-from fairaudit.io.tables import ID_CANDIDATES, Table, detect_id_column, is_missing, parse_binary, read_table
+from fairaudit.errors import InputError, arg
+from fairaudit.io.tables import (
+    DICOM_ID_TAGS,
+    ID_CANDIDATES,
+    Table,
+    detect_id_column,
+    is_missing,
+    parse_binary,
+    read_table,
+)
 from fairaudit.models.preprocessing import prepare_image, prepare_mask
 
 log = logging.getLogger(__name__)
 
-# join key -> where it sits on a decoded DICOM file
-_HEADER_KEYS = {
-    "sop_instance_uid": "SOPInstanceUID",
-    "study_instance_uid": "StudyInstanceUID",
-    "patient_id": "PatientID",
-}
 LABEL_COLUMN_CANDIDATES = ("label", "finding", "target", "y")
 
 
@@ -50,7 +52,7 @@ class TrainingData:
 
 def _label_column(table: Table, requested: str | None, id_col: str) -> str:
     if requested is not None:
-        return table.column(requested, option="--label-column")
+        return table.column(requested, argument="label_column")
     for cand in LABEL_COLUMN_CANDIDATES:
         if table.has(cand):
             return table.column(cand)
@@ -60,7 +62,8 @@ def _label_column(table: Table, requested: str | None, id_col: str) -> str:
     raise InputError(
         f"cannot tell which column holds the label (columns: {', '.join(table.frame.columns)}).",
         file=str(table.path),
-        hint="Pass --label-column NAME.",
+        hint=f"Pass {arg('label_column')} NAME.",
+        argument="label_column",
     )
 
 
@@ -107,13 +110,24 @@ def load_training_data(
             "is not a folder.", file=str(dicom_dir), hint="Pass the folder that holds the DICOM files."
         )
     if task not in ("classification", "segmentation"):
-        raise InputError(f"--task must be classification or segmentation, not '{task}'.")
+        raise InputError(
+            f"{arg('task')} must be classification or segmentation, not '{task}'.", argument="task"
+        )
     if task == "classification" and labels is None:
-        raise InputError("--task classification needs --labels labels.csv (one 0/1 label per image).")
+        raise InputError(
+            f"{arg('task')} classification needs {arg('labels')} labels.csv (one 0/1 label per image).",
+            argument="labels",
+        )
     if task == "segmentation" and masks is None:
-        raise InputError("--task segmentation needs --masks MASK_DIR (<id>.png label images).")
+        raise InputError(
+            f"{arg('task')} segmentation needs {arg('masks')} MASK_DIR (<id>.png label images).",
+            argument="masks",
+        )
     if not attributes:
-        raise InputError("pass at least one --attribute (the demographic column to stratify and report by).")
+        raise InputError(
+            f"pass at least one {arg('attributes')} (the demographic column to stratify and report by).",
+            argument="attributes",
+        )
 
     demo = read_table(demographics)
     tables = [demo]
@@ -123,10 +137,15 @@ def load_training_data(
         tables.append(lab)
     id_col = detect_id_column(tables, id_column, ID_CANDIDATES)
     if id_col is None:
-        raise InputError("no id column found.", file=str(demographics), hint="Pass --id-column NAME.")
-    attr_cols = [demo.column(a, option="--attribute") for a in attributes]
+        raise InputError(
+            "no id column found.",
+            file=str(demographics),
+            hint=f"Pass {arg('id_column')} NAME.",
+            argument="id_column",
+        )
+    attr_cols = [demo.column(a, argument="attributes") for a in attributes]
     if patient_column is not None:
-        pat_col = demo.column(patient_column, option="--patient-column")
+        pat_col = demo.column(patient_column, argument="patient_column")
     elif demo.has("patient_id"):
         pat_col = demo.column("patient_id")
     else:
@@ -168,7 +187,7 @@ def load_training_data(
         if id_col.lower() == "path":
             key = outcome.path
         else:
-            tag = _HEADER_KEYS.get(id_col.lower())
+            tag = DICOM_ID_TAGS.get(id_col.lower())
             key = str((outcome.header or {}).get(tag, "")) if tag else ""
         if not key:
             exclude("dicom", outcome.path, f"no {id_col} to join on")
@@ -229,7 +248,7 @@ def load_training_data(
         raise InputError(
             f"no usable training case (most common reasons: {reasons}).",
             file=str(dicom_dir),
-            hint="Check that the ids in the CSV files match the DICOM files (or pass --id-column).",
+            hint=f"Check that the ids in the CSV files match the DICOM files (or pass {arg('id_column')}).",
         )
     attr_values = {
         a: np.array([demo.frame[c].iloc[r] for r in rows], dtype=str)

@@ -20,14 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 from fairaudit.models import losses
 from fairaudit.models.architectures import build_model
 from fairaudit.models.bundle import save_bundle
+from fairaudit.stats._segmentation import dice_batch
 from fairaudit.train.augment import AugmentConfig, augment_batch
 from fairaudit.train.data import TrainingData
 from fairaudit.train.split import patient_split, strata_of
-from fairaudit.train.validation import classification_validation, dice_per_case, segmentation_validation
+from fairaudit.train.validation import classification_validation, segmentation_validation
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +67,68 @@ class TrainConfig:
         allowed = SEGMENTATION_PENALTIES if self.task == "segmentation" else CLASSIFICATION_PENALTIES
         if self.fairness not in allowed:
             raise InputError(
-                f"--fairness {self.fairness} does not apply to {self.task}; choose one of {', '.join(allowed)}."
+                f"{arg('fairness')} {self.fairness} does not apply to {self.task}; choose one of {', '.join(allowed)}.",
+                argument="fairness",
             )
         arch = self.resolved_architecture()
         if (self.task == "segmentation") != (arch == "unet"):
             raise InputError(
-                f"--architecture {arch} cannot do {self.task} (unet segments; resnet18/small_cnn classify)."
+                f"{arg('architecture')} {arch} cannot do {self.task} (unet segments; resnet18/small_cnn classify).",
+                argument="architecture",
             )
-        for name, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size)):
+        for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size)):
             if value < 1:
-                raise InputError(f"{name} must be at least 1, not {value}.")
+                raise InputError(f"{arg(name)} must be at least 1, not {value}.", argument=name)
         if self.lr <= 0:
-            raise InputError(f"--lr must be positive, not {self.lr}.")
+            raise InputError(f"{arg('lr')} must be positive, not {self.lr}.", argument="lr")
+
+
+ARCHITECTURES = ("unet", "small_cnn", "resnet18")
+
+
+def architecture_options(
+    task: str,
+    architecture: str | None,
+    *,
+    width: int | None = None,
+    depth: int | None = None,
+    pool: str | None = None,
+    dropout: float = 0.0,
+) -> tuple[str, dict[str, Any]]:
+    """The architecture (by default the task's) and its keyword arguments for build_model;
+    InputError for an option the architecture does not have."""
+    arch = architecture or ("unet" if task == "segmentation" else "small_cnn")
+    if arch not in ARCHITECTURES:
+        raise InputError(
+            f"{arg('architecture')} must be unet, small_cnn or resnet18, not '{arch}'.",
+            argument="architecture",
+        )
+    kwargs: dict[str, Any] = {}
+    if width is not None:
+        kwargs["base_channels" if arch == "unet" else "width"] = width
+    if depth is not None:
+        if arch != "unet":
+            raise InputError(f"{arg('depth')} applies to {arg('architecture')} unet only.", argument="depth")
+        kwargs["depth"] = depth
+    if dropout:
+        kwargs["dropout"] = dropout
+    if pool is not None:
+        if arch == "unet":
+            raise InputError(
+                f"{arg('pool')} applies to the classifiers (small_cnn, resnet18) only.", argument="pool"
+            )
+        kwargs["pool"] = pool
+    return arch, kwargs
 
 
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
+        raise InputError(
+            f"{arg('device')} {device}: CUDA is not available on this machine; use {arg('device')} cpu.",
+            argument="device",
+        )
     return device
 
 
@@ -174,7 +218,10 @@ def train_model(
     arch = cfg.resolved_architecture()
     fair_attr = cfg.fairness_attribute or attributes[0]
     if fair_attr not in data.attributes:
-        raise InputError(f"--fairness-attribute {fair_attr} is not one of the --attribute columns.")
+        raise InputError(
+            f"{arg('fairness_attribute')} {fair_attr} is not one of the {arg('attributes')} columns.",
+            argument="fairness_attribute",
+        )
     is_seg = cfg.task == "segmentation"
     strata = strata_of(data.attributes, None if is_seg else data.targets)
     train_idx, val_idx = patient_split(data.patients, strata, val_fraction=cfg.val_fraction, seed=cfg.seed)
@@ -271,7 +318,7 @@ def train_model(
     val_attrs = {a: np.asarray(v)[val_idx] for a, v in data.attributes.items()}
     if is_seg:
         pred = val_logits.argmax(dim=1).numpy()
-        dice = dice_per_case(pred >= 1, y_va.numpy() >= 1)
+        dice = dice_batch(y_va.numpy() >= 1, pred >= 1)
         validation = segmentation_validation(dice, val_attrs, n_resamples=cfg.bootstrap, seed=cfg.seed)
     else:
         scores = torch.sigmoid(val_logits.reshape(-1)).numpy()

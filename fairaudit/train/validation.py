@@ -2,7 +2,8 @@
 
 Classification uses fairaudit.stats.run_audit on the validation predictions (the same
 metrics, bootstrap and tests as an audit). Segmentation reports the per-group mean of
-per-case Dice with a seeded percentile bootstrap interval.
+per-case Dice (fairaudit.stats._segmentation.dice_batch, the audit's dice) with a seeded
+percentile bootstrap interval.
 """
 
 from __future__ import annotations
@@ -10,17 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-
-def dice_per_case(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Hard Dice per case of boolean masks (N, H, W); empty vs empty is 1."""
-    pred = np.asarray(pred, dtype=bool).reshape(len(pred), -1)
-    truth = np.asarray(truth, dtype=bool).reshape(len(truth), -1)
-    inter = (pred & truth).sum(axis=1)
-    total = pred.sum(axis=1) + truth.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dice = np.where(total == 0, 1.0, 2.0 * inter / np.maximum(total, 1))
-    return dice.astype(float)
 
 
 def bootstrap_mean_ci(

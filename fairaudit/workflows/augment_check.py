@@ -18,7 +18,8 @@ file order or on which other images ran. Then per attribute:
    reference group's with an interval, and a Kruskal-Wallis test across groups of the
    per-image degradation (Brier score increase, or Dice decrease). Metrics: AUROC and
    accuracy at 0.5 (classification), mean Dice (segmentation).
-All p-values of the report form one family, corrected with statsmodels' multipletests.
+All p-values of the report form one family, corrected together (fairaudit.stats._multitest).
+AUROC and Dice are fairaudit.stats' own (stats._metrics.auroc, stats._segmentation.dice).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from fairaudit._util.formatting import fmt_ci, fmt_num, fmt_sig
 from fairaudit._util.privacy import IdHasher, use_for_logs
 from fairaudit.augment._base import Transform, check_strength
 from fairaudit.augment._geometric import Geometric
@@ -48,13 +50,15 @@ from fairaudit.cohort.images import (
     outcome_id,
     write_manifest,
 )
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 from fairaudit.preprocess._imagestats import STATISTICS, image_statistics
+from fairaudit.stats._metrics import auroc
+from fairaudit.stats._multitest import adjust_family
 from fairaudit.stats._resample import generator
+from fairaudit.stats._segmentation import dice
 from fairaudit.stats._tests import kruskal_omnibus
 from fairaudit.stats.image_groups import (
     Groups,
-    adjust_family,
     bootstrap_group_metric,
     check_options,
     describe,
@@ -110,15 +114,23 @@ class _Case:
 def _validate(req: AugmentCheckRequest) -> None:
     check_dicom_dir(req.dicom_dir)
     if not req.attributes:
-        raise InputError("pass at least one --attribute (a column of --demographics).")
+        raise InputError(
+            f"pass at least one {arg('attributes')} (a column of {arg('demographics')}).",
+            argument="attributes",
+        )
     if req.n_augment < 1:
-        raise InputError(f"--n-augment must be at least 1, got {req.n_augment}.")
+        raise InputError(f"{arg('n_augment')} must be at least 1, got {req.n_augment}.", argument="n_augment")
     check_options(req.correction, req.ci_level, req.bootstrap)
     if (req.labels is not None or req.masks is not None) and req.model is None:
-        raise InputError("--labels and --masks are used with --model: pass the model to check.")
+        raise InputError(
+            f"{arg('labels')} and {arg('masks')} are used with {arg('model')}: pass the model to check.",
+            argument="model",
+        )
     if req.model is not None and req.labels is None and req.masks is None:
         raise InputError(
-            "--model needs ground truth: --labels labels.csv (classification) or --masks MASK_DIR (segmentation)."
+            f"{arg('model')} needs ground truth: {arg('labels')} labels.csv (classification) or "
+            f"{arg('masks')} MASK_DIR (segmentation).",
+            argument="labels",
         )
 
 
@@ -134,31 +146,10 @@ def _unit(x: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return (np.asarray(x, dtype=np.float64) - lo) / (hi - lo)
 
 
-def auroc(y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """AUROC of scores s (n,) or (n, K) against 0/1 labels y (n,): Mann-Whitney form, ties half."""
-    from scipy.stats import rankdata
-
-    y = np.asarray(y, dtype=bool)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    s2 = s if s.ndim == 2 else s[:, None]
-    if n1 == 0 or n0 == 0:
-        out = np.full(s2.shape[1], np.nan)
-    else:
-        ranks = rankdata(s2, axis=0)
-        out = (ranks[y].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
-    return out if s.ndim == 2 else out[0]
-
-
 def _finite_mean(values: np.ndarray | float) -> float:
     """Mean over draws; NaN when undefined (a resample with one class is undefined for every draw)."""
     v = np.atleast_1d(np.asarray(values, dtype=float))
     return float(v.mean()) if v.size and np.isfinite(v).all() else float("nan")
-
-
-def dice(truth: np.ndarray, pred: np.ndarray) -> float:
-    t, p = truth.astype(bool), pred.astype(bool)
-    denom = t.sum() + p.sum()
-    return 1.0 if denom == 0 else float(2.0 * np.logical_and(t, p).sum() / denom)
 
 
 class _Truth:
@@ -172,8 +163,8 @@ class _Truth:
             from fairaudit.io.tables import parse_binary, read_table
 
             t = read_table(req.labels)
-            idc = t.column(id_column, option="--id-column")
-            col = t.column(req.label_column, option="--label-column")
+            idc = t.column(id_column, argument="id_column")
+            col = t.column(req.label_column, argument="label_column")
             values = parse_binary(t, col, "a label")
             self.labels = {k: float(v) for k, v in zip(t.frame[idc], values, strict=True) if np.isfinite(v)}
         if req.masks is not None:
@@ -229,9 +220,15 @@ def _run_augment_check(req: AugmentCheckRequest, outs: Any) -> AugmentCheckOutco
         predictor = _load_model(req)
         truth = _Truth(req, demo.id_column)
         if predictor.task == "classification" and req.labels is None:
-            raise InputError(f"the model '{predictor.name}' is a classifier: pass --labels (0/1 per image).")
+            raise InputError(
+                f"the model '{predictor.name}' is a classifier: pass {arg('labels')} (0/1 per image).",
+                argument="labels",
+            )
         if predictor.task == "segmentation" and req.masks is None:
-            raise InputError(f"the model '{predictor.name}' segments: pass --masks (one <id>.png per image).")
+            raise InputError(
+                f"the model '{predictor.name}' segments: pass {arg('masks')} (one <id>.png per image).",
+                argument="masks",
+            )
 
     manifest: list[dict[str, Any]] = []
     cases: list[_Case] = []
@@ -346,16 +343,16 @@ def _run_augment_check(req: AugmentCheckRequest, outs: Any) -> AugmentCheckOutco
         tmp_records.unlink(missing_ok=True)
         raise
     records.close()
-    from fairaudit.report.image_reports import write_outputs
+    from fairaudit.report.image_reports import image_reports
+    from fairaudit.report.writers import write_reports
 
     if not cases:
         tmp_records.unlink(missing_ok=True)
         no_usable_image(outs, manifest + demo.manifest_rows(hasher), len(manifest), req.dicom_dir)
     results = _results(req, ts, demo, cases, manifest, predictor)
 
-    files = write_outputs(
-        results, out, "augment_check.json", "augment_check", req.formats, extra=_plots(results, examples)
-    )
+    reports = image_reports("augment_check.json", "augment_check", _plots(results, examples))
+    files = write_reports(results, out, req.formats, reports)
     files["manifest"] = write_manifest(out, manifest + demo.manifest_rows(hasher))
     os.replace(tmp_records, out / "augment_records.jsonl")
     files["records"] = out / "augment_records.jsonl"
@@ -372,7 +369,8 @@ def _load_model(req: AugmentCheckRequest) -> Any:
         from fairaudit.models.loading import load_predictor
     except ImportError as exc:  # torch missing, or the models package not installed
         raise InputError(
-            f"--model needs the models extra (torch): {exc}. Install it with pip install 'fairaudit[models]'."
+            f"{arg('model')} needs the models extra (torch): {exc}. Install it with pip install 'fairaudit[models]'.",
+            argument="model",
         ) from None
     return load_predictor(req.model, req.device, trust_model=req.trust_model)
 
@@ -642,16 +640,18 @@ def _summary(a: dict[str, Any], level: float) -> str:
                 continue
             g = max(deg, key=lambda k: deg[k]["value"])
             e = deg[g]
-            ci = f" [{e['ci'][0]:.3f}, {e['ci'][1]:.3f}]" if e.get("ci") else ""
+            ci = f" {fmt_ci(e['ci'])}" if e.get("ci") else ""
             if e["value"] <= 0:
                 text = f"{f['family']}: {metric} does not drop for any {a['name']} group"
             elif not e.get("ci") or e["ci"][0] <= 0:
-                text = f"{f['family']}: no clear drop in {metric} (largest for {a['name']} = {g}: {e['value']:.3f}{ci})"
+                text = f"{f['family']}: no clear drop in {metric} (largest for {a['name']} = {g}: {fmt_num(e['value'])}{ci})"
             else:
-                text = f"{f['family']}: {metric} drops most for {a['name']} = {g} (by {e['value']:.3f}{ci})"
+                text = (
+                    f"{f['family']}: {metric} drops most for {a['name']} = {g} (by {fmt_num(e['value'])}{ci})"
+                )
             p_adj = f["test"].get("p_adjusted")
             if f["test"].get("significant"):
-                text += f", and the per-image {per_case} differs between groups (adjusted p = {p_adj:.3g})"
+                text += f", and the per-image {per_case} differs between groups (adjusted p = {fmt_sig(p_adj, 3)})"
             elif p_adj is not None:
                 text += f"; the per-image {per_case} does not differ significantly between groups"
             sentences.append(text)

@@ -17,23 +17,11 @@ import numpy as np
 import pandas as pd
 
 from fairaudit._util.privacy import IdHasher
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 from fairaudit.io.tables import parse_binary, parse_score, read_table
+from fairaudit.stats._multitest import adjust_family
 
 log = logging.getLogger(__name__)
-
-
-def _adjust(rows: list[dict[str, Any]], method: str, alpha: float) -> None:
-    from statsmodels.stats.multitest import multipletests
-
-    tested = [r for r in rows if r["p_value"] is not None]
-    if not tested:
-        return
-    p = np.array([r["p_value"] for r in tested])
-    adj = p if method == "none" else multipletests(p, alpha=alpha, method=method)[1]
-    for r, a in zip(tested, adj, strict=True):
-        r["p_adjusted"] = float(min(1.0, a))
-        r["significant"] = bool(a < alpha)
 
 
 def baseline_section(
@@ -57,10 +45,11 @@ def baseline_section(
     table = read_table(path)
     if id_column is None:
         raise InputError(
-            "--baseline-predictions needs an id column to match patients; give --id-column.",
+            f"{arg('baseline_predictions')} needs an id column to match patients; give {arg('id_column')}.",
             file=table.name,
+            argument="id_column",
         )
-    id_col = table.column(id_column, option="--id-column")
+    id_col = table.column(id_column, argument="id_column")
     if table.has(score_column):
         base_scores = parse_score(table, table.column(score_column))
         base_has_scores = True
@@ -73,7 +62,8 @@ def baseline_section(
             f"no score column '{score_column}' and no prediction column '{prediction_column}' "
             f"(columns: {cols}).",
             file=table.name,
-            hint="Use the same column names as the new predictions, or --score-column.",
+            hint=f"Use the same column names as the new predictions, or {arg('score_column')}.",
+            argument="baseline_predictions",
         )
     base_ids = table.frame[id_col].astype(str)
     dup = base_ids.duplicated(keep=False)
@@ -130,10 +120,8 @@ def baseline_section(
         has_scores=both_scores,
     )
     rows = [row for a in attrs for g in a["groups"] for row in g["metrics"].values()]
-    for r in rows:
-        r["p_adjusted"], r["significant"] = None, False
     alpha = round(1.0 - float(config["ci_level"]), 12)
-    _adjust(rows, str(config.get("correction", "holm")), alpha)
+    adjust_family(rows, str(config.get("correction", "holm")), alpha)
     section = {
         "predictions": table.name,
         "n_matched": int(keep.sum()),

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from fairaudit._util.atomic import atomic_path
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 
 if TYPE_CHECKING:
     from fairaudit.io.tables import Table
@@ -72,18 +72,22 @@ def _id_column(req: Any) -> str:
         read_table(p, keep=[])
     tables = [read_header(p) for p in paths]
     if not tables:
-        raise InputError("--model needs --demographics (the attributes per image) to audit by.")
+        raise InputError(
+            f"{arg('model')} needs {arg('demographics')} (the attributes per image) to audit by.",
+            argument="demographics",
+        )
     found = detect_id_column(tables, req.id_column, _candidates(req))
     if found is None:
         raise InputError(
             f"no id column to join the model's predictions on (tried {', '.join(_candidates(req))}).",
             file=tables[0].name,
-            hint="Pass --id-column NAME with one of those columns.",
+            hint=f"Pass {arg('id_column')} NAME with one of those columns.",
         )
     if found.lower() not in _MODEL_IDS:
         raise InputError(
-            f"--id-column {found}: a model run names each image by a DICOM id; use one of "
-            f"{', '.join(_MODEL_IDS)} (path: relative to DICOM_DIR)."
+            f"{arg('id_column')} {found}: a model run names each image by a DICOM id; use one of "
+            f"{', '.join(_MODEL_IDS)} (path: relative to {arg('dicom_dir')}).",
+            argument="id_column",
         )
     return found
 
@@ -94,19 +98,14 @@ def _candidates(req: Any) -> tuple[str, ...]:
     return id_candidates(req.unit)
 
 
-def _check(req: Any, segmentation: bool, masks: Path | None) -> None:
-    if req.dicom_dir is None:
-        raise InputError(
-            "--model runs on a DICOM folder: pass DICOM_DIR (fairaudit audit DICOM_DIR --model ...)."
-        )
+def _check(req: Any, model: str, segmentation: bool, masks: Path | None) -> None:
+    """The arguments (fairaudit.workflows.audit.check_audit), then what the files must hold
+    for a model run, before the model is loaded."""
+    from fairaudit.workflows.audit import check_audit
+
+    check_audit(req, task="segmentation" if segmentation else "classification", model=model, masks=masks)
     if not Path(req.dicom_dir).is_dir():
         raise InputError("is not a folder.", file=str(req.dicom_dir), hint="Pass the folder of DICOM files.")
-    if req.predictions is not None:
-        raise InputError(
-            "--model and --predictions exclude each other: audit a model run or a predictions CSV."
-        )
-    if req.unit != "image":
-        raise InputError("--unit series is not supported with --model (the models take one image each).")
     if req.gate:
         from fairaudit.gate import check_policy_task, load_policy
 
@@ -115,11 +114,6 @@ def _check(req: Any, segmentation: bool, masks: Path | None) -> None:
             load_policy(req.gate), "segmentation" if segmentation else "classification", req.gate
         )
     if segmentation:
-        if masks is None:
-            raise InputError(
-                "a segmentation audit of a model needs the ground truth: pass --masks MASK_DIR "
-                "(<id>.png or <id>.npy label images)."
-            )
         return
     if req.labels is None:
         from fairaudit.io.tables import read_table
@@ -128,8 +122,9 @@ def _check(req: Any, segmentation: bool, masks: Path | None) -> None:
             req.label_column
         ):
             raise InputError(
-                f"--model (classification) needs the ground truth: pass --labels labels.csv with a "
-                f"'{req.label_column}' column (0/1), or --label-column NAME.",
+                f"{arg('model')} (classification) needs the ground truth: pass {arg('labels')} labels.csv "
+                f"with a '{req.label_column}' column (0/1), or {arg('label_column')} NAME.",
+                argument="labels",
             )
 
 
@@ -170,7 +165,7 @@ def audit_with_model(req: Any, model: str, **options: Any) -> Any:
     killed in between must not leave them beside another run's results.json
     (fairaudit._util.atomic.output_set)."""
     from fairaudit._util.atomic import output_set
-    from fairaudit.workflows.predictions import input_paths
+    from fairaudit.workflows.core import input_paths
 
     folders = (PRED_MASKS_DIR,) if options.get("segmentation") else ()
     with output_set(
@@ -203,7 +198,7 @@ def _audit_with_model(
     from fairaudit.models.inference import DEFAULT_BATCH_SIZE, run_inference
     from fairaudit.models.loading import load_predictor
 
-    _check(req, segmentation, masks)
+    _check(req, model, segmentation, masks)
     # One salt for predictions.csv, pred_masks and manifest.csv, so their ids match; a
     # random one (never written) unless the user gave --salt.
     req = replace(req, salt=req.salt or secrets.token_hex(16))
@@ -292,12 +287,15 @@ def _segmentation_id(req: Any) -> str:
     from fairaudit.io.tables import detect_id_column, read_table
 
     if req.demographics is None:
-        raise InputError("a segmentation audit needs --demographics (one row per case, with the attributes).")
+        raise InputError(
+            f"a segmentation audit needs {arg('demographics')} (one row per case, with the attributes).",
+            argument="demographics",
+        )
     found = detect_id_column([read_table(req.demographics)], req.id_column)
     if found is None or found.lower() not in _MODEL_IDS:
         raise InputError(
             "a model run names each image by a DICOM id: the demographics need one of "
-            f"{', '.join(_MODEL_IDS)}, or pass --id-column with one.",
+            f"{', '.join(_MODEL_IDS)}, or pass {arg('id_column')} with one.",
             file=str(req.demographics),
         )
     return found

@@ -36,13 +36,13 @@ from fairaudit.cohort.images import (
     safe_name,
     write_manifest,
 )
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 from fairaudit.preprocess._imagestats import STATISTICS, image_statistics
 from fairaudit.preprocess._normalize import Normalizer, NormParams, SiteNormalizer, counted, transform
 from fairaudit.preprocess._spatial import align_rigid, register_rigid, resample_to_spacing, resize_to_shape
+from fairaudit.stats._multitest import adjust_family
 from fairaudit.stats.image_groups import (
     Groups,
-    adjust_family,
     change,
     check_options,
     describe,
@@ -109,17 +109,24 @@ class _Image:
 def _validate(req: NormalizeRequest) -> None:
     check_dicom_dir(req.dicom_dir)
     if req.attributes and req.demographics is None:
-        raise InputError("--attribute needs --demographics (the CSV that holds the attribute columns).")
+        raise InputError(
+            f"{arg('attributes')} needs {arg('demographics')} (the CSV that holds the attribute columns).",
+            argument="demographics",
+        )
     if req.demographics is not None and not req.attributes:
-        raise InputError("--demographics needs at least one --attribute to report by.")
+        raise InputError(
+            f"{arg('demographics')} needs at least one {arg('attributes')} to report by.",
+            argument="attributes",
+        )
     check_options(req.correction, req.ci_level, req.bootstrap)
     out = Path(req.out).resolve()
     src = Path(req.dicom_dir).resolve()
     if out == src or src in out.parents:
         raise InputError(
-            "--out is inside DICOM_DIR: normalize never writes next to its inputs.",
+            f"{arg('out')} is inside {arg('dicom_dir')}: normalize never writes next to its inputs.",
             file=str(req.out),
             hint="Choose an output folder outside the DICOM folder.",
+            argument="out",
         )
 
 
@@ -174,9 +181,10 @@ def _run_normalize(req: NormalizeRequest, outs: Any) -> NormalizeOutcome:
             or loaded.normalizer.log_transform != normalizer.log_transform
         ):
             raise InputError(
-                f"was fitted with --method {loaded.normalizer.method}"
-                f"{' --log-transform' if loaded.normalizer.log_transform else ''}; pass the same options.",
+                f"was fitted with {arg('method')} {loaded.normalizer.method}"
+                f"{' ' + arg('log_transform') if loaded.normalizer.log_transform else ''}; pass the same options.",
                 file=str(req.site_normalizer),
+                argument="site_normalizer",
             )
         req.per_site = True
     demo = None
@@ -184,12 +192,15 @@ def _run_normalize(req: NormalizeRequest, outs: Any) -> NormalizeOutcome:
         extra = [req.site_column] if req.per_site else []
         demo = Demographics.read(req.demographics, req.attributes, req.id_column, extra)
     elif req.per_site:
-        raise InputError("--per-site needs --demographics with the --site-column (default 'site').")
+        raise InputError(
+            f"{arg('per_site')} needs {arg('demographics')} with the {arg('site_column')} (default 'site').",
+            argument="per_site",
+        )
     roi_index = None
     if req.roi is not None:
         from fairaudit.io.masks import index_masks
 
-        roi_index = index_masks(req.roi, option="--roi")
+        roi_index = index_masks(req.roi, argument="roi")
     id_col = demo.id_column if demo is not None else "sop_instance_uid"
 
     manifest: dict[str, dict[str, Any]] = {}
@@ -337,10 +348,13 @@ def _run_normalize(req: NormalizeRequest, outs: Any) -> NormalizeOutcome:
     results = _results(
         req, normalizer, site_norm, done, manifest, demo, (lo_before, hi_before), (lo_after, hi_after), notes
     )
-    from fairaudit.report.image_reports import write_outputs
+    from fairaudit.report.image_reports import image_reports
+    from fairaudit.report.writers import write_reports
 
     rows = list(manifest.values()) + (demo.manifest_rows(hasher) if demo is not None else [])
-    files = write_outputs(results, out, "normalize.json", "normalize", req.formats, extra=_plots(results))
+    files = write_reports(
+        results, out, req.formats, image_reports("normalize.json", "normalize", _plots(results))
+    )
     files["manifest"] = write_manifest(out, rows)
     if site_norm is not None:
         files["site_normalizer"] = site_norm.save(out / "site_normalizer.json")

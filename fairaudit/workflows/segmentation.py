@@ -19,28 +19,32 @@ import logging
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from fairaudit._util.sanitize import cap, frame_to_csv
-from fairaudit._version import __version__
-from fairaudit.errors import InputError
-from fairaudit.workflows.predictions import _without_timings
+from fairaudit.errors import InputError, arg
+from fairaudit.workflows.core import (
+    AuditOutcome,
+    audit_config,
+    base_config,
+    input_paths,
+    load_gate,
+    resolve_references,
+    run_stats,
+    without_timings,
+    write_outcome,
+)
+
+if TYPE_CHECKING:
+    from fairaudit.results import AuditReport
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "2"
 CASES_FILE = "segmentation_cases.csv"
-_DICOM_TAGS = {
-    "sop_instance_uid": "SOPInstanceUID",
-    "study_instance_uid": "StudyInstanceUID",
-    "series_instance_uid": "SeriesInstanceUID",
-    "patient_id": "PatientID",
-}
 
 
 @dataclass
@@ -55,7 +59,7 @@ class SegmentationRequest:
     masks: Path
     pred_masks: Path | Mapping[str, np.ndarray]
     attributes: list[str]
-    out: Path
+    out: Path | None  # None: nothing is written (the Python API)
     demographics: Path | None = None
     dicom_dir: Path | None = None
     id_column: str | None = None
@@ -101,18 +105,20 @@ class _Dicom:
 
 def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool) -> _Dicom:
     from fairaudit.io.dicom import iter_outcomes
+    from fairaudit.io.tables import DICOM_ID_TAGS
 
     root = Path(root)
     if not root.is_dir():
         raise InputError(
             "is not a folder.", file=str(root), hint="Pass the folder that holds the DICOM files."
         )
-    tag = _DICOM_TAGS.get(id_col.lower())
+    tag = DICOM_ID_TAGS.get(id_col.lower())
     if tag is None:
         raise InputError(
             f"with a DICOM folder, mask files must be named by a DICOM id; the id column '{id_col}' is not "
-            f"one of {', '.join(_DICOM_TAGS)}.",
-            hint="Pass --id-column sop_instance_uid (or leave DICOM_DIR out and give --spacing).",
+            f"one of {', '.join(DICOM_ID_TAGS)}.",
+            hint=f"Pass {arg('id_column')} sop_instance_uid (or leave {arg('dicom_dir')} out and give {arg('spacing')}).",
+            argument="id_column",
         )
     by_id: dict[str, tuple[str, tuple[float, ...] | None, tuple[int, int] | None]] = {}
     paths: dict[str, list[str]] = {}
@@ -131,50 +137,36 @@ def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool) ->
     return _Dicom(by_id, ambiguous, paths, unreadable)
 
 
-def audit_segmentation(req: SegmentationRequest) -> Any:
+def audit_segmentation(req: SegmentationRequest) -> AuditOutcome:
     """Run a complete segmentation audit and write every output file (see the module doc).
 
     --out is checked before the work, and the files reach it as one set
     (fairaudit._util.atomic.output_set)."""
     from fairaudit._util.atomic import output_set
-    from fairaudit.workflows.predictions import input_paths
 
     with output_set(req.out, protect=input_paths(req), shared=req.outputs) as outs:
-        return _audit_segmentation(req, outs)
+        return write_outcome(build_segmentation_report(req), outs, req.formats)
 
 
-def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
-    from fairaudit._util.atomic import atomic_write_text
+def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
+    """The segmentation audit as an AuditReport (with manifest.csv and
+    segmentation_cases.csv as its companions), nothing written."""
     from fairaudit._util.privacy import IdHasher, use_for_logs
     from fairaudit.cohort.join import INTERSECTION_SEP, MISSING_GROUP, intersection_name, pseudonymize_sources
-    from fairaudit.gate import apply_gate, check_policy_task, load_policy, primary_family
     from fairaudit.io.masks import MaskReadError, foreground, index_masks, read_mask
     from fairaudit.io.tables import detect_id_column, is_missing, read_table
-    from fairaudit.report.writers import write_reports
-    from fairaudit.stats import AuditConfig
+    from fairaudit.results import AuditReport, assemble
     from fairaudit.stats._segmentation import SEGMENTATION_METRICS, case_metrics
     from fairaudit.stats._segmentation_audit import run_segmentation_audit
-    from fairaudit.workflows.predictions import AuditOutcome
 
-    policy = load_policy(req.gate) if req.gate else None
-    if policy is not None:  # a metric the task lacks: exit 2 now, not a gate that cannot decide
-        check_policy_task(policy, "segmentation", req.gate)
-    formats = tuple(dict.fromkeys(["json", *req.formats]))
-    try:
-        cfg = AuditConfig(
-            bootstrap=req.bootstrap,
-            ci_level=req.ci_level,
-            ci_method=req.ci_method,
-            seed=req.seed,
-            min_group_size=req.min_group_size,
-            correction=req.correction,
-            primary_metrics=primary_family(req.primary_metrics, policy),
-            workers=req.workers,
-        )
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    # 1. validate
+    policy = load_gate(req.gate, "segmentation")
+    cfg = audit_config(req, policy)
     if req.demographics is None:
-        raise InputError("a segmentation audit needs --demographics (one row per case, with the attributes).")
+        raise InputError(
+            f"a segmentation audit needs {arg('demographics')} (one row per case, with the attributes).",
+            argument="demographics",
+        )
     hasher = IdHasher(req.salt, req.keep_ids)
     use_for_logs(hasher)  # log lines name files as the outputs do
     pred_labels = req.pred_mask_labels if req.pred_mask_labels is not None else req.mask_labels
@@ -185,13 +177,17 @@ def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
         raise InputError(
             "no id column (tried sop_instance_uid, study_instance_uid, patient_id, path).",
             file=demo.name,
-            hint="Pass --id-column NAME: the column whose values name the mask files (<id>.png).",
+            hint=f"Pass {arg('id_column')} NAME: the column whose values name the mask files (<id>.png).",
+            argument="id_column",
         )
-    id_col_actual = demo.column(id_col, option="--id-column")
+    id_col_actual = demo.column(id_col, argument="id_column")
     needed = list(dict.fromkeys(req.attributes + [a for parts in req.intersections for a in parts]))
     if not needed:
-        raise InputError("no --attribute given: name at least one demographic column to audit by.")
-    attr_cols = {a: demo.column(a, option="--attribute") for a in needed}
+        raise InputError(
+            f"no {arg('attributes')} given: name at least one demographic column to audit by.",
+            argument="attributes",
+        )
+    attr_cols = {a: demo.column(a, argument="attributes") for a in needed}
     from fairaudit.cohort.join import cluster_source
 
     cluster = cluster_source(req.cluster_column, id_col_actual, [demo])
@@ -208,8 +204,8 @@ def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
         present = demo.frame[col][~demo.frame[col].map(is_missing)]
         check_group_count(a, int(present.nunique()), len(demo.frame), req.max_groups, file=demo.name)
 
-    truth_index = index_masks(req.masks, option="--masks")
-    pred_index = None if isinstance(req.pred_masks, Mapping) else index_masks(req.pred_masks, "--pred-masks")
+    truth_index = index_masks(req.masks, argument="masks")
+    pred_index = None if isinstance(req.pred_masks, Mapping) else index_masks(req.pred_masks, "pred_masks")
     pred_ids = set(req.pred_masks) if isinstance(req.pred_masks, Mapping) else set(pred_index.files)
     dicom = _scan_dicom(req.dicom_dir, id_col, req.workers, req.progress) if req.dicom_dir else None
     if dicom is not None:
@@ -218,7 +214,7 @@ def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
         spacing_source = "--spacing"
     else:
         spacing_source = "none"
-        log.warning("no DICOM folder and no --spacing: hd95 and assd are in pixels, not mm")
+        log.warning("no DICOM folder and no %s: hd95 and assd are in pixels, not mm", arg("spacing"))
 
     ids = demo.frame[id_col_actual].astype(str)
     dup = ids.duplicated(keep=False)
@@ -293,7 +289,10 @@ def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
         reasons.append(why)
     if n_mm_fallback:
         log.warning(
-            "%d DICOM files had no pixel spacing: --spacing %s used for them", n_mm_fallback, req.spacing
+            "%d DICOM files had no pixel spacing: %s %s used for them",
+            n_mm_fallback,
+            arg("spacing"),
+            req.spacing,
         )
 
     reason = pd.Series(reasons, index=demo.frame.index, dtype=object)
@@ -372,14 +371,7 @@ def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
         for p in parts[1:]:
             combined = combined + INTERSECTION_SEP + attr_values[p]
         attributes[intersection_name(parts)] = combined.to_numpy(dtype=str)
-    references = {}
-    for attr, group in req.references.items():
-        name = attr if attr in attributes else intersection_name([p.strip() for p in attr.split(",")])
-        if name not in attributes:
-            raise InputError(
-                f"--reference {attr}={group}: '{attr}' is not an audited attribute ({', '.join(attributes)})."
-            )
-        references[name] = group
+    references = resolve_references(req.references, attributes)
     log.info("auditing %d of %d cases", len(case_rows), len(demo.frame))
     clusters, cluster_missing = None, 0
     if cluster is not None:
@@ -389,8 +381,10 @@ def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
         # A case without a patient id is a patient of its own.
         patient[absent] = [f"\x00{i}" for i in range(cluster_missing)]
         clusters = np.unique(patient.astype(str), return_inverse=True)[1].ravel()
-    try:
-        result = run_segmentation_audit(
+
+    # 3. stats
+    result = run_stats(
+        lambda: run_segmentation_audit(
             values,
             attributes,
             cfg,
@@ -398,17 +392,15 @@ def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
             reasons=per_case_reasons,
             references=references,
             clusters=clusters,
-        )
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+        )  # fmt: skip
+    )
 
+    # 4. attach
     body = result.to_dict()
-    config = dict(body["config"])
-    config["id_column"] = id_col
-    config["cluster_column"] = None if cluster is None else cluster[1]
-    config["cluster_missing"] = cluster_missing
-    if config.get("resampling_unit") == "case":
-        config["resampling_unit"] = "image"
+    config = base_config(
+        body, id_column=id_col, cluster_column=None if cluster is None else cluster[1],
+        cluster_missing=cluster_missing, unit="image",
+    )  # fmt: skip
     config["threshold_policy"] = None
     config["segmentation"] = {
         "mask_labels": list(req.mask_labels) if req.mask_labels else "any nonzero",
@@ -420,76 +412,65 @@ def _audit_segmentation(req: SegmentationRequest, outs: Any) -> Any:
         "assd": "mean of both directions' surface distances pooled (as MONAI, symmetric)",
         "group_value": "mean over the group's cases where the metric is defined (see n_defined)",
     }
-    results: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "fairaudit_version": __version__,
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "command": req.command,
-        "task": "segmentation",
-        "config": config,
-        "inputs": {
-            "n_records": len(demo.frame),
-            "n_included": int(included.sum()),
-            "excluded": excluded,
-            "unit": "mask",
-            "masks": {
-                "truth_files": len(truth_index.files),
-                "pred_files": len(pred_ids),
-                "other_files": len(truth_index.skipped) + (len(pred_index.skipped) if pred_index else 0),
-            },
-            "dicom_files": None
-            if dicom is None
-            else {
-                "readable": sum(len(v) for v in dicom.paths_by_id.values()),
-                "unreadable": len(dicom.unreadable),
-            },
+    inputs = {
+        "n_records": len(demo.frame),
+        "n_included": int(included.sum()),
+        "excluded": excluded,
+        "unit": "mask",
+        "masks": {
+            "truth_files": len(truth_index.files),
+            "pred_files": len(pred_ids),
+            "other_files": len(truth_index.skipped) + (len(pred_index.skipped) if pred_index else 0),
         },
-        "model": _without_timings(req.model),
-        "overall": body["overall"],
-        "attributes": body["attributes"],
-        "consistency": body["consistency"],
-        "gate": apply_gate(result, policy) if policy else None,
+        "dicom_files": None
+        if dicom is None
+        else {
+            "readable": sum(len(v) for v in dicom.paths_by_id.values()),
+            "unreadable": len(dicom.unreadable),
+        },
     }
+    # Formula-like cells neutralised (docs/reports.md); row numbers and metrics stay numbers.
+    manifest_text = frame_to_csv(pd.concat(manifest, ignore_index=True), numeric=("row",))
+    cases = pd.DataFrame({"id": ids.iloc[rows_idx].map(hasher).to_numpy()})
+    for m in SEGMENTATION_METRICS:
+        cases[m] = values[m]
+    report = AuditReport(
+        assemble(
+            command=req.command, body=body, config=config, inputs=inputs, model=without_timings(req.model)
+        ),
+        result=result,
+        manifest=manifest_text,
+        companions={CASES_FILE: frame_to_csv(cases, numeric=SEGMENTATION_METRICS)},
+    )
+    report.attach_gate(policy)
     if req.discover:
         from fairaudit.stats._discover import discover_slices
 
         metric = req.discover_metric or "dice"
         if metric not in values:
             raise InputError(
-                f"--discover-metric {metric}: a segmentation audit ranks slices on one of "
-                f"{', '.join(SEGMENTATION_METRICS)}."
+                f"{arg('discover_metric')} {metric}: a segmentation audit ranks slices on one of "
+                f"{', '.join(SEGMENTATION_METRICS)}.",
+                argument="discover_metric",
             )
         base = {a: attributes[a] for a in dict.fromkeys(req.attributes) if a in attributes}
-        try:
-            results["discovered"] = discover_slices(
-                None, None, base, cfg, metric=metric, top=req.discover_top, per_case=values[metric]
-            )
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        report.attach(
+            "discovered",
+            run_stats(
+                lambda: discover_slices(
+                    None, None, base, cfg, metric=metric, top=req.discover_top, per_case=values[metric]
+                )
+            ),
+        )
     from fairaudit.report.provenance import collect_provenance
     from fairaudit.stats._power import attach_power
 
-    attach_power(results)
-    # Formula-like cells neutralised (docs/reports.md); row numbers and metrics stay numbers.
-    manifest_text = frame_to_csv(pd.concat(manifest, ignore_index=True), numeric=("row",))
-    results["provenance"] = collect_provenance(
-        manifest_text, {"demographics": req.demographics, "gate_policy": req.gate}
+    attach_power(report.data)
+    report.attach(
+        "provenance",
+        collect_provenance(manifest_text, {"demographics": req.demographics, "gate_policy": req.gate}),
     )
-    files = write_reports(results, outs.staging, formats)
-    manifest_path = outs.path("manifest.csv")
-    atomic_write_text(manifest_path, manifest_text)
-    files["manifest"] = manifest_path
-    cases = pd.DataFrame({"id": ids.iloc[rows_idx].map(hasher).to_numpy()})
-    for m in SEGMENTATION_METRICS:
-        cases[m] = values[m]
-    cases_path = outs.path(CASES_FILE)
-    atomic_write_text(cases_path, frame_to_csv(cases, numeric=SEGMENTATION_METRICS))
-    files["cases"] = cases_path
-    files = {k: outs.final(p) for k, p in files.items()}
-    # 1 when the gate does not let the release through: failed, or inconclusive under
-    # on_inconclusive = "fail" (docs/ci.md, exit codes).
-    code = 1 if results["gate"] is not None and not results["gate"]["passed"] else 0
-    return AuditOutcome(results=results, files=files, exit_code=code)
+    return report
 
 
 def request_from_audit(
@@ -508,23 +489,14 @@ def request_from_audit(
     builds one AuditRequest from the flags and hands the segmentation part here.
     """
     from fairaudit.io.masks import parse_labels, parse_spacing
+    from fairaudit.workflows.audit import check_audit
 
-    if masks is None or pred_masks is None:
-        raise InputError(
-            "a segmentation audit needs --masks (ground truth) and --pred-masks (predictions, or --model).",
-            hint="Both are folders of <id>.png or <id>.npy files.",
-        )
-    if getattr(req, "predictions", None) is not None:
-        raise InputError("--predictions is for classification; a segmentation audit reads --pred-masks.")
-    if getattr(req, "threshold_policy", None) or getattr(req, "calibration_set", None):
-        raise InputError("--threshold-policy and --calibration-set apply to classification audits only.")
-    if getattr(req, "unit", "image") != "image":
-        raise InputError("--unit series is not supported for segmentation audits (one mask per image).")
+    check_audit(req, task="segmentation", masks=masks, pred_masks=pred_masks)
     return SegmentationRequest(
         masks=Path(masks),
         pred_masks=pred_masks if isinstance(pred_masks, Mapping) else Path(pred_masks),
         attributes=list(req.attributes),
-        out=Path(req.out),
+        out=None if req.out is None else Path(req.out),
         demographics=req.demographics,
         dicom_dir=req.dicom_dir,
         id_column=req.id_column,
@@ -536,7 +508,7 @@ def request_from_audit(
         mask_labels=mask_labels if not isinstance(mask_labels, str) else parse_labels(mask_labels),
         pred_mask_labels=pred_mask_labels
         if not isinstance(pred_mask_labels, str)
-        else parse_labels(pred_mask_labels, "--pred-mask-labels"),
+        else parse_labels(pred_mask_labels, "pred_mask_labels"),
         spacing=spacing if not isinstance(spacing, str) else parse_spacing(spacing),
         bootstrap=req.bootstrap,
         ci_level=req.ci_level,

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fairaudit.errors import InputError
+from fairaudit.errors import InputError, arg
 from fairaudit.stats._thresholds import ThresholdPolicyError, choose_threshold, parse_policy
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,8 @@ def read_calibration_set(
     from fairaudit.io.tables import parse_binary, parse_score, read_table
 
     table = read_table(path)
-    label_col = table.column(label_column, option="--label-column")
-    score_col = table.column(score_column, option="--score-column")
+    label_col = table.column(label_column, argument="label_column")
+    score_col = table.column(score_column, argument="score_column")
     labels = parse_binary(table, label_col, "label")
     scores = parse_score(table, score_col)
     ok = labels.notna() & scores.notna()
@@ -67,8 +67,9 @@ def pick_threshold(
     else:
         if not has_scores:
             raise InputError(
-                f"--threshold-policy {policy} needs scores, but the predictions are 0/1: "
-                "pass a score column or a fixed --threshold."
+                f"{arg('threshold_policy')} {policy} needs scores, but the predictions are 0/1: "
+                f"pass a score column or a fixed {arg('threshold')}.",
+                argument="threshold_policy",
             )
         where = "audited set"
     try:
