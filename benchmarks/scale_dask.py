@@ -83,7 +83,7 @@ def main() -> None:
     try:
         import distributed  # noqa: F401
     except ImportError:
-        raise SystemExit("needs dask.distributed: pip install 'fairaudit[dask]'") from None
+        raise SystemExit("needs dask.distributed: pip install 'fairaudit-imaging[dask]'") from None
 
     work = Path(tempfile.mkdtemp(prefix="fairaudit-dask-", dir=args.work_dir))
     try:

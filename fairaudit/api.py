@@ -264,7 +264,7 @@ def audit_model(
     TorchScript file) on every DICOM file of `dicom_dir` and audit its predictions
     (classification) or masks (`task="segmentation"` with `masks`). The predictions and
     predicted masks are made in a private temporary folder; `save` copies them with the
-    reports (predictions.csv, pred_masks/). Needs `pip install 'fairaudit[models]'`."""
+    reports (predictions.csv, pred_masks/). Needs `pip install 'fairaudit-imaging[models]'`."""
     arguments = {k: v for k, v in locals().items() if k in _REQUEST_FIELDS}
     from fairaudit.workflows.audit import run_audit
 

@@ -120,7 +120,7 @@ Scheduler = Annotated[
     typer.Option(
         "--scheduler",
         help="Run decoding, preprocessing and inference on a Dask cluster: tcp://HOST:PORT of an "
-        "existing scheduler, or local:N for a LocalCluster of N workers (pip install 'fairaudit\\[dask]').",
+        "existing scheduler, or local:N for a LocalCluster of N workers (pip install 'fairaudit-imaging\\[dask]').",
     ),
 ]
 FollowSymlinks = Annotated[

@@ -5,7 +5,7 @@ starts a LocalCluster of N worker processes. While the `with` block lasts, the s
 *active*: `fairaudit.io.dicom.iter_outcomes` and `fairaudit.models.inference.run_inference`
 send their per-file work to it in bounded batches and stream the results back in path
 order; statistics and reports stay on the client. Dask is an optional extra
-(`pip install 'fairaudit[dask]'`); nothing here imports it before `connect` is called.
+(`pip install 'fairaudit-imaging[dask]'`); nothing here imports it before `connect` is called.
 """
 
 from fairaudit.cluster._session import (

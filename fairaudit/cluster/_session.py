@@ -14,7 +14,7 @@ from fairaudit.errors import InputError, arg
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "Install Dask's distributed scheduler with: pip install 'fairaudit[dask]'"
+INSTALL_HINT = "Install Dask's distributed scheduler with: pip install 'fairaudit-imaging[dask]'"
 _ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$")
 # Tasks in flight per worker thread: enough that no worker waits, few enough that the client
 # holds only a bounded number of results (it never holds all images).

@@ -485,7 +485,7 @@ def _from_onnx(path: Path, device: str, task: str | None) -> Predictor:
         raise InputError(
             "running an ONNX model needs onnxruntime, which is not installed.",
             file=str(path),
-            hint="pip install 'fairaudit[onnx]' (or onnxruntime-gpu for CUDA).",
+            hint="pip install 'fairaudit-imaging[onnx]' (or onnxruntime-gpu for CUDA).",
         ) from None
     meta = read_sidecar(path, task)
     dev = resolve_device(device, onnx=True)

@@ -369,7 +369,7 @@ def _load_model(req: AugmentCheckRequest) -> Any:
         from fairaudit.models.loading import load_predictor
     except ImportError as exc:  # torch missing, or the models package not installed
         raise InputError(
-            f"{arg('model')} needs the models extra (torch): {exc}. Install it with pip install 'fairaudit[models]'.",
+            f"{arg('model')} needs the models extra (torch): {exc}. Install it with pip install 'fairaudit-imaging[models]'.",
             argument="model",
         ) from None
     return load_predictor(req.model, req.device, trust_model=req.trust_model)

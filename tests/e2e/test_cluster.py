@@ -81,7 +81,7 @@ def test_without_dask_the_option_says_how_to_install(command: str, tmp_path: Pat
     }[command]  # fmt: skip
     res = cli.invoke([*args, "--scheduler", "local:2", "--out", str(tmp_path / "o")], columns=None)
     assert res.exit_code == 2, res.output
-    assert "pip install 'fairaudit[dask]'" in cli.flat(res.output)
+    assert "pip install 'fairaudit-imaging[dask]'" in cli.flat(res.output)
 
 
 def test_recorded_command_leaves_out_where_it_ran() -> None:
@@ -427,4 +427,4 @@ def test_help_shows_the_option_and_the_extra(command: str) -> None:
     res = cli.invoke([command, "--help"])
     assert res.exit_code == 0
     text = " ".join(res.output.replace("│", " ").split())
-    assert "--scheduler" in text and "fairaudit[dask]" in text
+    assert "--scheduler" in text and "fairaudit-imaging[dask]" in text

@@ -25,7 +25,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
         capture_output=True,
     )
-    (whl,) = out.glob("fairaudit-*.whl")
+    (whl,) = out.glob("fairaudit_imaging-*.whl")
     return whl
 
 
