@@ -15,6 +15,7 @@ the CLI writes for the same inputs and seed, apart from `created` and `command`
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -57,13 +58,6 @@ def _intersections(values: Intersections) -> list[list[str]]:
     return parse_intersections([v if isinstance(v, str) else ",".join(v) for v in values])
 
 
-#: The API arguments that are AuditRequest fields (the rest are model and mask options).
-_REQUEST_FIELDS = frozenset(
-    "attributes demographics labels label_column intersect references id_column cluster_column "
-    "missing_as_group threshold threshold_policy bootstrap permutations ci_level ci_method correction "
-    "primary_metrics min_group_size seed workers gate dicom_dir bins discover discover_metric discover_top "
-    "salt keep_ids max_groups max_pixels max_file_size progress trust_model".split()
-)
 _PATHS = ("calibration_set", "gate", "baseline_predictions", "dicom_dir")
 _LOWER = ("ci_method", "correction", "unit", "discover_metric")
 
@@ -73,7 +67,9 @@ def _request(predictions: Any, command: str, arguments: dict[str, Any]) -> Any:
     the same flags): DataFrames as Tables, paths as Paths, names lower-cased as the CLI does."""
     from fairaudit.workflows.predictions import AuditRequest
 
-    kw = dict(arguments)
+    fields = {f.name for f in dataclasses.fields(AuditRequest)} - {"predictions", "out", "formats", "command"}
+    fields |= {"intersect", "score_column"}
+    kw = {k: v for k, v in arguments.items() if k in fields}
     attributes = kw.pop("attributes")
     kw["attributes"] = [attributes] if isinstance(attributes, str) else list(attributes)
     kw["demographics"] = _table(kw.get("demographics"), "demographics")
@@ -139,7 +135,7 @@ def audit(
     `demographics` on the shared id column. The options are the `audit` command's
     (docs/statistics.md); `gate` judges a policy file into the report's `gate_outcome`.
     Nothing is written: call `.save(out)` on the report for the CLI's files."""
-    arguments = {k: v for k, v in locals().items() if k != "predictions"}
+    arguments = dict(locals())
     from fairaudit.cohort.manifest import ManifestSpool
     from fairaudit.workflows.audit import check_audit
     from fairaudit.workflows.predictions import build_report
@@ -192,7 +188,7 @@ def audit_segmentation(
     numpy array), `demographics` names each case's groups. dice, iou, hd95, assd (mm from
     the DICOM files of `dicom_dir` or `spacing`) and volume error with the same intervals,
     tests and gate as classification (docs/segmentation.md). Nothing is written."""
-    arguments = {k: v for k, v in locals().items() if k in _REQUEST_FIELDS}
+    arguments = dict(locals())
     from fairaudit.workflows.audit import check_audit
     from fairaudit.workflows.segmentation import build_segmentation_report, request_from_audit
 
@@ -205,11 +201,14 @@ def audit_segmentation(
         pred_masks=preds,
         mask_labels=_labels(mask_labels),
         pred_mask_labels=_labels(pred_mask_labels),
-        spacing=tuple(float(s) for s in spacing)
-        if spacing is not None and not isinstance(spacing, str)
-        else spacing,
+        spacing=_spacing(spacing),
     )
     return build_segmentation_report(seg)
+
+
+def _spacing(values: Sequence[float] | str | None) -> tuple[float, ...] | str | None:
+    """Spacing as the workflows take it: "0.5x0.5" as given, a sequence as floats."""
+    return values if values is None or isinstance(values, str) else tuple(float(v) for v in values)
 
 
 def _labels(values: Sequence[int] | str | None) -> tuple[int, ...] | str | None:
@@ -265,7 +264,7 @@ def audit_model(
     (classification) or masks (`task="segmentation"` with `masks`). The predictions and
     predicted masks are made in a private temporary folder; `save` copies them with the
     reports (predictions.csv, pred_masks/). Needs `pip install 'fairaudit-imaging[models]'`."""
-    arguments = {k: v for k, v in locals().items() if k in _REQUEST_FIELDS}
+    arguments = dict(locals())
     from fairaudit.workflows.audit import run_audit
 
     tmp = tempfile.TemporaryDirectory(prefix="fairaudit-api-")
@@ -275,8 +274,8 @@ def audit_model(
         req.out = out
         outcome = run_audit(
             req, task=task, model=str(model), device=device, batch_size=batch_size,
-            masks=_path(masks), mask_labels=_joined(mask_labels), pred_mask_labels=_joined(pred_mask_labels),
-            spacing=_joined(spacing, "x"),
+            masks=_path(masks), mask_labels=_labels(mask_labels), pred_mask_labels=_labels(pred_mask_labels),
+            spacing=_spacing(spacing),
         )  # fmt: skip
         report = outcome.report
         assert report is not None
@@ -291,13 +290,6 @@ def audit_model(
     except BaseException:
         tmp.cleanup()
         raise
-
-
-def _joined(values: Sequence[Any] | str | None, sep: str = ",") -> str | None:
-    """A sequence of labels or spacings as the text the workflows parse ("1,2", "0.5x0.5")."""
-    if values is None or isinstance(values, str):
-        return values
-    return sep.join(str(v) for v in values)
 
 
 def load(path: str | Path) -> AuditReport:

@@ -50,7 +50,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     tmp = temporary_name(final)
     try:
         yield tmp
-        _fsync_file(tmp)
+        _fsync(tmp)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -69,15 +69,20 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _fsync_file(path: Path) -> None:
-    """Flush a written file's data to disk before it is renamed into place (a file the
-    block did not create, e.g. a writer that failed quietly, is left to os.replace)."""
+def _fsync(path: Path, *, strict: bool = True) -> None:
+    """Flush `path` (a written file, or a folder after a rename) to disk. A missing file is
+    left to os.replace; `strict=False` (folders) ignores filesystems that cannot sync one."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:
+        if strict and Path(path).exists():
+            raise
         return
     try:
         os.fsync(fd)
+    except OSError:
+        if strict:
+            raise
     finally:
         os.close(fd)
 
@@ -330,7 +335,7 @@ class OutputSet:
         for name in new:  # anchors last
             os.replace(self.staging / name, self.out / name)
             step = _test_kill(step + 1)
-        _fsync_dir(self.out)
+        _fsync(self.out, strict=False)
         self._done = True
         shutil.rmtree(self.staging, ignore_errors=True)
 
@@ -355,19 +360,6 @@ def _test_kill(step: int) -> int:
 
         os.kill(os.getpid(), signal.SIGKILL)
     return step
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_error(out: Path, exc: OSError) -> Exception:

@@ -182,9 +182,9 @@ def _audit_with_model(
     batch_size: int | None = None,
     segmentation: bool = False,
     masks: Path | None = None,
-    mask_labels: str | None = None,
-    pred_mask_labels: str | None = None,
-    spacing: str | None = None,
+    mask_labels: str | tuple[int, ...] | None = None,
+    pred_mask_labels: str | tuple[int, ...] | None = None,
+    spacing: str | tuple[float, ...] | None = None,
     resume: bool = False,
     cache_dir: Path | None = None,
 ) -> Any:
