@@ -23,15 +23,18 @@ percentile bootstrap is shown, not held to the target: near rates of 1 it underc
 either unit, as the rates table shows for images, which is why score intervals are the
 default); and the
 size of the permutation test of the Brier difference with images and with patients
-permuted (target <= 0.06).
+permuted (target <= 0.06); and the coverage of brier's betting interval betting on images
+and on patients (AUROC 0.8 and 0.99, a patient effect on the score).
 
 Mean metrics (brier, auprc, squared_calibration_error, ece) with the default score method:
-squared_calibration_error's bootstrap Wald and auprc's logit interval
-(fairaudit/stats/_mean_intervals.py), brier's and ece's percentile bootstrap, and as the
-baseline in the same run the percentile bootstrap of squared_calibration_error and auprc
-(what every method used before): cohorts of n cases with scores Beta(2, 5), labels drawn
-with P(y = 1) = s (calibrated) or s^1.5 (miscalibrated), truth from 4 million draws; 1000
-resamples per cohort.
+brier's betting interval, squared_calibration_error's bootstrap Wald and auprc's logit
+interval (fairaudit/stats/_mean_intervals.py), ece's percentile bootstrap, and as the
+baseline in the same run the percentile bootstrap of brier, squared_calibration_error and
+auprc (what every method used before): cohorts of n cases with scores Beta(2, 5), labels
+drawn with P(y = 1) = s (calibrated) or s^1.5 (miscalibrated), and a near-perfect model
+(AUROC about 0.998); truth from 4 million draws; 1000 resamples per cohort. Also the
+coverage of the brier difference's interval (percentile bootstrap) between two groups of
+n and 2n cases of the same model.
 
 Usage: `.venv/bin/python benchmarks/coverage.py [--reps 2000] [--seed 0]`. Figures in
 benchmarks/README.md; a fast subset runs in tests/unit/stats/test_coverage.py.
@@ -340,49 +343,107 @@ def clustered_permutation_size(
     return rej_i / reps, rej_p / reps
 
 
+def clustered_brier_coverage(
+    auc: float, patients_pos: int, icc: float, reps: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Coverage of brier's betting interval, images vs patients as the unit it bets on."""
+    from fairaudit.stats._mean_intervals import group_interval_at
+
+    s, y, _ = patients_scores(auc, 20_000, icc, rng)
+    truth = float(np.mean((np.round(s, 4) - y) ** 2))
+    z = S.z_of(0.95)
+    hit_i = hit_p = 0
+    for _ in range(reps):
+        s, y, pid = patients_scores(auc, patients_pos, icc, rng)
+        s = np.round(s, 4)
+        cells = make_cells(s, y)
+        cc = cluster_cells(s, y, pid, cells)
+        point = {"brier": float(np.mean((s - y) ** 2))}
+        lo, hi = group_interval_at("brier", point, {}, cells, rng)(z)
+        hit_i += lo <= truth <= hi
+        lo, hi = group_interval_at("brier", point, {}, cells, rng, cc)(z)
+        hit_p += lo <= truth <= hi
+    return hit_i / reps, hit_p / reps
+
+
 MEAN_METRICS = ("brier", "auprc", "squared_calibration_error", "ece")
-MEAN_COLUMNS = ("brier", "auprc", "auprc_pct", "squared_calibration_error", "sqce_pct", "ece")
+MEAN_COLUMNS = (
+    "brier",
+    "brier_pct",
+    "brier_diff",
+    "auprc",
+    "auprc_pct",
+    "squared_calibration_error",
+    "sqce_pct",
+    "ece",
+)
+MEAN_TARGETS = ("brier", "auprc", "squared_calibration_error")
 MEAN_SIZES = (30, 100, 400)
+# (name, power): labels drawn with P(y = 1) = s ** power from scores Beta(2, 5); power None:
+# a near-perfect model (AUROC about 0.998, like the bundled classifier's 0.997 on the sample
+# cohort): prevalence 0.2, logit score +-(5 + N(0, 2.5)) for positives / negatives, so that
+# the mean error is carried by a few rare large errors.
+MEAN_MODELS: tuple[tuple[str, float | None], ...] = (
+    ("calibrated", 1.0),
+    ("miscalibrated", 1.5),
+    ("near-perfect", None),
+)
 
 
-def _beta_cohort(n: int, power: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _mean_cohort(n: int, power: float | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if power is None:
+        y = (rng.random(n) < 0.2).astype(int)
+        logit = np.where(y == 1, 1.0, -1.0) * (5.0 + rng.normal(0.0, 2.5, n))
+        return np.round(1.0 / (1.0 + np.exp(-logit)), 6), y
     s = rng.beta(2.0, 5.0, n)
     return np.round(s, 3), (rng.random(n) < s**power).astype(int)
 
 
-def mean_metric_truth(power: float, rng: np.random.Generator, n: int = 4_000_000) -> dict[str, float]:
+def mean_metric_truth(power: float | None, rng: np.random.Generator, n: int = 4_000_000) -> dict[str, float]:
     """Population values of the mean metrics (one very large cohort)."""
     from fairaudit.stats._metrics import MetricKernel
 
-    s, y = _beta_cohort(n, power, rng)
+    s, y = _mean_cohort(n, power, rng)
     cells = make_cells(s, y)
     return MetricKernel(cells.u, 0.5, True).point(cells.pos, cells.neg)
 
 
 def mean_metric_coverage(
-    n: int, power: float, truth: dict[str, float], reps: int, rng: np.random.Generator, boot: int = 1000
+    n: int,
+    power: float | None,
+    truth: dict[str, float],
+    reps: int,
+    rng: np.random.Generator,
+    boot: int = 1000,
 ) -> dict[str, float]:
-    """Coverage of each mean metric's default interval (and of the percentile baseline) at n cases."""
+    """Coverage of each mean metric's default interval (and of the percentile baselines) at n
+    cases; brier_diff: the default interval of the brier difference of two groups of n and 2n
+    cases of the same model (truth 0)."""
     from fairaudit.stats._mean_intervals import METHODS, group_interval_at
     from fairaudit.stats._metrics import MetricKernel
 
     z = S.z_of(0.95)
     hits = dict.fromkeys(MEAN_COLUMNS, 0)
     for r in range(reps):
-        s, y = _beta_cohort(n, power, rng)
+        s, y = _mean_cohort(n, power, rng)
         cells = make_cells(s, y)
         point = MetricKernel(cells.u, 0.5, True).point(cells.pos, cells.neg)
         dist = bootstrap_task(cells, 0.5, True, boot, r, (11,))
         for m in MEAN_METRICS:
-            at = group_interval_at(m, point, dist, cells.n_pos) if m in METHODS else None
+            at = group_interval_at(m, point, dist, cells, rng) if m in METHODS else None
             ci = at(z) if at is not None else percentile_interval(dist[m], 0.95)
             hits[m] += ci is not None and ci[0] <= truth[m] <= ci[1]
         for m, col in (
+            ("brier", "brier_pct"),
             ("auprc", "auprc_pct"),
             ("squared_calibration_error", "sqce_pct"),
         ):
             ci = percentile_interval(dist[m], 0.95)
             hits[col] += ci is not None and ci[0] <= truth[m] <= ci[1]
+        s2, y2 = _mean_cohort(2 * n, power, rng)
+        other = bootstrap_task(make_cells(s2, y2), 0.5, True, boot, r, (12,))["brier"]
+        ci = percentile_interval(dist["brier"] - other, 0.95)
+        hits["brier_diff"] += ci is not None and ci[0] <= 0.0 <= ci[1]
     return {m: v / reps for m, v in hits.items()}
 
 
@@ -390,15 +451,15 @@ def mean_section(reps: int, rng: np.random.Generator, out) -> dict[str, float]:
     """Print the mean-metric table; return the worst coverage of brier, auprc and squared CE."""
     worst: dict[str, float] = {}
     out(
-        f"\nMean metrics: 95% coverage of the default intervals ({reps} cohorts per cell; ece and the"
-        " percentile baselines *_pct shown, not targets)\n"
+        f"\nMean metrics: 95% coverage of the default intervals ({reps} cohorts per cell; ece, brier_diff"
+        " and the percentile baselines *_pct shown, not targets)\n"
     )
     out(f"{'model':>13} {'n':>4} | " + " ".join(f"{m[:12]:>12}" for m in MEAN_COLUMNS) + "\n")
-    for name, power in (("calibrated", 1.0), ("miscalibrated", 1.5)):
+    for name, power in MEAN_MODELS:
         truth = mean_metric_truth(power, rng)
         for n in MEAN_SIZES:
             c = mean_metric_coverage(n, power, truth, reps, rng)
-            for m in MEAN_METRICS[:3]:
+            for m in MEAN_TARGETS:
                 worst[m] = min(worst.get(m, 1.0), c[m])
             out(f"{name:>13} {n:>4} | " + " ".join(f"{c[m]:12.3f}" for m in MEAN_COLUMNS) + "\n")
     return worst
@@ -441,6 +502,13 @@ def clustered_section(reps: int, rng: np.random.Generator, out) -> dict[str, flo
         size = max(size, sp)
         out(f"{k:>4} positive patients | {si:.3f} {sp:.3f}\n")
     worst["size"] = size
+    out("\nBrier's betting interval with a patient effect on the score (ICC 0.8), images | patients\n")
+    out(f"{'AUROC':>5} {'pos. patients':>13} | {'coverage':>11}\n")
+    for auc in (0.8, 0.99):
+        for k in (10, 30):
+            ci, cp = clustered_brier_coverage(auc, k, 0.8, max(100, reps // 4), rng)
+            worst["brier"] = min(worst.get("brier", 1.0), cp)
+            out(f"{auc:>5} {k:>13} | {ci:.3f} {cp:.3f}\n")
     return worst
 
 

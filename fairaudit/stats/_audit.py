@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -42,6 +43,7 @@ from fairaudit.stats._clusters import (
     stack,
 )
 from fairaudit.stats._intervals import acceleration, bca_interval, percentile_interval
+from fairaudit.stats._mean_intervals import DIFFERENCE_METHODS as MEAN_DIFFERENCE_METHODS
 from fairaudit.stats._mean_intervals import METHODS as MEAN_METHODS
 from fairaudit.stats._mean_intervals import difference_interval_at, group_interval_at, level_z
 from fairaudit.stats._metrics import (
@@ -55,7 +57,7 @@ from fairaudit.stats._metrics import (
     MetricKernel,
 )
 from fairaudit.stats._multitest import adjust_pvalues
-from fairaudit.stats._resample import bootstrap_task, permutation_task, run_tasks
+from fairaudit.stats._resample import bootstrap_task, generator, permutation_task, run_tasks
 from fairaudit.stats._score import z_of
 from fairaudit.stats._segmentation import SEGMENTATION_METRICS
 from fairaudit.stats.result import (
@@ -74,6 +76,9 @@ CORRECTIONS = ("holm", "fdr_bh", "bonferroni", "none")
 # "score" and "exact": closed-form intervals where they exist (docs/statistics.md), the
 # bootstrap elsewhere; "percentile" and "bca": the bootstrap for every metric.
 CI_METHODS = ("score", "exact", "percentile", "bca")
+# Stream key of the order brier's betting interval takes cases in; distinct from the
+# bootstrap (0, 1), permutation (2) and discovery (3) streams.
+_BETTING_KEY = 4
 # tpr and fnr (tnr and fpr) are one hypothesis: the second of each pair takes the first's
 # test and is not counted again in its family. Prevalence describes the cohort, not the
 # model: it is shown, not tested.
@@ -291,7 +296,7 @@ def _metric_estimates(gs: _GroupStats, cfg: AuditConfig, has_scores: bool) -> di
             out[m] = closed.group(m, gs.counts, gs.cells, gs.point[m], UNDEFINED_REASON[m])
             continue
         if closed is not None and _mean_method(m, gs.clustered):
-            at = group_interval_at(m, gs.point, gs.boot, gs.cells.n_pos)
+            at = group_interval_at(m, gs.point, gs.boot, gs.cells, _order_rng(cfg, gs.name), _units(gs))
             out[m] = _from_interval_at(
                 gs.point[m], at, cfg.ci_level, m, UNDEFINED_REASON[m], denominator(m, gs.counts)
             )
@@ -306,10 +311,24 @@ def _metric_estimates(gs: _GroupStats, cfg: AuditConfig, has_scores: bool) -> di
     return out
 
 
-def _mean_method(m: str, clustered: bool) -> bool:
+def _mean_method(m: str, clustered: bool, difference: bool = False) -> bool:
     """Whether `m` takes its interval from fairaudit/stats/_mean_intervals.py (score methods):
-    auprc's logit interval assumes independent cases, so not with patient clusters."""
+    auprc's logit interval assumes independent cases, so not with patient clusters; brier's
+    differences keep the bootstrap (docs/statistics.md)."""
+    if difference and m not in MEAN_DIFFERENCE_METHODS:
+        return False
     return m in MEAN_METHODS and not (clustered and m == "auprc")
+
+
+def _units(g: _GroupStats) -> ClusterCells | None:
+    """The patients brier's betting interval bets on, or None for cases."""
+    return g.clusters if g.clustered else None
+
+
+def _order_rng(cfg: AuditConfig, name: str) -> np.random.Generator:
+    """The seeded order in which brier's betting interval takes a group's cases (one per group,
+    so that its intervals at every level are of one order)."""
+    return generator(cfg.seed, (_BETTING_KEY, zlib.crc32(name.encode("utf-8"))))
 
 
 def _from_interval_at(
@@ -410,7 +429,7 @@ def _compare(
                 m, (g.counts, g.cells, vg), (r.counts, r.cells, vr), why
             )
         else:
-            if closed is not None and _mean_method(m, g.clustered or r.clustered):
+            if closed is not None and _mean_method(m, g.clustered or r.clustered, difference=True):
                 at = difference_interval_at(
                     m,
                     (g.point, g.boot, g.cells.n_pos),
@@ -557,7 +576,7 @@ def _summaries(
             )
             continue
         level = 1.0 - cfg.alpha / len(defined)
-        boxes = [_simultaneous(g, m, level, closed) for g in defined]
+        boxes = [_simultaneous(g, m, level, closed, cfg) for g in defined]
         vals = np.array([g.point[m] for g in defined])
         method = f"bonferroni_simultaneous_{len(defined)}"
         if any(b is None for b in boxes):
@@ -589,14 +608,14 @@ def _summaries(
 
 
 def _simultaneous(
-    g: _GroupStats, m: str, level: float, closed: Analytic | None
+    g: _GroupStats, m: str, level: float, closed: Analytic | None, cfg: AuditConfig
 ) -> tuple[float, float] | None:
     """One group's interval at a (Bonferroni-adjusted) level, by the audit's method."""
     if closed is not None and variance_free(m):
         est = Analytic(closed.method, level).group(m, g.counts, g.cells, g.point[m], "")
         return est.ci
     if closed is not None and _mean_method(m, g.clustered):
-        at = group_interval_at(m, g.point, g.boot, g.cells.n_pos)
+        at = group_interval_at(m, g.point, g.boot, g.cells, _order_rng(cfg, g.name), _units(g))
         return at(level_z(level)) if at is not None else None
     return percentile_interval(g.boot[m], level)
 
