@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := demo_out
 
-.PHONY: install demo test bench bench-scale lint format clean browser models
+.PHONY: install demo test bench bench-scale bench-full-size lint format clean browser models
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench: $(STAMP)
 # Long (generates up to 50,000 DICOM files in a temporary folder): not part of `make bench`.
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py --sizes 5000,10000,50000
+
+# Full-size radiographs (issue 25): 400 files of 1024 x 1024, the classifier and the segmenter
+# audited beside a torch DataLoader baseline on the same files (benchmarks/README.md).
+bench-full-size: $(STAMP)
+	$(BIN)/python benchmarks/scale.py --sizes 400 --image-size 1024 --work-dir build/full_size --keep
+	$(BIN)/python benchmarks/scale.py --sizes 400 --image-size 1024 --task segmentation --work-dir build/full_size --keep
 
 # The bundled demonstration models (fairaudit/models/bundled/): a larger synthetic cohort
 # (seed 1; sample_data/ is seed 0), a finding classifier and a lung-field segmenter trained by

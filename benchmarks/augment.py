@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import sys
 import time
 import warnings
@@ -24,17 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
+from _timing import timed  # noqa: E402
+
 from fairaudit.augment import FAMILIES, Geometric  # noqa: E402
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up (imports, caches)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def baselines(image: np.ndarray) -> dict[str, list[tuple[str, Callable[[], object]]]]:

@@ -17,8 +17,17 @@ with the bundled classifier in a subprocess, exactly as a user runs it, and repo
 Target (issue 7): peak memory under 2 GB and flat beyond 10,000 files; files/s within
 20% of the 5,000-file rate.
 
+Baseline in the same run (issue 25; `--no-baseline` to skip): benchmarks/dataloader_baseline.py
+on the same files, a torch DataLoader with one worker per CPU and batch 32 that reads,
+applies the modality LUT, clips to percentiles and area-resizes to 64 x 64, with no model.
+Printed: its files/s over the loop and over its whole process, and the audit's ratios to
+them: the model run's files/s (from the -v log) to the loop's, and the whole audit
+command's to the baseline's whole process (targets at 1024 x 1024: >= 1.0 and >= 0.75 for
+the classifier, whole command >= 0.4 for `--task segmentation`).
+
     .venv/bin/python benchmarks/scale.py [--sizes 5000,10000,50000] [--image-size 64]
-        [--workers W] [--bootstrap 2000] [--work-dir DIR] [--keep] [--trace DIR]
+        [--task classification|segmentation] [--workers W] [--bootstrap 2000]
+        [--work-dir DIR] [--keep] [--trace DIR] [--no-baseline]
 
 --bootstrap defaults to the audit's own default (2,000), as a user runs it; with fewer
 resamples the statistics fork their worker processes only above some cohort size, which
@@ -41,6 +50,7 @@ import time
 from pathlib import Path
 
 MODEL = "bundled:cxr_finding_classifier"
+SEGMENTER = "bundled:cxr_lung_segmenter"
 
 
 def _tree(root: int) -> list[int]:
@@ -119,13 +129,35 @@ def _generate(root: Path, n: int, size: int) -> float:
     return time.perf_counter() - start
 
 
+def _baseline(root: Path, args: argparse.Namespace) -> dict:
+    """benchmarks/dataloader_baseline.py on the cohort's images, with its memory sampled."""
+    cmd = [sys.executable, str(Path(__file__).with_name("dataloader_baseline.py")), str(root / "images")]
+    if args.workers is not None:
+        cmd += ["--workers", str(args.workers)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    sampler = _Sampler(proc.pid, args.sample_every)
+    sampler.start()
+    stdout, _ = proc.communicate()
+    seconds = time.perf_counter() - start
+    sampler.stop.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"the DataLoader baseline failed (exit {proc.returncode})")
+    out = json.loads(stdout.strip().splitlines()[-1])
+    return {**out, "seconds": seconds, "peak_pss": sampler.peak_pss}
+
+
 def _audit(root: Path, out: Path, args: argparse.Namespace) -> dict:
     cmd = [
-        sys.executable, "-m", "fairaudit", "-v", "audit", str(root / "images"), "--model", MODEL,
-        "--demographics", str(root / "demographics.csv"), "--labels", str(root / "labels.csv"),
-        "--label-column", "finding", "--attribute", "sex", "--attribute", "race",
+        sys.executable, "-m", "fairaudit", "-v", "audit", str(root / "images"),
+        "--demographics", str(root / "demographics.csv"), "--attribute", "sex", "--attribute", "race",
         "--bootstrap", str(args.bootstrap), "--device", "cpu", "--quiet", "--out", str(out),
     ]  # fmt: skip
+    if args.task == "segmentation":
+        cmd += ["--model", SEGMENTER, "--task", "segmentation", "--masks", str(root / "masks")]
+    else:
+        cmd += ["--model", MODEL, "--labels", str(root / "labels.csv"), "--label-column", "finding"]
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "COLUMNS": "400"}
@@ -150,9 +182,11 @@ def _audit(root: Path, out: Path, args: argparse.Namespace) -> dict:
     run = json.loads((out / "results.json").read_text())["model"]["run"]
     # The inference-only rate: in results.json, or (when timings are kept out of it) in the -v log.
     rate = run.get("images_per_second")
-    found = re.search(r"images_per_second ([0-9.]+)", err)
+    found = re.search(r"images_per_second ([0-9.]+)", err) or re.search(
+        r"model \S+: (\d+) of \d+ files predicted in ([0-9.]+) s", err
+    )
     if rate is None and found:
-        rate = float(found.group(1))
+        rate = float(found.group(1)) if found.lastindex == 1 else int(found.group(1)) / float(found.group(2))
     return {
         "seconds": seconds,
         "inference_per_s": rate,
@@ -167,7 +201,11 @@ def _audit(root: Path, out: Path, args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="5000,10000,50000", help="cohort sizes, comma-separated")
-    ap.add_argument("--image-size", type=int, default=64, help="pixels a side of the generated images")
+    ap.add_argument(
+        "--image-size", "--size", type=int, default=64, help="pixels a side of the generated images"
+    )
+    ap.add_argument("--task", choices=("classification", "segmentation"), default="classification")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the DataLoader baseline")
     ap.add_argument("--workers", type=int, default=None, help="decode workers (default: CPU count)")
     ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the audit")
     ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the audit")
@@ -185,7 +223,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; model {MODEL}; images {args.image_size}x{args.image_size}; "
+        f"{platform.python_version()}; model {SEGMENTER if args.task == 'segmentation' else MODEL}; images {args.image_size}x{args.image_size}; "
         f"bootstrap {args.bootstrap}; workers {args.workers or 'default'}; work dir {work}"
     )
     print(
@@ -211,6 +249,17 @@ def main() -> None:
                 f"{r['peak_pss'] / first['peak_pss']:>9.2f}",
                 flush=True,
             )
+            if not args.no_baseline:
+                b = _baseline(cohort, args)
+                loop_rate, whole_rate = b["files"] / b["loop_s"], b["files"] / b["seconds"]
+                print(
+                    f"{'':>7} DataLoader baseline ({b['workers']} workers, batch 32, no model): "
+                    f"loop {loop_rate:.1f} files/s, whole process {whole_rate:.1f} files/s "
+                    f"({b['seconds']:.1f} s), peak PSS {b['peak_pss'] / 2**20:.0f} MiB; "
+                    f"audit/baseline: model run {(r['inference_per_s'] or 0) / loop_rate:.2f}x, "
+                    f"whole command {rate / whole_rate:.2f}x",
+                    flush=True,
+                )
             if not args.keep:
                 shutil.rmtree(cohort, ignore_errors=True)
                 shutil.rmtree(work / f"out_{n}", ignore_errors=True)

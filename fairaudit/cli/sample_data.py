@@ -24,6 +24,7 @@ def sample_data(
     n: Annotated[int, typer.Option("--n", help="Number of images.", min=1)] = 400,
     size: Annotated[int, typer.Option("--size", help="Image width and height in pixels (32..2048).")] = 256,
     seed: opt.Seed = 0,
+    workers: opt.Workers = None,
     overwrite: Annotated[
         bool,
         typer.Option("--overwrite", help="Replace an earlier cohort's images, masks, CSVs and README."),
@@ -37,25 +38,32 @@ def sample_data(
         from fairaudit.sample.cohort import generate_cohort
 
         if quiet:
-            return generate_cohort(out_dir, n, size, seed, overwrite=overwrite)
+            return generate_cohort(out_dir, n, size, seed, overwrite=overwrite, workers=workers)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        with Progress(
+        bar = Progress(
             TextColumn("Rendering"),
             BarColumn(),
             MofNCompleteColumn(),
             console=Console(stderr=True),
             transient=True,
-        ) as bar:
-            task = bar.add_task("images", total=n)
+        )
+        task = bar.add_task("images", total=n)
+
+        def progress(done: int, _total: int) -> None:
+            # Started at the first image, after the worker processes are forked: forking
+            # while the bar's refresh thread holds a lock could hang a worker.
+            if not bar.live.is_started:
+                bar.start()
+            bar.update(task, completed=done)
+
+        try:
             return generate_cohort(
-                out_dir,
-                n,
-                size,
-                seed,
-                overwrite=overwrite,
-                progress=lambda done, _total: bar.update(task, completed=done),
+                out_dir, n, size, seed, overwrite=overwrite, progress=progress, workers=workers
             )
+        finally:
+            if bar.live.is_started:
+                bar.stop()
 
     files = opt.run_or_exit(call)
     if not quiet:

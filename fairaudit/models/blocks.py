@@ -87,13 +87,43 @@ def reason_of(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:240]
 
 
+@dataclass(frozen=True, eq=False)
+class InputPreparer:
+    """Turns a decoded outcome into the model's input where the file was decoded (a decode
+    worker, or a Dask task): picklable (the spec only, not the model), never raises.
+
+    A file that cannot be prepared becomes a failed outcome with the reason; a prepared one
+    holds the (C, H', W') input in `image` and the decoded shape in `source_shape`.
+    """
+
+    spec: dict[str, Any]
+
+    def __call__(self, o: Any) -> Any:
+        if o.status != "ok" or o.image is None or o.source_shape is not None:
+            return o
+        from fairaudit.models.preprocessing import model_input
+
+        image, o.image, o.padding_mask = o.image, None, None
+        if image.ndim != 2:
+            o.status, o.reason = "failed", f"not a 2-D image (shape {tuple(image.shape)})"
+            return o
+        try:
+            o.image = model_input(image, o.spacing, self.spec)
+        except Exception as exc:  # noqa: BLE001 - one odd image must not stop the run
+            o.status, o.reason = "failed", f"preprocessing: {reason_of(exc)}"
+            return o
+        o.source_shape = (int(image.shape[0]), int(image.shape[1]))
+        return o
+
+
 def predict_block(
     predictor: Predictor,
     outcomes: Iterable[Any],
     spec: RecordSpec,
     digest_of: Callable[[str], str] | None = None,
 ) -> BlockResult:
-    """Prepare, batch by shape and predict the readable files of one block of outcomes.
+    """Batch by shape and predict the readable files of one block of outcomes (prepared
+    where they were decoded, or here by the same `InputPreparer`).
 
     Nothing is fatal for one file: unreadable, unpreparable, or failed in the model, it
     becomes an `unreadable` entry with the reason. `digest_of(path)`: the content hash a
@@ -101,23 +131,17 @@ def predict_block(
     original grid.
     """
     block = BlockResult()
+    prepare = InputPreparer(predictor.spec)
     groups: dict[tuple[int, ...], list[tuple[dict[str, str], np.ndarray, tuple[int, int], str]]] = {}
     for o in outcomes:
         block.n_files += 1
+        o = prepare(o)
         if o.status != "ok" or o.image is None:
             block.unreadable.append((o.path, f"{o.status}: {o.reason}" if o.reason else o.status))
             continue
-        image = o.image
-        if image.ndim != 2:
-            block.unreadable.append((o.path, f"failed: not a 2-D image (shape {tuple(image.shape)})"))
-            continue
-        try:
-            x = predictor.prepare(image, o.spacing)
-        except Exception as exc:  # noqa: BLE001 - one odd image must not stop the run
-            block.unreadable.append((o.path, f"failed: preprocessing: {reason_of(exc)}"))
-            continue
+        x = o.image
         digest = digest_of(o.path) if digest_of is not None else ""
-        shape = (int(image.shape[0]), int(image.shape[1]))
+        shape = (int(o.source_shape[0]), int(o.source_shape[1]))
         groups.setdefault(tuple(x.shape), []).append((record(o, spec), x, shape, digest))
     for key, items in groups.items():
         _predict_batch(predictor, key, items, block)

@@ -37,6 +37,7 @@ from fairaudit.errors import InputError, arg
 from fairaudit.io.tables import DICOM_ID_TAGS
 from fairaudit.models.blocks import (
     BlockResult,
+    InputPreparer,
     ModelRef,
     RecordSpec,
     predict_block,
@@ -397,7 +398,14 @@ def _local_blocks(
         return digests.get(path) or file_digest(root / path)
 
     outcomes = iter_outcomes(
-        root, header_only=False, options=options, workers=workers, progress=progress, entries=entries
+        root,
+        header_only=False,
+        options=options,
+        workers=workers,
+        progress=progress,
+        entries=entries,
+        prepare=InputPreparer(predictor.spec),
+        ahead=size,
     )
     try:
         for chunk in batched(outcomes, size):

@@ -75,10 +75,9 @@ class Predictor:
 
     def prepare(self, image: np.ndarray, spacing: tuple[float, ...] | None) -> np.ndarray:
         """A decoded (H, W) float32 image -> the model input (C, H', W') float32."""
-        from fairaudit.models.preprocessing import prepare_image
+        from fairaudit.models.preprocessing import model_input
 
-        sp = None if spacing is None else (float(spacing[-2]), float(spacing[-1]))
-        return np.ascontiguousarray(prepare_image(np.asarray(image, dtype=np.float32), sp, self.spec))
+        return model_input(image, spacing, self.spec)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, H, W) float32 -> (N,) P(finding), or (N, H, W) int label maps."""

@@ -144,14 +144,12 @@ def _letterbox_geometry(shape: tuple[int, int]) -> tuple[int, int, int, int]:
 
 
 def _resize(array: np.ndarray, size: tuple[int, int], *, order: int) -> np.ndarray:
-    from skimage.transform import resize
+    """skimage.transform.resize(mode="edge", preserve_range=True, anti-aliased when shrinking),
+    computed as two small matrix products (fairaudit.preprocess._resize)."""
+    from fairaudit.preprocess._resize import resize
 
-    if tuple(array.shape) == tuple(size):
-        return array.copy()
     anti_alias = order > 0 and (array.shape[0] > size[0] or array.shape[1] > size[1])
-    return resize(
-        array, size, order=order, mode="edge", anti_aliasing=anti_alias, preserve_range=True
-    ).astype(array.dtype, copy=False)
+    return resize(array, size, order=order, anti_aliasing=anti_alias).astype(array.dtype, copy=False)
 
 
 def _geometry(array: np.ndarray, spec: dict[str, Any], *, order: int, fill: float) -> np.ndarray:
@@ -196,6 +194,12 @@ def prepare_image(image: np.ndarray, spacing: tuple[float, float] | None, spec: 
 
         channels.append((out - gaussian_filter(out, spec["highpass_sigma"])) * spec["highpass_gain"])
     return np.stack(channels).astype(np.float32, copy=False)
+
+
+def model_input(image: np.ndarray, spacing: tuple[float, ...] | None, spec: dict[str, Any]) -> np.ndarray:
+    """A decoded image as a model takes it: `prepare_image` of the (row, col) spacing, contiguous."""
+    sp = None if spacing is None else (float(spacing[-2]), float(spacing[-1]))
+    return np.ascontiguousarray(prepare_image(np.asarray(image, dtype=np.float32), sp, spec))
 
 
 def prepare_mask(mask: np.ndarray, spacing: tuple[float, float] | None, spec: dict[str, Any]) -> np.ndarray:

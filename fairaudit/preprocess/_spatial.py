@@ -53,17 +53,10 @@ def parse_shape(text: str | None, argument: str = "target_shape", floats: bool =
 
 
 def _resize(image: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
-    from skimage.transform import resize
+    from fairaudit.preprocess._resize import resize
 
     anti = order > 0 and any(o < i for o, i in zip(shape, image.shape, strict=True))
-    out = resize(
-        image.astype(np.float64) if order > 0 else image,
-        tuple(int(s) for s in shape),
-        order=order,
-        mode="edge",
-        anti_aliasing=anti,
-        preserve_range=True,
-    )
+    out = resize(image.astype(np.float64) if order > 0 else image, shape, order=order, anti_aliasing=anti)
     return out.astype(image.dtype if order == 0 else np.float32 if image.dtype != np.float64 else np.float64)
 
 

@@ -170,7 +170,13 @@ def write_image(
 
 
 def _plugin(uid: str) -> str:
-    """A fixed encoder per syntax, so the bytes do not depend on which plugins are installed."""
+    """A fixed encoder per syntax, so the bytes do not depend on which plugins are installed.
+
+    RLE: pylibjpeg-rle (a dependency) writes the same bytes as pydicom's own encoder
+    (tested) about ten times faster, which matters at 1024 x 1024.
+    """
     if uid == JPEGLSLossless:
         return "pyjpegls"
+    if uid == RLELossless:
+        return "pylibjpeg"
     return "pydicom"

@@ -248,12 +248,8 @@ def draw_exposure(site: Site, rng: np.random.Generator) -> Exposure:
 
 def _grid(size: int, exposure: Exposure) -> tuple[np.ndarray, np.ndarray]:
     """Anatomical coordinates of each pixel centre (positioning undone)."""
-    c = (np.arange(size, dtype=np.float64) + 0.5) / size * 2.0 - 1.0
-    y, x = np.meshgrid(c, c, indexing="ij")
-    x, y = x - exposure.shift_x, y - exposure.shift_y
-    t = np.deg2rad(exposure.rotation_deg)
-    ct, st = np.cos(t), np.sin(t)
-    return ct * x + st * y, -st * x + ct * y
+    tiles = _Tiles.grid(size, exposure)
+    return tiles.join(tiles.x), tiles.join(tiles.y)
 
 
 def _lung_geometry(a: Anatomy, site: Site, side: int) -> tuple[float, float, float]:
@@ -267,68 +263,264 @@ def _lung_half_width(a: Anatomy, v: np.ndarray | float) -> np.ndarray | float:
     return a.lung_width * (0.5 + 0.5 * np.sqrt(np.clip((np.asarray(v) + 1.0) / 1.1, 0.0, 1.0)))
 
 
-def mu_map(
-    a: Anatomy, site: Site, lesion: Lesion | None, x: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mu_t, lung-field mask, lesion mask) on anatomical coordinates x, y."""
-    # Chest wall: elliptical cross-section, narrowing to the neck at the top.
-    half = a.body_half_width * (1.0 - 0.45 * np.clip((-0.82 - y) / 0.18, 0.0, 1.0))
-    body = np.clip(1.0 - (x / half) ** 2, 0.0, None)
-    mu = a.tissue * np.sqrt(body)
-    # Abdomen below the diaphragm: a little denser.
-    mu += 0.35 * np.sqrt(body) / (1.0 + np.exp(-(y - 0.62) / 0.04))
-    inside = body > 0.0
+# The image is drawn in square tiles, and each feature is evaluated only on the tiles that
+# can hold a nonzero part of it: at 1024 pixels most features cover a small part of the
+# image. A skipped tile would only have added (or subtracted) exact zeros, so every pixel
+# gets the same float64 operations in the same order as a full-image evaluation, hence the
+# same bits at any size (tests compare with skip_tiles=False).
+_TILE = 32
+_MARGIN = 1.001  # relative slack on support radii: rounding never reaches it
+_EPS = 1e-9  # absolute slack on band edges, in normalised units
+# exp(-z**2) is exactly 0.0 in float64 from z**2 > 745.2, so a rib's ring term
+# exp(-((d - 0.9) / 0.25) ** 2) is 0.0 from d = 0.9 + 0.25 * 27.5.
+_RIB_TAIL = 0.9 + 0.25 * 27.5
 
-    # Heart (magnified in AP views) and its occupancy of the lung volume.
+
+class _Tiles:
+    """Coordinates as (tiles, h, w) arrays of square tiles, with each tile's bounds."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, shape: tuple[int, int], skip: bool = True) -> None:
+        self.x, self.y, self.shape, self.skip = x, y, shape, skip
+        self.h, self.w = x.shape[1:]
+        self.across = -(-shape[1] // self.w)  # tiles per row of tiles
+        self.xlo, self.xhi = x.min(axis=(1, 2)), x.max(axis=(1, 2))
+        self.ylo, self.yhi = y.min(axis=(1, 2)), y.max(axis=(1, 2))
+        straddle = (self.xlo <= 0.0) & (self.xhi >= 0.0)
+        self.axlo = np.where(straddle, 0.0, np.minimum(np.abs(self.xlo), np.abs(self.xhi)))
+        self.axhi = np.maximum(np.abs(self.xlo), np.abs(self.xhi))
+
+    @classmethod
+    def grid(cls, size: int, exposure: Exposure) -> _Tiles:
+        """The pixel centres of a `size`-pixel image, positioning undone.
+
+        Built from the 1-D row and column coordinates by broadcasting: the same
+        products and sums per pixel as on a full meshgrid, without its temporaries.
+        """
+        side = min(_TILE, size)
+        n = -(-size // side)
+        c = (np.arange(size, dtype=np.float64) + 0.5) / size * 2.0 - 1.0
+        c = np.pad(c, (0, n * side - size), mode="edge")  # whole tiles; cut off by join
+        t = np.deg2rad(exposure.rotation_deg)
+        ct, st = np.cos(t), np.sin(t)
+        cx = (c - exposure.shift_x).reshape(1, n, 1, side)  # x varies along a row
+        cy = (c - exposure.shift_y).reshape(n, 1, side, 1)
+        x = (ct * cx + st * cy).reshape(-1, side, side)
+        y = (-st * cx + ct * cy).reshape(-1, side, side)
+        return cls(x, y, (size, size))
+
+    @classmethod
+    def image(cls, x: np.ndarray, y: np.ndarray, skip: bool = True) -> _Tiles:
+        """Tiles of 2-D coordinate arrays, edge-padded to whole tiles."""
+        x, y = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+        h, w = min(_TILE, x.shape[0]), min(_TILE, x.shape[1])
+
+        def split(a: np.ndarray) -> np.ndarray:
+            a = np.pad(a, ((0, -a.shape[0] % h), (0, -a.shape[1] % w)), mode="edge")
+            ty, tx = a.shape[0] // h, a.shape[1] // w
+            return a.reshape(ty, h, tx, w).transpose(0, 2, 1, 3).reshape(-1, h, w)
+
+        return cls(split(x), split(y), x.shape, skip)
+
+    def join(self, t: np.ndarray) -> np.ndarray:
+        """(tiles, h, w) -> (rows, cols), padding removed."""
+        rows, cols = self.shape
+        down = t.shape[0] // self.across
+        a = t.reshape(down, self.across, self.h, self.w).transpose(0, 2, 1, 3)
+        return np.ascontiguousarray(a.reshape(down * self.h, self.across * self.w)[:rows, :cols])
+
+    def at(self, t: np.ndarray, i: int, j: int) -> np.ndarray:
+        """Pixel (i, j) of a tiled array, as a 1 x 1 array."""
+        return t[
+            (i // self.h) * self.across + j // self.w,
+            i % self.h : i % self.h + 1,
+            j % self.w : j % self.w + 1,
+        ]
+
+    def near(self, where: np.ndarray) -> np.ndarray:
+        """Indices where the per-tile test `where` holds (all of them when not skipping)."""
+        return np.flatnonzero(where) if self.skip else np.arange(where.size)
+
+    def box(self, x0: float, x1: float, y0: float, y1: float) -> np.ndarray:
+        """Indices of the tiles that may hold a point of [x0, x1] x [y0, y1]."""
+        return self.near((self.xhi >= x0) & (self.xlo <= x1) & (self.yhi >= y0) & (self.ylo <= y1))
+
+
+def mu_map(
+    a: Anatomy,
+    site: Site,
+    lesion: Lesion | None,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    skip_tiles: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mu_t, lung-field mask, lesion mask) on anatomical coordinates x, y (2-D arrays).
+
+    `skip_tiles=False` evaluates every feature on every pixel: slower, the same bits.
+    """
+    tiles = _Tiles.image(x, y, skip_tiles)
+    return tuple(tiles.join(part) for part in _mu_tiles(a, site, lesion, tiles))  # type: ignore[return-value]
+
+
+def _mu_tiles(
+    a: Anatomy, site: Site, lesion: Lesion | None, t: _Tiles
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """mu_map on tiles; temporaries are reused (in-place operations give the same bits)."""
+    x, y = t.x, t.y
+    # Chest wall: elliptical cross-section, narrowing to the neck at the top.
+    # half = a.body_half_width * (1.0 - 0.45 * np.clip((-0.82 - y) / 0.18, 0.0, 1.0))
+    half = np.subtract(-0.82, y)
+    half /= 0.18
+    np.clip(half, 0.0, 1.0, out=half)
+    half *= 0.45
+    np.subtract(1.0, half, out=half)
+    half *= a.body_half_width
+    # body = np.clip(1.0 - (x / half) ** 2, 0.0, None)
+    body = np.divide(x, half, out=half)
+    np.square(body, out=body)
+    np.subtract(1.0, body, out=body)
+    np.clip(body, 0.0, None, out=body)
+    inside = body > 0.0
+    root = np.sqrt(body, out=body)
+    mu = a.tissue * root
+    # Abdomen below the diaphragm: a little denser.
+    # mu += 0.35 * root / (1.0 + np.exp(-(y - 0.62) / 0.04))
+    below = np.subtract(y, 0.62)
+    np.negative(below, out=below)
+    below /= 0.04
+    np.exp(below, out=below)
+    below += 1.0
+    root *= 0.35
+    root /= below
+    mu += root
+    del half, body, root, below
+
+    # Heart (magnified in AP views) and its occupancy of the lung volume; zero outside
+    # the circle of its larger semi-axis.
     m = site.heart_magnification
     ca, sa = np.cos(a.heart_angle), np.sin(a.heart_angle)
-    hx, hy = x - a.heart_cx * m, y - a.heart_cy
+    hx0, reach = a.heart_cx * m, max(a.heart_w, a.heart_h) * m * _MARGIN
+    k = t.box(hx0 - reach, hx0 + reach, a.heart_cy - reach, a.heart_cy + reach)
+    hx, hy = x[k] - hx0, y[k] - a.heart_cy
     r2 = ((ca * hx + sa * hy) / (a.heart_w * m)) ** 2 + ((-sa * hx + ca * hy) / (a.heart_h * m)) ** 2
     heart = np.clip(1.0 - r2, 0.0, None)
-    heart_occupancy = np.clip(heart * 5.0, 0.0, 1.0)
-    mu += 0.35 * np.sqrt(heart)
+    heart_occupancy = np.zeros_like(mu)
+    heart_occupancy[k] = np.clip(heart * 5.0, 0.0, 1.0)
+    mu[k] += 0.35 * np.sqrt(heart)
+    beside_heart = np.ones_like(inside)
+    beside_heart[k] = r2 >= 1.0
 
     # Lungs: superellipses with a narrow apex; air removes tissue, most at their centre.
-    lungs = np.zeros_like(mu, dtype=bool)
+    # Zero outside the box |x - cx| < lung_width, |y - cy| < half-height.
+    lungs = np.zeros_like(inside)
     for side in (-1, 1):
         cx, cy, b = _lung_geometry(a, site, side)
-        v = (y - cy) / b
-        u = (x - cx) / _lung_half_width(a, v)
+        dx, dy = a.lung_width * _MARGIN, b * _MARGIN
+        k = t.box(cx - dx, cx + dx, cy - dy, cy + dy)
+        v = (y[k] - cy) / b
+        u = (x[k] - cx) / _lung_half_width(a, v)
         r = np.abs(u) ** 2.4 + np.abs(v) ** 2.4
         thick = np.sqrt(np.clip(1.0 - r, 0.0, None))
-        mu -= a.lung_air * thick * (1.0 - 0.9 * heart_occupancy)
-        lungs |= r < 1.0
-    lung_field = lungs & (r2 >= 1.0) & inside
+        mu[k] -= a.lung_air * thick * (1.0 - 0.9 * heart_occupancy[k])
+        lungs[k] |= r < 1.0
+    lung_field = lungs & beside_heart & inside
+    del heart_occupancy, beside_heart, lungs
 
-    # Spine with a hint of vertebral bodies.
-    spine = np.sqrt(np.clip(1.0 - (x / 0.075) ** 2, 0.0, None))
-    mu += a.spine_mu * spine * (0.85 + 0.15 * np.cos(2.0 * np.pi * y / 0.11)) * inside
+    # Spine with a hint of vertebral bodies; zero from |x| = 0.075.
+    k = t.near(t.axlo < 0.075 * _MARGIN)
+    spine = np.sqrt(np.clip(1.0 - (x[k] / 0.075) ** 2, 0.0, None))
+    mu[k] += a.spine_mu * spine * (0.85 + 0.15 * np.cos(2.0 * np.pi * y[k] / 0.11)) * inside[k]
 
-    # Posterior ribs: arcs rising then falling away from the spine, with a denser cortex.
     ax = np.abs(x)
-    t = np.clip((ax - 0.08) / 0.82, 0.0, 1.0)
-    along = (ax > 0.08) & inside
-    for k in range(10):
-        centre = a.rib_top + k * a.rib_spacing - 0.09 * np.sin(np.pi * t) + 0.30 * t**2
-        d = np.abs(y - centre) / a.rib_width
-        rib = np.sqrt(np.clip(1.0 - d**2, 0.0, None)) + 0.5 * np.exp(-(((d - 0.9) / 0.25) ** 2))
-        mu += a.rib_mu * rib * along
-    # Clavicles.
-    cl = (ax > 0.04) & (ax < 0.6) & inside
-    d = np.abs(y - (a.clavicle_y + 0.10 * (ax - 0.04))) / 0.028
-    mu += 0.32 * np.sqrt(np.clip(1.0 - d**2, 0.0, None)) * cl
+    _add_ribs(a, t, mu, ax, inside)
 
-    lesion_mask = np.zeros_like(lung_field)
+    # Clavicles: centre line from clavicle_y (|x| = 0.04) to clavicle_y + 0.056 (|x| = 0.6).
+    k = t.box(-0.6 - _EPS, 0.6 + _EPS, a.clavicle_y - 0.028 * _MARGIN, a.clavicle_y + 0.056 + 0.028 * _MARGIN)
+    k = k[t.axhi[k] > 0.04 - _EPS] if t.skip else k
+    axk = ax[k]
+    cl = (axk > 0.04) & (axk < 0.6) & inside[k]
+    d = np.abs(y[k] - (a.clavicle_y + 0.10 * (axk - 0.04))) / 0.028
+    mu[k] += 0.32 * np.sqrt(np.clip(1.0 - d**2, 0.0, None)) * cl
+
+    lesion_mask = np.zeros_like(inside)
     if lesion is not None:
         lx, ly = lesion_centre(a, site, lesion)
+        reach = lesion.radius * _MARGIN  # the major semi-axis
+        k = t.box(lx - reach, lx + reach, ly - reach, ly + reach)
         cl_, sl = np.cos(lesion.angle), np.sin(lesion.angle)
-        dx, dy = x - lx, y - ly
+        dx, dy = x[k] - lx, y[k] - ly
         q2 = ((cl_ * dx + sl * dy) / lesion.radius) ** 2 + (
             (-sl * dx + cl_ * dy) / (lesion.radius * lesion.aspect)
         ) ** 2
-        mu += lesion.mu * np.sqrt(np.clip(1.0 - q2, 0.0, None)) ** 0.7
-        lesion_mask = q2 < 1.0
-    return np.clip(mu, 0.0, None), lung_field, lesion_mask
+        mu[k] += lesion.mu * np.sqrt(np.clip(1.0 - q2, 0.0, None)) ** 0.7
+        lesion_mask[k] = q2 < 1.0
+    np.clip(mu, 0.0, None, out=mu)
+    return mu, lung_field, lesion_mask
+
+
+def _add_ribs(a: Anatomy, t: _Tiles, mu: np.ndarray, ax: np.ndarray, inside: np.ndarray) -> None:
+    """Posterior ribs: arcs rising then falling away from the spine, with a denser cortex.
+
+    Rib r is centred on y = top_r - arch(x) + drop(x); its profile in d = |y - centre| / width
+    is a half-disc (d < 1) plus a Gaussian ring, exactly 0.0 from d = _RIB_TAIL. Tiles
+    beyond d = 1 get the ring term only, and a tile is skipped where the ring adds less
+    than 2**-56 of the smallest mu there: under half a unit in the last place, so
+    mu + ring == mu. Ribs only add, so mu's smallest value before the ribs is a lower
+    bound all along (tiles where it is 0 or negative are never skipped).
+    """
+    # s = np.clip((ax - 0.08) / 0.82, 0.0, 1.0)
+    s = np.subtract(ax, 0.08)
+    s /= 0.82
+    np.clip(s, 0.0, 1.0, out=s)
+    along_mask = (ax > 0.08) & inside
+    along = along_mask.astype(np.float64)  # x * 1.0 and x * 0.0: the bits of x * True, x * False
+    # Smallest mu a rib adds to in each tile (+inf: none); a ring under 2**-56 of it is lost.
+    floor = np.where(along_mask, mu, np.inf).min(axis=(1, 2)) * 2.0**-56
+    del along_mask
+    # arch, drop = 0.09 * np.sin(np.pi * s), 0.30 * s**2
+    arch = np.multiply(s, np.pi)
+    np.sin(arch, out=arch)
+    arch *= 0.09
+    drop = np.square(s, out=s)
+    drop *= 0.30
+    offset = drop - arch  # centre - top_r, up to rounding (covered by _EPS)
+    lo, hi = offset.min(axis=(1, 2)) - _EPS, offset.max(axis=(1, 2)) + _EPS
+    del offset
+    w = a.rib_width
+    for r in range(10):
+        top = a.rib_top + r * a.rib_spacing
+        # Distance (normalised) between each tile's y range and the rib's range of centres.
+        gap = np.maximum(t.ylo - (top + hi), (top + lo) - t.yhi)
+        core = t.near((gap < w * _MARGIN) & (t.axhi > 0.08))
+        z = (np.maximum(gap / w, 1.0) - 0.9) / 0.25
+        seen = (gap < w * _RIB_TAIL * _MARGIN) & (a.rib_mu * 0.5 * np.exp(-(z**2)) >= floor)
+        ring = np.setdiff1d(t.near(seen), core, assume_unique=True)
+        for j, with_core in ((core, True), (ring, False)):
+            if j.size == 0:
+                continue
+            # centre = top - arch + drop; d = |y - centre| / w
+            d = np.subtract(top, arch[j])
+            d += drop[j]
+            np.subtract(t.y[j], d, out=d)
+            np.abs(d, out=d)
+            d /= w
+            # rib = sqrt(clip(1 - d**2, 0)) + 0.5 * exp(-(((d - 0.9) / 0.25) ** 2))
+            rib = np.subtract(d, 0.9)
+            rib /= 0.25
+            np.square(rib, out=rib)
+            np.negative(rib, out=rib)
+            np.exp(rib, out=rib)
+            rib *= 0.5
+            if with_core:  # elsewhere the half-disc is exactly 0.0, and 0.0 + z == z
+                np.square(d, out=d)
+                np.subtract(1.0, d, out=d)
+                np.clip(d, 0.0, None, out=d)
+                np.sqrt(d, out=d)
+                rib = np.add(d, rib, out=rib)
+            # mu += a.rib_mu * rib * along
+            rib *= a.rib_mu
+            rib *= along[j]
+            mu[j] += rib
 
 
 def lesion_centre(a: Anatomy, site: Site, lesion: Lesion) -> tuple[float, float]:
@@ -342,8 +534,36 @@ def _wide_blur(img: np.ndarray, sigma_fraction: float) -> np.ndarray:
     size = img.shape[0]
     small = ndimage.zoom(img, 64.0 / size, order=1, mode="nearest", grid_mode=True)
     small = ndimage.gaussian_filter(small, sigma_fraction * 64.0, mode="nearest")
-    out = ndimage.zoom(small, size / 64.0, order=1, mode="nearest", grid_mode=True)
-    return out[:size, :size]
+    return _zoom_linear(small, size)
+
+
+def _zoom_linear(small: np.ndarray, size: int) -> np.ndarray:
+    """``ndimage.zoom(small, size / n, order=1, mode="nearest", grid_mode=True)`` of an
+    n x n array, with the same float64 operations in the same order (so the same bits;
+    tested against scipy), three times faster at 1024: each output row mixes two input
+    rows, computed once per row, and each output column repeats an input column.
+    """
+    n = small.shape[0]
+    # Input coordinate of each output pixel centre; linear weights as scipy computes them.
+    cc = np.arange(size, dtype=np.float64)
+    cc += 0.5
+    cc *= n / size
+    cc -= 0.5
+    floor = np.floor(cc)
+    w0 = 1.0 - (cc - floor)
+    w1 = 1.0 - w0
+    first = np.clip(floor.astype(np.intp), 0, n - 1)  # "nearest": edge pixels repeat
+    second = np.clip(floor.astype(np.intp) + 1, 0, n - 1)
+    # scipy sums the four neighbours in this order, each as (value * row weight) * column weight.
+    rows0, rows1 = small[first] * w0[:, None], small[second] * w1[:, None]
+    reps0, reps1 = np.bincount(first, minlength=n), np.bincount(second, minlength=n)
+    out = np.repeat(rows0, reps0, axis=1)  # the columns are sorted: repeat == take
+    out *= w0
+    for rows, reps, w in ((rows0, reps1, w1), (rows1, reps0, w0), (rows1, reps1, w1)):
+        term = np.repeat(rows, reps, axis=1)
+        term *= w
+        out += term
+    return out
 
 
 def render(
@@ -354,10 +574,14 @@ def render(
     size: int,
     rng: np.random.Generator,
 ) -> Rendered:
-    """Render one radiograph of `size` x `size` pixels; noise from `rng`."""
-    x, y = _grid(size, exposure)
-    mu, lung_field, lesion_mask = mu_map(anatomy, site, lesion, x, y)
-    mask = np.where(lung_field, LUNG, 0).astype(np.uint8)
+    """Render one radiograph of `size` x `size` pixels; noise from `rng`.
+
+    Large temporaries are reused in place: the same float64 operations, the same bits.
+    """
+    tiles = _Tiles.grid(size, exposure)
+    mu_t, lung_t, lesion_t = _mu_tiles(anatomy, site, lesion, tiles)
+    mask = np.where(tiles.join(lung_t), LUNG, 0).astype(np.uint8)
+    lesion_mask = tiles.join(lesion_t)
     centre = (0, 0)
     if lesion is not None:
         # At any size the lesion covers at least the pixel nearest its centre.
@@ -371,24 +595,36 @@ def render(
         centre = (i, j)
         mask[lesion_mask] = LESION
 
-    primary = np.exp(-mu)
+    primary = np.negative(mu_t)
+    primary = tiles.join(np.exp(primary, out=primary))
     sigma_px = site.blur_mm / site.spacing_mm(size)
-    primary_blurred = ndimage.gaussian_filter(primary, sigma_px, mode="nearest")
+    expected = ndimage.gaussian_filter(primary, sigma_px, mode="nearest")  # primary, blurred
     scatter = site.scatter_ratio * _wide_blur(primary, 0.12)
-    expected = site.quanta * exposure.factor * (primary_blurred + scatter)
+    # expected = site.quanta * exposure.factor * (primary_blurred + scatter)
+    expected += scatter
+    expected *= site.quanta * exposure.factor
     counts = rng.poisson(expected).astype(np.float64)
+    del expected, primary
     counts += rng.normal(0.0, site.electronic_sd, size=counts.shape)
     # The site's processing normalises to its nominal exposure; exposure errors shift brightness.
-    log_signal = -np.log(np.maximum(counts, 0.5) / site.quanta)
-    stored = np.clip(np.rint(site.offset + site.gain * log_signal), 0, MAX_STORED).astype(np.uint16)
+    # stored = clip(rint(offset + gain * -log(max(counts, 0.5) / quanta)), 0, MAX_STORED)
+    signal = np.maximum(counts, 0.5, out=counts)
+    signal /= site.quanta
+    np.log(signal, out=signal)
+    np.negative(signal, out=signal)
+    signal *= site.gain
+    signal += site.offset
+    np.rint(signal, out=signal)
+    np.clip(signal, 0, MAX_STORED, out=signal)
+    stored = signal.astype(np.uint16)
 
     cnr = 0.0
     if lesion is not None:
         # Contrast of the lesion at its centre in the log signal, over the quantum +
         # electronic noise there: what a reader's evidence for the finding scales with.
         ci, cj = centre
-        mu_bg, _, _ = mu_map(anatomy, site, None, x[ci : ci + 1, cj : cj + 1], y[ci : ci + 1, cj : cj + 1])
-        mu_lesion = float(mu[ci, cj])
+        mu_bg, _, _ = mu_map(anatomy, site, None, tiles.at(tiles.x, ci, cj), tiles.at(tiles.y, ci, cj))
+        mu_lesion = float(tiles.at(mu_t, ci, cj)[0, 0])
         s = float(scatter[ci, cj])
         n_bg = float(np.exp(-mu_bg[0, 0])) + s
         n_lesion = np.exp(-mu_lesion) + s

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from fairaudit.workflows.core import (
 
 if TYPE_CHECKING:
     from fairaudit.results import AuditReport
+    from fairaudit.stats._segmentation import CaseMetrics
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +154,10 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     segmentation_cases.csv as its companions), nothing written."""
     from fairaudit._util.privacy import IdHasher, use_for_logs
     from fairaudit.cohort.join import INTERSECTION_SEP, MISSING_GROUP, intersection_name, pseudonymize_sources
-    from fairaudit.io.masks import MaskReadError, foreground, index_masks, read_mask
+    from fairaudit.io.masks import index_masks
     from fairaudit.io.tables import detect_id_column, is_missing, read_table
     from fairaudit.results import AuditReport, assemble
-    from fairaudit.stats._segmentation import SEGMENTATION_METRICS, case_metrics
+    from fairaudit.stats._segmentation import SEGMENTATION_METRICS
     from fairaudit.stats._segmentation_audit import run_segmentation_audit
 
     # 1. validate
@@ -224,6 +225,7 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     case_reasons: list[dict[str, str]] = []
     case_rows: list[int] = []
     nonempty: list[bool] = []
+    cases: list[_Case] = []  # rows whose masks are read and compared
     n_mm_fallback = 0
     for i, (key, is_dup) in enumerate(zip(ids, dup, strict=True)):
         why = ""
@@ -255,38 +257,26 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
                     n_mm_fallback += 1
                 else:
                     why = "the DICOM file has no pixel spacing (pass --spacing to give one)"
-        truth = pred = None
         if not why:
-            try:
-                truth = read_mask(truth_index.files[key], req.mask_labels)
-            except MaskReadError as exc:
-                why = f"ground-truth mask {exc}"
-                file_reason[("truth", key)] = str(exc)
-        if not why:
-            try:
-                if pred_index is not None:
-                    pred = read_mask(pred_index.files[key], pred_labels)
-                else:
-                    pred = foreground(np.asarray(req.pred_masks[key]), pred_labels)  # type: ignore[index]
-            except MaskReadError as exc:
-                why = f"predicted mask {exc}"
-                file_reason[("pred", key)] = str(exc)
-        if not why and truth.shape != pred.shape:
-            why = f"mask shapes differ: ground truth {truth.shape}, prediction {pred.shape}"
-        if not why and dshape is not None and tuple(truth.shape[-2:]) != dshape:
-            why = f"mask shape {truth.shape} does not match the DICOM image ({dshape[0]} x {dshape[1]})"
-        if not why and spacing is not None and len(spacing) != truth.ndim:
-            why = (
-                f"spacing {spacing} has {len(spacing)} values but the mask is {truth.ndim}-D "
-                f"(pass --spacing with {truth.ndim} values)"
-            )
-        if not why:
-            m = case_metrics(truth, pred, spacing)
+            cases.append(_Case(i, key, spacing, dshape))
+        reasons.append(why)
+    # Reading both masks and the metrics: in worker processes, in row order (_measure_all).
+    sources = _Sources(
+        truth_files=truth_index.files,
+        pred_files=None if pred_index is None else pred_index.files,
+        pred_arrays=req.pred_masks if pred_index is None else None,  # type: ignore[arg-type]
+        mask_labels=req.mask_labels,
+        pred_labels=pred_labels,
+    )
+    for case, (why, bad_file, m) in zip(cases, _measure_all(sources, cases, req.workers), strict=True):
+        if bad_file is not None:
+            file_reason[(bad_file[0], case.key)] = bad_file[1]
+        if m is not None:
             case_values.append(m.values)
             case_reasons.append(m.reasons)
-            case_rows.append(i)
+            case_rows.append(case.row)
             nonempty.append(m.truth_voxels > 0)
-        reasons.append(why)
+        reasons[case.row] = why
     if n_mm_fallback:
         log.warning(
             "%d DICOM files had no pixel spacing: %s %s used for them",
@@ -471,6 +461,135 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
         collect_provenance(manifest_text, {"demographics": req.demographics, "gate_policy": req.gate}),
     )
     return report
+
+
+# ----------------------------------------------------------------------------- per-case metrics
+# Reading two masks and measuring them is the audit's per-case cost (tens of ms for a
+# 1024 x 1024 lung), so cases go to forked worker processes as fairaudit.io.dicom._parallel
+# reads DICOM files: small chunks, a few per worker in flight (memory stays flat), results
+# back in row order, serial with one worker or without fork. Workers get the mask sources
+# by inheritance (fork), not through the task pipe: a model run's in-memory predictions
+# are never pickled.
+
+_CASES_PER_TASK = 8
+_TASKS_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class _Case:
+    """A row whose masks are to be read and compared, with the spacing and the DICOM
+    image's shape (rows, cols) found for it."""
+
+    row: int
+    key: str
+    spacing: tuple[float, ...] | None
+    dshape: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """Where the masks of an id are: files (truth, pred) or, for predictions, arrays."""
+
+    truth_files: Mapping[str, Path]
+    pred_files: Mapping[str, Path] | None
+    pred_arrays: Mapping[str, np.ndarray] | None
+    mask_labels: tuple[int, ...] | None
+    pred_labels: tuple[int, ...] | None
+
+
+# (exclusion reason or "", (which file, its manifest reason) or None, metrics or None)
+_Measured = tuple[str, "tuple[str, str] | None", "CaseMetrics | None"]
+
+_SOURCES: _Sources | None = None  # set in the parent before the workers fork
+
+
+def _measure(src: _Sources, case: _Case) -> _Measured:
+    """Read both masks of one case and measure them; a mask that cannot be used becomes
+    the case's exclusion reason (and its file's manifest reason), never an error."""
+    from fairaudit.io.masks import MaskReadError, foreground, read_mask
+    from fairaudit.stats._segmentation import case_metrics
+
+    key, spacing, dshape = case.key, case.spacing, case.dshape
+    try:
+        truth = read_mask(src.truth_files[key], src.mask_labels)
+    except MaskReadError as exc:
+        return f"ground-truth mask {exc}", ("truth", str(exc)), None
+    try:
+        if src.pred_files is not None:
+            pred = read_mask(src.pred_files[key], src.pred_labels)
+        else:
+            pred = foreground(np.asarray(src.pred_arrays[key]), src.pred_labels)  # type: ignore[index]
+    except MaskReadError as exc:
+        return f"predicted mask {exc}", ("pred", str(exc)), None
+    why = ""
+    if truth.shape != pred.shape:
+        why = f"mask shapes differ: ground truth {truth.shape}, prediction {pred.shape}"
+    elif dshape is not None and tuple(truth.shape[-2:]) != dshape:
+        why = f"mask shape {truth.shape} does not match the DICOM image ({dshape[0]} x {dshape[1]})"
+    elif spacing is not None and len(spacing) != truth.ndim:
+        why = (
+            f"spacing {spacing} has {len(spacing)} values but the mask is {truth.ndim}-D "
+            f"(pass --spacing with {truth.ndim} values)"
+        )
+    if why:
+        return why, None, None
+    return "", None, case_metrics(truth, pred, spacing)
+
+
+def _measure_chunk(cases: list[_Case]) -> list[_Measured]:
+    """Worker side: the cases of one task, with the sources inherited from the parent."""
+    assert _SOURCES is not None, "worker started without mask sources"
+    return [_measure(_SOURCES, c) for c in cases]
+
+
+def _measure_all(src: _Sources, cases: list[_Case], workers: int | None) -> Iterator[_Measured]:
+    """`_measure` of every case, in order: in forked workers when there are several
+    workers and more than one task's worth of cases, else in this process. A worker that
+    dies (out of memory) leaves the cases not yet returned to this process."""
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures.process import BrokenProcessPool
+
+    from fairaudit._util.batching import batched
+    from fairaudit.io.dicom._parallel import _Pool, workers_default
+
+    global _SOURCES
+    n = workers_default() if workers is None else max(1, int(workers))
+    n = min(n, -(-len(cases) // _CASES_PER_TASK))
+    if n < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        for case in cases:
+            yield _measure(src, case)
+        return
+    done = 0  # cases yielded so far
+    _SOURCES = src
+    pool = _Pool(n)  # forks now: the workers see _SOURCES
+    log.debug("measuring %d cases in %d processes", len(cases), n)
+    try:
+        chunks = batched(cases, _CASES_PER_TASK)
+        pending: deque = deque()
+        while True:
+            while len(pending) < _TASKS_PER_WORKER * n:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                pending.append(pool.executor.submit(_measure_chunk, chunk))
+            if not pending:
+                return
+            results = pending.popleft().result()
+            done += len(results)
+            yield from results
+    except BrokenProcessPool:
+        log.warning(
+            "a worker process died while measuring masks (out of memory?): the other %d cases "
+            "are measured in this process",
+            len(cases) - done,
+        )
+        pool.close()
+        for case in cases[done:]:
+            yield _measure(src, case)
+    finally:
+        pool.close()
+        _SOURCES = None
 
 
 def request_from_audit(

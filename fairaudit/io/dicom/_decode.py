@@ -139,6 +139,9 @@ class FileOutcome:
     image: np.ndarray | None = None  # float32; None for header-only reads and failures
     spacing: tuple[float, ...] | None = None  # (row, col) mm; (frame, row, col) for (F, H, W)
     padding_mask: np.ndarray | None = None  # bool, True where PixelPaddingValue (or range) was
+    # Set when a reader's `prepare` step (iter_outcomes) replaced `image` by a model's input:
+    # the decoded image's shape, to restore a predicted mask onto.
+    source_shape: tuple[int, ...] | None = None
 
 
 class _Stop(Exception):

@@ -8,6 +8,9 @@
 - Outcomes come back in the walk's order (sorted paths) whatever order workers finish in.
 - A transient rich progress bar on stderr shows files done / total and files per second,
   when asked for and when stderr is a terminal.
+- `prepare` (a model run): each worker also turns its decoded image into the model's input,
+  so the parent receives 64 x 64 arrays, not 1024 x 1024 images, and the preprocessing runs
+  on every core while the parent runs the model (docs/models.md, "Throughput").
 """
 
 from __future__ import annotations
@@ -224,11 +227,21 @@ def _collect(outcomes: list[FileOutcome], block, keep: bool = True) -> list[File
     return outcomes
 
 
+Prepare = Callable[[FileOutcome], FileOutcome]
+
+
 def _read_chunk(
-    root: str, paths: list[str], header_only: bool, options: DecodeOptions, slot: str | None
+    root: str,
+    paths: list[str],
+    header_only: bool,
+    options: DecodeOptions,
+    slot: str | None,
+    prepare: Prepare | None = None,
 ) -> list[FileOutcome]:
     base = Path(root)
     outcomes = [read_file(Path(p), base, header_only=header_only, options=options) for p in paths]
+    if prepare is not None:
+        outcomes = [prepare(o) for o in outcomes]
     # Packed once every file is read: a worker that dies mid-chunk leaves no block behind.
     writer = _SlotWriter(slot)
     for o in outcomes:
@@ -268,6 +281,8 @@ def iter_outcomes(
     workers: int | None = None,
     progress: bool = True,
     entries: list[WalkEntry] | None = None,
+    prepare: Prepare | None = None,
+    ahead: int = 0,
 ) -> Iterator[FileOutcome]:
     """One FileOutcome per file under `root`, in sorted path order, read in parallel.
 
@@ -275,6 +290,9 @@ def iter_outcomes(
     iterator early (break) stops the workers. `entries`: read only these (from `walk(root)`,
     e.g. the files a resumed model run has not scored yet) instead of walking `root`.
     Inside `fairaudit.cluster.connect(...)` the files are read on that Dask cluster.
+    `prepare` (picklable; it must not raise): applied to each outcome where the file was
+    read, in the worker. `ahead`: keep at least this many files in flight (a model run's
+    batch: the workers go on preparing the next batch while the parent predicts this one).
     """
     root = Path(root)
     workers = workers_default() if workers is None else max(1, int(workers))
@@ -289,10 +307,12 @@ def iter_outcomes(
 
         chunks = batched(source, CHUNK_HEADER if header_only else CHUNK_DECODE)
         stream = cluster_outcomes(session, root, chunks, header_only, options)
+        if prepare is not None:
+            stream = map(prepare, stream)
     elif parallel:
-        stream = _parallel(root, _chunks(source, chunk_size), header_only, options, workers)
+        stream = _parallel(root, _chunks(source, chunk_size), header_only, options, workers, prepare, ahead)
     else:
-        stream = _serial(root, _chunks(source, chunk_size), header_only, options)
+        stream = _serial(root, _chunks(source, chunk_size), header_only, options, prepare)
     if not show:
         yield from stream
         return
@@ -300,14 +320,19 @@ def iter_outcomes(
 
 
 def _serial(
-    root: Path, chunks: Iterator[list[WalkEntry]], header_only: bool, options: DecodeOptions
+    root: Path,
+    chunks: Iterator[list[WalkEntry]],
+    header_only: bool,
+    options: DecodeOptions,
+    prepare: Prepare | None = None,
 ) -> Iterator[FileOutcome]:
     for chunk in chunks:
         for entry in chunk:
             if entry.problem is not None:
                 yield _problem_outcome(entry)
-            else:
-                yield read_file(entry.path, root, header_only=header_only, options=options)
+                continue
+            outcome = read_file(entry.path, root, header_only=header_only, options=options)
+            yield outcome if prepare is None else prepare(outcome)
 
 
 class _Pool:
@@ -364,8 +389,12 @@ def _parallel(
     header_only: bool,
     options: DecodeOptions,
     workers: int,
+    prepare: Prepare | None = None,
+    ahead: int = 0,
 ) -> Iterator[FileOutcome]:
     window = (_WINDOW_HEADER if header_only else _WINDOW_DECODE) * workers
+    if prepare is not None:  # small results: room for a batch ahead, and no shared-memory slots
+        window = max(window, -(-ahead // _CHUNK_DECODE) + workers)
     # In submission order: a _Task, or the ready outcome of a walk problem.
     pending: deque[_Task | FileOutcome] = deque()
     _preload()
@@ -382,7 +411,7 @@ def _parallel(
     def submit(paths: list[str], slot: int | None) -> _Task:
         name = None if slot is None else slots.name(slot)
         try:
-            future = pool.executor.submit(_read_chunk, str(root), paths, header_only, options, name)
+            future = pool.executor.submit(_read_chunk, str(root), paths, header_only, options, name, prepare)
         except BrokenProcessPool:  # a worker died since the last task: resubmitted below
             future = None
         return _Task(paths, slot, future)
@@ -396,7 +425,7 @@ def _parallel(
                 if chunk[0].problem is not None:
                     pending.append(_problem_outcome(chunk[0]))
                 else:
-                    slot = None if header_only else slots.take()
+                    slot = None if header_only or prepare is not None else slots.take()
                     pending.append(submit([str(e.path) for e in chunk], slot))
                     in_flight += 1
             if not pending:

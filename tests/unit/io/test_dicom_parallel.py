@@ -213,3 +213,38 @@ def test_serial_fallback_and_single_file_root(tmp_path: Path) -> None:
     assert list(iter_outcomes(tmp_path / "empty_dir_missing", header_only=True, progress=False))[
         0
     ].status == ("failed")
+
+
+@needs_fork
+def test_prepare_runs_in_the_workers_and_equals_preparing_here(tmp_path: Path, monkeypatch) -> None:
+    """A model run's preprocessing (issue 25): the workers hand back the model's input, the
+    same arrays and failure reasons as preparing each decoded image in this process, and no
+    decoded image crosses into the parent (no shared-memory slot is taken)."""
+    from fairaudit.models.blocks import InputPreparer
+    from fairaudit.models.preprocessing import make_spec, model_input
+
+    root = make_tree(tmp_path / "t", 14)
+    _write(root / "s0" / "big.dcm", 99, size=200)
+    spec = make_spec(input_size=[8, 8], highpass_sigma=1.0)
+    prepare = InputPreparer(spec)
+    taken: list[int] = []
+    real_take = parallel_module._Slots.take
+    monkeypatch.setattr(parallel_module._Slots, "take", lambda self: taken.append(1) or real_take(self))
+    fields = [(o.path, o.status, o.reason, o.source_shape, o.image) for o in iter_outcomes(
+        root, header_only=False, workers=2, progress=False, prepare=prepare, ahead=8
+    )]  # fmt: skip
+    assert not taken
+    serial = list(iter_outcomes(root, header_only=False, workers=1, progress=False))
+    assert [f[0] for f in fields] == [o.path for o in serial]
+    for (_, status, reason, shape, x), o in zip(fields, serial, strict=True):
+        assert status == o.status and (reason == o.reason or status == "ok")
+        if o.status == "ok":
+            assert shape == o.image.shape
+            np.testing.assert_array_equal(x, model_input(o.image, o.spacing, spec))
+            assert x.shape == (2, 8, 8)
+    # a file the preprocessing refuses fails alone, with the reason the model run reported before
+    bad = InputPreparer(make_spec(input_size=[8, 8]))
+    one = read_file(root / "s0" / "big.dcm", root, header_only=False)
+    one.image = np.zeros((2, 3, 4), np.float32)
+    out = bad(one)
+    assert (out.status, out.reason, out.image) == ("failed", "not a 2-D image (shape (2, 3, 4))", None)

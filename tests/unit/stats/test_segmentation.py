@@ -13,7 +13,9 @@ from fairaudit.stats._segmentation import (
     REASON_PRED_EMPTY,
     REASON_TRUTH_EMPTY,
     case_metrics,
+    normalized_surface_dice,
     surface,
+    surface_points,
 )
 
 torch = pytest.importorskip("torch")
@@ -21,9 +23,15 @@ monai_metrics = pytest.importorskip("monai.metrics")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
 
+def _tensors(truth: np.ndarray, pred: np.ndarray):
+    return (
+        torch.from_numpy(truth[None, None].astype(np.float32)),
+        torch.from_numpy(pred[None, None].astype(np.float32)),
+    )
+
+
 def _monai(truth: np.ndarray, pred: np.ndarray, spacing) -> dict[str, float]:
-    y = torch.from_numpy(truth[None, None].astype(np.float32))
-    yp = torch.from_numpy(pred[None, None].astype(np.float32))
+    y, yp = _tensors(truth, pred)
     hd = monai_metrics.compute_hausdorff_distance(
         yp, y, include_background=True, percentile=95, spacing=spacing
     )
@@ -57,10 +65,7 @@ def test_matches_monai_2d_random(seed):
     rng = np.random.default_rng(seed)
     truth, pred = _random_masks(rng, (int(rng.integers(20, 60)), int(rng.integers(20, 60))))
     spacing = [float(rng.uniform(0.2, 3.0)), float(rng.uniform(0.2, 3.0))] if seed % 2 else None
-    ours = case_metrics(truth, pred, spacing)
-    ref = _monai(truth, pred, spacing)
-    for m in ("dice", "hd95", "assd"):
-        assert ours.values[m] == pytest.approx(ref[m], rel=1e-5, abs=1e-5), m
+    _assert_like_monai(truth, pred, spacing)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -68,10 +73,7 @@ def test_matches_monai_3d_anisotropic(seed):
     rng = np.random.default_rng(100 + seed)
     truth, pred = _random_masks(rng, (12, 24, 20))
     spacing = [2.5, 0.7, 0.9]
-    ours = case_metrics(truth, pred, spacing)
-    ref = _monai(truth, pred, spacing)
-    for m in ("dice", "hd95", "assd"):
-        assert ours.values[m] == pytest.approx(ref[m], rel=1e-5, abs=1e-5), m
+    _assert_like_monai(truth, pred, spacing)
 
 
 def test_hand_computed_squares_anisotropic():
@@ -166,3 +168,181 @@ def test_dice_and_its_batch_form_by_hand_and_against_monai():
         dice(truth[0], pred[0, :3])
     with pytest.raises(ValueError):
         dice_batch(truth, pred[:2])
+
+
+# ----------------------------------------------------------------------------- full size, NSD
+
+
+def _monai_nsd(truth: np.ndarray, pred: np.ndarray, spacing, tolerance: float) -> float:
+    y, yp = _tensors(truth, pred)
+    nsd = monai_metrics.compute_surface_dice(yp, y, [tolerance], include_background=True, spacing=spacing)
+    return float(nsd.item())
+
+
+def _edt_reference(truth: np.ndarray, pred: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """The former method: erosion and exact distance transforms over the union's bounding box."""
+    idx = np.nonzero(truth | pred)
+    box = tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in idx)
+    t, p = truth[box], pred[box]
+    st = t & ~ndimage.binary_erosion(t, border_value=0)
+    sp = p & ~ndimage.binary_erosion(p, border_value=0)
+    sampling = spacing or [1.0] * truth.ndim
+    d_pt = ndimage.distance_transform_edt(~st, sampling=sampling)[sp]
+    d_tp = ndimage.distance_transform_edt(~sp, sampling=sampling)[st]
+    return d_pt, d_tp
+
+
+def _lungs(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two lung-like ellipses filling most of a radiograph; the prediction shifted, eroded,
+    with a ragged edge."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    truth = np.zeros((size, size), bool)
+    for cx in (0.3, 0.7):
+        truth |= ((xx - cx) / 0.17) ** 2 + ((yy - 0.5) / 0.36) ** 2 <= 1
+    pred = np.roll(truth, (size // 100, -size // 150), axis=(0, 1))
+    pred = ndimage.binary_erosion(pred, iterations=max(1, size // 200))
+    edge = pred ^ ndimage.binary_dilation(pred, iterations=2)
+    return truth, pred | (edge & (rng.random(pred.shape) < 0.3))
+
+
+def _monai_hd95_double(truth: np.ndarray, pred: np.ndarray, spacing) -> float:
+    """hd95 from MONAI's surface distances, with the percentile in double precision:
+    compute_hausdorff_distance interpolates in single precision (torch.quantile on
+    float32), off by up to about 2e-6 relative with a few hundred distances."""
+    from monai.metrics.utils import get_edge_surface_distance
+
+    y, yp = _tensors(truth, pred)
+    _, dists, _ = get_edge_surface_distance(yp[0, 0], y[0, 0], spacing=spacing, symmetric=True)
+    return max(float(np.percentile(d.numpy().astype(np.float64), 95)) for d in dists)
+
+
+def _assert_like_monai(truth, pred, spacing, tolerances=(1.0, 2.0)) -> None:
+    ours = case_metrics(truth, pred, spacing)
+    ref = _monai(truth, pred, spacing)
+    for m in ("dice", "hd95", "assd"):
+        assert ours.values[m] == pytest.approx(ref[m], rel=5e-6, abs=1e-6), m
+    for m in ("dice", "assd"):
+        assert ours.values[m] == pytest.approx(ref[m], rel=1e-6, abs=1e-6), m
+    hd95 = _monai_hd95_double(truth, pred, spacing)
+    assert ours.values["hd95"] == pytest.approx(hd95, rel=1e-6, abs=1e-6)
+    for tol in tolerances:
+        nsd = normalized_surface_dice(truth, pred, spacing, tol)
+        assert nsd == pytest.approx(_monai_nsd(truth, pred, spacing, tol), rel=1e-6, abs=1e-6), tol
+
+
+@pytest.mark.parametrize("spacing", [None, [0.139, 0.143], [0.2, 0.2]])
+def test_full_size_1024_lungs_match_monai(spacing):
+    truth, pred = _lungs(1024)
+    _assert_like_monai(truth, pred, spacing)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_equal_to_the_distance_transform_method_bit_for_bit(seed):
+    """Surface points and nearest neighbours give the very values (same order, same bits)
+    as the exact distance transform of the crop, so results.json does not change."""
+    rng = np.random.default_rng(500 + seed)
+    nd = 3 if seed % 4 == 0 else 2
+    shape = tuple(int(v) for v in rng.integers(4, 70 if nd == 2 else 24, size=nd))
+    truth, pred = _random_masks(rng, shape)
+    spacing = [None, [0.2] * nd, list(rng.uniform(0.1, 3.0, nd))][seed % 3]
+    ours = case_metrics(truth, pred, spacing)
+    if not truth.any() or not pred.any():
+        assert math.isnan(ours.values["hd95"])
+        return
+    d_pt, d_tp = _edt_reference(truth, pred, spacing)
+    assert ours.values["hd95"] == max(np.percentile(d_pt, 95), np.percentile(d_tp, 95))
+    assert ours.values["assd"] == np.concatenate([d_pt, d_tp]).mean()
+
+
+def test_surface_is_the_face_connected_erosion_border():
+    rng = np.random.default_rng(7)
+    for shape in [(1,), (9,), (1, 1), (5, 7), (30, 40), (6, 9, 8)]:
+        for _ in range(5):
+            mask = rng.random(shape) < rng.uniform(0.2, 0.9)
+            expected = mask & ~ndimage.binary_erosion(mask, border_value=0)
+            assert np.array_equal(surface(mask), expected)
+            assert np.array_equal(surface_points(mask), np.argwhere(expected))
+    assert surface_points(np.zeros((3, 4), bool)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_3d_anisotropic_with_nsd_match_monai(seed):
+    rng = np.random.default_rng(300 + seed)
+    truth, pred = _random_masks(rng, (14, 30, 26))
+    _assert_like_monai(truth, pred, [2.5, 0.7, 0.9], tolerances=(0.0, 1.0, 2.5))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_2d_nsd_anisotropic_matches_monai(seed):
+    rng = np.random.default_rng(400 + seed)
+    truth, pred = _random_masks(rng, (int(rng.integers(20, 80)), int(rng.integers(20, 80))))
+    spacing = [float(rng.uniform(0.2, 3.0)), float(rng.uniform(0.2, 3.0))]
+    _assert_like_monai(truth, pred, spacing, tolerances=(0.0, 0.5, 1.5, 4.0))
+
+
+def test_one_pixel_and_border_masks_match_monai():
+    one_t = np.zeros((16, 16), bool)
+    one_t[0, 0] = True  # a single pixel in the corner
+    one_p = np.zeros_like(one_t)
+    one_p[5, 9] = True
+    _assert_like_monai(one_t, one_p, [0.5, 1.5])
+    _assert_like_monai(one_t, one_t.copy(), None)
+    # Masks that touch (or fill) the image border: outside the image is background.
+    edge_t = np.zeros((20, 24), bool)
+    edge_t[:, :9] = True
+    edge_p = np.zeros_like(edge_t)
+    edge_p[3:, :12] = True
+    _assert_like_monai(edge_t, edge_p, [0.8, 0.3])
+    full = np.ones((12, 10), bool)
+    _assert_like_monai(full, edge_t[:12, :10], [1.0, 2.0])
+    vol = np.zeros((6, 8, 8), bool)
+    vol[:, :3, :] = True
+    _assert_like_monai(vol, np.roll(vol, 2, axis=1), [3.0, 0.5, 0.5])
+
+
+def test_nsd_at_the_tolerance_counts_as_within():
+    """A 3-4-5 offset at 0.2 mm is 1 mm exactly, but 1.0000000000000002 in double
+    precision: like MONAI, NSD counts it within a 1 mm tolerance."""
+    truth = np.zeros((12, 12), bool)
+    truth[2, 2] = True
+    pred = np.zeros_like(truth)
+    pred[5, 6] = True
+    assert normalized_surface_dice(truth, pred, [0.2, 0.2], 1.0) == 1.0
+    assert _monai_nsd(truth, pred, [0.2, 0.2], 1.0) == 1.0
+    assert normalized_surface_dice(truth, pred, [0.2, 0.2], 0.99) == 0.0
+
+
+def test_nsd_empty_masks_and_bad_tolerance():
+    empty = np.zeros((6, 6), bool)
+    full = np.zeros((6, 6), bool)
+    full[1:3, 1:3] = True
+    assert math.isnan(normalized_surface_dice(empty, empty, None, 1.0))
+    assert math.isnan(_monai_nsd(empty, empty, None, 1.0))
+    assert normalized_surface_dice(full, empty, None, 1.0) == 0.0 == _monai_nsd(full, empty, None, 1.0)
+    assert (
+        normalized_surface_dice(empty, full, [1.0, 2.0], 1.0)
+        == 0.0
+        == _monai_nsd(empty, full, [1.0, 2.0], 1.0)
+    )
+    assert normalized_surface_dice(full, full, None, 0.0) == 1.0
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tolerance"):
+            normalized_surface_dice(full, full, None, bad)
+    with pytest.raises(ValueError, match="spacing"):
+        normalized_surface_dice(full, full, [1.0], 1.0)
+
+
+def test_nsd_by_hand():
+    # Truth: a 4x4 square (12 surface pixels); prediction: the same square shifted one
+    # column (1.5 mm with this spacing) right. Within 1 mm: only surface pixels that lie on
+    # the other surface.
+    truth = np.zeros((10, 12), bool)
+    truth[2:6, 2:6] = True
+    pred = np.roll(truth, 1, axis=1)
+    st, sp = np.argwhere(surface(truth)), np.argwhere(surface(pred))
+    scale = np.array([1.0, 1.5])
+    d = np.sqrt((((sp[:, None, :] - st[None, :, :]) * scale) ** 2).sum(-1))
+    for tol in (0.0, 1.0, 1.5, 2.0):
+        expected = ((d.min(axis=1) <= tol).sum() + (d.min(axis=0) <= tol).sum()) / (len(sp) + len(st))
+        assert normalized_surface_dice(truth, pred, [1.0, 1.5], tol) == pytest.approx(expected)
