@@ -14,8 +14,15 @@ one run, on the same images (the first --n files of sample_data/images):
   end to end (DICOM folder -> probabilities or masks on the original grid):
     (c) baseline: `for f in files: read_file -> prepare_image -> model(x[None]) ->
         sigmoid or argmax (-> restore_mask)`, one process, the plain module
-    (d) fairaudit: `run_inference(predictor, folder, batch_size, workers)`: decoding in
-        worker processes, batches, masks restored
+    (d) fairaudit: `run_inference(predictor, folder, batch_size, workers)`: decoding and
+        preprocessing in worker processes, batches, masks restored
+    (e) baseline: benchmarks/dataloader_baseline.py's torch DataLoader (one worker per CPU,
+        batch --batch-size, pydicom read, modality LUT, percentile clip, area resize to
+        64 x 64, no model) over the same files: what fairaudit's decode-and-prepare must keep
+        up with (issue 25)
+
+`--size S` generates --n images of S x S (`fairaudit sample-data`, seed 0, in a temporary
+folder) instead of taking sample_data/'s 112 x 112 files: radiographs are 1024 x 1024 and up.
 
 Each configuration runs in a fresh subprocess, which reports its images/s (best of
 --repeat timed passes after one warm-up pass) and its peak resident memory from
@@ -27,7 +34,7 @@ uses --threads torch threads (default 1: on a machine shared with other jobs, mo
 than free cores makes any timing meaningless).
 
     .venv/bin/python benchmarks/inference.py [--models bundled:NAME,...] [--n 96]
-        [--batch-size 32] [--repeat 3] [--threads T] [--workers W]
+        [--size 64|512|1024|2048] [--batch-size 32] [--repeat 3] [--threads T] [--workers W]
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "sample_data" / "images"
-MODES = ("plain_loop", "loop", "batched", "e2e_loop", "e2e_batched")
+MODES = ("plain_loop", "loop", "batched", "e2e_loop", "e2e_batched", "dataloader")
 
 
 def _rss_mb() -> float:
@@ -56,10 +63,10 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _files(n: int) -> list[Path]:
+def _files(data: Path, n: int) -> list[Path]:
     from fairaudit.io.dicom import scan
 
-    return [Path(p) for p in scan(DATA)][:n]
+    return [Path(p) for p in scan(data)][:n]
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -72,13 +79,14 @@ def child(args: argparse.Namespace) -> dict:
 
     pred = load_predictor(args.model, device="cpu")
     plain = _plain_module(args.model) if args.child in ("plain_loop", "e2e_loop") else None
-    files = _files(args.n)
+    data = Path(args.data)
+    files = _files(data, args.n)
     rss_loaded = _rss_mb()
     seg = pred.task == "segmentation"
     opts = DecodeOptions(frames="middle")
 
     def decode(path: Path):
-        return read_file(path, DATA, header_only=False, options=opts)
+        return read_file(path, data, header_only=False, options=opts)
 
     if args.child in ("plain_loop", "loop", "batched"):
         outcomes = [decode(p) for p in files]
@@ -111,16 +119,32 @@ def child(args: argparse.Namespace) -> dict:
                     else:
                         float(torch.sigmoid(logits)[0, 0])
 
+    elif args.child == "dataloader":
+        from dataloader_baseline import DicomFolder
+
+        dataset = DicomFolder(str(data))
+        dataset.files = [str(p) for p in files]
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=args.batch_size, num_workers=args.workers or len(os.sched_getaffinity(0))
+        )
+
+        def once() -> None:
+            assert sum(len(batch) for batch in loader) == len(files)
+
     else:
         import shutil
         import tempfile
 
         from fairaudit.models.inference import run_inference
 
-        # run_inference reads a folder: link the first n files into one.
+        # run_inference reads a folder: the first n files in one, hard-linked (a symbolic link
+        # leaving the folder is refused by the reader) or copied across file systems.
         tmp = Path(tempfile.mkdtemp(prefix="fa-bench-"))
         for i, p in enumerate(files):
-            os.symlink(p, tmp / f"{i:05d}.dcm")
+            try:
+                os.link(p, tmp / f"{i:05d}.dcm")
+            except OSError:
+                shutil.copyfile(p, tmp / f"{i:05d}.dcm")
 
         def once() -> None:
             kept = []
@@ -188,6 +212,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=None, help="comma-separated refs; default: every bundled model")
     ap.add_argument("--n", type=int, default=96, help="images (the first N files of sample_data/images)")
+    ap.add_argument("--size", type=int, default=None, help="generate --n images of this size instead")
+    ap.add_argument("--data", default=str(DATA), help=argparse.SUPPRESS)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument(
@@ -208,14 +234,28 @@ def main() -> None:
     if not models:
         sys.exit("no bundled model found (fairaudit/models/bundled is empty): pass --models REF,...")
     print(f"machine: {_machine()}")
-    print(f"images: first {args.n} files of {DATA.relative_to(ROOT)}; batch {args.batch_size}; "
-          f"threads {args.threads}; best of {args.repeat}")  # fmt: skip
+    work = None
+    if args.size is not None:
+        import tempfile
+
+        from fairaudit.sample.cohort import generate_cohort
+
+        work = Path(tempfile.mkdtemp(prefix="fa-bench-size-"))
+        generate_cohort(work, n=args.n, size=args.size, seed=0)
+        args.data = str(work / "images")
+    where = (
+        f"{args.n} generated images of {args.size} x {args.size}"
+        if work
+        else f"first {args.n} files of {DATA.relative_to(ROOT)}"
+    )
+    print(f"images: {where}; batch {args.batch_size}; threads {args.threads}; best of {args.repeat}")
     rows: dict[tuple[str, str], dict] = {}
     for model in models:
         for mode in args.modes.split(","):
             cmd = [
                 sys.executable, __file__, "--child", mode, "--model", model, "--n", str(args.n),
                 "--batch-size", str(args.batch_size), "--repeat", str(args.repeat), "--threads", str(args.threads),
+                "--data", args.data,
             ]  # fmt: skip
             if args.workers is not None:
                 cmd += ["--workers", str(args.workers)]
@@ -237,11 +277,16 @@ def main() -> None:
             ("batched", "plain_loop", "b/a (model only)"),
             ("batched", "loop", "b/a' (batching alone)"),
             ("e2e_batched", "e2e_loop", "d/c (end to end)"),
+            ("e2e_batched", "dataloader", "d/e (against the DataLoader, target >= 1 at 1024)"),
         ):
             if (model, fast) in rows and (model, slow) in rows:
                 ratio = rows[(model, fast)]["images_per_s"] / rows[(model, slow)]["images_per_s"]
                 parts.append(f"{label} = {ratio:.2f}x")
         print(f"{name}: " + ", ".join(parts) + "   (target b/a >= 3x)")
+    if work is not None:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

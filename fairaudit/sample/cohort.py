@@ -434,9 +434,10 @@ def _worker_init() -> None:
     a sixth of the render time, measured). The worker only lives for this cohort.
     """
     import ctypes
-    import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from fairaudit._util.workers import worker_init
+
+    worker_init()
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # pragma: no cover - not glibc

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from fairaudit._util.workers import worker_init
 from fairaudit.stats._cells import Cells
 from fairaudit.stats._metrics import MetricKernel
 
@@ -150,19 +151,6 @@ def workers_default() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _one_blas_thread() -> None:
-    """Workers already split the work: a BLAS pool per worker would oversubscribe cores.
-
-    They also ignore SIGINT: on Ctrl-C the parent alone stops and cancels the queued tasks.
-    """
-    import signal
-
-    from threadpoolctl import threadpool_limits
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threadpool_limits(1)
-
-
 def run_tasks(
     fn: Callable[..., dict[str, np.ndarray]],
     tasks: list[tuple[Any, ...]],
@@ -181,7 +169,9 @@ def run_tasks(
             return [fn(*t) for t in tasks]
     log.debug("running %d resampling tasks in %d processes", len(tasks), workers)
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_blas_thread) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=worker_init, initargs=(True,)
+    ) as pool:
         # The parent's objects (a large cohort's tables among them) are frozen out of the
         # garbage collector while the workers fork: a collection in a worker would otherwise
         # write to, and so copy, every page it shares with the parent.

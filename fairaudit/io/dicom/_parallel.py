@@ -34,6 +34,7 @@ import numpy as np
 from fairaudit import cluster
 from fairaudit._util.batching import batched
 from fairaudit._util.privacy import shown_path
+from fairaudit._util.workers import worker_init
 from fairaudit.io.dicom._decode import DEFAULT_OPTIONS, DecodeOptions, FileOutcome, read_file, relative_path
 from fairaudit.io.dicom._scan import WalkEntry, count_entries, walk
 
@@ -338,8 +339,9 @@ def _serial(
 class _Pool:
     """A fork-context process pool that can be replaced when a worker dies."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, one_blas_thread: bool = False) -> None:
         self.workers = workers
+        self.one_blas_thread = one_blas_thread
         self.executor = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
@@ -349,13 +351,14 @@ class _Pool:
         # it shares with this process.
         gc.freeze()
         try:
-            # No threadpoolctl limit here, unlike stats._resample: decoding does no BLAS
-            # work, and setting OpenBLAS's thread count in each forked worker made every
-            # file about 10% slower to decode (measured; see benchmarks/README.md).
-            # Workers ignore SIGINT: on Ctrl-C (sent to the whole process group) the parent
-            # alone stops, cancels what is queued and shuts the pool down (no worker tracebacks).
+            # A BLAS limit only where the workers do BLAS work (`prepare`: a model's resize):
+            # decoding does none, and setting OpenBLAS's thread count in each forked worker
+            # made every file about 10% slower to decode (measured; see benchmarks/README.md).
             executor = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=ctx, initializer=_ignore_sigint
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=worker_init,
+                initargs=(self.one_blas_thread,),
             )
             executor.submit(int).result()  # forks every worker now
         finally:
@@ -368,12 +371,6 @@ class _Pool:
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _ignore_sigint() -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass
@@ -404,7 +401,7 @@ def _parallel(
 
     resource_tracker.ensure_running()
     slots = _Slots(_SLOT_BYTES)
-    pool = _Pool(workers)
+    pool = _Pool(workers, one_blas_thread=prepare is not None)
     in_flight = 0
     log.debug("reading files in %d processes", workers)
 

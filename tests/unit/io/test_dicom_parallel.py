@@ -224,8 +224,8 @@ def test_prepare_runs_in_the_workers_and_equals_preparing_here(tmp_path: Path, m
     from fairaudit.models.preprocessing import make_spec, model_input
 
     root = make_tree(tmp_path / "t", 14)
-    _write(root / "s0" / "big.dcm", 99, size=200)
-    spec = make_spec(input_size=[8, 8], highpass_sigma=1.0)
+    _write(root / "s0" / "big.dcm", 99, size=1024)  # BLAS-sized: one thread in the workers, more here
+    spec = make_spec(input_size=[64, 64], highpass_sigma=1.0)
     prepare = InputPreparer(spec)
     taken: list[int] = []
     real_take = parallel_module._Slots.take
@@ -241,7 +241,7 @@ def test_prepare_runs_in_the_workers_and_equals_preparing_here(tmp_path: Path, m
         if o.status == "ok":
             assert shape == o.image.shape
             np.testing.assert_array_equal(x, model_input(o.image, o.spacing, spec))
-            assert x.shape == (2, 8, 8)
+            assert x.shape == (2, 64, 64)
     # a file the preprocessing refuses fails alone, with the reason the model run reported before
     bad = InputPreparer(make_spec(input_size=[8, 8]))
     one = read_file(root / "s0" / "big.dcm", root, header_only=False)
