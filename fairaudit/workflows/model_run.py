@@ -128,10 +128,10 @@ def _check(req: Any, model: str, segmentation: bool, masks: Path | None) -> None
             )
 
 
-def _check_attributes(req: Any, id_col: str) -> None:
+def _check_attributes(req: Any, id_col: str, segmentation: bool) -> None:
     """The attribute checks of the join (fairaudit.cohort.identifiers), on the demographics,
-    before the model runs: an identifier column as an attribute is refused (exit 2) now,
-    not after the inference."""
+    before the model runs: an identifier column as an attribute, or a column (attribute,
+    label) that is not in its file, is refused (exit 2) now, not after the inference."""
     from fairaudit.cohort.identifiers import (
         DEFAULT_MAX_GROUPS,
         check_group_count,
@@ -141,13 +141,23 @@ def _check_attributes(req: Any, id_col: str) -> None:
 
     names = list(dict.fromkeys([*req.attributes, *(a for parts in req.intersections for a in parts)]))
     refuse_identifier_attributes(names, id_column=id_col, cluster_columns=(req.cluster_column, "patient_id"))
-    max_groups = getattr(req, "max_groups", DEFAULT_MAX_GROUPS)
-    if req.demographics is None or max_groups <= 0:
+    if req.demographics is None:
         return
     demo = read_header(req.demographics)
+    # A column that is not there fails now, with the join's own message, not after the model
+    # has run on every image (the model's predictions hold no demographic column).
     for a in names:
-        if a.strip().startswith("dicom:") or not demo.has(a):
-            continue  # dicom: attributes are vetted by name; a missing column, by the join
+        if not a.strip().startswith("dicom:"):
+            demo.column(a, argument="attributes")
+    labels = getattr(req, "labels", None)
+    if labels is not None and not segmentation:
+        read_header(labels).column(req.label_column, argument="label_column")
+    max_groups = getattr(req, "max_groups", DEFAULT_MAX_GROUPS)
+    if max_groups <= 0:
+        return
+    for a in names:
+        if a.strip().startswith("dicom:"):
+            continue  # dicom: attributes are vetted by name
         col = demo.column(a)
         seen: set[str] = set()
         n = 0
@@ -205,7 +215,7 @@ def _audit_with_model(
     hasher = IdHasher(req.salt, req.keep_ids)
     use_for_logs(hasher)  # log lines name files as the outputs do
     id_col = _id_column(req) if not segmentation else _segmentation_id(req)
-    _check_attributes(req, id_col)  # identifier columns: refused before the model runs
+    _check_attributes(req, id_col, segmentation)  # refused before the model runs
     key = id_col.lower()
     predictor = load_predictor(
         model,

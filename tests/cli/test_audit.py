@@ -582,3 +582,29 @@ def test_missing_as_group(tmp_path: Path) -> None:
     groups = {g["group"]: g for g in attr(kept, "sex")["groups"]}
     assert groups["(missing)"]["n"] == 5
     assert groups["(missing)"]["small"] is True
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            ["--label-column", "finding", "--attribute", "nosuch"],
+            "demographics.csv, column 'nosuch': no column",
+        ),
+        (["--label-column", "nosuch", "--attribute", "sex"], "labels.csv, column 'nosuch': no column"),
+        (["--label-column", "finding", "--attribute", "sex", "--intersect", "sex,nosuch"], "column 'nosuch'"),
+    ],
+)
+def test_model_run_checks_columns_before_the_model(tmp_path: Path, extra: list[str], expected: str) -> None:
+    """A wrong --attribute or --label-column (issue 21) fails before the model is loaded: the
+    model named here does not exist, so reaching it would be another error."""
+    from _helpers.paths import SAMPLE
+
+    res = cli.invoke(
+        ["audit", str(SAMPLE / "images"), "--model", str(tmp_path / "absent.onnx"),
+         "--demographics", str(SAMPLE / "demographics.csv"), "--labels", str(SAMPLE / "labels.csv"),
+         *extra, "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert squash(expected) in squash(res.output) and "absent.onnx" not in res.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
