@@ -256,6 +256,8 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
                 f"file too large: {size} bytes exceeds max_file_size {options.max_file_size} "
                 "(raise it with --max-file-size)",
             )
+        if preamble:
+            _check_inflated_size(fh, min(options.max_file_size, MAX_INFLATED_BYTES))
         pixel_at = None  # where the pixel data element starts, when read past
         if header_only:
             fh.seek(0)
@@ -331,6 +333,56 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
     _ensure_file_meta(ds, tsyntax)
     image, mask = decode_pixels(ds, tsyntax, geometry, options)
     return FileOutcome(rel, "ok", "", header, image=image, spacing=spacing, padding_mask=mask)
+
+
+#: The most a Deflated Explicit VR Little Endian dataset may inflate to: pydicom inflates
+#: the whole dataset into memory before parsing it, so a few kilobytes of zlib could ask
+#: for gigabytes (the deflate bomb). Deflate is used for small datasets (structured
+#: reports); 256 MiB holds a 2-byte image of 128 million pixels. --max-file-size lowers it.
+MAX_INFLATED_BYTES = 256 * 2**20
+_DEFLATED_UID = b"1.2.840.10008.1.2.1.99"
+_INFLATE_CHUNK = 1 << 20
+
+
+def _check_inflated_size(fh, limit: int) -> None:
+    """For a deflated file, inflate its dataset once without keeping it (1 MiB at a time)
+    and refuse it when it grows past `limit` (docs/dicom.md, Limits). Other files: nothing.
+
+    The file meta (group 2, never deflated) starts at byte 132 with its group length.
+    """
+    import struct
+    import zlib
+
+    fh.seek(132)
+    head = fh.read(12)
+    if len(head) < 12 or head[:6] != b"\x02\x00\x00\x00UL":
+        return  # no group length: pydicom reads (or refuses) the meta its own way
+    meta_len = struct.unpack("<I", head[8:12])[0]
+    if meta_len > 1 << 20:
+        return  # an implausible meta: left to pydicom's parse (bounded by _bounded)
+    meta = fh.read(meta_len)
+    at = meta.find(_DEFLATED_UID)
+    end = at + len(_DEFLATED_UID)
+    if at < 0 or meta[end : end + 1] in (b".", *(bytes([c]) for c in b"0123456789")):
+        return  # not there, or only the start of a longer UID
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    while True:
+        data = fh.read(_INFLATE_CHUNK)
+        if not data:
+            break
+        while data:
+            total += len(inflater.decompress(data, _INFLATE_CHUNK))
+            data = inflater.unconsumed_tail
+            if total > limit:
+                raise _Stop(
+                    "failed",
+                    f"the deflated dataset inflates to more than {limit} bytes (a decompression "
+                    "bomb, or a dataset too large to inflate; --max-file-size lowers this limit)",
+                )
+        if inflater.eof:
+            break
+    fh.seek(0)
 
 
 def _dcmread(src, preamble: bool, **kwargs):

@@ -538,3 +538,55 @@ def test_model_run_with_a_bomb_stays_within_memory(tmp_path: Path) -> None:
     reasons = _manifest_reasons(out)
     assert f"failed: {BOMB}" in reasons
     assert any(r.startswith("failed: file too large") for r in reasons)
+
+
+def _deflated_dicom(path: Path, extra_zeros: int) -> None:
+    """A Deflated Explicit VR Little Endian file: a 64 x 64 image, then (when extra_zeros)
+    a private element of that many zero bytes, deflated as a stream (never held whole)."""
+    import zlib
+
+    ds = dicom_dataset(image(), sop_uid=generate_uid(entropy_srcs=["deflate", str(extra_zeros)]))
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    from pydicom.filebase import DicomBytesIO
+
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, False
+    pydicom.filewriter.write_dataset(body, ds)  # explicit VR little endian, no meta
+    meta = io.BytesIO()
+    pydicom.filewriter.write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    with path.open("wb") as fh:
+        fh.write(b"\0" * 128 + b"DICM" + meta.getvalue())
+        fh.write(packer.compress(body.getvalue()))
+        if extra_zeros:  # (0x0009,0x0010) OB: a private element after the pixel data's tag order
+            fh.write(packer.compress(struct.pack("<HH2sHI", 0xFFF1, 0x0010, b"OB", 0, extra_zeros)))
+            zeros = bytes(1 << 20)
+            for _ in range(extra_zeros >> 20):
+                fh.write(packer.compress(zeros))
+        fh.write(packer.flush())
+
+
+def test_a_deflate_bomb_is_refused_before_pydicom_inflates_it(tmp_path: Path, monkeypatch) -> None:
+    """Issue 19, point 3 (left at stop 28): pydicom inflates a deflated dataset whole, so a
+    few kilobytes can ask for gigabytes; the inflated size is measured first, in 1 MiB
+    pieces, and the file refused past the limit. A small deflated file still reads."""
+    good, bomb = tmp_path / "good.dcm", tmp_path / "bomb.dcm"
+    _deflated_dicom(good, 0)
+    _deflated_dicom(bomb, 48 << 20)  # 48 MiB of zeros: about 50 KB on disk
+    assert bomb.stat().st_size < 100_000
+    ok = read_file(good, tmp_path, header_only=False)
+    assert ok.status == "ok", ok.reason
+    np.testing.assert_array_equal(ok.image, image().astype(np.float32))
+    monkeypatch.setattr(decode_module, "MAX_INFLATED_BYTES", 32 << 20)
+    called = []
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: called.append(1))  # must not be reached
+    for header_only in (True, False):
+        out = read_file(bomb, tmp_path, header_only=header_only)
+        assert out.status == "failed" and "inflates to more than 33554432 bytes" in out.reason, out.reason
+    assert not called
+    # --max-file-size lowers the limit below the default
+    small = DecodeOptions(max_file_size=1 << 20)
+    monkeypatch.undo()
+    assert read_file(bomb, tmp_path, header_only=True, options=small).reason.startswith(
+        "the deflated dataset inflates to more than 1048576 bytes"
+    )
