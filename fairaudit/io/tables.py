@@ -79,11 +79,9 @@ class Table:
 
         `argument` named the column (the hint asks for it again, fairaudit.errors.arg);
         `or_file`, an argument whose file may hold the column instead."""
-        if name in self.frame.columns:
-            return name
-        folded = [c for c in self.frame.columns if c.lower() == name.lower()]
-        if len(folded) == 1:
-            return folded[0]
+        found = self._find(name)
+        if found is not None:
+            return found
         cols = ", ".join(repr(c) for c in self.columns)
         hint = ""
         if argument:
@@ -98,7 +96,26 @@ class Table:
         )
 
     def has(self, name: str) -> bool:
-        return name in self.frame.columns or any(c.lower() == name.lower() for c in self.frame.columns)
+        return self._find(name) is not None
+
+    def _find(self, name: str) -> str | None:
+        """`name` itself, else the one column equal to it ignoring case, else the one equal
+        ignoring case and `_`, `-` and spaces (DICOM's `SOPInstanceUID` is `sop_instance_uid`,
+        `PatientID` is `patient_id`); None when absent or ambiguous."""
+        if name in self.frame.columns:
+            return name
+        for fold in (str.lower, _squashed):
+            matches = [c for c in self.frame.columns if fold(c) == fold(name)]
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                return None
+        return None
+
+
+def _squashed(name: str) -> str:
+    """A column name without case, `_`, `-` or spaces: how spellings of one id are compared."""
+    return "".join(ch for ch in name.lower() if ch not in "_- ")
 
 
 def _sniff_delimiter(path: Path) -> str:
@@ -321,12 +338,24 @@ def is_missing(value: str) -> bool:
     return value.strip().lower() in MISSING_TOKENS
 
 
+#: Words read as binary labels (case-insensitive), as exports spell them (issue 21).
+BINARY_WORDS: dict[str, float] = {
+    "yes": 1.0, "true": 1.0, "positive": 1.0,
+    "no": 0.0, "false": 0.0, "negative": 0.0,
+}  # fmt: skip
+
+
 def parse_binary(table: Table, column: str, what: str) -> pd.Series:
-    """0/1 values as floats (NaN where missing); anything else is an InputError."""
+    """0/1 values as floats (NaN where missing); yes/no, true/false and positive/negative
+    (any case) are 1/0; anything else is an InputError."""
     out = []
     for value, row in zip(table.frame[column], table.rows, strict=True):
         if is_missing(value):
             out.append(math.nan)
+            continue
+        word = BINARY_WORDS.get(value.strip().lower())
+        if word is not None:
+            out.append(word)
             continue
         try:
             num = float(value)
@@ -375,12 +404,15 @@ def parse_score(table: Table, column: str) -> pd.Series:
     out_of_range = (finite < 0) | (finite > 1)
     if out_of_range.any():
         i = out_of_range.idxmax()
+        percent = bool(((finite >= 0) & (finite <= 100)).all())
         raise InputError(
             f"score {table.frame[column][i]} is outside [0, 1].",
             file=table.name,
             column=column,
             row=int(table.rows[i]),
-            hint="Pass probabilities (apply a sigmoid or softmax to logits first).",
+            hint="The scores look like percentages (all within 0-100): divide them by 100."
+            if percent
+            else "Pass probabilities (apply a sigmoid or softmax to logits first).",
         )
     return values.astype(float)
 

@@ -368,7 +368,7 @@ def bad_scores_file(tmp_path: Path, column: str, row: int, value: str) -> Path:
     ("column", "row", "value", "needle"),
     [
         ("label", 7, "2", "binary"),
-        ("label", 2, "yes", "not a number"),
+        ("label", 2, "maybe", "not a number"),
         ("score", 9, "1.5", "outside [0, 1]"),
         ("score", 3, "-0.2", "outside [0, 1]"),
         ("score", 12, "abc", "not a number"),
@@ -608,3 +608,28 @@ def test_model_run_checks_columns_before_the_model(tmp_path: Path, extra: list[s
     assert res.exit_code == 2, res.output
     assert squash(expected) in squash(res.output) and "absent.onnx" not in res.output
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_id_columns_spelled_the_dicom_way_are_matched(tmp_path: Path) -> None:
+    """Issue 21: `SOPInstanceUID` in one file and `sop_instance_uid` in another are one id
+    column (case, `_`, `-` and spaces ignored when the match is unique); the audit equals the
+    one with the files as shipped."""
+    from _helpers.paths import SAMPLE
+
+    preds = (SAMPLE / "predictions.csv").read_text().splitlines()
+    preds[0] = preds[0].replace("sop_instance_uid", "SOPInstanceUID")
+    (tmp_path / "p.csv").write_text("\n".join(preds) + "\n")
+    demo = (SAMPLE / "demographics.csv").read_text().splitlines()
+    demo[0] = demo[0].replace("patient_id", "PatientID")
+    (tmp_path / "d.csv").write_text("\n".join(demo) + "\n")
+    runs = {}
+    for name, p, d in (("dicom", tmp_path / "p.csv", tmp_path / "d.csv"),
+                       ("plain", SAMPLE / "predictions.csv", SAMPLE / "demographics.csv")):  # fmt: skip
+        res = cli.invoke(["audit", "--predictions", str(p), "--demographics", str(d), "--attribute", "sex",
+                          "--bootstrap", "50", "--quiet", "--salt", "s", "--out", str(tmp_path / name)])  # fmt: skip
+        assert res.exit_code in (0, 1), res.output
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert runs["dicom"]["attributes"] == runs["plain"]["attributes"]
+    assert (
+        runs["dicom"]["config"]["resampling_unit"] == runs["plain"]["config"]["resampling_unit"] == "patient"
+    )

@@ -378,7 +378,7 @@ def _check_inflated_size(fh, limit: int) -> None:
                 raise _Stop(
                     "failed",
                     f"the deflated dataset inflates to more than {limit} bytes (a decompression "
-                    "bomb, or a dataset too large to inflate; --max-file-size lowers this limit)",
+                    "bomb, or a dataset too large to inflate; the limit is lowered by --max-file-size)",
                 )
         if inflater.eof:
             break

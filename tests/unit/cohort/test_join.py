@@ -630,3 +630,27 @@ def test_scores_as_numbers_are_parsed_like_their_text(tmp_path: Path) -> None:
     for bad in (np.inf, 1.5):
         with pytest.raises(InputError, match="outside"):
             parse_score(table(pd.Series([0.5, bad])), "score")
+
+
+def test_labels_spelled_as_words_and_percentages_get_their_hint() -> None:
+    """Issue 21: yes/no, true/false and positive/negative (any case) are labels 1/0, as the
+    numbers are; scores in 0-100 are refused with the hint to divide by 100, not the
+    sigmoid hint meant for logits."""
+    from fairaudit.io.tables import Table, parse_binary, parse_score
+
+    def table(values: list[str], name: str) -> Table:
+        frame = pd.DataFrame({name: pd.Series(values, dtype=object)})
+        return Table(path=Path("p.csv"), frame=frame, rows=pd.Series(range(2, len(frame) + 2)))
+
+    words = ["Yes", "no", "TRUE", "false", "positive", "Negative", "1", "0.0", ""]
+    got = parse_binary(table(words, "label"), "label", "label").tolist()
+    assert got[:8] == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0] and np.isnan(got[8])
+    with pytest.raises(InputError, match="not a number") as bad:
+        parse_binary(table(["yes", "maybe"], "label"), "label", "label")
+    assert bad.value.row == 3
+    with pytest.raises(InputError) as pct:
+        parse_score(table(["12.5", "97", "0.3"], "score"), "score")
+    assert "divide them by 100" in str(pct.value.hint) and "sigmoid" not in str(pct.value.hint)
+    with pytest.raises(InputError) as logits:
+        parse_score(table(["-2.1", "3.4"], "score"), "score")
+    assert "sigmoid" in str(logits.value.hint)
