@@ -88,6 +88,9 @@ class Cohort:
     clusters: np.ndarray | None = None
     cluster_column: str | None = None
     cluster_missing: int = 0
+    # Which column of which input gave the labels and the scores (results.json `config`).
+    label_source: dict[str, str] | None = None
+    score_source: dict[str, str] | None = None
 
     @property
     def n_included(self) -> int:
@@ -478,6 +481,8 @@ def build_cohort(
         clusters=clusters,
         cluster_column=None if cluster is None else cluster[1],
         cluster_missing=cluster_missing,
+        label_source={"input": "labels" if lab else "predictions", "column": label_col},
+        score_source={"input": "predictions", "column": score[0], "kind": score[1]},
     )
 
 

@@ -229,6 +229,8 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
         body, id_column=cohort.id_column, cluster_column=cohort.cluster_column,
         cluster_missing=cohort.cluster_missing, unit=req.unit,
     )  # fmt: skip
+    config["label_column"] = cohort.label_source
+    config["score_column"] = cohort.score_source
     config["threshold_policy"] = threshold_selection["policy"] if threshold_selection else "fixed"
     if threshold_selection:
         config["threshold_selection"] = threshold_selection

@@ -633,3 +633,17 @@ def test_id_columns_spelled_the_dicom_way_are_matched(tmp_path: Path) -> None:
     assert (
         runs["dicom"]["config"]["resampling_unit"] == runs["plain"]["config"]["resampling_unit"] == "patient"
     )
+
+
+def test_results_record_the_label_and_score_columns(tmp_path: Path) -> None:
+    """Issue 21: results.json says which input and column the labels and scores came from."""
+    from _helpers.paths import SAMPLE
+
+    res = cli.invoke(["audit", "--predictions", str(SAMPLE / "predictions.csv"), "--labels",
+                      str(SAMPLE / "labels.csv"), "--label-column", "Finding", "--demographics",
+                      str(SAMPLE / "demographics.csv"), "--attribute", "sex", "--bootstrap", "50",
+                      "--quiet", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code in (0, 1), res.output
+    config = json.loads((tmp_path / "o" / "results.json").read_text())["config"]
+    assert config["label_column"] == {"input": "labels", "column": "finding"}  # the file's spelling
+    assert config["score_column"] == {"input": "predictions", "column": "score", "kind": "score"}
