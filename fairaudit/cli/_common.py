@@ -146,6 +146,44 @@ FLAGS: dict[str, str] = {
 }
 
 
+class OnceCommand(typer.core.TyperCommand):
+    """A command whose single-valued options may be given once: a second `--label-column`
+    used to replace the first silently, so an audit ran on another column than the user
+    read in their own command line (issue 21). Repeatable options (`--attribute`) and
+    switches are not counted. A usage error (exit 2) names the option."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from typer._click.exceptions import UsageError
+
+        once: dict[str, str] = {}
+        takes_value: set[str] = set()
+        for p in self.params:
+            if not isinstance(p, typer.core.TyperOption) or p.is_flag or p.count:
+                continue
+            names = [*p.opts, *p.secondary_opts]
+            takes_value.update(names)
+            if not p.multiple:
+                once.update((n, names[0]) for n in names)
+        seen: set[str] = set()
+        skip = False
+        for token in args:
+            if skip:
+                skip = False
+                continue
+            if token == "--":
+                break
+            name = token.split("=", 1)[0]
+            if name in once:
+                if once[name] in seen:
+                    raise UsageError(
+                        f"{once[name]} is given more than once: give it once (only the last would count).",
+                        ctx=ctx,
+                    )
+                seen.add(once[name])
+            skip = name in takes_value and "=" not in token
+        return super().parse_args(ctx, args)
+
+
 def flag(name: str) -> str:
     """The flag (or argument) the CLI spells the library's argument `name` with."""
     return FLAGS.get(name) or "--" + name.replace("_", "-")

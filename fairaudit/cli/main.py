@@ -14,6 +14,7 @@ from fairaudit.cli import normalize as normalize_cmd
 from fairaudit.cli import report as report_cmd
 from fairaudit.cli import sample_data as sample_cmd
 from fairaudit.cli import train as train_cmd
+from fairaudit.cli._common import OnceCommand
 
 app = typer.Typer(
     name="fairaudit",
@@ -57,12 +58,12 @@ def root(
     )
 
 
-app.command("audit", help=audit_cmd.HELP)(audit_cmd.audit)
-app.command("sample-data", help=sample_cmd.HELP)(sample_cmd.sample_data)
-app.command("report", help=report_cmd.HELP)(report_cmd.report)
-app.command("train", help=train_cmd.HELP)(train_cmd.train)
-app.command("normalize", help=normalize_cmd.HELP)(normalize_cmd.normalize)
-app.command("augment-check", help=augment_check_cmd.HELP)(augment_check_cmd.augment_check)
+app.command("audit", help=audit_cmd.HELP, cls=OnceCommand)(audit_cmd.audit)
+app.command("sample-data", help=sample_cmd.HELP, cls=OnceCommand)(sample_cmd.sample_data)
+app.command("report", help=report_cmd.HELP, cls=OnceCommand)(report_cmd.report)
+app.command("train", help=train_cmd.HELP, cls=OnceCommand)(train_cmd.train)
+app.command("normalize", help=normalize_cmd.HELP, cls=OnceCommand)(normalize_cmd.normalize)
+app.command("augment-check", help=augment_check_cmd.HELP, cls=OnceCommand)(augment_check_cmd.augment_check)
 
 
 INTERNAL_ERROR = 3

@@ -16,7 +16,7 @@ from fairaudit.cli._common import FLAGS, flag
 from fairaudit.cli.main import app
 from fairaudit.errors import InputError, arg, argument_spelling, cli_example
 
-from _helpers.cli import flat, invoke
+from _helpers.cli import flat, invoke, squash
 from _helpers.paths import ROOT
 
 
@@ -279,3 +279,32 @@ def test_library_errors_show_flags_through_the_cli(tmp_path: Path, args: list[st
     res = invoke([*args, *extra, "-q"], columns=400)
     assert res.exit_code == 2, res.output
     assert f"error: {message}" in flat(res.output), res.output
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--label-column", "label", "--label-column", "finding"],
+        ["--label-column=label", "--label-column", "finding"],
+        ["--bootstrap", "50", "--bootstrap=60"],
+    ],
+)
+def test_a_single_valued_option_given_twice_is_a_usage_error(argv: list[str], tmp_path) -> None:
+    """Issue 21: the second --label-column used to replace the first silently."""
+    from _helpers.paths import SAMPLE
+
+    res = invoke(["audit", "--predictions", str(SAMPLE / "predictions.csv"), "--demographics",
+                      str(SAMPLE / "demographics.csv"), "--attribute", "sex", *argv, "--out", str(tmp_path)])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    name = argv[0].split("=")[0]
+    assert squash(f"{name} is given more than once") in squash(res.output)
+
+
+def test_repeatable_options_and_values_that_look_like_options_are_not_counted(tmp_path) -> None:
+    """--attribute repeats by design; a value equal to an option name is a value."""
+    from _helpers.paths import SAMPLE
+
+    res = invoke(["audit", "--predictions", str(SAMPLE / "predictions.csv"), "--demographics",
+                      str(SAMPLE / "demographics.csv"), "--attribute", "sex", "--attribute", "race",
+                      "--bootstrap", "50", "--quiet", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code in (0, 1), res.output

@@ -80,7 +80,7 @@ def _expected_scores(root: Path, model: torch.nn.Module, spec: dict) -> dict[str
 def _audit(cohort: Path, model: str, out: Path, *extra: str) -> object:
     args = [
         *cli.model_run_args(cohort, model), "--trust-model", "--attribute", "sex", "--attribute", "race",
-        "--min-group-size", "5", "--device", "cpu", *extra,
+        "--min-group-size", "5", *([] if "--device" in extra else ["--device", "cpu"]), *extra,
     ]  # fmt: skip
     return cli.audit(*args, bootstrap=50, quiet=True, out=out, columns=None)
 
