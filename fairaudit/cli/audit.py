@@ -193,8 +193,8 @@ def audit(
         list[str] | None,
         typer.Option(
             "--bins",
-            help="Cut points of a numeric dicom: attribute, e.g. dicom:KVP=60,80,100 (repeatable). "
-            "\\[default: quartiles]",
+            help="Cut points of a numeric attribute: a CSV column (age=40,65: groups < 40, [40, 65), "
+            ">= 65) or a dicom: attribute (dicom:KVP=60,80,100; default: its quartiles). Repeatable.",
         ),
     ] = None,
     discover: Annotated[

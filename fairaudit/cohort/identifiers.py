@@ -98,7 +98,8 @@ def check_group_count(
             f"{arg('max_groups')} {max_groups}; the reports name every group, and so many groups look "
             "like an identifier.",
             file=file,
-            hint=f"Group the values first (e.g. age bands), or pass {arg('max_groups')} {n_groups} if they "
+            hint=f"Group the values first (numbers: {arg('bins')} {attribute}=EDGE,EDGE, e.g. age=40,65), "
+            f"or pass {arg('max_groups')} {n_groups} if they "
             f"identify no one ({arg('max_groups')} 0 turns both group-count checks off).",
             argument="attributes",
         )

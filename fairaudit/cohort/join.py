@@ -12,8 +12,10 @@ bytes per row, not by a Python string per cell.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,6 +70,9 @@ class CohortSpec:
     # --max-groups: an attribute with more groups (or nearly one per row) is refused as an
     # identifier (fairaudit.cohort.identifiers); 0: no limit.
     max_groups: int = DEFAULT_MAX_GROUPS
+    # --bins COLUMN=EDGE,...: numeric CSV attributes cut into groups at these sorted edges
+    # (`dicom:` targets are binned where the headers are read, fairaudit.io.dicom_attributes).
+    bins: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -91,10 +96,38 @@ class Cohort:
     # Which column of which input gave the labels and the scores (results.json `config`).
     label_source: dict[str, str] | None = None
     score_source: dict[str, str] | None = None
+    # How each binned CSV attribute's groups were formed (results.json `inputs.binned_attributes`).
+    binned: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_included(self) -> int:
         return int(self.labels.size)
+
+
+def _binned(name: str, texts: np.ndarray, cuts: list[float]) -> tuple[np.ndarray, dict[str, Any]]:
+    """A numeric attribute's distinct texts as the groups of `--bins` (fairaudit.io.
+    dicom_attributes.bin_labels: "< 40", "[40, 65)", ">= 65"); text that is not a number counts
+    as missing, with a warning; and the record of how the groups were formed."""
+    from fairaudit.io.dicom_attributes import bin_labels
+
+    values = np.array([_number(v) for v in texts], dtype=np.float64)
+    unparsable = int(sum(1 for v, x in zip(texts, values, strict=True) if not is_missing(v) and np.isnan(x)))
+    if unparsable:
+        log.warning("%s: %d distinct value(s) are not numbers; they count as missing", name, unparsable)
+    finite = values[np.isfinite(values)]
+    record: dict[str, Any] = {"name": name, "kind": "numeric"}
+    record.update(source="--bins", edges=[float(c) for c in cuts], n_unparsable_values=unparsable)
+    if finite.size:
+        record["range"] = [float(finite.min()), float(finite.max())]
+    return bin_labels(values, cuts), record
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return math.nan
+    return value if math.isfinite(value) else math.nan
 
 
 def intersection_name(parts: list[str]) -> str:
@@ -303,7 +336,17 @@ def build_cohort(
         return out + [(col, "text") for col in dict.fromkeys(texts) if (col, "text") not in out]
 
     scans = {id(t): _scan(t, id_col, parse_of(t)) for t in (lab, pred, demo, files) if t is not None}
+    binned = {a: cuts for a, cuts in spec.bins.items() if not a.startswith("dicom:")}
+    for a in binned:
+        if a not in attr_cols:
+            raise InputError(
+                f"{arg('bins')} {a}=...: {a} is not among the audited attributes "
+                f"(name it with {arg('attributes')} or {arg('intersections')}).",
+                argument="bins",
+            )
     for a, (table, col) in attr_cols.items():  # before the join and the statistics
+        if a in binned:
+            continue  # at most len(edges) + 1 groups
         sc = scans[id(table)]
         n_groups = sum(1 for v in sc.texts[col][1] if not is_missing(v))
         check_group_count(a, n_groups, sc.n, spec.max_groups, file=table.name)
@@ -377,12 +420,16 @@ def build_cohort(
     mark(np.isnan(scores), "missing score" if has_scores else "missing prediction")
 
     attr_values: dict[str, np.ndarray] = {}
+    binned_records: list[dict[str, Any]] = []
     for a, (table, col) in attr_cols.items():
         row_codes, lookup = text_of(table, col)
         # A group is named by at most NAME_LIMIT characters (a longer value: its start and a
         # digest), in results.json as in the reports: one huge cell cannot multiply through
         # every comparison and table (docs/reports.md, "What a value may add to a report").
         lookup = np.array([cap(v) for v in lookup], dtype=object)
+        if a in binned:
+            lookup, record = _binned(a, lookup, binned[a])
+            binned_records.append(record)
         missing = np.array([is_missing(v) for v in lookup], dtype=bool)[row_codes]
         vals = lookup[row_codes]
         if spec.missing_as_group:
@@ -481,6 +528,7 @@ def build_cohort(
         clusters=clusters,
         cluster_column=None if cluster is None else cluster[1],
         cluster_missing=cluster_missing,
+        binned=binned_records,
         label_source={"input": "labels" if lab else "predictions", "column": label_col},
         score_source={"input": "predictions", "column": score[0], "kind": score[1]},
     )

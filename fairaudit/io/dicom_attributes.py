@@ -172,14 +172,16 @@ def parse_attribute(name: str) -> DicomAttribute:
 
 
 def parse_bins(values: Sequence[str]) -> dict[str, list[float]]:
-    """`--bins dicom:KVP=60,80,100` values into {"dicom:KVP": [60, 80, 100]} (sorted cut points)."""
+    """`--bins dicom:KVP=60,80,100` or `--bins age=40,65` values into {"dicom:KVP": [60, 80,
+    100], "age": [40, 65]} (sorted cut points). A CSV column is binned in the join
+    (fairaudit.cohort.join), a `dicom:` attribute where the headers are read (here)."""
     out: dict[str, list[float]] = {}
     for v in values:
         attr, sep, edges = v.partition("=")
         attr = attr.strip()
-        if not sep or not is_dicom_attribute(attr):
+        if not sep or not attr:
             raise InputError(
-                f"{arg('bins')} '{v}': expected dicom:KEYWORD=EDGE,EDGE,..., e.g. dicom:KVP=60,80,100.",
+                f"{arg('bins')} '{v}': expected COLUMN=EDGE,EDGE,..., e.g. age=40,65 or dicom:KVP=60,80,100.",
                 argument="bins",
             )
         try:
@@ -193,7 +195,7 @@ def parse_bins(values: Sequence[str]) -> dict[str, list[float]]:
                 f"{arg('bins')} '{v}': give one or more distinct finite numbers, e.g. 60,80,100.",
                 argument="bins",
             )
-        out[PREFIX + attr[len(PREFIX) :].strip()] = sorted(cuts)
+        out[PREFIX + attr[len(PREFIX) :].strip() if is_dicom_attribute(attr) else attr] = sorted(cuts)
     return out
 
 
@@ -303,7 +305,7 @@ def resolve(names: Sequence[str], bins: dict[str, list[float]], has_dicom_dir: b
         if is_dicom_attribute(n):
             a = parse_attribute(n)
             attrs[a.name] = a
-    for target in bins:
+    for target in (t for t in bins if is_dicom_attribute(t)):  # CSV columns: in the join
         if target not in attrs:
             raise InputError(
                 f"{arg('bins')} {target}=...: {target} is not among the audited attributes.", argument="bins"
@@ -347,7 +349,7 @@ def requested(
 ) -> list[DicomAttribute]:
     """The vetted `dicom:` attributes of an audit (in --attribute and --intersect)."""
     names = list(dict.fromkeys([*attributes, *(a for parts in intersections for a in parts)]))
-    if not bins and not any(is_dicom_attribute(n) for n in names):
+    if not any(is_dicom_attribute(n) for n in [*names, *bins]):
         return []
     return resolve(names, bins, has_dicom_dir)
 

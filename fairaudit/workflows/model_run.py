@@ -155,9 +155,10 @@ def _check_attributes(req: Any, id_col: str, segmentation: bool) -> None:
     max_groups = getattr(req, "max_groups", DEFAULT_MAX_GROUPS)
     if max_groups <= 0:
         return
+    binned = getattr(req, "bins", {}) or {}
     for a in names:
-        if a.strip().startswith("dicom:"):
-            continue  # dicom: attributes are vetted by name
+        if a.strip().startswith("dicom:") or a in binned:
+            continue  # dicom: attributes are vetted by name; binned ones have few groups
         col = demo.column(a)
         seen: set[str] = set()
         n = 0

@@ -182,6 +182,7 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
         keep_clear_ids=req.baseline_predictions is not None,
         cluster_column=req.cluster_column,
         max_groups=req.max_groups,
+        bins=dict(req.bins),
     )
     if candidates is not None:
         spec.id_candidates = candidates
@@ -262,6 +263,8 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
     else:
         baseline_manifest = None
     report.attach_gate(policy)
+    if cohort.binned:
+        report.data["inputs"]["binned_attributes"] = cohort.binned
     if dicom_records:
         inputs = report.data["inputs"]
         inputs["dicom_attributes"] = dicom_records

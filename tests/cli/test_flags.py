@@ -259,7 +259,7 @@ def _library_errors() -> list[tuple[list[str], str]]:
         (["normalize", images, "--method", "zscore", "--clip-limit", "0"], "--clip-limit must be in (0, 1]"),
         (["normalize", images, "--method", "zscore", "--target-shape", "0x1"],
          "--target-shape '0x1': expected 2 or 3 positive numbers."),
-        (["audit", *preds, "--attribute", "dicom:KVP", "--bins", "bad"], "--bins 'bad': expected dicom:KEYWORD"),
+        (["audit", *preds, "--attribute", "dicom:KVP", "--bins", "bad"], "--bins 'bad': expected COLUMN=EDGE"),
         (["audit", "--task", "segmentation", "--masks", "m", "--pred-masks", "pm", "--spacing", "bad"],
          "--spacing 'bad': expected two (rows x columns)"),
         (["audit", *preds, "--attribute", "sex", "--discover", "--discover-metric", "foo", "--bootstrap", "20"],

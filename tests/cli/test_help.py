@@ -28,7 +28,7 @@ def test_audit_help_shows_defaults():
         "[default: the --bootstrap count]",
         "[default: CPU count]",
         "[default: auroc; dice for segmentation]",
-        "[default: quartiles]",
+        "default: its quartiles",
         "(probability in [0, 1])",
     ):
         assert hint in text, hint

@@ -85,7 +85,8 @@ def test_parse_bins() -> None:
         "dicom:KVP": [60.0, 80.0, 100.0],
         "dicom:PatientAge": [40.0, 65.0],
     }
-    for bad in ["KVP=60,80", "dicom:KVP", "dicom:KVP=a,b", "dicom:KVP=60,60", "dicom:KVP="]:
+    assert D.parse_bins(["age=65,40"]) == {"age": [40.0, 65.0]}  # a CSV column (issue 21)
+    for bad in ["=60,80", "dicom:KVP", "dicom:KVP=a,b", "dicom:KVP=60,60", "dicom:KVP="]:
         with pytest.raises(InputError, match="bins="):
             D.parse_bins([bad])
 
