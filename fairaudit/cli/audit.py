@@ -165,6 +165,14 @@ def audit(
             "0: no limit.",
         ),
     ] = 50,
+    merge_small_groups: Annotated[
+        bool,
+        typer.Option(
+            "--merge-small-groups",
+            help="Pool each attribute's groups with fewer records than --min-group-size into one "
+            "group 'other' (many small sites or hospitals), before intersections are formed.",
+        ),
+    ] = False,
     gate: Annotated[
         Path | None,
         typer.Option(
@@ -288,6 +296,7 @@ def audit(
             max_pixels=max_pixels,
             max_file_size=_bytes(max_file_size),
             max_groups=max_groups,
+            merge_small_groups=merge_small_groups,
         )
         return run_audit(
             req, task=task, model=model, device=device, batch_size=batch_size, masks=masks,

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MISSING_GROUP = "(missing)"
 INTERSECTION_SEP = "×"
+OTHER_GROUP = "other"  # --merge-small-groups pools small groups under this name
 MANIFEST_COLUMNS = ("source", "row", "id", "status", "reason")
 
 
@@ -73,6 +74,9 @@ class CohortSpec:
     # --bins COLUMN=EDGE,...: numeric CSV attributes cut into groups at these sorted edges
     # (`dicom:` targets are binned where the headers are read, fairaudit.io.dicom_attributes).
     bins: dict[str, list[float]] = field(default_factory=dict)
+    # --merge-small-groups: an attribute's groups with fewer included records than this are
+    # pooled into OTHER_GROUP (0: off); intersections are formed from the pooled groups.
+    merge_below: int = 0
 
 
 @dataclass
@@ -98,10 +102,37 @@ class Cohort:
     score_source: dict[str, str] | None = None
     # How each binned CSV attribute's groups were formed (results.json `inputs.binned_attributes`).
     binned: list[dict[str, Any]] = field(default_factory=list)
+    # Which groups --merge-small-groups pooled (results.json `inputs.merged_groups`).
+    merged: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_included(self) -> int:
         return int(self.labels.size)
+
+
+def _merge_small(values: dict[str, np.ndarray], included: np.ndarray, below: int) -> list[dict[str, Any]]:
+    """Pool, in place, each attribute's groups with fewer than `below` included records into
+    OTHER_GROUP (the missing group stays apart): 40 hospitals of 20 patients become the
+    large ones and "other". Returns what was pooled, for results.json."""
+    records = []
+    for a, vals in values.items():
+        names, counts = np.unique(vals[included].astype(str), return_counts=True)
+        small = [str(g) for g, k in zip(names, counts, strict=True) if k < below and g != MISSING_GROUP]
+        if not small:
+            continue
+        pooled = np.isin(vals.astype(str), small)
+        vals[pooled] = OTHER_GROUP
+        n_other = int(np.sum(pooled & included))
+        log.info(
+            "%s: %d groups under %d records pooled into '%s' (%d records)",
+            a,
+            len(small),
+            below,
+            OTHER_GROUP,
+            n_other,
+        )
+        records.append({"attribute": a, "into": OTHER_GROUP, "groups": small, "below": below, "n": n_other})
+    return records
 
 
 def _binned(name: str, texts: np.ndarray, cuts: list[float]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -485,6 +516,7 @@ def build_cohort(
         for why, k in spec.files_manifest["reason"].value_counts().sort_index().items():
             excluded.append({"reason": f"{files.name if files else 'DICOM files'}: {why}", "count": int(k)})
 
+    merged = _merge_small(attr_values, included, spec.merge_below) if spec.merge_below > 0 else []
     attributes: dict[str, np.ndarray] = {}
     for a in spec.attributes:
         attributes[a] = attr_values[a][included].astype(str)
@@ -529,6 +561,7 @@ def build_cohort(
         cluster_column=None if cluster is None else cluster[1],
         cluster_missing=cluster_missing,
         binned=binned_records,
+        merged=merged,
         label_source={"input": "labels" if lab else "predictions", "column": label_col},
         score_source={"input": "predictions", "column": score[0], "kind": score[1]},
     )

@@ -69,6 +69,11 @@ def check_audit(
                 "put the attribute in the demographics CSV.",
                 argument="bins" if getattr(req, "bins", None) else "attributes",
             )
+        if getattr(req, "merge_small_groups", False):
+            raise InputError(
+                f"{arg('merge_small_groups')} is available for classification audits only (yet).",
+                argument="merge_small_groups",
+            )
         if getattr(req, "baseline_predictions", None) is not None:
             raise InputError(
                 f"{arg('baseline_predictions')} is available for classification audits only.",

@@ -83,6 +83,8 @@ class AuditRequest:
     max_pixels: int | None = None  # --max-pixels: refuse DICOM files declaring more (None: reader default)
     max_file_size: int | None = None  # --max-file-size: refuse larger DICOM files (None: reader default)
     max_groups: int = 50  # --max-groups: refuse an attribute with more groups (an identifier?); 0: no limit
+    # --merge-small-groups: pool each attribute's groups below min_group_size into "other"
+    merge_small_groups: bool = False
     trust_model: bool = False  # --trust-model: run a TorchScript --model (it is code, docs/threat-model.md)
     # The set of outputs a model run opened (it writes predictions.csv first); None: the audit opens one.
     outputs: Any = None
@@ -183,6 +185,7 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
         cluster_column=req.cluster_column,
         max_groups=req.max_groups,
         bins=dict(req.bins),
+        merge_below=req.min_group_size if req.merge_small_groups else 0,
     )
     if candidates is not None:
         spec.id_candidates = candidates
@@ -265,6 +268,8 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
     report.attach_gate(policy)
     if cohort.binned:
         report.data["inputs"]["binned_attributes"] = cohort.binned
+    if cohort.merged:
+        report.data["inputs"]["merged_groups"] = cohort.merged
     if dicom_records:
         inputs = report.data["inputs"]
         inputs["dicom_attributes"] = dicom_records

@@ -682,3 +682,36 @@ def test_bins_cut_a_numeric_csv_column_into_groups(tmp_path: Path) -> None:
                           str(tmp_path / "d.csv"), "--attribute", "age", "--bins", bins, "--out",
                           str(tmp_path / "x")])  # fmt: skip
         assert res.exit_code == 2 and squash(needle) in squash(res.output), res.output
+
+
+def test_merge_small_groups_pools_groups_below_the_minimum(tmp_path: Path) -> None:
+    """Issue 21: with many small sites every group is small; --merge-small-groups pools those
+    under --min-group-size into 'other' (counts by hand from the file), in intersections too,
+    and results.json lists what was pooled."""
+    import pandas as pd
+
+    from _helpers.paths import SAMPLE
+
+    demo = pd.read_csv(SAMPLE / "demographics.csv", dtype=str)
+    demo["hospital"] = [
+        "H01" if i % 2 == 0 else "H02" if i % 4 == 1 else f"H{3 + i % 17:02d}" for i in range(len(demo))
+    ]
+    demo.to_csv(tmp_path / "d.csv", index=False)
+    res = cli.invoke(["audit", "--predictions", str(SAMPLE / "predictions.csv"), "--demographics",
+                      str(tmp_path / "d.csv"), "--attribute", "hospital", "--intersect", "sex,hospital",
+                      "--merge-small-groups", "--min-group-size", "30", "--bootstrap", "50", "--quiet",
+                      "--out", str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code in (0, 1), res.output
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    counts = demo["hospital"].value_counts()
+    small = sorted(g for g, k in counts.items() if k < 30)
+    want = {g: int(k) for g, k in counts.items() if k >= 30} | {"other": int(counts[small].sum())}
+    assert {g["group"]: g["n"] for g in results["attributes"][0]["groups"]} == want
+    (record,) = results["inputs"]["merged_groups"]
+    assert record["groups"] == small and record["n"] == want["other"] and record["below"] == 30
+    inter = next(a for a in results["attributes"] if a["name"] == "sex×hospital")
+    assert {g["group"].split("×")[1] for g in inter["groups"]} == set(want)
+    res = cli.invoke(["audit", "--pred-masks", str(tmp_path), "--masks", str(tmp_path), "--task", "segmentation",
+                      "--demographics", str(tmp_path / "d.csv"), "--attribute", "sex", "--merge-small-groups",
+                      "--out", str(tmp_path / "s")])  # fmt: skip
+    assert res.exit_code == 2 and squash("classification audits only") in squash(res.output), res.output
