@@ -59,7 +59,7 @@ def _intersections(values: Intersections) -> list[list[str]]:
 
 
 _PATHS = ("calibration_set", "gate", "baseline_predictions", "dicom_dir")
-_LOWER = ("ci_method", "correction", "unit", "discover_metric")
+_LOWER = ("ci_method", "correction", "unit", "discover_metric", "score_scale")
 
 
 def _request(predictions: Any, command: str, arguments: dict[str, Any]) -> Any:
@@ -127,6 +127,8 @@ def audit(
     keep_ids: bool = False,
     max_groups: int = 50,
     merge_small_groups: bool = False,
+    positive_label: str | None = None,
+    score_scale: str = "probability",
     max_pixels: int | None = None,
     max_file_size: int | None = None,
     progress: bool = False,
@@ -257,6 +259,7 @@ def audit_model(
     keep_ids: bool = False,
     max_groups: int = 50,
     merge_small_groups: bool = False,
+    positive_label: str | None = None,
     max_pixels: int | None = None,
     max_file_size: int | None = None,
     progress: bool = False,

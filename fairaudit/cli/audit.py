@@ -165,6 +165,19 @@ def audit(
             "0: no limit.",
         ),
     ] = 50,
+    positive_label: Annotated[
+        str | None,
+        typer.Option(
+            "--positive-label",
+            metavar="VALUE",
+            help="The label value that means the finding is present (e.g. malignant); the one other "
+            "value of the label column is 0. Without it labels are 0/1 (or yes/no, true/false).",
+        ),
+    ] = None,
+    score_scale: Annotated[
+        str,
+        typer.Option("--score-scale", help="probability (scores in [0, 1]) or percent (in [0, 100])."),
+    ] = "probability",
     merge_small_groups: Annotated[
         bool,
         typer.Option(
@@ -297,6 +310,8 @@ def audit(
             max_file_size=_bytes(max_file_size),
             max_groups=max_groups,
             merge_small_groups=merge_small_groups,
+            positive_label=positive_label,
+            score_scale=score_scale.lower(),
         )
         return run_audit(
             req, task=task, model=model, device=device, batch_size=batch_size, masks=masks,

@@ -77,6 +77,8 @@ class CohortSpec:
     # --merge-small-groups: an attribute's groups with fewer included records than this are
     # pooled into OTHER_GROUP (0: off); intersections are formed from the pooled groups.
     merge_below: int = 0
+    positive_label: str | None = None  # --positive-label: the label value that is 1
+    score_scale: str = "probability"  # --score-scale: "probability" ([0, 1]) or "percent" ([0, 100])
 
 
 @dataclass
@@ -178,9 +180,17 @@ class _Scan:
     texts: dict[str, tuple[np.ndarray, list[str]]]  # column -> (codes, distinct values)
 
 
-def _scan(table: Table, id_col: str | None, parse: list[tuple[str, str]]) -> _Scan:
+def _scan(
+    table: Table,
+    id_col: str | None,
+    parse: list[tuple[str, str]],
+    positive: str | None = None,
+    percent: bool = False,
+) -> _Scan:
     """Read `table` a chunk at a time; `parse`: (column, kind) with kind label, prediction,
-    score (validated; errors name file, column and row) or text."""
+    score (validated; errors name file, column and row) or text. `positive`: the label value
+    that is 1 (--positive-label); `percent`: scores in [0, 100] (--score-scale percent)."""
+    others: dict[str, set[str]] = {}
     id_name = table.column(id_col) if id_col else None
     cols = list(dict.fromkeys([*([id_name] if id_name else []), *(c for c, _ in parse)]))
     digests, missing = [], []
@@ -198,9 +208,11 @@ def _scan(table: Table, id_col: str | None, parse: list[tuple[str, str]]) -> _Sc
             if kind == "text":
                 texts[c].add(frame[c])
             elif kind == "score":
-                numbers[(c, kind)].append(parse_score(part, c).to_numpy(dtype=np.float64))
+                numbers[(c, kind)].append(parse_score(part, c, percent).to_numpy(dtype=np.float64))
             else:
-                numbers[(c, kind)].append(parse_binary(part, c, kind).to_numpy(dtype=np.float64))
+                pos = positive if kind == "label" else None
+                values = parse_binary(part, c, kind, pos, others.setdefault(c, set()))
+                numbers[(c, kind)].append(values.to_numpy(dtype=np.float64))
         n += len(frame)
     if n == 0:
         raise InputError("has a header but no records.", file=str(table.path))
@@ -366,7 +378,11 @@ def build_cohort(
             texts.append(cluster[1])
         return out + [(col, "text") for col in dict.fromkeys(texts) if (col, "text") not in out]
 
-    scans = {id(t): _scan(t, id_col, parse_of(t)) for t in (lab, pred, demo, files) if t is not None}
+    scans = {
+        id(t): _scan(t, id_col, parse_of(t), spec.positive_label, spec.score_scale == "percent")
+        for t in (lab, pred, demo, files)
+        if t is not None
+    }
     binned = {a: cuts for a, cuts in spec.bins.items() if not a.startswith("dicom:")}
     for a in binned:
         if a not in attr_cols:

@@ -345,13 +345,35 @@ BINARY_WORDS: dict[str, float] = {
 }  # fmt: skip
 
 
-def parse_binary(table: Table, column: str, what: str) -> pd.Series:
+def parse_binary(
+    table: Table, column: str, what: str, positive: str | None = None, others: set[str] | None = None
+) -> pd.Series:
     """0/1 values as floats (NaN where missing); yes/no, true/false and positive/negative
-    (any case) are 1/0; anything else is an InputError."""
+    (any case) are 1/0; anything else is an InputError.
+
+    `positive` (--positive-label): that value (any case) is 1 and the one other value the
+    column holds is 0 (`others` collects it across a file's chunks); a third value is an error."""
     out = []
+    others = set() if others is None else others
     for value, row in zip(table.frame[column], table.rows, strict=True):
         if is_missing(value):
             out.append(math.nan)
+            continue
+        if positive is not None:
+            text = value.strip().lower()
+            if text != positive.strip().lower():
+                others.add(text)
+                if len(others) > 1:
+                    raise InputError(
+                        f"{arg('positive_label')} '{positive}': this column holds more than two "
+                        f"values ({len(others) + 1} so far), so the other value is not one label.",
+                        file=table.name,
+                        column=column,
+                        row=int(row),
+                        hint="Binarize the column first, or name the positive value of a two-valued column.",
+                        argument="positive_label",
+                    )
+            out.append(1.0 if text == positive.strip().lower() else 0.0)
             continue
         word = BINARY_WORDS.get(value.strip().lower())
         if word is not None:
@@ -386,10 +408,13 @@ def missing_cells(values: pd.Series) -> pd.Series:
     return values.map(is_missing)
 
 
-def parse_score(table: Table, column: str) -> pd.Series:
-    """Scores in [0, 1] as floats; NaN where missing (excluded later). inf is out of range."""
+def parse_score(table: Table, column: str, percent: bool = False) -> pd.Series:
+    """Scores in [0, 1] as floats; NaN where missing (excluded later). inf is out of range.
+    `percent` (--score-scale percent): scores in [0, 100], divided by 100."""
     missing = missing_cells(table.frame[column])
     values = pd.to_numeric(table.frame[column].where(~missing), errors="coerce")
+    if percent:
+        values = values / 100.0
     bad = values.isna() & ~missing
     if bad.any():
         i = bad.idxmax()
@@ -404,14 +429,14 @@ def parse_score(table: Table, column: str) -> pd.Series:
     out_of_range = (finite < 0) | (finite > 1)
     if out_of_range.any():
         i = out_of_range.idxmax()
-        percent = bool(((finite >= 0) & (finite <= 100)).all())
+        looks_percent = not percent and bool(((finite >= 0) & (finite <= 100)).all())
         raise InputError(
-            f"score {table.frame[column][i]} is outside [0, 1].",
+            f"score {table.frame[column][i]} is outside [0, {100 if percent else 1}].",
             file=table.name,
             column=column,
             row=int(table.rows[i]),
-            hint="The scores look like percentages (all within 0-100): divide them by 100."
-            if percent
+            hint=f"The scores look like percentages (all within 0-100): pass {arg('score_scale')} percent."
+            if looks_percent
             else "Pass probabilities (apply a sigmoid or softmax to logits first).",
         )
     return values.astype(float)

@@ -51,6 +51,21 @@ def check_audit(
             f"{arg('model')} and {arg('pred_masks')} exclude each other: the model makes the masks.",
             argument="pred_masks",
         )
+    scale = getattr(req, "score_scale", "probability")
+    if scale not in ("probability", "percent"):
+        raise InputError(
+            f"{arg('score_scale')} must be probability or percent, not '{scale}'.", argument="score_scale"
+        )
+    if model is not None and scale != "probability":
+        raise InputError(
+            f"{arg('score_scale')} percent applies to a predictions file: a model's scores are probabilities.",
+            argument="score_scale",
+        )
+    if segmentation and (getattr(req, "positive_label", None) is not None or scale != "probability"):
+        raise InputError(
+            f"{arg('positive_label')} and {arg('score_scale')} apply to classification labels and scores.",
+            argument="positive_label" if getattr(req, "positive_label", None) is not None else "score_scale",
+        )
     if model is None and (resume or cache_dir is not None):
         raise InputError(
             f"{arg('resume')} and {arg('cache_dir')} apply to a model run: add {arg('model')}.",

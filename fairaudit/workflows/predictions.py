@@ -85,6 +85,8 @@ class AuditRequest:
     max_groups: int = 50  # --max-groups: refuse an attribute with more groups (an identifier?); 0: no limit
     # --merge-small-groups: pool each attribute's groups below min_group_size into "other"
     merge_small_groups: bool = False
+    positive_label: str | None = None  # --positive-label: the label value that means the finding
+    score_scale: str = "probability"  # --score-scale: probability ([0, 1]) or percent ([0, 100])
     trust_model: bool = False  # --trust-model: run a TorchScript --model (it is code, docs/threat-model.md)
     # The set of outputs a model run opened (it writes predictions.csv first); None: the audit opens one.
     outputs: Any = None
@@ -186,6 +188,8 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
         max_groups=req.max_groups,
         bins=dict(req.bins),
         merge_below=req.min_group_size if req.merge_small_groups else 0,
+        positive_label=req.positive_label,
+        score_scale=req.score_scale,
     )
     if candidates is not None:
         spec.id_candidates = candidates

@@ -715,3 +715,39 @@ def test_merge_small_groups_pools_groups_below_the_minimum(tmp_path: Path) -> No
                       "--demographics", str(tmp_path / "d.csv"), "--attribute", "sex", "--merge-small-groups",
                       "--out", str(tmp_path / "s")])  # fmt: skip
     assert res.exit_code == 2 and squash("classification audits only") in squash(res.output), res.output
+
+
+def test_positive_label_and_percent_scores_read_as_the_0_1_file(tmp_path: Path) -> None:
+    """Issue 21, point 4: labels malignant/benign with --positive-label and scores in percent
+    with --score-scale percent give the audit of the same file written as 0/1 and [0, 1]."""
+    import pandas as pd
+
+    from _helpers.paths import SAMPLE
+
+    preds = pd.read_csv(SAMPLE / "predictions.csv", dtype=str)
+    words = preds.assign(label=preds["label"].map({"1": "Malignant", "0": "benign"}),
+                         score=(preds["score"].astype(float) * 100).map(repr))  # fmt: skip
+    words.to_csv(tmp_path / "w.csv", index=False)
+    common = ["--demographics", str(SAMPLE / "demographics.csv"), "--attribute", "sex", "--bootstrap", "50",
+              "--quiet", "--salt", "s"]  # fmt: skip
+    runs = {}
+    for name, extra in (("words", [str(tmp_path / "w.csv"), "--positive-label", "malignant", "--score-scale",
+                                   "percent"]), ("plain", [str(SAMPLE / "predictions.csv")])):  # fmt: skip
+        res = cli.invoke(["audit", "--predictions", *extra, *common, "--out", str(tmp_path / name)])
+        assert res.exit_code in (0, 1), res.output
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    for metric in ("tpr", "fpr", "auroc"):
+        assert (
+            runs["words"]["overall"]["metrics"][metric]["value"]
+            == runs["plain"]["overall"]["metrics"][metric]["value"]
+        )
+    assert runs["words"]["overall"]["metrics"]["brier"]["value"] == pytest.approx(
+        runs["plain"]["overall"]["metrics"]["brier"]["value"], abs=1e-12
+    )
+    # a third label value is refused, naming its row
+    words.loc[4, "label"] = "unknown"
+    words.to_csv(tmp_path / "w3.csv", index=False)
+    res = cli.invoke(["audit", "--predictions", str(tmp_path / "w3.csv"), "--positive-label", "malignant",
+                      "--score-scale", "percent", *common, "--out", str(tmp_path / "x")])  # fmt: skip
+    assert res.exit_code == 2 and squash("row 6") in squash(res.output), res.output
+    assert squash("holds more than two values") in squash(res.output)

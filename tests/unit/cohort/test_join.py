@@ -650,7 +650,7 @@ def test_labels_spelled_as_words_and_percentages_get_their_hint() -> None:
     assert bad.value.row == 3
     with pytest.raises(InputError) as pct:
         parse_score(table(["12.5", "97", "0.3"], "score"), "score")
-    assert "divide them by 100" in str(pct.value.hint) and "sigmoid" not in str(pct.value.hint)
+    assert "percentages" in str(pct.value.hint) and "sigmoid" not in str(pct.value.hint)
     with pytest.raises(InputError) as logits:
         parse_score(table(["-2.1", "3.4"], "score"), "score")
     assert "sigmoid" in str(logits.value.hint)
