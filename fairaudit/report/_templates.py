@@ -101,8 +101,8 @@ CORRECTION_NAMES: dict[str, str] = {
 }
 
 CI_METHOD_NAMES: dict[str, str] = {
-    "score": "score intervals (modified Wilson, Newcombe, Koopman; AUROC score interval; betting interval for brier; logit, Wald or bootstrap for other means)",
-    "exact": "exact intervals (Clopper-Pearson and MOVER; AUROC score interval; betting interval for brier; logit, Wald or bootstrap for other means)",
+    "score": "score (modified Wilson, Newcombe, Koopman; AUROC score interval; betting interval for brier; logit, Wald or bootstrap for other means)",
+    "exact": "exact (Clopper-Pearson and MOVER; AUROC score interval; betting interval for brier; logit, Wald or bootstrap for other means)",
     "percentile": "percentile bootstrap",
     "bca": "BCa bootstrap",
 }
