@@ -46,3 +46,26 @@ def worker_init(one_blas_thread: bool = False) -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
+
+
+def fork_pool(workers: int, initializer=None, initargs: tuple = ()):  # noqa: ANN001, ANN201
+    """A fork-context process pool whose workers are all forked now, with the parent's
+    objects frozen out of the garbage collector meanwhile: a collection in a worker would
+    otherwise write to (and so copy) every page it shares with the parent.
+    `initializer` defaults to `worker_init` (SIGINT ignored)."""
+    import gc
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    gc.freeze()
+    try:
+        executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=initializer or worker_init,
+            initargs=initargs,
+        )
+        executor.submit(int).result()  # forks every worker now
+    finally:
+        gc.unfreeze()
+    return executor

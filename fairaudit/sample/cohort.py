@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fairaudit._util.workers import fork_pool, worker_init
 from fairaudit.errors import InputError, arg
 from fairaudit.sample import phantom
 from fairaudit.sample.phantom import SITES, Anatomy, Exposure, Lesion
@@ -415,15 +416,7 @@ def _fork_pool(workers: int) -> ProcessPoolExecutor:
         except ImportError:  # pragma: no cover - an encoder that is missing fails in the worker
             log.debug("not preloading %s", name)
     gc.collect()
-    gc.freeze()
-    try:
-        pool = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init
-        )
-        pool.submit(int).result()  # forks every worker now
-    finally:
-        gc.unfreeze()
-    return pool
+    return fork_pool(workers, _worker_init)
 
 
 def _worker_init() -> None:
@@ -434,8 +427,6 @@ def _worker_init() -> None:
     a sixth of the render time, measured). The worker only lives for this cohort.
     """
     import ctypes
-
-    from fairaudit._util.workers import worker_init
 
     worker_init()
     try:

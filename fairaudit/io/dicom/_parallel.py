@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import os
@@ -34,7 +33,7 @@ import numpy as np
 from fairaudit import cluster
 from fairaudit._util.batching import batched
 from fairaudit._util.privacy import shown_path
-from fairaudit._util.workers import worker_init
+from fairaudit._util.workers import fork_pool, worker_init
 from fairaudit.io.dicom._decode import DEFAULT_OPTIONS, DecodeOptions, FileOutcome, read_file, relative_path
 from fairaudit.io.dicom._scan import WalkEntry, count_entries, walk
 
@@ -345,25 +344,10 @@ class _Pool:
         self.executor = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
-        ctx = multiprocessing.get_context("fork")
-        # Objects that exist now are frozen out of the garbage collector while the workers
-        # fork, so that collections in a worker do not write to (and copy) every page
-        # it shares with this process.
-        gc.freeze()
-        try:
-            # A BLAS limit only where the workers do BLAS work (`prepare`: a model's resize):
-            # decoding does none, and setting OpenBLAS's thread count in each forked worker
-            # made every file about 10% slower to decode (measured; see benchmarks/README.md).
-            executor = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=ctx,
-                initializer=worker_init,
-                initargs=(self.one_blas_thread,),
-            )
-            executor.submit(int).result()  # forks every worker now
-        finally:
-            gc.unfreeze()
-        return executor
+        # A BLAS limit only where the workers do BLAS work (`prepare`: a model's resize):
+        # decoding does none, and setting OpenBLAS's thread count in each forked worker
+        # made every file about 10% slower to decode (measured; see benchmarks/README.md).
+        return fork_pool(self.workers, worker_init, (self.one_blas_thread,))
 
     def renew(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
