@@ -36,6 +36,15 @@ drawn with P(y = 1) = s (calibrated) or s^1.5 (miscalibrated), and a near-perfec
 coverage of the brier difference's interval (percentile bootstrap) between two groups of
 n and 2n cases of the same model.
 
+Release comparison and slice discovery with patient clusters: patients of 4 images that
+share the label and a patient effect on both models' scores, and each model a patient
+effect of its own (so the two models are exchangeable: the true tpr change is 0). Coverage
+of the paired bootstrap interval of the tpr change and the size of the paired test
+(McNemar with images, the patients' sign-flip test with patients); and the size of
+--discover's one-sided slice test of tpr for a site drawn per patient with nothing planted
+(Fisher exact with images, the patients' Wald test with patients), each with images and
+with patients as the unit (target: patients' coverage >= 0.93, size <= 0.06).
+
 Usage: `.venv/bin/python benchmarks/coverage.py [--reps 2000] [--seed 0]`. Figures in
 benchmarks/README.md; a fast subset runs in tests/unit/stats/test_coverage.py.
 """
@@ -512,6 +521,75 @@ def clustered_section(reps: int, rng: np.random.Generator, out) -> dict[str, flo
     return worst
 
 
+def _two_models(k: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """k patients of IMAGES_PER_PATIENT images: label, a shared patient effect, and each
+    model's own patient effect (exchangeable models); returns y, s_new, s_base, patient."""
+    n = k * IMAGES_PER_PATIENT
+    patient = np.repeat(np.arange(k), IMAGES_PER_PATIENT)
+    y = (rng.random(k) < 0.5).astype(int)[patient]
+    shared = np.where(y == 1, 1.5, -1.5) + rng.normal(0.0, 1.0, k)[patient]
+
+    def model() -> np.ndarray:
+        z = shared + rng.normal(0.0, 1.0, k)[patient] + rng.normal(0.0, 0.3, n)
+        return np.round(1.0 / (1.0 + np.exp(-z)), 4)
+
+    return y, model(), model(), patient
+
+
+def release_coverage(k: int, reps: int, rng: np.random.Generator, boot: int = 1000) -> dict[str, float]:
+    """Paired tpr change: interval coverage of 0 and test rejection rate, images | patients."""
+    from fairaudit.stats._paired import group_bootstrap, paired_test
+
+    hits = {"cover_image": 0, "cover_patient": 0, "size_image": 0, "size_patient": 0}
+    for _ in range(reps):
+        y, s_new, s_base, patient = _two_models(k, rng)
+        for unit, units in (("image", None), ("patient", patient)):
+            gb = group_bootstrap(y, s_new, s_base, 0.5, boot, rng, has_scores=False, units=units)
+            ci = percentile_interval(gb.boot_new["tpr"] - gb.boot_base["tpr"], 0.95)
+            hits[f"cover_{unit}"] += ci is not None and ci[0] <= 0.0 <= ci[1]
+            p = paired_test("tpr", y, s_new, s_base, 0.5, units, rng).p_value
+            hits[f"size_{unit}"] += p is not None and p < 0.05
+    return {key: v / reps for key, v in hits.items()}
+
+
+def discover_size(k: int, reps: int, rng: np.random.Generator) -> tuple[float, float]:
+    """Rejection rate at 0.05 of --discover's one-sided tpr test of one site (drawn per
+    patient, nothing planted), images | patients."""
+    from fairaudit.stats._audit import AuditConfig
+    from fairaudit.stats._discover import discover_slices
+
+    rejected = {"image": 0, "patient": 0}
+    for r in range(reps):
+        y, s, _, patient = _two_models(k, rng)
+        site = np.where(rng.random(k) < 0.5, "A", "B")[patient]
+        cfg = AuditConfig(bootstrap=20, seed=r, min_group_size=10, threshold=0.5)
+        for unit, units in (("image", None), ("patient", patient)):
+            d = discover_slices(y, s, {"site": site}, cfg, metric="tpr", top=2, clusters=units)
+            p = next((sl["p_value"] for sl in d["slices"] if sl["slice"] == "site=A"), None)
+            rejected[unit] += p is not None and p < 0.05
+    return rejected["image"] / reps, rejected["patient"] / reps
+
+
+def release_section(reps: int, rng: np.random.Generator, out) -> dict[str, float]:
+    """Print the release-comparison and discovery tables; return the patients' worst figures."""
+    out(
+        f"\nRelease comparison and slice discovery, {IMAGES_PER_PATIENT} images per patient, two "
+        f"exchangeable models ({reps} cohorts per cell), images | patients\n"
+    )
+    out(f"{'patients':>8} | {'tpr change coverage':>19} | {'paired test size':>16} | {'discover size':>13}\n")
+    worst = {"cover": 1.0, "size": 0.0}
+    for k in (60, 200):
+        c = release_coverage(k, reps, rng)
+        di, dp = discover_size(k, reps, rng)
+        worst["cover"] = min(worst["cover"], c["cover_patient"])
+        worst["size"] = max(worst["size"], c["size_patient"], dp)
+        out(
+            f"{k:>8} | {c['cover_image']:>9.3f} {c['cover_patient']:.3f} | "
+            f"{c['size_image']:>10.3f} {c['size_patient']:.3f} | {di:>7.3f} {dp:.3f}\n"
+        )
+    return worst
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=2000, help="simulated cohorts per AUROC cell")
@@ -520,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
         "--clustered-reps", type=int, default=1000, help="simulated cohorts per patient-level cell (0: skip)"
     )
     ap.add_argument("--mean-reps", type=int, default=500, help="cohorts per mean-metric cell (0: skip)")
+    ap.add_argument(
+        "--release-reps", type=int, default=300, help="cohorts per release/discovery cell (0: skip)"
+    )
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
@@ -568,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
 
     clustered = clustered_section(args.clustered_reps, rng, out) if args.clustered_reps > 0 else {}
     means = mean_section(args.mean_reps, rng, out) if args.mean_reps > 0 else {}
+    release = release_section(args.release_reps, rng, out) if args.release_reps > 0 else {}
 
     out(f"\nWorst coverage (target >= {TARGET}): " + ", ".join(f"{k} {v:.3f}" for k, v in worst.items()))
     out(f"; largest AUROC test size {size:.3f} (target <= 0.06); {time.perf_counter() - t0:.0f} s\n")
@@ -588,6 +670,12 @@ def main(argv: list[str] | None = None) -> int:
             + "\n"
         )
         ok = ok and all(v >= TARGET for v in means.values())
+    if release:
+        out(
+            f"release/discovery with patients: worst coverage {release['cover']:.3f}, largest size "
+            f"{release['size']:.3f} (targets >= {TARGET}, <= 0.06)\n"
+        )
+        ok = ok and release["cover"] >= TARGET and release["size"] <= 0.06
     out("targets met\n" if ok else "TARGETS NOT MET\n")
     return 0 if ok else 1
 

@@ -91,6 +91,11 @@ TEST_NAMES: dict[str, str] = {
     "welch_anova": "Welch ANOVA",
     "anova": "one-way ANOVA",
     "wilcoxon": "Wilcoxon signed-rank",
+    "mcnemar_patients": "McNemar by patient (sign-flip)",
+    "obuchowski_paired": "paired Obuchowski (patients)",
+    "wilcoxon_patients": "Wilcoxon signed-rank on patient means",
+    "obuchowski": "Obuchowski (patients)",
+    "wald_patients": "Wald z by patient",
 }
 
 CORRECTION_NAMES: dict[str, str] = {

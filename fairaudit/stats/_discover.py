@@ -19,6 +19,12 @@ family-wise error of 0.15 under Holm, one-sided 0.025.
 Slices with the same cases (a manufacturer that is exactly one site) are tested once and
 listed with their equivalents; slices or complements under min_group_size are skipped
 and counted.
+
+With patient clusters (some patient with several cases; docs/statistics.md,
+"Patient-level resampling") the cases of a patient are not independent, so each slice is
+tested by a Wald z test with the patients as the unit: the cluster-robust (linearised)
+variance of a ratio for rates and means, Obuchowski's (1997) clustered variance for AUROC;
+and the top slices' intervals resample patients.
 """
 
 from __future__ import annotations
@@ -80,6 +86,24 @@ def _unpack(key: bytes, n: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(key, dtype=np.uint8), count=n).astype(bool)
 
 
+def _prepare_part(
+    name: str,
+    m: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    clusters: np.ndarray | None,
+    cfg: AuditConfig,
+    has_scores: bool,
+):
+    """The audit's per-group statistics of the cases in `m` (by patient with `clusters`)."""
+    cells = make_cells(scores[m], labels[m])
+    if clusters is None:
+        return _prepare(name, cells, cfg, has_scores)
+    from fairaudit.stats._clusters import cluster_cells
+
+    return _prepare(name, cells, cfg, has_scores, cluster_cells(scores[m], labels[m], clusters[m], cells))
+
+
 def _label(conditions: tuple[tuple[str, str], ...]) -> str:
     return CONDITION_SEP.join(f"{a}={g}" for a, g in conditions)
 
@@ -123,6 +147,77 @@ def _mannwhitney(x: np.ndarray, y: np.ndarray, alternative: str) -> T.TestResult
     return T.TestResult("mann_whitney_u", float(res.pvalue), statistic=float(res.statistic))
 
 
+def _ratio_and_variance(num: np.ndarray, den: np.ndarray, unit: np.ndarray) -> tuple[float, float]:
+    """sum(num) / sum(den) and its cluster-robust variance with G / (G - 1) (NaN if undefined)."""
+    _, u = np.unique(unit, return_inverse=True)
+    g = int(u.max()) + 1 if u.size else 0
+    total = float(den.sum())
+    if g < 2 or total <= 0:
+        return np.nan, np.nan
+    ratio = float(num.sum()) / total
+    e = np.bincount(u, weights=num, minlength=g) - ratio * np.bincount(u, weights=den, minlength=g)
+    return ratio, g / (g - 1) * float(e @ e) / total**2
+
+
+def _z_test(name: str, a: tuple[float, float], b: tuple[float, float], alternative: str) -> T.TestResult:
+    """Slice vs rest z test from (estimate, variance) of each; one- or two-sided."""
+    var = a[1] + b[1]
+    if not np.isfinite(var):
+        return T.TestResult(
+            name, None, reason="needs at least two patients with cases in the slice and the rest"
+        )
+    if var <= 0:
+        return T.TestResult(name, None, reason="zero variance in the slice and the rest")
+    z = (a[0] - b[0]) / np.sqrt(var)
+    p = {"less": sps.norm.cdf(z), "greater": sps.norm.sf(z), "two-sided": 2 * sps.norm.sf(abs(z))}
+    return T.TestResult(name, float(p[alternative]), statistic=float(z))
+
+
+def _per_case(
+    metric: str, labels: np.ndarray, scores: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per case, the numerator and denominator `metric` sums (brier: the error and 1)."""
+    if metric == "brier":
+        return (scores - labels) ** 2, np.ones(labels.size)
+    y, pred = labels.astype(bool), scores >= threshold
+    conf = {"tp": y & pred, "fn": y & ~pred, "fp": ~y & pred, "tn": ~y & ~pred}
+    num, den = PROPORTIONS[metric]
+    return sum(conf[k] for k in num).astype(float), sum(conf[k] for k in den).astype(float)
+
+
+def _test_patients(
+    metric: str,
+    mask: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    clusters: np.ndarray,
+    cells: tuple[Cells, Cells],
+    per_case: tuple[np.ndarray, np.ndarray] | None,
+    alternative: str,
+) -> T.TestResult:
+    """Slice vs rest with patients as the unit (a patient with cases on both sides is two units)."""
+    if metric == "auroc":
+        from fairaudit.stats._clusters import cluster_cells, obuchowski_variance
+
+        parts = []
+        for m, c in zip((mask, ~mask), cells, strict=True):
+            res = obuchowski_variance(cluster_cells(scores[m], labels[m], clusters[m], c))
+            if res is None:
+                return T.TestResult(
+                    "obuchowski", None, reason="needs positives and negatives of at least two patients"
+                )
+            parts.append(res)
+        return _z_test("obuchowski", parts[0], parts[1], alternative)
+    assert per_case is not None  # every metric but auroc has its per-case parts
+    num, den = per_case
+    return _z_test(
+        "wald_patients",
+        _ratio_and_variance(num[mask], den[mask], clusters[mask]),
+        _ratio_and_variance(num[~mask], den[~mask], clusters[~mask]),
+        alternative,
+    )
+
+
 def _test(metric: str, s, r, threshold: float, alternative: str) -> T.TestResult:
     if metric == "auroc":
         return _delong(s, r, alternative)
@@ -152,9 +247,25 @@ def _gap(diff: float, higher_is_better: bool | None) -> float:
     return -diff if higher_is_better else diff
 
 
-def _mean_boot(values: np.ndarray, size: int, seed: int, key: tuple[int, ...]) -> np.ndarray:
-    """Bootstrap means of per-case values (seeded, in chunks of bounded memory)."""
+def _mean_boot(
+    values: np.ndarray, size: int, seed: int, key: tuple[int, ...], unit: np.ndarray | None = None
+) -> np.ndarray:
+    """Bootstrap means of per-case values (seeded, in chunks of bounded memory); with `unit`
+    (a patient code per value) patients are drawn, each with all its values."""
     rng = generator(seed, key)
+    if unit is not None:
+        from fairaudit.stats._clusters import bootstrap_weights
+
+        _, u = np.unique(unit, return_inverse=True)
+        g = int(u.max()) + 1 if u.size else 0
+        sums, counts = np.bincount(u, weights=values, minlength=g), np.bincount(u, minlength=g)
+        out = np.empty(size)
+        step = max(1, 2_000_000 // max(g, 1))
+        for a in range(0, size, step):
+            w = bootstrap_weights(g, min(size, a + step) - a, rng)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[a : a + w.shape[0]] = (w @ sums) / (w @ counts)
+        return out
     n = values.size
     out = np.empty(size)
     step = max(1, 2_000_000 // max(n, 1))
@@ -174,6 +285,7 @@ def discover_slices(
     top: int = 10,
     has_scores: bool = True,
     per_case: np.ndarray | None = None,
+    clusters: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Rank the slices of `attributes` (and their pairwise intersections) by how much worse
     `metric` is in the slice than in the rest of the cohort; the results.json `discovered` block.
@@ -182,6 +294,8 @@ def discover_slices(
     label per case for each attribute (not intersections: pairs are formed here);
     `per_case`: one value per case of a per-case metric (dice, iou, hd95, ...; NaN where
     undefined) to rank on instead of a classification metric of (labels, scores).
+    `clusters`: one patient code per case; when a patient has several cases, tests and
+    intervals take the patient as the unit (`unit` in the block says which).
     Raises ValueError for a metric it cannot rank on.
 
     Runs with one BLAS thread: hundreds of small products gain nothing from more, and on a
@@ -190,7 +304,7 @@ def discover_slices(
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return _discover(labels, scores, attributes, cfg, metric, top, has_scores, per_case)
+        return _discover(labels, scores, attributes, cfg, metric, top, has_scores, per_case, clusters)
 
 
 def _discover(
@@ -202,6 +316,7 @@ def _discover(
     top: int,
     has_scores: bool,
     per_case: np.ndarray | None,
+    clusters: np.ndarray | None,
 ) -> dict[str, Any]:
     metric = metric or default_metric(has_scores)
     if per_case is not None:
@@ -229,6 +344,15 @@ def _discover(
     pcfg = replace(cfg, ci_method="percentile")
     alternative = _alternative(higher)
     defined = np.isfinite(values) if values is not None else np.ones(n_cases, dtype=bool)
+    if clusters is not None:
+        clusters = np.asarray(clusters)
+        if np.unique(clusters).size == clusters.size:  # one case per patient: cases are the unit
+            clusters = None
+    case_parts: tuple[np.ndarray, np.ndarray] | None = None  # per case (numerator, denominator)
+    if clusters is not None and values is not None:
+        case_parts = (np.where(defined, values, 0.0), defined.astype(float))
+    elif clusters is not None and metric != "auroc":
+        case_parts = _per_case(metric, labels, scores, cfg.threshold)
     if values is None:
         grid, inv = np.unique(scores, return_inverse=True)
         pos_all = np.bincount(inv, weights=labels, minlength=grid.size).astype(np.int64)
@@ -255,7 +379,10 @@ def _discover(
             vs, vr = values[mask & defined], values[~mask & defined]
             point_s = float(vs.mean()) if vs.size else np.nan
             point_r = float(vr.mean()) if vr.size else np.nan
-            res = _mannwhitney(vs, vr, alternative)
+            if clusters is None:
+                res = _mannwhitney(vs, vr, alternative)
+            else:
+                res = _test_patients(metric, mask, labels, scores, clusters, (), case_parts, alternative)
             row["n_positive"] = None
         else:
             # Slice and rest as counts on the cohort's score grid: O(n) per slice, no sorting.
@@ -263,7 +390,10 @@ def _discover(
             neg = np.bincount(inv[mask], minlength=grid.size) - pos
             s, r = Cells(grid, pos, neg), Cells(grid, pos_all - pos, neg_all - neg)
             point_s, point_r = _point(metric, s, cfg.threshold), _point(metric, r, cfg.threshold)
-            res = _test(metric, s, r, cfg.threshold, alternative)
+            if clusters is None:
+                res = _test(metric, s, r, cfg.threshold, alternative)
+            else:
+                res = _test_patients(metric, mask, labels, scores, clusters, (s, r), case_parts, alternative)
             row["n_positive"] = s.n_pos
         diff = point_s - point_r
         row.update(point=point_s, rest_point=point_r, diff=diff, gap=_gap(diff, higher), test=res)
@@ -286,8 +416,8 @@ def _discover(
         plan = []
         for i, r in enumerate(best):
             m = _unpack(r["key"], n_cases)
-            gs = _prepare("slice", make_cells(scores[m], labels[m]), pcfg, has_scores)
-            gr = _prepare("rest", make_cells(scores[~m], labels[~m]), pcfg, has_scores)
+            gs = _prepare_part("slice", m, scores, labels, clusters, pcfg, has_scores)
+            gr = _prepare_part("rest", ~m, scores, labels, clusters, pcfg, has_scores)
             r["stats"] = (gs, gr)
             plan += [(gs, (_KEY, i, 0)), (gr, (_KEY, i, 1))]
         _bootstrap_all(plan, pcfg, has_scores)
@@ -299,8 +429,9 @@ def _discover(
         else:
             i = rank - 1
             m = _unpack(r["key"], n_cases)
-            boot_s = _mean_boot(values[m & defined], cfg.bootstrap, cfg.seed, (_KEY, i, 0))
-            boot_r = _mean_boot(values[~m & defined], cfg.bootstrap, cfg.seed, (_KEY, i, 1))
+            us, ur = (clusters[m & defined], clusters[~m & defined]) if clusters is not None else (None, None)
+            boot_s = _mean_boot(values[m & defined], cfg.bootstrap, cfg.seed, (_KEY, i, 0), us)
+            boot_r = _mean_boot(values[~m & defined], cfg.bootstrap, cfg.seed, (_KEY, i, 1), ur)
         why = f"{metric} undefined in the slice or the rest"
         res: T.TestResult = r["test"]
         out_slices.append(
@@ -330,6 +461,7 @@ def _discover(
         "metric": metric,
         "higher_is_better": higher,
         "alternative": alternative,
+        "unit": "patient" if clusters is not None else "case",
         "attributes": list(attributes),
         "correction": cfg.correction,
         "alpha": cfg.alpha,

@@ -19,8 +19,8 @@ near 0. So, with `--ci-method score` or `exact`:
   resamples rarely hold (benchmarks/README.md, "Mean metrics"). Differences of brier keep the
   percentile bootstrap: the MOVER of two betting intervals is valid but so conservative that
   it disagreed with the permutation test beside it in up to 89% of cohorts
-  (docs/statistics.md). Not with patient clusters (the cases of a patient are not
-  independent): there the patient bootstrap's percentile interval.
+  (docs/statistics.md). With patient clusters it bets on each patient's summed errors
+  (the cases of a patient are not independent; the patients are).
 
 Each interval is a function of the normal quantile z, so that the family-adjusted interval
 (docs/statistics.md, "The family") comes from the same method.

@@ -8,6 +8,13 @@ per-case Brier scores). Groups are resampled within themselves, as in the main a
 a disparity (group minus reference) and its change since the baseline come from the same
 resamples of both groups.
 
+With patient clusters (docs/statistics.md, "Patient-level resampling") a group whose
+patients hold several cases is resampled by patient, and its tests take the patient as
+the unit: a sign-flip test of each patient's discordant-prediction balance for rates
+(the exact McNemar test when every patient has one case), Obuchowski's (1997) clustered
+variance of the paired AUROC difference (DeLong's when every patient has one case), and
+Wilcoxon's signed-rank test on each patient's mean Brier difference.
+
 Never imports torch or pydicom.
 """
 
@@ -36,6 +43,10 @@ PAIRED_METRICS = (
 )
 SCORE_ONLY = ("auroc", "brier")
 _CHUNK = 256
+# The patients' sign-flip test enumerates every flip up to this many discordant patients,
+# and draws this many flips (seeded) above it.
+_EXACT_FLIPS = 16
+_RANDOM_FLIPS = 20_000
 
 # For each rate: which cases it is measured on and what counts as the event, so McNemar
 # compares the two models' events on exactly those cases.
@@ -140,10 +151,61 @@ def paired_delong(y: np.ndarray, s_new: np.ndarray, s_base: np.ndarray) -> Paire
     return PairedTest("delong_paired", float(2 * sps.norm.sf(abs(z))))
 
 
-def mcnemar_test(metric: str, y: np.ndarray, s_new: np.ndarray, s_base: np.ndarray, t: float) -> PairedTest:
-    """Exact McNemar test on the cases where the two models' predictions disagree."""
-    from statsmodels.stats.contingency_tables import mcnemar
+def paired_obuchowski(y: np.ndarray, s_new: np.ndarray, s_base: np.ndarray, units: np.ndarray) -> PairedTest:
+    """Two correlated AUROCs with patient clusters: Obuchowski's (1997) clustered variance
+    applied to the difference of the two models' placement values (DeLong's when every
+    patient has one case)."""
+    yb = y.astype(bool)
+    m, n = int(yb.sum()), int((~yb).sum())
+    if m < 2 or n < 2:
+        return PairedTest("obuchowski_paired", None, "needs at least 2 positives and 2 negatives")
+    a1, v10a, v01a = _delong_structural(yb, s_new)
+    a2, v10b, v01b = _delong_structural(yb, s_base)
+    _, unit = np.unique(units, return_inverse=True)
+    k = int(unit.max()) + 1
+    d10 = np.bincount(unit[yb], weights=v10a - v10b, minlength=k)
+    d01 = np.bincount(unit[~yb], weights=v01a - v01b, minlength=k)
+    m_i = np.bincount(unit[yb], minlength=k)
+    n_i = np.bincount(unit[~yb], minlength=k)
+    d10 -= m_i * (a1 - a2)
+    d01 -= n_i * (a1 - a2)
+    i10, i01 = int((m_i > 0).sum()), int((n_i > 0).sum())
+    if i10 < 2 or i01 < 2:
+        return PairedTest("obuchowski_paired", None, "needs positives and negatives of at least 2 patients")
+    var = (
+        i10 / ((i10 - 1) * m * m) * float(d10 @ d10)
+        + i01 / ((i01 - 1) * n * n) * float(d01 @ d01)
+        + 2 * k / (k - 1) * float(d10 @ d01) / (m * n)
+    )
+    if not var > 1e-15:
+        if a1 == a2:
+            return PairedTest("obuchowski_paired", 1.0)
+        return PairedTest("obuchowski_paired", None, "zero variance of the AUROC difference")
+    z = (a1 - a2) / np.sqrt(var)
+    return PairedTest("obuchowski_paired", float(2 * sps.norm.sf(abs(z))))
 
+
+def sign_flip_p(d: np.ndarray, rng: np.random.Generator) -> float:
+    """Two-sided p of sum(d) under random signs of the nonzero d (each patient's difference
+    is symmetric about 0 when the two models are exchangeable within the patient): every
+    flip enumerated up to 16 nonzero values, else 20,000 seeded flips."""
+    d = d[d != 0]
+    if d.size == 0:
+        return 1.0
+    t = abs(float(d.sum()))
+    tol = 1e-9 * max(1.0, float(np.abs(d).sum()))
+    if d.size <= _EXACT_FLIPS:
+        signs = 1 - 2 * ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1)
+        return float(np.mean(np.abs(signs @ d) >= t - tol))
+    hits = 0
+    for a in range(0, _RANDOM_FLIPS, 2_000):
+        signs = rng.choice((-1.0, 1.0), size=(min(2_000, _RANDOM_FLIPS - a), d.size))
+        hits += int((np.abs(signs @ d) >= t - tol).sum())
+    return (1 + hits) / (1 + _RANDOM_FLIPS)
+
+
+def _events(metric: str, y: np.ndarray, s_new: np.ndarray, s_base: np.ndarray, t: float):
+    """The cases `metric` is measured on (mask) and each model's event on them."""
     cases, event = _MCNEMAR[metric]
     yb = y.astype(bool)
     keep = yb if cases == "positives" else (~yb if cases == "negatives" else np.ones_like(yb))
@@ -152,6 +214,36 @@ def mcnemar_test(metric: str, y: np.ndarray, s_new: np.ndarray, s_base: np.ndarr
         pn, pb = ~pn, ~pb
     elif event == "correct":
         pn, pb = pn == yb[keep], pb == yb[keep]
+    return keep, pn, pb
+
+
+def mcnemar_patients(
+    metric: str,
+    y: np.ndarray,
+    s_new: np.ndarray,
+    s_base: np.ndarray,
+    t: float,
+    units: np.ndarray,
+    rng: np.random.Generator,
+) -> PairedTest:
+    """McNemar's question with patients as the unit: the sign-flip test of each patient's
+    (new-only events - baseline-only events); the exact McNemar test when each patient has
+    one case of the metric's denominator."""
+    cases, _ = _MCNEMAR[metric]
+    keep, pn, pb = _events(metric, y, s_new, s_base, t)
+    if keep.sum() == 0:
+        return PairedTest("mcnemar_patients", None, f"no {cases} in this group")
+    _, unit = np.unique(units[keep], return_inverse=True)
+    d = np.bincount(unit, weights=(pn & ~pb).astype(float) - (~pn & pb).astype(float))
+    return PairedTest("mcnemar_patients", sign_flip_p(d, rng))
+
+
+def mcnemar_test(metric: str, y: np.ndarray, s_new: np.ndarray, s_base: np.ndarray, t: float) -> PairedTest:
+    """Exact McNemar test on the cases where the two models' predictions disagree."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    cases, _ = _MCNEMAR[metric]
+    keep, pn, pb = _events(metric, y, s_new, s_base, t)
     if keep.sum() == 0:
         return PairedTest("mcnemar", None, f"no {cases} in this group")
     table = [[int((pn & pb).sum()), int((pn & ~pb).sum())], [int((~pn & pb).sum()), int((~pn & ~pb).sum())]]
@@ -160,9 +252,19 @@ def mcnemar_test(metric: str, y: np.ndarray, s_new: np.ndarray, s_base: np.ndarr
     return PairedTest("mcnemar", float(mcnemar(table, exact=True).pvalue))
 
 
-def paired_test(metric: str, y: np.ndarray, s_new: np.ndarray, s_base: np.ndarray, t: float) -> PairedTest:
+def paired_test(
+    metric: str,
+    y: np.ndarray,
+    s_new: np.ndarray,
+    s_base: np.ndarray,
+    t: float,
+    units: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> PairedTest:
     """The paired test of the release comparison for `metric` (docs/ci.md, "A release
-    must not widen a gap")."""
+    must not widen a gap"); with `units` (one patient code per case) patients are the unit."""
+    if units is not None:
+        return _paired_test_patients(metric, y, s_new, s_base, t, units, rng or np.random.default_rng(0))
     if metric in _MCNEMAR:
         return mcnemar_test(metric, y, s_new, s_base, t)
     if metric == "auroc":
@@ -172,6 +274,29 @@ def paired_test(metric: str, y: np.ndarray, s_new: np.ndarray, s_base: np.ndarra
         if not np.any(d != 0):
             return PairedTest("wilcoxon", 1.0)
         return PairedTest("wilcoxon", float(sps.wilcoxon(d).pvalue))
+    return PairedTest("none", None, f"no paired test for {metric}; see its bootstrap interval")
+
+
+def _paired_test_patients(
+    metric: str,
+    y: np.ndarray,
+    s_new: np.ndarray,
+    s_base: np.ndarray,
+    t: float,
+    units: np.ndarray,
+    rng: np.random.Generator,
+) -> PairedTest:
+    if metric in _MCNEMAR:
+        return mcnemar_patients(metric, y, s_new, s_base, t, units, rng)
+    if metric == "auroc":
+        return paired_obuchowski(y, s_new, s_base, units)
+    if metric == "brier":
+        _, unit = np.unique(units, return_inverse=True)
+        yf = y.astype(float)
+        d = np.bincount(unit, weights=(s_new - yf) ** 2 - (s_base - yf) ** 2) / np.bincount(unit)
+        if not np.any(d != 0):
+            return PairedTest("wilcoxon_patients", 1.0)
+        return PairedTest("wilcoxon_patients", float(sps.wilcoxon(d).pvalue))
     return PairedTest("none", None, f"no paired test for {metric}; see its bootstrap interval")
 
 
@@ -194,9 +319,14 @@ def group_bootstrap(
     bootstrap: int,
     rng: np.random.Generator,
     has_scores: bool = True,
+    units: np.ndarray | None = None,
 ) -> GroupBoot:
-    """Resample the group's cases B times; both models see the same drawn cases."""
+    """Resample the group's cases B times (its patients, with `units`, one patient code per
+    case: a drawn patient brings all its cases); both models see the same drawn cases."""
+    from fairaudit.stats._clusters import bootstrap_weights
+
     n = len(y)
+    unit = np.unique(units, return_inverse=True)[1] if units is not None else None
     ones = np.ones((1, n))
     new = {k: float(v[0]) for k, v in metrics_weighted(y, s_new, ones, threshold, has_scores).items()}
     base = {k: float(v[0]) for k, v in metrics_weighted(y, s_base, ones, threshold, has_scores).items()}
@@ -205,7 +335,10 @@ def group_bootstrap(
     done = 0
     while done < bootstrap:
         b = min(_CHUNK, bootstrap - done)
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(float)
+        if unit is None:
+            w = rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(float)
+        else:
+            w = bootstrap_weights(int(unit.max()) + 1, b, rng)[:, unit]
         for k, v in metrics_weighted(y, s_new, w, threshold, has_scores).items():
             parts_new[k].append(v)
         for k, v in metrics_weighted(y, s_base, w, threshold, has_scores).items():
@@ -240,8 +373,12 @@ def compare_to_baseline(
     min_group_size: int,
     metrics: Sequence[str] = PAIRED_METRICS,
     has_scores: bool = True,
+    clusters: np.ndarray | None = None,
 ) -> list[dict]:
     """Per attribute: each group's change since the baseline and each gap's change.
+
+    `clusters`: one patient code per case; a group where some patient has several cases is
+    resampled and tested by patient (each group's `unit` says which).
 
     Returns the `baseline.attributes` list of results.json: for every group and metric the
     two values, the change (new minus baseline) with its paired interval and paired test;
@@ -257,19 +394,23 @@ def compare_to_baseline(
         values = np.asarray(values, dtype=object)
         names = sorted({str(v) for v in values})
         boots: dict[str, GroupBoot] = {}
+        units: dict[str, np.ndarray | None] = {}
         for g in names:
             idx = np.flatnonzero(values.astype(str) == g)
+            units[g] = _patients(clusters, idx)
             boots[g] = group_bootstrap(
-                y[idx], s_new[idx], s_base[idx], threshold, bootstrap, _stream(seed, attr, g), has_scores
-            )
+                y[idx], s_new[idx], s_base[idx], threshold, bootstrap, _stream(seed, attr, g), has_scores,
+                units[g],
+            )  # fmt: skip
         ref = references.get(attr) or max(names, key=lambda g: (boots[g].n, g))
         groups = []
         for g in names:
             gb = boots[g]
             idx = np.flatnonzero(values.astype(str) == g)
             rows = {}
+            test_rng = _stream(seed, attr, g, "test")
             for m in metrics:
-                test = paired_test(m, y[idx], s_new[idx], s_base[idx], threshold)
+                test = paired_test(m, y[idx], s_new[idx], s_base[idx], threshold, units[g], test_rng)
                 change = _estimate(
                     gb.new[m] - gb.base[m], gb.boot_new[m] - gb.boot_base[m], ci_level, "undefined in a model"
                 )
@@ -295,9 +436,20 @@ def compare_to_baseline(
                         abs(d_new) - abs(d_base), inc_boot, ci_level, "a gap is undefined"
                     ).to_dict()
                 rows[m] = row
-            groups.append({"group": g, "n": gb.n, "small": gb.n < min_group_size, "metrics": rows})
+            unit = "patient" if units[g] is not None else "case"
+            groups.append(
+                {"group": g, "n": gb.n, "small": gb.n < min_group_size, "unit": unit, "metrics": rows}
+            )
         out.append({"name": attr, "reference": ref, "groups": groups})
     return out
+
+
+def _patients(clusters: np.ndarray | None, idx: np.ndarray) -> np.ndarray | None:
+    """The group's patient codes when some patient has several of its cases, else None."""
+    if clusters is None or idx.size == 0:
+        return None
+    codes = np.asarray(clusters)[idx]
+    return codes if np.unique(codes).size < codes.size else None
 
 
 def _nullable(v: float) -> float | None:

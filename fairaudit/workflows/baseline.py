@@ -38,6 +38,7 @@ def baseline_section(
     score_column: str,
     prediction_column: str,
     hasher: IdHasher,
+    clusters: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """The results.json `baseline` section and the baseline file's manifest rows."""
     from fairaudit.stats._paired import compare_to_baseline
@@ -118,6 +119,7 @@ def baseline_section(
         seed=int(config["seed"]),
         min_group_size=int(config["min_group_size"]),
         has_scores=both_scores,
+        clusters=clusters[keep] if clusters is not None else None,
     )
     rows = [row for a in attrs for g in a["groups"] for row in g["metrics"].values()]
     alpha = round(1.0 - float(config["ci_level"]), 12)
@@ -128,7 +130,14 @@ def baseline_section(
         "n_unmatched": n_missing,
         "method": "paired bootstrap (cases resampled within each group, both models together), "
         "percentile intervals; McNemar (exact) for rates, paired DeLong for auroc, Wilcoxon "
-        "signed-rank for brier",
+        "signed-rank for brier"
+        + (
+            "; in groups where a patient has several cases, patients are resampled and tested "
+            "(sign-flip test of each patient's discordant predictions for rates, Obuchowski's "
+            "clustered variance for auroc, Wilcoxon on each patient's mean Brier difference)"
+            if clusters is not None
+            else ""
+        ),
         "correction": config.get("correction", "holm"),
         "attributes": attrs,
     }

@@ -265,6 +265,7 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
             scores=cohort.scores, has_scores=cohort.has_scores, attributes=cohort.attributes,
             references={a["name"]: a["reference"] for a in body["attributes"]}, config=config,
             score_column=req.score_column, prediction_column=req.prediction_column, hasher=hasher,
+            clusters=cohort.clusters,
         )  # fmt: skip
         report.attach("baseline", baseline)
     else:
@@ -292,6 +293,7 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
                     metric=req.discover_metric,
                     top=req.discover_top,
                     has_scores=cohort.has_scores,
+                    clusters=cohort.clusters,
                 )  # fmt: skip
             ),
         )

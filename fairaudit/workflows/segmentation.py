@@ -448,8 +448,15 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
             "discovered",
             run_stats(
                 lambda: discover_slices(
-                    None, None, base, cfg, metric=metric, top=req.discover_top, per_case=values[metric]
-                )
+                    None,
+                    None,
+                    base,
+                    cfg,
+                    metric=metric,
+                    top=req.discover_top,
+                    per_case=values[metric],
+                    clusters=clusters,
+                )  # fmt: skip
             ),
         )
     from fairaudit.report.provenance import collect_provenance

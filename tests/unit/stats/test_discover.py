@@ -240,3 +240,74 @@ def test_cli_discover_writes_results_and_report(tmp_path: Path) -> None:
     bad = cli.invoke(["audit", "--predictions", str(tmp_path / "p.csv"), "--attribute", "sex", "--discover",
          "--discover-metric", "ece", "--bootstrap", "20", "--out", str(out), "--quiet"], columns=None)  # fmt: skip
     assert bad.exit_code == 2
+
+
+# ------------------------------------------------------------------ patients as the unit
+
+
+def test_one_case_per_patient_changes_nothing() -> None:
+    y, s, attrs = cohort(600, 6, planted=True)
+    plain = discover_slices(y, s, attrs, CFG, top=3)
+    single = discover_slices(y, s, attrs, CFG, top=3, clusters=np.arange(y.size))
+    assert single == plain and single["unit"] == "case"
+
+
+def test_copies_as_one_patient_give_delong_on_the_originals() -> None:
+    """Every case copied 3 times, the copies one patient: the same information, so each
+    slice's clustered AUROC test equals DeLong's (statsmodels' rank_compare_2indep
+    variances) on the original cases."""
+    y, s, attrs = cohort(600, 7, planted=True)
+    attrs = {k: attrs[k] for k in ("manufacturer", "view")}
+    rep = np.repeat(np.arange(y.size), 3)
+    d = discover_slices(y[rep], s[rep], {k: v[rep] for k, v in attrs.items()}, CFG, top=1000, clusters=rep)
+    assert d["unit"] == "patient"
+    masks = _masks(attrs)
+    for sl in d["slices"]:
+        m = masks[sl["slice"]]
+        rs = rank_compare_2indep(s[m][y[m] == 1], s[m][y[m] == 0])
+        rr = rank_compare_2indep(s[~m][y[~m] == 1], s[~m][y[~m] == 0])
+        auc_s, auc_r = roc_auc_score(y[m], s[m]), roc_auc_score(y[~m], s[~m])
+        z = (auc_s - auc_r) / np.sqrt(rs.var_prob + rr.var_prob)
+        assert sl["test"] == "obuchowski"
+        assert sl["p_value"] == pytest.approx(sps.norm.cdf(z), rel=1e-9)
+
+
+def test_rate_test_with_patients_uses_the_cluster_robust_variance_of_statsmodels() -> None:
+    """selection_rate per slice with 2-4 images per patient: the z test's variances are
+    statsmodels' cluster-robust variance of the mean (OLS on a constant, no small-sample
+    correction) times G / (G - 1)."""
+    import statsmodels.api as sm
+
+    y, s, attrs = cohort(900, 8, planted=False)
+    attrs = {"sex": attrs["sex"]}
+    patients = np.repeat(np.arange(300), 3)
+    cfg = AuditConfig(bootstrap=200, seed=0, min_group_size=30, threshold=0.5)
+    d = discover_slices(y, s, attrs, cfg, metric="selection_rate", top=10, clusters=patients)
+    pred = (s >= 0.5).astype(float)
+
+    def part(m):
+        fit = sm.OLS(pred[m], np.ones(m.sum())).fit(
+            cov_type="cluster", cov_kwds={"groups": patients[m], "use_correction": False}
+        )
+        g = np.unique(patients[m]).size
+        return fit.params[0], fit.cov_params()[0, 0] * g / (g - 1)
+
+    for sl in d["slices"]:
+        m = attrs["sex"] == sl["conditions"][0]["group"]
+        (a, va), (b, vb) = part(m), part(~m)
+        z = (a - b) / np.sqrt(va + vb)
+        assert sl["test"] == "wald_patients"
+        assert sl["p_value"] == pytest.approx(2 * sps.norm.sf(abs(z)), rel=1e-9)  # selection rate: two-sided
+
+
+def test_per_case_means_with_patients_resample_patients() -> None:
+    """Per-case values copied into patients: the patient bootstrap of the copies draws the
+    same means as the patient bootstrap of the originals (a patient brings all its cases)."""
+    from fairaudit.stats._discover import _mean_boot
+
+    v = np.random.default_rng(9).random(120)
+    rep = np.repeat(np.arange(120), 4)
+    a = _mean_boot(v, 500, 3, (3, 0, 0), np.arange(120))
+    b = _mean_boot(v[rep], 500, 3, (3, 0, 0), rep)
+    np.testing.assert_allclose(b, a, rtol=1e-12)
+    assert np.std(a) == pytest.approx(np.std(v) / np.sqrt(120), rel=0.15)

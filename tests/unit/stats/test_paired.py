@@ -155,3 +155,98 @@ def test_gap_increase_detects_a_widened_gap_and_is_seeded():
     assert b["p_value"] < 1e-6 and b["test"] == "mcnemar"
     again = _run(y, s_new, s_base, groups, seed=3)
     assert again == res
+
+
+# ------------------------------------------------------------------ patients as the unit
+
+
+def test_obuchowski_paired_equals_delong_with_one_case_per_patient():
+    y, s_new, s_base = _data(200, 4)
+    from fairaudit.stats._paired import paired_obuchowski
+
+    got = paired_obuchowski(y, s_new, s_base, np.arange(len(y)))
+    assert got.p_value == pytest.approx(_delong_by_definition(y, s_new, s_base), rel=1e-9)
+
+
+def test_obuchowski_paired_of_copies_equals_delong_of_the_originals():
+    """Every case copied 3 times, the copies one patient: the same information, so the
+    clustered variance gives DeLong's p-value on the originals (image-level DeLong on the
+    copies would be three times as confident)."""
+    from fairaudit.stats._paired import paired_obuchowski
+
+    y, s_new, s_base = _data(150, 5)
+    rep = np.repeat(np.arange(len(y)), 3)
+    got = paired_obuchowski(y[rep], s_new[rep], s_base[rep], rep)
+    assert got.p_value == pytest.approx(_delong_by_definition(y, s_new, s_base), rel=1e-9)
+    assert paired_delong(y[rep], s_new[rep], s_base[rep]).p_value < got.p_value
+
+
+def test_patient_sign_flip_is_exact_mcnemar_with_one_discordant_case_per_patient():
+    """Patients of two positives, at most one of them discordant: each patient's balance is
+    -1, 0 or +1, and the sign-flip test is the exact (binomial) McNemar test."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    from fairaudit.stats._paired import mcnemar_patients
+
+    rng = np.random.default_rng(6)
+    k = 40
+    y = np.ones(2 * k, dtype=int)
+    s_new = np.full(2 * k, 0.9)
+    s_base = np.full(2 * k, 0.9)
+    kind = rng.choice(3, k, p=[0.7, 0.15, 0.15])  # 0: concordant, 1: new misses, 2: baseline misses
+    s_new[2 * np.flatnonzero(kind == 1)] = 0.1
+    s_base[2 * np.flatnonzero(kind == 2)] = 0.1
+    units = np.repeat(np.arange(k), 2)
+    got = mcnemar_patients("tpr", y, s_new, s_base, 0.5, units, np.random.default_rng(0))
+    b, c = int((kind == 2).sum()), int((kind == 1).sum())  # new-only hits, baseline-only hits
+    expected = mcnemar([[k - b - c, b], [c, k]], exact=True).pvalue
+    assert (b + c) <= 16  # enumerated, so exact
+    assert got.p_value == pytest.approx(expected, rel=1e-12)
+
+
+def test_sign_flip_p_enumerated_matches_by_hand_and_random_flips_agree():
+    from fairaudit.stats._paired import sign_flip_p
+
+    d = np.array([3.0, -1.0, 2.0])
+    # 8 sign patterns, |sum| >= 4: (+,-,+) -> 4 and (-,+,-) -> -4, (+,+,+) 6, (-,-,-) -6
+    assert sign_flip_p(d, np.random.default_rng(0)) == pytest.approx(4 / 8)
+    big = np.random.default_rng(1).normal(0.3, 1.0, 40)
+    signs = np.random.default_rng(2).choice((-1.0, 1.0), size=(200_000, big.size))
+    reference = float(np.mean(np.abs(signs @ big) >= abs(big.sum())))
+    assert sign_flip_p(big, np.random.default_rng(3)) == pytest.approx(reference, abs=0.01)
+
+
+def test_patient_bootstrap_of_copies_equals_the_singleton_patient_bootstrap():
+    """A patient drawn brings all its cases: copies that form one patient give the
+    replicates of the original cases drawn as patients (same generator)."""
+    from fairaudit.stats._paired import group_bootstrap
+
+    y, s_new, s_base = _data(80, 7)
+    rep = np.repeat(np.arange(len(y)), 4)
+    a = group_bootstrap(y, s_new, s_base, 0.5, 300, np.random.default_rng(9), units=np.arange(len(y)))
+    b = group_bootstrap(y[rep], s_new[rep], s_base[rep], 0.5, 300, np.random.default_rng(9), units=rep)
+    for m in ("tpr", "fpr", "auroc", "brier"):
+        np.testing.assert_allclose(b.boot_new[m], a.boot_new[m], rtol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(b.boot_base[m], a.boot_base[m], rtol=1e-12, equal_nan=True)
+
+
+def test_compare_to_baseline_uses_patients_only_where_a_patient_has_several_cases():
+    y, s_new, s_base = _data(240, 8)
+    groups = np.where(np.arange(240) < 120, "A", "B")
+    clusters = np.arange(240)
+    clusters[:120] = np.arange(120) // 3  # A: patients of 3 cases; B: one case each
+    out = compare_to_baseline(
+        y, s_new, s_base, {"g": groups}, {}, threshold=0.5, bootstrap=200, ci_level=0.95, seed=0,
+        min_group_size=30, clusters=clusters,
+    )  # fmt: skip
+    by = {g["group"]: g for g in out[0]["groups"]}
+    assert by["A"]["unit"] == "patient" and by["B"]["unit"] == "case"
+    assert by["A"]["metrics"]["tpr"]["test"] == "mcnemar_patients"
+    assert by["A"]["metrics"]["auroc"]["test"] == "obuchowski_paired"
+    assert by["A"]["metrics"]["brier"]["test"] == "wilcoxon_patients"
+    assert by["B"]["metrics"]["tpr"]["test"] == "mcnemar"
+    plain = compare_to_baseline(
+        y, s_new, s_base, {"g": groups}, {}, threshold=0.5, bootstrap=200, ci_level=0.95, seed=0,
+        min_group_size=30,
+    )  # fmt: skip
+    assert {g["group"]: g for g in plain[0]["groups"]}["B"]["metrics"] == by["B"]["metrics"]
