@@ -61,20 +61,27 @@ class InputError(Exception):
         hint: str | None = None,
         argument: str | None = None,
     ) -> None:
+        self.message = message
         self.file = file
         self.column = column
         self.row = row
         self.hint = hint
         self.argument = argument
+        super().__init__(self.text())
+
+    def text(self, name: Callable[[str], str] = str) -> str:
+        """The whole message: where (file, column, row), what, and the hint. `name` renders
+        the file and column names, which come from a file system or a CSV header: the CLI
+        passes an escaping function (fairaudit.cli._common.error_text)."""
         parts = []
-        if file is not None:
-            parts.append(str(file))
-        if column is not None:
-            parts.append(f"column '{column}'")
-        if row is not None:
-            parts.append(f"row {row}")
+        if self.file is not None:
+            parts.append(name(str(self.file)))
+        if self.column is not None:
+            parts.append(f"column '{name(str(self.column))}'")
+        if self.row is not None:
+            parts.append(f"row {self.row}")
         where = ", ".join(parts)
-        text = f"{where}: {message}" if where else message
-        if hint:
-            text = f"{text} {hint}"
-        super().__init__(text)
+        text = f"{where}: {self.message}" if where else self.message
+        if self.hint:
+            text = f"{text} {self.hint}"
+        return text

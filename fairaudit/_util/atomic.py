@@ -118,6 +118,9 @@ SET_FOLDERS: dict[str, frozenset[str]] = {
 ANCHORS: tuple[str, ...] = ("results.json", "normalize.json", "augment_check.json")
 
 STAGING_PREFIX = ".fairaudit-staging"
+#: The advisory lock a run holds on --out from before it stages anything until its set is
+#: published (or dropped); removed then. Not part of the set, never an orphan nor a user file.
+LOCK_FILE = ".fairaudit.lock"
 _STAGING = re.compile(rf"^{re.escape(STAGING_PREFIX)}\.(\d+)\.[0-9a-f]{{8}}$")
 # temporary_name, atomic_write_text, the probe, and augment-check's record spool (older runs).
 _ORPHAN_TMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{8}\.tmp(\.[^.]*)?$|^\.augment_records\.(\d+)\.tmp$")
@@ -239,8 +242,24 @@ class OutputSet:
             raise InputError(
                 f"the output folder cannot be created ({exc.strerror or exc}).", file=str(self.out)
             ) from None
-        for name in folders:  # the check publish makes, before the work
-            self._check_folder(name)
+        self._lock: int | None = None
+        try:
+            self._lock = lock_out(self.out)
+        except OSError as exc:  # a read-only or full --out: the same message as the probe's
+            self._forget_folder()
+            error = write_error(self.out, exc)
+            if error is exc:
+                raise
+            raise error from None
+        except BaseException:
+            self._forget_folder()
+            raise
+        try:
+            for name in folders:  # the check publish makes, before the work
+                self._check_folder(name)
+        except BaseException:
+            self._release()
+            raise
         remove_orphans(self.out)
         self.staging = self.out / f"{STAGING_PREFIX}.{os.getpid()}.{secrets.token_hex(4)}"
         try:
@@ -338,16 +357,106 @@ class OutputSet:
         _fsync(self.out, strict=False)
         self._done = True
         shutil.rmtree(self.staging, ignore_errors=True)
+        self._release()
 
     def discard(self) -> None:
         """Drop the staged files (a failed or interrupted run leaves --out as it was)."""
         self._done = True
         shutil.rmtree(self.staging, ignore_errors=True)
-        if self._created:  # a folder this run made for nothing
+        self._release()
+        self._forget_folder()
+
+    def _release(self) -> None:
+        """Give up the lock on --out (idempotent): the set is published or dropped."""
+        if self._lock is not None:
+            unlock_out(self.out, self._lock)
+            self._lock = None
+
+    def _forget_folder(self) -> None:
+        """Remove --out if this run made it for nothing (it is empty again)."""
+        if self._created:
             try:
                 self.out.rmdir()
             except OSError:
                 pass
+
+
+def lock_out(out: Path) -> int | None:
+    """Take the advisory lock on `out` (flock on LOCK_FILE inside it) and return its descriptor.
+
+    Two runs writing into one --out at once would interleave their sets; the second is
+    refused at once (InputError, exit 2) instead of waiting. The file is opened with
+    O_NOFOLLOW, as the prediction cache is (a link planted there is refused, its target never
+    created or locked), and must be a regular file. A run removes it when done, so a run that
+    opened the old file before that retries on the new one (the inode check). None (no lock,
+    with a warning) where the file system has no flock (some network mounts)."""
+    import fcntl
+    import stat
+
+    from fairaudit._util.safe_paths import open_nofollow
+    from fairaudit.errors import InputError, arg
+
+    path = out / LOCK_FILE
+    busy = InputError(
+        f"another fairaudit run is writing to {out}; wait for it or choose another {arg('out')}.",
+        argument="out",
+    )
+    for _ in range(5):
+        try:
+            fd = open_nofollow(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InputError(
+                    "is a symbolic link: fairaudit never opens its lock file through one.",
+                    file=str(path),
+                    hint="Remove it; it is recreated.",
+                ) from None
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InputError(
+                    "is not a regular file: fairaudit keeps its lock there.",
+                    file=str(path),
+                    hint="Remove it; it is recreated.",
+                )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise busy from None
+            except OSError as exc:
+                if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                log.warning(
+                    "cannot lock %s (%s): two runs into it at once are not refused", out, exc.strerror
+                )
+                os.close(fd)
+                return None
+            if _same_file(fd, path):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the run that held it removed it meanwhile: lock the new one
+    raise busy
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `fd` is still the file at `path` (not removed or replaced since it was opened)."""
+    try:
+        here, there = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def unlock_out(out: Path, fd: int) -> None:
+    """Remove the lock file (while holding it, so no run can lock the old one and pass the
+    inode check) and give up the lock: --out holds no file of the lock after a run."""
+    try:
+        if _same_file(fd, out / LOCK_FILE):
+            (out / LOCK_FILE).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def _test_kill(step: int) -> int:

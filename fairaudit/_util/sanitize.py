@@ -68,13 +68,22 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\U{code:08x}"
 
 
-def clean_text(value: Any) -> str:
+def clean_text(value: Any, *, keep: str = "\t\n\r") -> str:
     """`value` as text with every unsafe character shown as a visible escape (\\x00, \\ufffe).
 
     Escaping rather than deleting keeps "A\\x00" and "A\\x01" two different groups.
+    `keep`: which of tab, newline and carriage return stay raw (the reports' renderers treat
+    them as white space). A terminal does not: a carriage return overwrites the line, and a
+    newline inside a file name forges a log line, so the CLI escapes them (keep="" for a
+    name, "\\t\\n" for a whole message; fairaudit.cli._common).
     """
     text = value if isinstance(value, str) else str(value)
-    return _UNSAFE.sub(_escape, text) if _UNSAFE.search(text) else text
+    if _UNSAFE.search(text):
+        text = _UNSAFE.sub(_escape, text)
+    breaks = "".join(c for c in "\t\n\r" if c not in keep)
+    if breaks and any(c in text for c in breaks):
+        text = re.sub(f"[{breaks}]", _escape, text)
+    return text
 
 
 def _digest(value: str) -> str:

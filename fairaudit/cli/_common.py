@@ -5,8 +5,11 @@ One definition per flag keeps its spelling and help text the same in every comma
 each alias below is a whole flag; the default stays in the command's signature. Where
 commands differ in type (required in one, optional in another) two aliases share one
 `typer.Option`, so the flag and its help are still written once. Flags only one command
-takes stay in its module. Only typer is imported here (`--help` must stay light); rich
-and the library are imported when a command runs.
+takes stay in its module. Only typer and the standard library are imported here (`--help`
+must stay light); rich and the library are imported when a command runs.
+
+Errors and log lines are rendered here too (`run_or_exit`, `EscapingFormatter`): the one
+place where names from files and CSV headers are escaped for the terminal.
 
 `FLAGS` maps the library's argument names to these flags: messages the library raises
 (fairaudit.errors.arg) are spelled with it while a command runs (`run_or_exit`).
@@ -14,14 +17,19 @@ and the library are imported when a command runs.
 
 from __future__ import annotations
 
+import logging
+import os
 import shlex
 import sys
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+
+if TYPE_CHECKING:
+    from fairaudit.errors import InputError
 
 T = TypeVar("T")
 
@@ -127,8 +135,31 @@ FollowSymlinks = Annotated[
     bool,
     typer.Option(
         "--follow-symlinks",
-        help="Follow symbolic links that lead out of the DICOM folder (default: each is skipped and "
-        "listed in manifest.csv). Links within the folder are never needed: their targets are read anyway.",
+        help="Follow symbolic links that lead out of the DICOM folder or a mask folder (default: each "
+        "is skipped and listed in manifest.csv). Links within the folder are never needed: their "
+        "targets are read anyway.",
+    ),
+]
+# The reader's limits: every command that reads a DICOM folder takes them, with the same
+# defaults as fairaudit.io.dicom.DecodeOptions (docs/threat-model.md, "DICOM files").
+MAX_PIXELS = 2**28
+MAX_FILE_SIZE = "2GB"
+MaxPixels = Annotated[
+    int,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="Refuse (exclude, from the header, before decoding) a DICOM file declaring more than "
+        "Rows x Columns x frames x samples values: bounds the memory one file can take.",
+    ),
+]
+MaxFileSize = Annotated[
+    str,
+    typer.Option(
+        "--max-file-size",
+        metavar="SIZE",
+        help="Exclude, from its size and before reading it, a DICOM file larger than this "
+        "(bytes, or e.g. 500MB, 2GB): bounds the time one file can take.",
     ),
 ]
 
@@ -227,11 +258,25 @@ def command_line(argv: list[str] | None = None) -> str:
     return " ".join(shlex.quote(a) for a in ["fairaudit", *kept])
 
 
+def max_file_size_bytes(text: str) -> int:
+    """--max-file-size 500MB (or bytes) in bytes; InputError (exit 2) naming the flag otherwise."""
+    from fairaudit._util.sizes import parse_size
+    from fairaudit.errors import InputError
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise InputError(f"--max-file-size: {exc}.", argument="max_file_size") from None
+
+
 def request_options(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The shared flags (click's ctx.params) as CohortRequest fields; InputError on a bad --format."""
+    """The shared flags (click's ctx.params) as CohortRequest fields; InputError on a bad --format
+    or --max-file-size."""
     from fairaudit.report.image_reports import parse_formats
 
     return {
+        "max_pixels": params["max_pixels"],
+        "max_file_size": max_file_size_bytes(params["max_file_size"]),
         "bootstrap": params["bootstrap"],
         "ci_level": params["ci_level"],
         "correction": params["correction"].lower(),
@@ -267,7 +312,12 @@ def check_out(out: Path, folders: Mapping[str, Path | None]) -> None:
 
 def run_or_exit(call: Callable[[], T]) -> T:
     """Run the library call with its messages spelling arguments as flags; bad input ends with
-    its message on stderr and exit code 2."""
+    its message on stderr and exit code 2.
+
+    A command that takes --workers has FAIRAUDIT_WORKERS checked here, before the call: the
+    variable is otherwise read where a pool starts, after the model ran or files were written
+    (docs/ci.md, "Exit codes"). The message is escaped here, the one place errors are shown:
+    a file or column name cannot put a terminal escape sequence on stderr (error_text)."""
     from rich.console import Console
     from rich.markup import escape
 
@@ -275,10 +325,61 @@ def run_or_exit(call: Callable[[], T]) -> T:
 
     try:
         with argument_spelling(flag):
+            if _takes_workers():
+                from fairaudit._util.workers import env_workers
+
+                env_workers()
             return call()
     except InputError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(error_text(exc))}")
         raise typer.Exit(2) from None
+
+
+def _takes_workers() -> bool:
+    """Whether the running command declares --workers (so it starts worker pools)."""
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    return ctx is not None and "workers" in ctx.params
+
+
+def error_text(exc: InputError) -> str:
+    """An InputError as the terminal shows it: the file and column names with every control
+    character, line break and bidi override as a visible escape (they come from a file system
+    or a CSV header), and the rest without raw control characters or carriage returns
+    (fairaudit._util.sanitize.clean_text; docs/threat-model.md, "User strings in outputs")."""
+    from fairaudit._util.sanitize import clean_text
+
+    return clean_text(exc.text(lambda name: clean_text(name, keep="")), keep="\t\n")
+
+
+class EscapingFormatter(logging.Formatter):
+    """Log records with control characters shown as escapes: the handler of the CLI's log
+    (fairaudit.cli.main) formats through it, the one place log lines are rendered. Arguments
+    (file names, column names) are escaped whole, line breaks included, so a name cannot
+    forge or overwrite a log line; the rest keeps its newlines (docs/threat-model.md)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from fairaudit._util.sanitize import clean_text
+
+        shown = logging.makeLogRecord(record.__dict__)  # the record itself goes on unchanged
+        shown.args = _escaped_args(record.args, clean_text)
+        return clean_text(super().format(shown), keep="\t\n")
+
+
+def _escaped_args(args: Any, clean: Callable[..., str]) -> Any:
+    """A record's arguments with each text (a str or a path) escaped whole; numbers unchanged."""
+    if isinstance(args, Mapping):
+        return {k: _escaped_arg(v, clean) for k, v in args.items()}
+    if isinstance(args, tuple):
+        return tuple(_escaped_arg(v, clean) for v in args)
+    return args
+
+
+def _escaped_arg(value: Any, clean: Callable[..., str]) -> Any:
+    if isinstance(value, (str, os.PathLike)):
+        return clean(os.fspath(value), keep="")
+    return value
 
 
 def print_summary(headline: str, results: Mapping[str, Any], files: Mapping[str, Path]) -> None:
@@ -296,8 +397,11 @@ def print_summary(headline: str, results: Mapping[str, Any], files: Mapping[str,
 
 
 def print_report_path(report: Path) -> None:
-    """Where the report is, on stderr (escaped: a folder named o_[/]x is not markup)."""
+    """Where the report is, on stderr (escaped: a folder named o_[/]x is not markup, and a
+    control character in it is shown as an escape)."""
     from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True).print(f"Report: {escape(str(report))}")
+    from fairaudit._util.sanitize import clean_text
+
+    Console(stderr=True).print(f"Report: {escape(clean_text(str(report), keep=''))}")

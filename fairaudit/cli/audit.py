@@ -137,24 +137,8 @@ def audit(
     batch_size: opt.OptionalBatchSize = None,
     workers: opt.Workers = None,
     scheduler: opt.Scheduler = None,
-    max_pixels: Annotated[
-        int,
-        typer.Option(
-            "--max-pixels",
-            min=1,
-            help="Refuse (exclude, from the header, before decoding) a DICOM file declaring more than "
-            "Rows x Columns x frames x samples values: bounds the memory one file can take.",
-        ),
-    ] = 2**28,
-    max_file_size: Annotated[
-        str,
-        typer.Option(
-            "--max-file-size",
-            metavar="SIZE",
-            help="Exclude, from its size and before reading it, a DICOM file larger than this "
-            "(bytes, or e.g. 500MB, 2GB): bounds the time one file can take.",
-        ),
-    ] = "2GB",
+    max_pixels: opt.MaxPixels = opt.MAX_PIXELS,
+    max_file_size: opt.MaxFileSize = opt.MAX_FILE_SIZE,
     max_groups: Annotated[
         int,
         typer.Option(
@@ -307,7 +291,7 @@ def audit(
             discover_metric=discover_metric.lower() if discover_metric else None,
             discover_top=discover_top,
             max_pixels=max_pixels,
-            max_file_size=_bytes(max_file_size),
+            max_file_size=opt.max_file_size_bytes(max_file_size),
             max_groups=max_groups,
             merge_small_groups=merge_small_groups,
             positive_label=positive_label,
@@ -335,17 +319,6 @@ def audit(
         report = outcome.files.get("html") or outcome.files.get("md") or outcome.files["json"]
         opt.print_report_path(report)
     raise typer.Exit(outcome.exit_code)
-
-
-def _bytes(text: str) -> int:
-    """--max-file-size 500MB (or bytes) in bytes."""
-    from fairaudit._util.sizes import parse_size
-    from fairaudit.errors import InputError
-
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise InputError(f"--max-file-size: {exc}.", argument="max_file_size") from None
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:

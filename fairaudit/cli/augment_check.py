@@ -54,6 +54,8 @@ def augment_check(
     workers: opt.Workers = None,
     scheduler: opt.Scheduler = None,
     follow_symlinks: opt.FollowSymlinks = False,
+    max_pixels: opt.MaxPixels = opt.MAX_PIXELS,
+    max_file_size: opt.MaxFileSize = opt.MAX_FILE_SIZE,
     fmt: opt.Formats = "html,md,json",
     keep_ids: opt.KeepIds = False,
     salt: opt.Salt = None,

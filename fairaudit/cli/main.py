@@ -46,16 +46,13 @@ def root(
     from rich.console import Console
     from rich.logging import RichHandler
 
+    from fairaudit.cli._common import EscapingFormatter
+
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[
-            RichHandler(console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False)
-        ],
-        force=True,
-    )
+    handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False, rich_tracebacks=False)
+    # File and column names reach log lines as given: shown with escapes (docs/threat-model.md).
+    handler.setFormatter(EscapingFormatter("%(message)s", datefmt="[%X]"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 app.command("audit", help=audit_cmd.HELP, cls=OnceCommand)(audit_cmd.audit)

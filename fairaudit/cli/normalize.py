@@ -79,6 +79,8 @@ def normalize(
     workers: opt.Workers = None,
     scheduler: opt.Scheduler = None,
     follow_symlinks: opt.FollowSymlinks = False,
+    max_pixels: opt.MaxPixels = opt.MAX_PIXELS,
+    max_file_size: opt.MaxFileSize = opt.MAX_FILE_SIZE,
     no_previews: Annotated[bool, typer.Option("--no-previews", help="Do not write PNG previews.")] = False,
     fmt: opt.Formats = "html,md,json",
     keep_ids: opt.KeepIds = False,

@@ -119,6 +119,8 @@ def train(
         str | None, typer.Option("--name", help="Model name in model.json. \\[default: folder name]")
     ] = None,
     follow_symlinks: opt.FollowSymlinks = False,
+    max_pixels: opt.MaxPixels = opt.MAX_PIXELS,
+    max_file_size: opt.MaxFileSize = opt.MAX_FILE_SIZE,
     quiet: opt.Quiet = False,
 ) -> None:
     """The flags mapped to a TrainConfig and the data arguments; the library trains."""
@@ -129,6 +131,7 @@ def train(
         if demographics is None:
             raise InputError("--demographics is required (the attribute columns and patient ids).")
         opt.check_out(out, {"dicom_dir": dicom_dir, "masks": masks})
+        file_limit = opt.max_file_size_bytes(max_file_size)  # a bad size: exit 2 before torch loads
         import torch
 
         from fairaudit.io.masks import parse_labels
@@ -184,6 +187,8 @@ def train(
                 patient_column=patient_column,
                 workers=workers,
                 progress=not quiet,
+                max_pixels=max_pixels,
+                max_file_size=file_limit,
             )
         return train_model(
             data, cfg, out, spec=spec, attributes=list(attribute or []), show_progress=not quiet

@@ -45,24 +45,11 @@ def scan_dicom_table(
     `keywords` (vetted by fairaudit.io.dicom_attributes) become raw text columns "dicom:KEYWORD".
     `max_pixels` (default: DecodeOptions') refuses, from the header, files declaring more pixels;
     `max_file_size` (default: DecodeOptions'), from their size, files larger than that."""
-    from fairaudit.io.dicom import HEADER_FIELDS, DecodeOptions, iter_outcomes
+    from fairaudit.io.dicom import HEADER_FIELDS, iter_outcomes, limited_options
     from fairaudit.io.dicom_attributes import PREFIX, header_text
 
     extra = tuple(k for k in keywords if k not in HEADER_FIELDS)
-    if max_pixels is not None and int(max_pixels) < 1:
-        raise InputError(
-            f"{arg('max_pixels')} must be a positive number of pixels, not {max_pixels}.",
-            argument="max_pixels",
-        )
-    if max_file_size is not None and int(max_file_size) < 1:
-        raise InputError(
-            f"{arg('max_file_size')} must be a positive number of bytes, not {max_file_size}.",
-            argument="max_file_size",
-        )
-    limits = {} if max_pixels is None else {"max_pixels": int(max_pixels)}
-    if max_file_size is not None:
-        limits["max_file_size"] = int(max_file_size)
-    options = DecodeOptions(extra_header=extra, **limits)
+    options = limited_options(max_pixels, max_file_size, extra_header=extra)
 
     root = Path(root)
     if not root.is_dir():

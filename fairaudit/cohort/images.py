@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 
@@ -20,6 +20,9 @@ from fairaudit._util.privacy import IdHasher
 from fairaudit._util.sanitize import frame_to_csv
 from fairaudit.errors import InputError, arg
 from fairaudit.io.tables import DICOM_ID_TAGS, ID_CANDIDATES, Table, is_missing, read_table
+
+if TYPE_CHECKING:
+    from fairaudit.io.dicom import DecodeOptions
 
 FILES_LABEL = "DICOM files"
 #: The longest file stem of a per-image output (--keep-ids names it after the path): with
@@ -44,6 +47,15 @@ class CohortRequest:
     formats: tuple[str, ...] = ("html", "md", "json")
     progress: bool = False
     command: str = ""
+    max_pixels: int | None = None  # --max-pixels: refuse DICOM files declaring more (None: reader default)
+    max_file_size: int | None = None  # --max-file-size: refuse larger DICOM files (None: reader default)
+
+    def decode_options(self) -> DecodeOptions:
+        """The reader's options with this run's --max-pixels and --max-file-size: the same
+        limits as audit's (fairaudit.io.dicom.limited_options; docs/dicom.md)."""
+        from fairaudit.io.dicom import limited_options
+
+        return limited_options(self.max_pixels, self.max_file_size)
 
 
 @dataclass

@@ -83,7 +83,14 @@ def parse_spacing(text: str | None) -> tuple[float, ...] | None:
 
 def index_masks(root: Path | str, argument: str = "masks") -> MaskIndex:
     """Every file under `root` (recursively): usable masks by id, and the others with a reason.
-    `argument`: the argument that gave the folder, for messages (fairaudit.errors.arg)."""
+    `argument`: the argument that gave the folder, for messages (fairaudit.errors.arg).
+
+    The folder is walked as the DICOM folder is (fairaudit.io.dicom._scan.walk): a symbolic
+    link leading out of it is not followed but listed with its reason, unless
+    --follow-symlinks; FIFOs and devices are never opened (docs/threat-model.md). A link to a
+    mask inside the folder is another id for that mask, as before."""
+    from fairaudit.io.dicom._scan import walk
+
     root = Path(root)
     if not root.is_dir():
         raise InputError(
@@ -94,10 +101,15 @@ def index_masks(root: Path | str, argument: str = "masks") -> MaskIndex:
         )
     by_id: dict[str, list[Path]] = {}
     skipped: list[tuple[str, str]] = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
+    for entry in walk(root, aliases=True):
+        rel = entry.rel
+        if rel != "." and any(part.startswith(".") for part in rel.split("/")):
             continue  # hidden files (.DS_Store, editor swap files) are not inputs
+        if entry.problem is not None:  # a link leaving the folder, a broken link, ...
+            status, why = entry.problem
+            skipped.append((rel, f"{status}: {why}"))
+            continue
+        path = root / rel
         suffix = path.suffix.lower()
         if suffix in MASK_SUFFIXES:
             by_id.setdefault(path.stem, []).append(path)

@@ -255,7 +255,7 @@ def run_inference(
     """
     from fairaudit import cluster
     from fairaudit._util import interrupt
-    from fairaudit.io.dicom import HEADER_FIELDS, DecodeOptions
+    from fairaudit.io.dicom import HEADER_FIELDS, limited_options
     from fairaudit.io.dicom._scan import count_files, walk
 
     size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
@@ -310,10 +310,7 @@ def run_inference(
         if id_columns is None
         else tuple(c for c in id_columns if c in DICOM_ID_TAGS),
     )
-    limit = {} if max_pixels is None else {"max_pixels": int(max_pixels)}
-    if max_file_size is not None:
-        limit["max_file_size"] = int(max_file_size)
-    options = DecodeOptions(frames="middle", extra_header=extra, **limit)
+    options = limited_options(max_pixels, max_file_size, frames="middle", extra_header=extra)
     session = cluster.active()
     try:
         if cached and entries is not None:

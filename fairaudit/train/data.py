@@ -99,11 +99,16 @@ def load_training_data(
     patient_column: str | None = None,
     workers: int | None = None,
     progress: bool = True,
+    max_pixels: int | None = None,
+    max_file_size: int | None = None,
 ) -> TrainingData:
     """Decode, join and preprocess. Classification needs `labels`; segmentation `masks`
-    (foreground = any nonzero value, or the values in `mask_labels`)."""
-    from fairaudit.io.dicom import DecodeOptions, iter_outcomes
+    (foreground = any nonzero value, or the values in `mask_labels`). `max_pixels` and
+    `max_file_size` (--max-pixels, --max-file-size) bound what one DICOM file may cost, as
+    in an audit (None: the reader's defaults); a file over them is excluded in the manifest."""
+    from fairaudit.io.dicom import iter_outcomes, limited_options
 
+    options = limited_options(max_pixels, max_file_size, frames="middle")  # checked before any read
     dicom_dir = Path(dicom_dir)
     if not dicom_dir.is_dir():
         raise InputError(
@@ -174,7 +179,6 @@ def load_training_data(
     def exclude(source: str, ident: str, reason: str) -> None:
         manifest.append({"source": source, "id": ident, "status": "excluded", "reason": reason})
 
-    options = DecodeOptions(frames="middle")
     for outcome in iter_outcomes(
         dicom_dir, header_only=False, options=options, workers=workers, progress=progress
     ):

@@ -113,6 +113,7 @@ class _Case:
 
 def _validate(req: AugmentCheckRequest) -> None:
     check_dicom_dir(req.dicom_dir)
+    req.decode_options()  # --max-pixels and --max-file-size, checked before --out is touched
     if not req.attributes:
         raise InputError(
             f"pass at least one {arg('attributes')} (a column of {arg('demographics')}).",
@@ -242,7 +243,11 @@ def _run_augment_check(req: AugmentCheckRequest, outs: Any) -> AugmentCheckOutco
     records = open(tmp_records, "w", encoding="utf-8")  # noqa: SIM115 - closed below, streamed to keep memory flat
     try:
         for o in iter_outcomes(
-            Path(req.dicom_dir), header_only=False, workers=req.workers, progress=req.progress
+            Path(req.dicom_dir),
+            header_only=False,
+            workers=req.workers,
+            progress=req.progress,
+            options=req.decode_options(),
         ):
             row = file_row(o, status="excluded", hasher=hasher)
             manifest.append(row)

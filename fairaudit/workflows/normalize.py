@@ -108,6 +108,7 @@ class _Image:
 
 def _validate(req: NormalizeRequest) -> None:
     check_dicom_dir(req.dicom_dir)
+    req.decode_options()  # --max-pixels and --max-file-size, checked before --out is touched
     if req.attributes and req.demographics is None:
         raise InputError(
             f"{arg('attributes')} needs {arg('demographics')} (the CSV that holds the attribute columns).",
@@ -210,7 +211,11 @@ def _run_normalize(req: NormalizeRequest, outs: Any) -> NormalizeOutcome:
 
     # ---- pass 1: statistics before, site pools
     for o in iter_outcomes(
-        Path(req.dicom_dir), header_only=False, workers=req.workers, progress=req.progress
+        Path(req.dicom_dir),
+        header_only=False,
+        workers=req.workers,
+        progress=req.progress,
+        options=req.decode_options(),
     ):
         row = manifest[o.path] = file_row(o, hasher=hasher)
         if o.status != "ok" or o.image is None:
@@ -259,7 +264,11 @@ def _run_normalize(req: NormalizeRequest, outs: Any) -> NormalizeOutcome:
     from fairaudit.report.svg import png_bytes
 
     for o in iter_outcomes(
-        Path(req.dicom_dir), header_only=False, workers=req.workers, progress=req.progress
+        Path(req.dicom_dir),
+        header_only=False,
+        workers=req.workers,
+        progress=req.progress,
+        options=req.decode_options(),
     ):
         img = images.get(o.path)
         if img is None or o.image is None:

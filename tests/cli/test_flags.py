@@ -44,7 +44,7 @@ def test_the_shared_flags_are_the_expected_ones() -> None:
         "--masks", "--mask-labels", "--id-column", "--bootstrap", "--ci-level", "--correction",
         "--min-group-size", "--seed", "--device", "--batch-size", "--workers", "--scheduler",
         "--format", "--keep-ids", "--salt", "--quiet", "--json", "--trust-model", "--follow-symlinks",
-        "DICOM_DIR",
+        "--max-pixels", "--max-file-size", "DICOM_DIR",
     }  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from fairaudit.io.dicom._decode import (
     HEADER_FIELDS,
     DecodeOptions,
     FileOutcome,
+    limited_options,
     read_file,
 )
 from fairaudit.io.dicom._parallel import iter_outcomes, workers_default
@@ -33,6 +34,7 @@ __all__ = [
     "SeriesVolume",
     "assemble_series",
     "iter_outcomes",
+    "limited_options",
     "read_file",
     "scan",
     "workers_default",

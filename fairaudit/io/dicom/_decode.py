@@ -128,6 +128,32 @@ class DecodeOptions:
 DEFAULT_OPTIONS = DecodeOptions()
 
 
+def limited_options(
+    max_pixels: int | None = None, max_file_size: int | None = None, **fields: Any
+) -> DecodeOptions:
+    """DecodeOptions(**fields) with the user's --max-pixels and --max-file-size (None: the
+    defaults). One place for every reader of a DICOM folder (audit's scan and model run,
+    normalize, augment-check, train), so the flags bound each the same way (docs/dicom.md);
+    a value below 1 is bad input (exit 2) naming the argument, not a crash."""
+    from fairaudit.errors import InputError, arg
+
+    if max_pixels is not None:
+        if int(max_pixels) < 1:
+            raise InputError(
+                f"{arg('max_pixels')} must be a positive number of pixels, not {max_pixels}.",
+                argument="max_pixels",
+            )
+        fields["max_pixels"] = int(max_pixels)
+    if max_file_size is not None:
+        if int(max_file_size) < 1:
+            raise InputError(
+                f"{arg('max_file_size')} must be a positive number of bytes, not {max_file_size}.",
+                argument="max_file_size",
+            )
+        fields["max_file_size"] = int(max_file_size)
+    return DecodeOptions(**fields)
+
+
 @dataclass
 class FileOutcome:
     """What every scanned file becomes: small and picklable."""

@@ -14,6 +14,9 @@ Symbolic links (see docs/dicom.md):
   `following_symlinks(True)`) it is followed; each outside folder (by real path) is
   entered at most once and each outside file (by device and inode) is listed at most
   once, under the first path the walk meets, so loops outside the tree end too.
+- `aliases` (mask folders, whose file names are ids): a link to a file inside the tree is
+  listed under its own path too, since there it names another id; links to folders inside
+  are still not entered (no loop).
 Broken links and folders that cannot be listed are reported (`WalkEntry.problem`), never
 fatal; sockets, FIFOs and devices are ignored (opening a FIFO would block).
 """
@@ -75,22 +78,25 @@ class _State:
     seen_dirs: set[str] = field(default_factory=set)  # real paths of outside folders entered
     seen_files: set[tuple[int, int]] = field(default_factory=set)  # outside files listed
     follow: bool = False  # follow links out of the tree (--follow-symlinks)
+    aliases: bool = False  # list links to files inside the tree under their own path too
 
     def inside(self, real: str) -> bool:
         return real == self.root_real or real.startswith(self.root_real.rstrip(os.sep) + os.sep)
 
 
-def walk(root: Path, follow_symlinks: bool | None = None) -> Iterator[WalkEntry]:
+def walk(root: Path, follow_symlinks: bool | None = None, *, aliases: bool = False) -> Iterator[WalkEntry]:
     """Every regular file under `root` (or `root` itself when it is a file), plus problems.
 
     `follow_symlinks`: follow links out of `root` (default: as set by following_symlinks()).
     Read when called, not when the walk starts, so a lazily consumed walk keeps its setting.
+    `aliases`: list a link to a file inside the tree under the link's path too (see the
+    module doc: a mask folder, where a name is an id).
     """
     follow = _follow_default if follow_symlinks is None else bool(follow_symlinks)
-    return _walk(Path(root), follow)
+    return _walk(Path(root), follow, aliases)
 
 
-def _walk(root: Path, follow: bool) -> Iterator[WalkEntry]:
+def _walk(root: Path, follow: bool, aliases: bool = False) -> Iterator[WalkEntry]:
     try:
         st = root.stat()
     except OSError as exc:
@@ -101,7 +107,7 @@ def _walk(root: Path, follow: bool) -> Iterator[WalkEntry]:
         return
     if not stat.S_ISDIR(st.st_mode):
         return
-    state = _State(os.fspath(root), os.path.realpath(root), follow=follow)
+    state = _State(os.fspath(root), os.path.realpath(root), follow=follow, aliases=aliases)
     yield from _walk_dir(root, "", state, outside=False)
 
 
@@ -137,6 +143,9 @@ def _walk_dir(directory: Path, prefix: str, state: _State, outside: bool) -> Ite
             # Reached through a link: skip what the walk of the tree itself lists anyway.
             real = os.path.realpath(full)
             if state.inside(real):
+                if state.aliases and is_link and stat.S_ISREG(st.st_mode):
+                    yield WalkEntry(state.top, rel)  # another name (id) for a file of the tree
+                    continue
                 log.debug("not following %s: its target is inside the scanned tree", shown_path(rel))
                 continue
             if not state.follow:  # the target is not logged: it may name a patient or /etc

@@ -117,6 +117,58 @@ def test_hostile_group_names_in_every_output(tmp_path: Path) -> None:
     assert {g["group"] for g in results["attributes"][0]["groups"]} == set(HOSTILE_NAMES)
 
 
+# What a terminal obeys: every control character but tab and newline (a carriage return
+# overwrites the line), and the bidi embeddings, overrides and isolates.
+RAW_ON_TERMINAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffe\uffff]")
+HOSTILE_FILE = "p\x1b[31mred\u202eevil\r.csv"
+HOSTILE_COLUMN = "sex\x1b[31m\u202e"
+
+
+def _stderr_of(args: list[str], cwd: Path) -> tuple[int, str]:
+    """The CLI in a child process (the real log handler and error rendering): exit code, stderr."""
+    proc = cli.run_module(args, cwd=cwd, env={"COLUMNS": "400", "FAIRAUDIT_WORKERS": "1"}, timeout=300)
+    return proc.returncode, proc.stderr
+
+
+def test_file_and_column_names_in_log_lines_are_escaped(tmp_path: Path) -> None:
+    """Issue 19 leftover: a warning names the file and the column as given; the log handler
+    shows their ESC, carriage return and bidi override as escapes."""
+    rows = [
+        [f"c{i}", i % 2, "" if i == 3 else 0.2 + 0.5 * (i % 2), "" if i == 5 else "FM"[i % 2]]
+        for i in range(60)
+    ]
+    write_csv(tmp_path / HOSTILE_FILE, ["id", "label", "score", HOSTILE_COLUMN], rows)
+    code, err = _stderr_of(["audit", "--predictions", HOSTILE_FILE, "--attribute", HOSTILE_COLUMN,
+                            "--bootstrap", "20", "--out", "out", "-q"], tmp_path)  # fmt: skip
+    assert code == 0, err
+    assert "missing score" in err and "missing sex" in err  # the two warnings were logged
+    assert not RAW_ON_TERMINAL.search(err), repr(err)
+    assert "p\\x1b[31mred\\u202eevil\\x0d.csv" in err and "sex\\x1b[31m\\u202e" in err
+
+
+def test_file_and_column_names_in_error_messages_are_escaped(tmp_path: Path) -> None:
+    """The InputError names the file, the column and the row: shown with escapes, exit 2."""
+    rows = [[f"c{i}", i % 2, 7 if i == 3 else 0.5, "FM"[i % 2]] for i in range(60)]
+    write_csv(tmp_path / HOSTILE_FILE, ["id", "label", HOSTILE_COLUMN, "sex"], rows)
+    code, err = _stderr_of(["audit", "--predictions", HOSTILE_FILE, "--score-column", HOSTILE_COLUMN,
+                            "--attribute", "sex", "--bootstrap", "20", "--out", "out", "-q"], tmp_path)  # fmt: skip
+    assert code == 2, err
+    assert "Traceback" not in err and "is outside [0, 1]" in err
+    assert not RAW_ON_TERMINAL.search(err), repr(err)
+    assert "p\\x1b[31mred\\u202eevil\\x0d.csv, column 'sex\\x1b[31m\\u202e', row 5:" in cli.flat(err)
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_an_input_error_keeps_its_text_for_python_callers() -> None:
+    """The escaping is the CLI's: str() of the error (the Python API) keeps the names as given."""
+    from fairaudit.cli._common import error_text
+    from fairaudit.errors import InputError
+
+    exc = InputError("bad.", file="a\nb\x1b.csv", column="c\u202e", row=3, hint="Fix it.")
+    assert str(exc) == "a\nb\x1b.csv, column 'c\u202e', row 3: bad. Fix it."
+    assert error_text(exc) == "a\\x0ab\\x1b.csv, column 'c\\u202e', row 3: bad. Fix it."
+
+
 # --------------------------------------------------------------------------- point 9
 
 

@@ -229,6 +229,37 @@ def test_fairaudit_workers_not_a_count(tmp_path: Path, predictions: Path, value:
     assert not (tmp_path / "o" / "results.json").exists()
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-2"])
+@pytest.mark.parametrize("command", ["normalize", "augment-check", "train", "sample-data"])
+def test_fairaudit_workers_checked_first_by_every_command(tmp_path: Path, command: str, value: str) -> None:
+    """Issue 19 leftover: every command that starts worker pools checks the variable before
+    any work. The inputs do not exist: a check made later would report them instead."""
+    out = tmp_path / "o"
+    args = {
+        "normalize": ["normalize", str(tmp_path / "images"), "--method", "zscore", "--out", str(out)],
+        "augment-check": ["augment-check", str(tmp_path / "images"), "--modality", "xray", "--demographics",
+                          str(tmp_path / "d.csv"), "--attribute", "sex", "--out", str(out)],
+        "train": ["train", str(tmp_path / "images"), "--demographics", str(tmp_path / "d.csv"),
+                  "--attribute", "sex", "--labels", str(tmp_path / "l.csv"), "--out", str(out)],
+        "sample-data": ["sample-data", str(out), "--n", "8"],
+    }[command]  # fmt: skip
+    code, text = _invoke([*args, "-q"], env={"FAIRAUDIT_WORKERS": value})
+    _clean(code, text, "environment variable FAIRAUDIT_WORKERS", repr(value), "at least 1")
+    assert "Set FAIRAUDIT_WORKERS=4 (for example), or unset it" in text
+    assert not out.exists()
+
+
+def test_fairaudit_workers_is_not_checked_by_a_command_without_workers(
+    tmp_path: Path, predictions: Path
+) -> None:
+    """`report` starts no pool: the variable is none of its business."""
+    assert _invoke(_audit_args(predictions, tmp_path / "o"))[0] in (0, 1)
+    code, text = _invoke(["report", str(tmp_path / "o" / "results.json"), "--out", str(tmp_path / "r"), "-q"],
+                         env={"FAIRAUDIT_WORKERS": "abc"})  # fmt: skip
+    assert code in (0, 1), text
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
 def test_fairaudit_workers_read_where_pools_start(monkeypatch) -> None:
     from fairaudit.io.dicom import workers_default as dicom_workers
     from fairaudit.stats._resample import workers_default as stats_workers

@@ -373,3 +373,59 @@ def test_follow_symlinks_reads_an_outside_folder(cohort: Path, tmp_path: Path) -
     res = _model_audit(cohort, images, tmp_path / "out2", "--follow-symlinks")
     assert res.exit_code in (0, 1), res.output
     assert json.loads((tmp_path / "out2" / "results.json").read_text())["model"]["run"]["n_predicted"] == N
+
+
+# --------------------------------------------------------------------------- links in the mask folders
+
+
+def _link_a_mask_out(folder: Path, outside: Path, index: int) -> None:
+    """Move the `index`-th mask of `folder` to `outside`, and leave a link to it in its place."""
+    mask = sorted(folder.glob("*.png"))[index]
+    outside.mkdir(exist_ok=True)
+    os.replace(mask, outside / mask.name)
+    os.symlink(outside / mask.name, mask)
+
+
+def _segmentation_audit(cohort: Path, masks: Path, pred: Path, out: Path, *extra: str):
+    return cli.audit(
+        "--task", "segmentation", "--masks", str(masks), "--pred-masks", str(pred), "--demographics",
+        str(cohort / "demographics.csv"), "--attribute", "sex", "--min-group-size", "2", "--salt", "s",
+        *extra, bootstrap=20, workers=1, quiet=True, out=out, columns=300,
+    )  # fmt: skip
+
+
+def test_links_out_of_the_mask_folders_are_skipped_and_listed(cohort: Path, tmp_path: Path) -> None:
+    """Issue 19 leftover: --masks and --pred-masks are walked as DICOM_DIR is: a link leaving
+    the folder is not followed, and is listed in manifest.csv with the DICOM scan's reason;
+    --follow-symlinks reads it. A link to a mask inside the folder still names another id."""
+    from fairaudit.io.dicom._scan import OUTSIDE_LINK_REASON
+    from fairaudit.io.masks import index_masks
+
+    masks, pred = tmp_path / "masks", tmp_path / "pred"
+    shutil.copytree(cohort / "masks", masks)
+    shutil.copytree(cohort / "masks", pred)
+    secret = tmp_path / "DOE_JANE_MRN4455667"  # a target whose name must never be printed
+    _link_a_mask_out(masks, secret, 0)
+    _link_a_mask_out(pred, secret / "pred", 1)  # another id: two cases lose a mask
+    os.symlink(sorted(pred.glob("*.png"))[2].name, pred / "alias.png")  # inside the folder
+    assert set(index_masks(pred).files) >= {"alias", sorted(pred.glob("*.png"))[2].stem}
+
+    out = tmp_path / "out"
+    res = _segmentation_audit(cohort, masks, pred, out)
+    assert res.exit_code in (0, 1), res.output
+    rows = _manifest(out)
+    skipped = [r for r in rows if r["reason"] == f"skipped: {OUTSIDE_LINK_REASON}"]
+    assert sorted(r["source"].split("/")[0] for r in skipped) == ["masks", "pred_masks"]
+    assert all(r["status"] == "excluded" for r in skipped)
+    reasons = {r["reason"] for r in rows if r["status"] == "excluded"}
+    assert (
+        "no ground-truth mask (--masks) for this id" in reasons and "no predicted mask for this id" in reasons
+    )
+    text = (out / "manifest.csv").read_text() + res.output + (out / "results.json").read_text()
+    assert "DOE_JANE" not in text
+    assert json.loads((out / "results.json").read_text())["inputs"]["n_included"] == N - 2
+    # --follow-symlinks: both linked masks are read, nothing is skipped.
+    res = _segmentation_audit(cohort, masks, pred, tmp_path / "out2", "--follow-symlinks")
+    assert res.exit_code in (0, 1), res.output
+    assert not [r for r in _manifest(tmp_path / "out2") if OUTSIDE_LINK_REASON in r["reason"]]
+    assert json.loads((tmp_path / "out2" / "results.json").read_text())["inputs"]["n_included"] == N

@@ -11,6 +11,7 @@ before any decoding, with the reason, in both read modes, and end to end through
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import shutil
@@ -42,7 +43,7 @@ from fairaudit.io.dicom import _codestream as cs
 from fairaudit.io.dicom._bounded import DEFAULT_MAX_FILE_SIZE, ZERO_RUN
 
 from _helpers import cli
-from _helpers.dicom import dicom_dataset
+from _helpers.dicom import dicom_dataset, write_dicom
 from _helpers.paths import SAMPLE
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -518,6 +519,79 @@ def test_cli_max_file_size_flag(tmp_path: Path) -> None:
     # A limit below every file's size: every file excluded, each with its own size in the reason.
     proc, _, _ = _cli([*base, "--out", str(out), "--max-file-size", "1KB"], tmp_path)
     assert proc.returncode == 2 and "no readable DICOM file" in proc.stderr
+
+
+# --------------------------------------------------------------------------- every command's limits
+
+LIMIT_KB = 64
+
+
+@pytest.fixture(scope="module")
+def cohort_with_a_large_file(make_cohort) -> tuple[Path, Path]:
+    """A small cohort (files of a few KB) and, among its images, one 128 KB DICOM file."""
+    root = make_cohort(n=12, size=32, seed=3, name="limits")
+    large = write_dicom(root / "images" / "zz_large.dcm", image(256, 256), modality="DX")
+    others = [p for p in (root / "images").rglob("*") if p.is_file() and p != large]
+    assert max(p.stat().st_size for p in others) < LIMIT_KB * 1024 < large.stat().st_size
+    return root, large
+
+
+def _command(name: str, root: Path) -> list[str]:
+    """`name` on the cohort, as cheaply as it runs (in clear: --keep-ids)."""
+    images, demo = str(root / "images"), str(root / "demographics.csv")
+    return {
+        "normalize": ["normalize", images, "--method", "zscore", "--bootstrap", "100", "--keep-ids"],
+        "augment-check": ["augment-check", images, "--modality", "xray", "--demographics", demo,
+                          "--attribute", "sex", "--n-augment", "1", "--bootstrap", "100", "--keep-ids"],
+        "train": ["train", images, "--demographics", demo, "--attribute", "sex", "--labels",
+                  str(root / "labels.csv"), "--epochs", "1", "--input-size", "32x32", "--width", "4",
+                  "--device", "cpu", "--bootstrap", "20"],
+    }[name]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "reason"),
+    [
+        ("--max-file-size", f"{LIMIT_KB}KB",
+         "file too large: {size} bytes exceeds max_file_size {limit} (raise it with --max-file-size)"),
+        ("--max-pixels", "10000",
+         "too large: 256x256 pixels x 1 frame(s) x 1 sample(s) = 65536 exceeds max_pixels 10000"),
+    ],
+    ids=["max-file-size", "max-pixels"],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["normalize", "augment-check", "train"])
+def test_every_command_reading_dicom_takes_the_limits(
+    cohort_with_a_large_file, tmp_path: Path, command: str, flag: str, value: str, reason: str
+) -> None:
+    """Issue 19 leftover: --max-file-size and --max-pixels reach the reader in normalize,
+    augment-check and train as in audit: the file over the limit is excluded with its
+    reason in the manifest, the others are used."""
+    if command == "train":
+        pytest.importorskip("torch")
+    root, large = cohort_with_a_large_file
+    out = tmp_path / "out"
+    res = cli.invoke(
+        [*_command(command, root), flag, value, "--workers", "1", "-q", "--out", str(out)], columns=300
+    )
+    assert res.exit_code == 0, res.output
+    with (out / "manifest.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    expected = reason.format(size=large.stat().st_size, limit=LIMIT_KB * 1024)
+    hits = [r for r in rows if r["reason"].removeprefix("failed: ") == expected]  # train: no prefix
+    assert len(hits) == 1 and hits[0]["status"] == "excluded", rows
+    assert hits[0]["source"] in ("DICOM files/zz_large.dcm", "dicom")  # train: the source kind only
+    assert sum(r["status"] in ("included", "normalized", "checked") for r in rows) >= 12
+
+
+@pytest.mark.parametrize("command", ["normalize", "augment-check", "train"])
+def test_a_bad_max_file_size_is_refused_in_every_command(tmp_path: Path, command: str) -> None:
+    """Parsed as audit parses it: exit 2 naming the flag, before anything is read or written."""
+    res = cli.invoke(
+        [*_command(command, SAMPLE), "--max-file-size", "lots", "-q", "--out", str(tmp_path / "o")]
+    )
+    assert res.exit_code == 2, res.output
+    assert "error: --max-file-size: not a size" in cli.flat(res.output)
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow

@@ -373,6 +373,89 @@ def test_report_out_that_is_a_file(tmp_path: Path, gates) -> None:
     assert f"{target}: --out names an existing file" in cli.flat(res.output)
 
 
+# ----------------------------------------------------------------------------- two runs, one --out
+
+
+def _state(folder: Path) -> dict[str, bytes | None]:
+    """Every entry under `folder`, hidden ones included, with its bytes (None: a folder)."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in folder.rglob("*")}
+
+
+def _locked_commands(tmp_path: Path) -> dict[str, list[str]]:
+    """Every command that writes an output set, as far as its lock (nothing is read first)."""
+    from _helpers.paths import SAMPLE
+
+    src = tmp_path / "src"
+    images, demo = str(SAMPLE / "images"), str(SAMPLE / "demographics.csv")
+    return {
+        "audit": ["audit", *cli.sample_predictions_args("sex"), "--bootstrap", "20", "--workers", "1"],
+        "normalize": ["normalize", images, "--method", "zscore", "--workers", "1"],
+        "augment-check": ["augment-check", images, "--modality", "xray", "--demographics", demo,
+                          "--attribute", "sex", "--workers", "1"],
+        "report": ["report", str(src / "results.json")],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["audit", "normalize", "augment-check", "report"])
+def test_a_second_run_into_a_locked_out_is_refused_at_once(tmp_path: Path, gates, command: str) -> None:
+    """Issue 19 leftover: while a run holds --out (its lock, held here by the test), another
+    run into it exits 2 at once and changes nothing there."""
+    import fcntl
+
+    from fairaudit._util.atomic import LOCK_FILE
+
+    if command == "report":
+        assert _cli(tmp_path / "src", "-q").exit_code == 0
+    out = tmp_path / "out"
+    assert _cli(out, "--gate", str(gates[0]), "-q").exit_code == 0  # a previous set
+    (out / "notes.txt").write_text("mine")
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = _state(out)
+        started = time.monotonic()
+        res = _invoke([*_locked_commands(tmp_path)[command], "--out", str(out), "-q"])
+        assert res.exit_code == 2, res.output
+        assert time.monotonic() - started < 30  # refused, not waiting for the lock
+        assert (
+            f"error: another fairaudit run is writing to {out}; wait for it or choose another --out."
+            in cli.flat(res.output)
+        )
+        assert "Traceback" not in res.output
+        assert _state(out) == before
+    finally:
+        os.close(fd)
+
+
+def test_the_lock_is_left_by_no_run_and_a_stale_one_is_no_user_file(tmp_path: Path, gates) -> None:
+    """The lock file exists only while a run writes: after a run --out holds the set alone. A
+    lock file a killed run left (nobody holds it) neither blocks the next run, nor is kept as a
+    user file, nor counted as an orphan."""
+    from fairaudit._util.atomic import LOCK_FILE, remove_orphans
+
+    out = tmp_path / "out"
+    assert _cli(out, "--gate", str(gates[0]), "-q").exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(AUDIT_SET)
+    (out / LOCK_FILE).write_text("")  # what a kill -9 leaves
+    assert remove_orphans(out) == 0 and (out / LOCK_FILE).exists()
+    assert _cli(out, "--gate", str(gates[1]), "-q").exit_code == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(AUDIT_SET)
+
+
+def test_a_link_planted_at_the_lock_file_is_refused_not_followed(tmp_path: Path, gates) -> None:
+    from fairaudit._util.atomic import LOCK_FILE
+
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    os.symlink(victim, out / LOCK_FILE)  # a dangling link: O_CREAT through it would create the victim
+    res = _cli(out, "-q")
+    assert res.exit_code == 2, res.output
+    assert f"{out / LOCK_FILE}: is a symbolic link" in cli.flat(res.output)
+    assert not victim.exists()
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
+
+
 # ----------------------------------------------------------------------------- a model run
 
 
