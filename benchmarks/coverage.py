@@ -45,8 +45,33 @@ of the paired bootstrap interval of the tpr change and the size of the paired te
 (Fisher exact with images, the patients' Wald test with patients), each with images and
 with patients as the unit (target: patients' coverage >= 0.93, size <= 0.06).
 
-Usage: `.venv/bin/python benchmarks/coverage.py [--reps 2000] [--seed 0]`. Figures in
-benchmarks/README.md; a fast subset runs in tests/unit/stats/test_coverage.py.
+auprc with patient clusters (--auprc-reps): patients of 4 images with a patient effect on the
+score (`patients_scores`, ICC 0.8, 4 negative patients per positive one), AUROC in {0.7, 0.9} x
+{10, 30} positive patients; truth: the average precision of one cohort of 4 million images.
+Coverage of the group auprc interval that `run_audit` reports, images as the unit (no patient
+ids: Boyd's logit interval) and patients (the patient bootstrap's percentile interval, what the
+audit uses under patient clusters); beside them, not a target, a candidate: Boyd's logit
+interval at n_pos / deff positives with AUROC's design effect.
+
+Segmentation per-case means (--segmentation-reps): per-case dice from Beta(8, 2) (mean 0.80),
+Beta(19, 1) (mean 0.95, most cases near 1) and a mixture near 1 with failures (Beta(63, 0.5),
+and with probability 0.05 a failure U(0, 0.3): mean 0.950), hd95 decreasing with dice (Gamma(2,
+1.5) mm, a failure U(20, 60) mm), through a Gaussian copula so that the true means are exact;
+two equal groups of n in {30, 100} cases, independent or 4 cases per patient sharing a patient
+effect (latent ICC 0.5). Through `run_segmentation_audit`: coverage of a group's mean dice and
+hd95 (the percentile bootstrap, of cases and of patients) and of the difference of the two
+groups (truth 0), and the dice permutation test's rejection rate (shown). Candidates shown
+beside them, not targets: the betting interval (as brier's) and a cluster-robust t interval of
+the group mean, with their widths over the percentile interval's.
+
+Brier's betting interval with unequal cluster sizes (--brier-sizes-reps): as the patient-level
+brier table, but min(Geometric(0.3), 8) images per patient (1 to 8, mean 3.1), so that
+`betting_at(values, rng, sizes)` bets on totals over unequal sizes; images | patients.
+
+Usage: `.venv/bin/python benchmarks/coverage.py [--reps 2000] [--seed 0] [--clustered-reps 1000]
+[--mean-reps 500] [--release-reps 300] [--auprc-reps 500] [--segmentation-reps 300]
+[--brier-sizes-reps 1000]` (a reps count of 0 skips its block). Figures in benchmarks/README.md;
+a fast subset runs in tests/unit/stats/test_coverage.py.
 """
 
 from __future__ import annotations
@@ -296,10 +321,17 @@ def clustered_rate_coverage(
 
 
 def patients_scores(
-    auc: float, patients_pos: int, icc: float, rng: np.random.Generator
+    auc: float,
+    patients_pos: int,
+    icc: float,
+    rng: np.random.Generator,
+    sizes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Binormal scores with a patient effect: score = mu y + b_patient + e, var(b) = icc (total 1)."""
-    m = IMAGES_PER_PATIENT
+    """Binormal scores with a patient effect: score = mu y + b_patient + e, var(b) = icc (total 1).
+
+    `sizes`: images of each of the 5 * patients_pos patients (default IMAGES_PER_PATIENT each).
+    """
+    m = IMAGES_PER_PATIENT if sizes is None else np.asarray(sizes, dtype=np.int64)
     mu = math.sqrt(2.0) * float(sps.norm.ppf(auc))
     n_pat = 5 * patients_pos  # 4 negative patients per positive one
     y_pat = (np.arange(n_pat) < patients_pos).astype(int)
@@ -352,18 +384,43 @@ def clustered_permutation_size(
     return rej_i / reps, rej_p / reps
 
 
+MAX_IMAGES_PER_PATIENT = 8
+# Unequal cluster sizes: min(Geometric(0.3), 8) images per patient (P(1) = 0.30, P(2) = 0.21,
+# ..., P(8) = 0.7^7 = 0.082; mean 3.1), drawn independently of the label and the scores.
+SIZE_GEOMETRIC_P = 0.3
+
+
+def patient_sizes(n_patients: int, rng: np.random.Generator) -> np.ndarray:
+    """Images per patient, 1 to MAX_IMAGES_PER_PATIENT, a truncated geometric mix."""
+    return np.minimum(rng.geometric(SIZE_GEOMETRIC_P, n_patients), MAX_IMAGES_PER_PATIENT)
+
+
 def clustered_brier_coverage(
-    auc: float, patients_pos: int, icc: float, reps: int, rng: np.random.Generator
+    auc: float,
+    patients_pos: int,
+    icc: float,
+    reps: int,
+    rng: np.random.Generator,
+    unequal: bool = False,
 ) -> tuple[float, float]:
-    """Coverage of brier's betting interval, images vs patients as the unit it bets on."""
+    """Coverage of brier's betting interval, images vs patients as the unit it bets on.
+
+    unequal: each patient's number of images drawn by `patient_sizes` (1 to 8), so that the
+    betting interval bets on totals T_j over unequal k_j (`betting_at(values, rng, sizes)`);
+    the truth is then the image-weighted mean error of a very large cohort drawn the same way.
+    """
     from fairaudit.stats._mean_intervals import group_interval_at
 
-    s, y, _ = patients_scores(auc, 20_000, icc, rng)
+    def draw(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sizes = patient_sizes(5 * k, rng) if unequal else None
+        return patients_scores(auc, k, icc, rng, sizes)
+
+    s, y, _ = draw(20_000)
     truth = float(np.mean((np.round(s, 4) - y) ** 2))
     z = S.z_of(0.95)
     hit_i = hit_p = 0
     for _ in range(reps):
-        s, y, pid = patients_scores(auc, patients_pos, icc, rng)
+        s, y, pid = draw(patients_pos)
         s = np.round(s, 4)
         cells = make_cells(s, y)
         cc = cluster_cells(s, y, pid, cells)
@@ -373,6 +430,284 @@ def clustered_brier_coverage(
         lo, hi = group_interval_at("brier", point, {}, cells, rng, cc)(z)
         hit_p += lo <= truth <= hi
     return hit_i / reps, hit_p / reps
+
+
+def brier_sizes_section(reps: int, rng: np.random.Generator, out) -> float:
+    """Print the table of brier's betting interval with unequal cluster sizes; return the worst
+    patient-level coverage."""
+    out(
+        f"\nBrier's betting interval with unequal cluster sizes: min(Geometric({SIZE_GEOMETRIC_P}), "
+        f"{MAX_IMAGES_PER_PATIENT}) images per patient (1 to {MAX_IMAGES_PER_PATIENT}, mean 3.1), patient "
+        f"effect on the score (ICC 0.8), images | patients ({reps} cohorts per cell)\n"
+    )
+    out(f"{'AUROC':>5} {'pos. patients':>13} | {'coverage':>11}\n")
+    worst = 1.0
+    for auc in (0.8, 0.99):
+        for k in (10, 30):
+            ci, cp = clustered_brier_coverage(auc, k, 0.8, reps, rng, unequal=True)
+            worst = min(worst, cp)
+            out(f"{auc:>5} {k:>13} | {ci:.3f} {cp:.3f}\n")
+    return worst
+
+
+AUPRC_ICC = 0.8
+AUPRC_AUROCS = (0.7, 0.9)
+AUPRC_PATIENTS = (10, 30)  # positive patients (and 4 negative patients per positive one)
+
+
+def auprc_truth(auc: float, icc: float, rng: np.random.Generator, patients_pos: int = 200_000) -> float:
+    """Population average precision of `patients_scores`: one cohort of 4 million images."""
+    from fairaudit.stats._metrics import MetricKernel
+
+    s, y, _ = patients_scores(auc, patients_pos, icc, rng)
+    cells = make_cells(s, y)
+    return float(MetricKernel(cells.u, 0.5, True).point(cells.pos, cells.neg)["auprc"])
+
+
+def clustered_auprc_coverage(
+    auc: float,
+    patients_pos: int,
+    icc: float,
+    truth: float,
+    reps: int,
+    rng: np.random.Generator,
+    boot: int = 1000,
+) -> dict[str, float]:
+    """Coverage of the auprc interval that `run_audit` reports for a group of patients with 4
+    images each (a patient effect on the score): images as the unit (no patient ids: Boyd's
+    logit interval, `logit_boyd`) and patients (`clusters`: the patient bootstrap's percentile
+    interval, `_audit._mean_method`). The group is the audit's `overall` estimate, computed by
+    the same function as every group's (`_metric_estimates`). "candidate" (shown, not a target,
+    not what the audit does): Boyd's logit interval at n_pos / deff positives, deff AUROC's
+    design effect (`auroc_design_effect`: Obuchowski's variance over DeLong's)."""
+    from fairaudit.stats import AuditConfig, run_audit
+    from fairaudit.stats._clusters import auroc_design_effect
+    from fairaudit.stats._mean_intervals import logit_ap_at
+
+    z = S.z_of(0.95)
+    hits = {"image": 0, "patient": 0, "candidate": 0}
+    for _ in range(reps):
+        s, y, pid = patients_scores(auc, patients_pos, icc, rng)
+        cfg = AuditConfig(bootstrap=boot, seed=int(rng.integers(1 << 30)), workers=1)
+        for unit, clusters in (("image", None), ("patient", pid)):
+            est = run_audit(y, s, {}, cfg, clusters=clusters).overall["auprc"]
+            if est.ci is not None and est.method != _AUPRC_METHOD[unit]:
+                raise AssertionError(f"auprc with {unit}s as the unit used {est.method}")
+            hits[unit] += est.ci is not None and est.ci[0] <= truth <= est.ci[1]
+        cells = make_cells(s, y)
+        deff = auroc_design_effect(cluster_cells(s, y, pid, cells))
+        at = logit_ap_at(float(est.value), cells.n_pos / deff) if est.value is not None else None
+        lo, hi = at(z) if at is not None else (math.nan, math.nan)
+        hits["candidate"] += lo <= truth <= hi
+    return {k: v / reps for k, v in hits.items()}
+
+
+_AUPRC_METHOD = {"image": "logit_boyd", "patient": "bootstrap_percentile"}
+
+
+def clustered_auprc_section(reps: int, rng: np.random.Generator, out) -> float:
+    """Print the auprc-with-patient-clusters table; return the worst patient-level coverage."""
+    out(
+        f"\nauprc with patient clusters: {IMAGES_PER_PATIENT} images per patient, patient effect on the "
+        f"score (ICC {AUPRC_ICC}), 4 negative patients per positive one; 95% coverage of run_audit's "
+        f"interval, images (logit_boyd) | patients (patient bootstrap percentile), {reps} cohorts per cell;"
+        " candidate (shown, not a target): logit interval at n_pos / AUROC's design effect\n"
+    )
+    out(f"{'AUROC':>5} {'true AP':>7} {'pos. patients':>13} | {'coverage':>11} | {'candidate':>9}\n")
+    worst = 1.0
+    for auc in AUPRC_AUROCS:
+        truth = auprc_truth(auc, AUPRC_ICC, rng)
+        for k in AUPRC_PATIENTS:
+            c = clustered_auprc_coverage(auc, k, AUPRC_ICC, truth, reps, rng)
+            worst = min(worst, c["patient"])
+            out(
+                f"{auc:>5} {truth:7.4f} {k:>13} | {c['image']:.3f} {c['patient']:.3f} | {c['candidate']:9.3f}\n"
+            )
+    return worst
+
+
+# Segmentation per-case means. Per case a latent N(0, 1) (with patient clusters
+# sqrt(SEG_ICC) b_patient + sqrt(1 - SEG_ICC) e), u = Phi(latent), and every metric a quantile
+# of u, so the marginal distributions, and hence the true means, are exact: dice is Beta(a, b)
+# and, with probability `fail`, a failure U(0, 0.3) (the lowest u); hd95 (mm) decreases with
+# dice: Gamma(2, scale 1.5) (mean 3), a failure U(20, 60) (mean 40).
+SEG_ICC = 0.5
+SEG_SIZES = (30, 100)  # cases per group; with clusters 4 per patient (30: 7 patients of 4 and one of 2)
+SEG_MODELS: tuple[tuple[str, float, float, float], ...] = (
+    ("Beta(8, 2)", 8.0, 2.0, 0.0),  # mean 0.80
+    ("Beta(19, 1)", 19.0, 1.0, 0.0),  # mean 0.95, most cases near 1
+    ("Beta(63, .5)+5% U(0, .3)", 63.0, 0.5, 0.05),  # mean 0.950: near 1 and a few failures
+)
+SEG_HD95 = (2.0, 1.5)  # Gamma shape, scale
+SEG_COLUMNS = ("dice_mean", "dice_diff", "hd95_mean", "hd95_diff")
+# Candidates for group A's mean, shown and not targets (with the target unit: patients when
+# clustered), each with its median width over the audit's percentile interval: the betting
+# interval (`betting_at`, as brier's; on patients' sums with clusters) of dice, and of
+# hd95 / SEG_HD95_CAP (hd95 cannot exceed the image's diagonal; 100 mm assumed here); and the
+# t interval with the cluster-robust (ratio-estimator) standard error and P - 1 degrees of
+# freedom over P units (the plain t interval for independent cases).
+SEG_CANDIDATES = ("dice_bet", "hd95_bet", "dice_t", "hd95_t")
+SEG_HD95_CAP = 100.0
+
+
+def segmentation_truth(a: float, b: float, fail: float) -> dict[str, float]:
+    """True mean dice and hd95 of a model (exact)."""
+    return {
+        "dice": (1 - fail) * a / (a + b) + fail * 0.15,
+        "hd95": (1 - fail) * SEG_HD95[0] * SEG_HD95[1] + fail * 40.0,
+    }
+
+
+def segmentation_cohort(
+    a: float, b: float, fail: float, n: int, clustered: bool, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-case values of the five segmentation metrics and each case's patient (4 per patient)."""
+    patient = np.arange(n) // IMAGES_PER_PATIENT
+    if clustered:
+        b_pat = rng.normal(0.0, math.sqrt(SEG_ICC), int(patient.max()) + 1)
+        latent = b_pat[patient] + rng.normal(0.0, math.sqrt(1.0 - SEG_ICC), n)
+    else:
+        latent = rng.normal(0.0, 1.0, n)
+    u = sps.norm.cdf(latent)
+    failed = u < fail
+    v = np.clip((u - fail) / (1.0 - fail), 1e-12, 1.0 - 1e-12)  # the level within the Beta part
+    w = u / fail if fail > 0 else np.zeros(n)  # the level within the failures
+    dice = np.where(failed, 0.3 * w, sps.beta.ppf(v, a, b))
+    hd95 = np.where(failed, 20.0 + 40.0 * (1.0 - w), sps.gamma.ppf(1.0 - v, SEG_HD95[0], scale=SEG_HD95[1]))
+    values = {
+        "dice": dice,
+        "iou": dice / (2.0 - dice),
+        "hd95": hd95,
+        "assd": 0.4 * hd95,
+        "volume_error": dice - 1.0,
+    }
+    return values, patient
+
+
+def _cluster_t_interval(total: np.ndarray, count: np.ndarray, z: float) -> tuple[float, float]:
+    """sum T / sum k +- t(P - 1) x the cluster-robust SE of the ratio (candidate, not fairaudit's)."""
+    p, n = total.size, float(count.sum())
+    r = float(total.sum()) / n
+    e = total - r * count
+    se = math.sqrt(p / (p - 1) * float(e @ e)) / n
+    half = float(sps.t.isf(sps.norm.sf(z), p - 1)) * se
+    return r - half, r + half
+
+
+def segmentation_coverage(
+    model: tuple[str, float, float, float],
+    n: int,
+    clustered: bool,
+    reps: int,
+    rng: np.random.Generator,
+    boot: int = 1000,
+) -> dict[str, float]:
+    """Coverage of run_segmentation_audit's intervals for two equal groups A and B of n cases:
+    A's mean of dice and hd95 (the percentile bootstrap) and B - A (truth 0); and the rejection
+    rate of the dice permutation test at 0.05. Keys f"{unit}_{column}" and f"{unit}_size", unit
+    "case" (cases resampled) and, with clusters, "patient"; SEG_CANDIDATES: the candidates'
+    coverage with the target unit, f"{candidate}_width" their median width over the percentile
+    interval's."""
+    from fairaudit.stats import AuditConfig
+    from fairaudit.stats._mean_intervals import betting_at
+    from fairaudit.stats._segmentation_audit import run_segmentation_audit
+
+    _, a, b, fail = model
+    truth = segmentation_truth(a, b, fail)
+    units = ("case", "patient") if clustered else ("case",)
+    hits = {f"{u}_{c}": 0 for u in units for c in (*SEG_COLUMNS, "size")}
+    hits.update(dict.fromkeys(SEG_CANDIDATES, 0))
+    widths: dict[str, list[float]] = {c: [] for c in SEG_CANDIDATES}
+    z = S.z_of(0.95)
+    groups = {"g": np.repeat(["A", "B"], n)}
+    for _ in range(reps):
+        (va, pa), (vb, pb) = (segmentation_cohort(a, b, fail, n, clustered, rng) for _ in range(2))
+        values = {m: np.concatenate([va[m], vb[m]]) for m in va}
+        patients = np.concatenate([pa, pb + pa.max() + 1])
+        # correction "none": the intervals and unadjusted p-values do not depend on it.
+        cfg = AuditConfig(
+            bootstrap=boot, permutations=200, correction="none", seed=int(rng.integers(1 << 30)), workers=1
+        )
+        pct = {}
+        for unit in units:
+            res = run_segmentation_audit(
+                values, groups, cfg, references={"g": "A"}, clusters=patients if unit == "patient" else None
+            )
+            att = res.attribute("g")
+            for m in ("dice", "hd95"):
+                ci = pct[m] = att.group("A").metrics[m].ci
+                hits[f"{unit}_{m}_mean"] += ci is not None and ci[0] <= truth[m] <= ci[1]
+                row = next(c for c in att.comparisons if c.metric == m and c.group == "B")
+                ci = row.difference.ci
+                hits[f"{unit}_{m}_diff"] += ci is not None and ci[0] <= 0.0 <= ci[1]
+                if m == "dice":
+                    hits[f"{unit}_size"] += row.p_value is not None and row.p_value < 0.05
+        # Candidates, with the target unit (the last one: patients when clustered).
+        unit_of = pa if clustered else np.arange(n)
+        count = np.bincount(unit_of).astype(float)
+        for m in ("dice", "hd95"):
+            total = np.bincount(unit_of, weights=va[m])
+            scale = SEG_HD95_CAP if m == "hd95" else 1.0
+            at = betting_at(total / scale, rng, count if clustered else None)
+            bet = at(z) if at is not None else (math.nan, math.nan)
+            for key, (lo, hi) in (
+                (f"{m}_bet", (scale * bet[0], scale * bet[1])),
+                (f"{m}_t", _cluster_t_interval(total, count, z)),
+            ):
+                hits[key] += lo <= truth[m] <= hi
+                if pct[m] is not None and pct[m][1] > pct[m][0]:
+                    widths[key].append((hi - lo) / (pct[m][1] - pct[m][0]))
+    out = {k: v / reps for k, v in hits.items()}
+    out.update({f"{k}_width": float(np.median(v)) if v else math.nan for k, v in widths.items()})
+    return out
+
+
+def segmentation_section(reps: int, rng: np.random.Generator, out) -> dict[str, float]:
+    """Print the segmentation tables; return the worst coverage of the audit's intervals
+    (independent cases, and patients with clusters) and the largest permutation size (shown)."""
+    out(
+        f"\nSegmentation per-case means (run_segmentation_audit, percentile bootstrap of the mean, B = 1000):"
+        f" 95% coverage of group A's mean and of B - A between two equal groups, and the dice"
+        f" permutation test's rejection rate at 0.05 (shown, not a target); {reps} cohorts per cell\n"
+    )
+    head = " | ".join(f"{c:>11}" for c in (*SEG_COLUMNS, "dice size"))
+    worst = {"mean": 1.0, "diff": 1.0, "size": 0.0}
+    candidates: list[str] = []
+    for clustered in (False, True):
+        if clustered:
+            out(
+                f"{IMAGES_PER_PATIENT} cases per patient, patient effect (latent ICC {SEG_ICC}); cases | patients\n"
+            )
+        else:
+            out("independent cases\n")
+        out(f"{'model':>25} {'n':>4} | {head}\n")
+        unit = "patient" if clustered else "case"
+        for model in SEG_MODELS:
+            for n in SEG_SIZES:
+                c = segmentation_coverage(model, n, clustered, reps, rng)
+                for col in SEG_COLUMNS:
+                    key = col.split("_")[1]
+                    worst[key] = min(worst[key], c[f"{unit}_{col}"])
+                worst["size"] = max(worst["size"], c[f"{unit}_size"])
+                shown = (*SEG_COLUMNS, "size")
+                if clustered:
+                    cells = [f"{c[f'case_{k}']:.3f} {c[f'patient_{k}']:.3f}" for k in shown]
+                else:
+                    cells = [f"{c[f'case_{k}']:>11.3f}" for k in shown]
+                out(f"{model[0]:>25} {n:>4} | " + " | ".join(cells) + "\n")
+                candidates.append(
+                    f"{model[0]:>25} {n:>4} {unit:>7} | "
+                    + " | ".join(f"{c[k]:.3f} ({c[k + '_width']:4.1f}x)" for k in SEG_CANDIDATES)
+                    + "\n"
+                )
+    out(
+        "Candidates for group A's mean (shown, not targets): coverage (median width / the percentile"
+        " interval's); betting as brier's (hd95 / 100 mm), t: cluster-robust SE, P - 1 df\n"
+    )
+    out(f"{'model':>25} {'n':>4} {'unit':>7} | " + " | ".join(f"{k:>14}" for k in SEG_CANDIDATES) + "\n")
+    for line in candidates:
+        out(line)
+    return worst
 
 
 MEAN_METRICS = ("brier", "auprc", "squared_calibration_error", "ece")
@@ -601,6 +936,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--release-reps", type=int, default=300, help="cohorts per release/discovery cell (0: skip)"
     )
+    ap.add_argument(
+        "--auprc-reps",
+        type=int,
+        default=500,
+        help="cohorts per cell of auprc with patient clusters (0: skip)",
+    )
+    ap.add_argument(
+        "--segmentation-reps", type=int, default=300, help="cohorts per segmentation-mean cell (0: skip)"
+    )
+    ap.add_argument(
+        "--brier-sizes-reps",
+        type=int,
+        default=1000,
+        help="cohorts per cell of brier's betting interval with unequal cluster sizes (0: skip)",
+    )
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
@@ -650,6 +1000,11 @@ def main(argv: list[str] | None = None) -> int:
     clustered = clustered_section(args.clustered_reps, rng, out) if args.clustered_reps > 0 else {}
     means = mean_section(args.mean_reps, rng, out) if args.mean_reps > 0 else {}
     release = release_section(args.release_reps, rng, out) if args.release_reps > 0 else {}
+    auprc = clustered_auprc_section(args.auprc_reps, rng, out) if args.auprc_reps > 0 else None
+    segmentation = (
+        segmentation_section(args.segmentation_reps, rng, out) if args.segmentation_reps > 0 else {}
+    )
+    brier_sizes = brier_sizes_section(args.brier_sizes_reps, rng, out) if args.brier_sizes_reps > 0 else None
 
     out(f"\nWorst coverage (target >= {TARGET}): " + ", ".join(f"{k} {v:.3f}" for k, v in worst.items()))
     out(f"; largest AUROC test size {size:.3f} (target <= 0.06); {time.perf_counter() - t0:.0f} s\n")
@@ -676,6 +1031,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{release['size']:.3f} (targets >= {TARGET}, <= 0.06)\n"
         )
         ok = ok and release["cover"] >= TARGET and release["size"] <= 0.06
+    if auprc is not None:
+        out(f"auprc with patient clusters: worst patient-level coverage {auprc:.3f} (target >= {TARGET})\n")
+        ok = ok and auprc >= TARGET
+    if segmentation:
+        out(
+            f"segmentation means (percentile bootstrap): worst coverage of a group mean {segmentation['mean']:.3f}, "
+            f"of a difference {segmentation['diff']:.3f} (targets >= {TARGET}); largest dice permutation size "
+            f"{segmentation['size']:.3f} (shown)\n"
+        )
+        ok = ok and segmentation["mean"] >= TARGET and segmentation["diff"] >= TARGET
+    if brier_sizes is not None:
+        out(
+            f"brier betting with unequal cluster sizes: worst patient-level coverage {brier_sizes:.3f} "
+            f"(target >= {TARGET})\n"
+        )
+        ok = ok and brier_sizes >= TARGET
     out("targets met\n" if ok else "TARGETS NOT MET\n")
     return 0 if ok else 1
 

@@ -13,28 +13,50 @@ and the audit's own test is run on each:
   binormal scores (negatives N(0, 1), positives N(mu, 1)); the test is `auroc_score_mover`:
   the MOVER of the two Newcombe score intervals at the decision level excludes 0 (what
   `mover_p_value` < alpha means; the equivalence is checked in tests/unit/stats/test_power_simulation.py).
+- tpr with patient clusters (--clustered-reps; 0 skips it): patients of 4 images that share the
+  label and, with probability rho = 0.5, the model's outcome (`patients_rates` of
+  benchmarks/coverage.py), as many negative patients as positive ones, reference tpr in
+  {0.5, 0.9} x {50, 200} positive patients per group, alpha 0.05. The stated detectable decrease
+  is `min_detectable_difference` (as `attach_power` computes it, with each group's design effect)
+  on cohorts at no difference (the median over 200); cohorts are then drawn with the group at
+  p_ref - d and decided by the test the audit runs with patients: `newcombe_score` on n / deff
+  cases (`Analytic.compare` with the design effects of `design_effects`). Baseline: the decrease
+  stated with images as independent cases (the design effect ignored), decided by the same
+  patient-level test (half as many cohorts; its power is the summary's "old method" line).
 
 Baseline in the same run: the method before this change, which stated the difference of
 the arcsine test (Cohen's h) for rates and (z(0.975) + z(0.8)) x SE from the 95 % interval of
 the difference for AUROC, both at the unadjusted alpha = 0.05, whatever level decided the
 row; its simulated power at the decision level is printed beside.
 
-Usage: `.venv/bin/python benchmarks/power.py [--reps 2000] [--seed 0]`. Monte Carlo SE at
-power 0.8 with 2000 cohorts: 0.009. A fast subset runs in tests/unit/stats/test_power_simulation.py.
+Usage: `.venv/bin/python benchmarks/power.py [--reps 2000] [--seed 0] [--skip-auroc]
+[--clustered-reps 800]`. Monte Carlo SE at power 0.8 with 2000 cohorts: 0.009 (800: 0.014).
+A fast subset runs in tests/unit/stats/test_power_simulation.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import sys
 import time
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from scipy import stats as sps
 
 from fairaudit.stats import _score as S
-from fairaudit.stats._power import DEFAULT_POWER, detectable_auroc_difference, detectable_rate_difference
+from fairaudit.stats._analytic import Analytic
+from fairaudit.stats._cells import make_cells
+from fairaudit.stats._clusters import cluster_cells
+from fairaudit.stats._power import (
+    DEFAULT_POWER,
+    detectable_auroc_difference,
+    detectable_rate_difference,
+    min_detectable_difference,
+)
 
 RATES = (0.5, 0.9, 0.97)
 SIZES = ((20, 20), (50, 50), (200, 200), (20, 200), (50, 200))
@@ -157,6 +179,132 @@ def auroc_power(
     )
 
 
+# ----------------------------------------------------------------------------- patient clusters
+
+CLUSTER_RHO = 0.5  # each image's outcome is the patient's shared one with probability rho
+CLUSTER_RATES = (0.5, 0.9)  # the reference's true tpr
+CLUSTER_PATIENTS = (50, 200)  # positive patients per group (4 images each; as many negative ones)
+CLUSTER_ALPHA = 0.05  # one comparison: Holm's level for a primary family of one
+CLUSTER_PILOTS = 200  # cohorts at no difference whose stated detectable decrease is taken
+
+
+def _coverage_module() -> ModuleType:
+    """benchmarks/coverage.py, for its cohorts of patients (`patients_rates`) and their counts."""
+    spec = importlib.util.spec_from_file_location(
+        "benchmark_coverage", Path(__file__).with_name("coverage.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def clustered_tpr_row(
+    group: tuple[np.ndarray, ...],
+    reference: tuple[np.ndarray, ...],
+    clustered: bool,
+    alpha: float,
+    cov: ModuleType,
+    state: bool = True,
+) -> tuple[float | None, float | None, float]:
+    """The audit's tpr comparison of two groups (scores, labels, patient) with the default score
+    intervals: (the p-value of its test, the detectable decrease it states at `alpha`, the group's
+    design effect). clustered: patients as the unit (the counts carry each group's design
+    effect, as `_audit._prepare` builds them); else images as independent cases.
+
+    The test is `Analytic.compare` (`newcombe_score` on n / deff cases, what `_audit._compare`
+    runs); the stated difference is `min_detectable_difference` (what `attach_power` writes into
+    results.json) on the group and comparison entries results.json holds."""
+    closed = Analytic("score", 0.95)
+    parts, entries = [], []
+    for scores, labels, patient in (group, reference):
+        cells = make_cells(scores, labels)
+        counts = cov._counts(cells, cluster_cells(scores, labels, patient, cells), clustered)
+        value = counts.tp / counts.n_pos
+        estimate = closed.group("tpr", counts, cells, value, "")
+        parts.append((counts, cells, value))
+        entries.append({"n": cells.n, "n_positive": cells.n_pos, "metrics": {"tpr": estimate.to_dict()}})
+    res = closed.compare("tpr", parts[0], parts[1], "")[2]
+    deff = parts[0][0].design_effect("tpr")
+    if not state:
+        return res.p_value, None, deff
+    row = {"metric": "tpr", "test": res.test, "p_value": res.p_value, "adjusted_level": 1.0 - alpha}
+    stated = min_detectable_difference(row, entries[0], entries[1], alpha, 0.95)
+    return res.p_value, stated.get("decrease"), deff
+
+
+def clustered_power(
+    p_ref: float,
+    patients: int,
+    reps: int,
+    rng: np.random.Generator,
+    cov: ModuleType,
+    pilots: int | None = None,
+) -> dict[str, float]:
+    """Stated detectable tpr decrease (median over `pilots` cohorts at no difference) with patients
+    and, the baseline, with images as the unit; and the rejection rate of the audit's patient-level
+    test over `reps` cohorts (half as many for the baseline) whose group tpr is p_ref minus each.
+    `d_at_alternative`: the median decrease the audit states on the cohorts at p_ref - d itself
+    (where the group's design effect is estimated at its own rate)."""
+    pilots = CLUSTER_PILOTS if pilots is None else pilots
+    stated: dict[str, list[float]] = {"patient": [], "image": []}
+    deffs = []
+    for _ in range(pilots):
+        g, r = (cov.patients_rates(p_ref, patients, CLUSTER_RHO, rng) for _ in range(2))
+        for unit in stated:
+            _, d, deff = clustered_tpr_row(g, r, unit == "patient", CLUSTER_ALPHA, cov)
+            if d is not None:
+                stated[unit].append(d)
+            if unit == "patient":
+                deffs.append(deff)
+    out = {"deff": float(np.median(deffs))}
+    for unit, values in stated.items():
+        d = float(np.median(values))
+        out[f"d_{unit}"] = d
+        out[f"d_{unit}_lo"], out[f"d_{unit}_hi"] = (float(q) for q in np.quantile(values, [0.25, 0.75]))
+        hits = 0
+        n = reps if unit == "patient" else max(1, reps // 2)
+        again = []
+        for _ in range(n):
+            g = cov.patients_rates(p_ref - d, patients, CLUSTER_RHO, rng)
+            r = cov.patients_rates(p_ref, patients, CLUSTER_RHO, rng)
+            p, d_again, _ = clustered_tpr_row(g, r, True, CLUSTER_ALPHA, cov, state=unit == "patient")
+            hits += p is not None and p < CLUSTER_ALPHA
+            if d_again is not None:
+                again.append(d_again)
+        out[f"power_{unit}"] = hits / n
+        if unit == "patient":
+            out["d_at_alternative"] = float(np.median(again)) if again else math.nan
+    return out
+
+
+def run_clustered(reps: int, rng: np.random.Generator, out: list[float], old: list[float]) -> None:
+    cov = _coverage_module()
+    print(
+        f"\nPatient clusters: {cov.IMAGES_PER_PATIENT} images per patient sharing the outcome with probability"
+        f" {CLUSTER_RHO}; tpr decrease, alpha {CLUSTER_ALPHA}; stated d: median [IQR] over {CLUSTER_PILOTS}"
+        f" cohorts at no difference; power of the audit's patient-level test (newcombe_score on n / deff)"
+        f" over {reps} cohorts at p_ref - d, and the median d the audit states on those cohorts (d at alt.);"
+        f" baseline ({max(1, reps // 2)} cohorts): d stated with images as independent cases"
+    )
+    print(
+        f"{'p_ref  pos. patients (images)  deff':<36} {'d (patients)':>22} {'power':>6} {'d at alt.':>9} | "
+        f"{'d (images)':>22} {'power':>6}"
+    )
+    for p_ref in CLUSTER_RATES:
+        for k in CLUSTER_PATIENTS:
+            c = clustered_power(p_ref, k, reps, rng, cov)
+            out.append(c["power_patient"])
+            old.append(c["power_image"])
+            label = f"{p_ref:<6} {k:>5} ({cov.IMAGES_PER_PATIENT * k:>4})          {c['deff']:5.2f}"
+            flag = "" if abs(c["power_patient"] - DEFAULT_POWER) <= TOLERANCE else "  <-- outside +-0.05"
+            print(
+                f"{label:<36} {c['d_patient']:.3f} [{c['d_patient_lo']:.3f}, {c['d_patient_hi']:.3f}] "
+                f"{c['power_patient']:6.3f} {c['d_at_alternative']:9.3f} | {c['d_image']:.3f} [{c['d_image_lo']:.3f}, {c['d_image_hi']:.3f}] "
+                f"{c['power_image']:6.3f}{flag}"
+            )
+
+
 # ----------------------------------------------------------------------------- the grid
 
 
@@ -246,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-auroc", action="store_true")
+    parser.add_argument(
+        "--clustered-reps",
+        type=int,
+        default=800,
+        help="cohorts per cell of the patient-cluster block (0: skip)",
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
@@ -257,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         for model in ("binormal", "exponential"):
             name = f"AUROC, {model}"
             run_auroc(args.reps, rng, new.setdefault(name, []), old.setdefault(name, []), model)
+    if args.clustered_reps > 0:
+        name = "tpr with patient clusters"
+        run_clustered(args.clustered_reps, rng, new.setdefault(name, []), old.setdefault(name, []))
     print()
     for name in new:
         print(_summary(f"{name}, this method", new[name]))
@@ -267,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{time.perf_counter() - start:.0f} s")
     outside = [v for values in new.values() for v in values if abs(v - DEFAULT_POWER) > TOLERANCE]
+    print("targets met" if not outside else "TARGETS NOT MET")
     return 1 if outside else 0
 
 

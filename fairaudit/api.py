@@ -59,7 +59,17 @@ def _intersections(values: Intersections) -> list[list[str]]:
 
 
 _PATHS = ("calibration_set", "gate", "baseline_predictions", "dicom_dir")
-_LOWER = ("ci_method", "correction", "unit", "discover_metric", "score_scale")
+_LOWER = ("ci_method", "correction", "unit", "discover_metric", "score_scale", "uncertain")
+
+
+def _bins(bins: Mapping[str, Any]) -> dict[str, Any]:
+    """bins={"age": [40, 65]} or {"age": "quantiles:4"}, as `--bins` takes them."""
+    from fairaudit.io.dicom_attributes import parse_bins
+
+    out: dict[str, Any] = {}
+    for k, v in bins.items():
+        out.update(parse_bins([f"{k}={v}"]) if isinstance(v, str) else {k: [float(x) for x in v]})
+    return out
 
 
 def _request(predictions: Any, command: str, arguments: dict[str, Any]) -> Any:
@@ -76,9 +86,18 @@ def _request(predictions: Any, command: str, arguments: dict[str, Any]) -> Any:
     kw["labels"] = _table(kw.get("labels"), "labels")
     kw["intersections"] = _intersections(kw.pop("intersect", ()))
     kw["references"] = dict(kw.get("references") or {})
-    kw["bins"] = {k: [float(x) for x in v] for k, v in (kw.get("bins") or {}).items()}
+    within = kw.get("within") or ()
+    kw["within"] = [within] if isinstance(within, str) else list(within)
+    kw["bins"] = _bins(kw.get("bins") or {})
     score_column = kw.pop("score_column", None)
     kw["score_column"], kw["score_column_given"] = score_column or "score", score_column is not None
+    findings = arguments.get("findings")
+    if findings is not None:  # a multi-label audit: "all", "A,B" or a list of finding columns
+        from fairaudit.cohort.findings import parse_findings
+
+        kw["findings"] = parse_findings(findings if isinstance(findings, str) else ",".join(findings))
+        kw["score_columns"] = [f"{k}={v}" for k, v in (arguments.get("score_columns") or {}).items()]
+        kw["score_column"], kw["score_column_given"] = "score", False
     if kw.get("primary_metrics") is not None:
         kw["primary_metrics"] = tuple(m.lower() for m in kw["primary_metrics"])
     for name in _PATHS:
@@ -125,18 +144,28 @@ def audit(
     discover_top: int = 10,
     salt: str | None = None,
     keep_ids: bool = False,
-    max_groups: int = 50,
+    max_groups: int = 20,
     merge_small_groups: bool = False,
     positive_label: str | None = None,
     score_scale: str = "probability",
     max_pixels: int | None = None,
     max_file_size: int | None = None,
+    findings: str | Sequence[str] | None = None,
+    score_columns: Mapping[str, str] | None = None,
+    uncertain: str = "exclude",
+    no_finding_column: str | None = None,
+    within: Sequence[str] | str = (),
     progress: bool = False,
 ) -> AuditReport:
     """Audit a model's predictions per group: a DataFrame (or CSV) with an id column, a 0/1
     label (or `labels`) and a score in [0, 1] (or a 0/1 `prediction`), joined with
     `demographics` on the shared id column. The options are the `audit` command's
     (docs/statistics.md); `gate` judges a policy file into the report's `gate_outcome`.
+    `findings` ("all" or the finding columns) makes it a multi-label audit, with
+    `score_columns` {finding: column} where a score is not named FINDING or score_FINDING
+    and `uncertain` for labels of -1 (docs/multilabel.md). `within` (a column, or several)
+    also compares each group with the reference within the column's strata, pooled
+    (docs/statistics.md, "Confounders (`--within`)").
     Nothing is written: call `.save(out)` on the report for the CLI's files."""
     arguments = dict(locals())
     from fairaudit.cohort.manifest import ManifestSpool
@@ -183,7 +212,7 @@ def audit_segmentation(
     discover_top: int = 10,
     salt: str | None = None,
     keep_ids: bool = False,
-    max_groups: int = 50,
+    max_groups: int = 20,
     progress: bool = False,
 ) -> AuditReport:
     """Audit predicted masks against the ground truth per group: `masks` and `pred_masks`
@@ -257,11 +286,12 @@ def audit_model(
     discover_top: int = 10,
     salt: str | None = None,
     keep_ids: bool = False,
-    max_groups: int = 50,
+    max_groups: int = 20,
     merge_small_groups: bool = False,
     positive_label: str | None = None,
     max_pixels: int | None = None,
     max_file_size: int | None = None,
+    within: Sequence[str] | str = (),
     progress: bool = False,
 ) -> AuditReport:
     """Run `model` (bundled:NAME, a bundle folder, an ONNX file, or with `trust_model` a

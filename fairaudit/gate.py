@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +49,12 @@ from fairaudit.stats._segmentation import SEGMENTATION_METRICS
 
 # Classification and segmentation metrics: a policy may name either kind (the task check
 # comes once the task is known, `check_policy_task`).
-_KNOWN_METRICS: tuple[str, ...] = METRICS + SEGMENTATION_METRICS
+# underdiagnosis_rate: the false-positive rate of the No Finding finding of a multi-label
+# audit (docs/multilabel.md, "Underdiagnosis"), judged on its fpr comparisons.
+UNDERDIAGNOSIS = "underdiagnosis_rate"
+_KNOWN_METRICS: tuple[str, ...] = METRICS + (UNDERDIAGNOSIS,) + SEGMENTATION_METRICS
 _TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": METRICS,
+    "classification": METRICS + (UNDERDIAGNOSIS,),
     "segmentation": SEGMENTATION_METRICS,
 }
 
@@ -264,9 +267,9 @@ def check_policy_task(policy: GatePolicy, task: str, path: Path | str | None = N
 def primary_family(given: Sequence[str] | None, policy: GatePolicy | None) -> tuple[str, ...]:
     """The pre-specified primary family: `--primary-metrics` when given, else the metrics the
     gate decides on (what the release hangs on), else none (every row exploratory)."""
-    if given is not None:
-        return tuple(dict.fromkeys(given))
-    return policy.metrics if policy is not None else ()
+    names = given if given is not None else (policy.metrics if policy is not None else ())
+    # Underdiagnosis is tested as No Finding's fpr: that metric is in the primary family.
+    return tuple(dict.fromkeys("fpr" if m == UNDERDIAGNOSIS else m for m in names))
 
 
 def _fmt(x: float) -> str:
@@ -373,6 +376,11 @@ def check_status(
 
 
 def _not_computed_reason(result: AuditResult, metric: str) -> str:
+    if metric == UNDERDIAGNOSIS:
+        return (
+            "metric not computed (underdiagnosis needs a multi-label audit whose findings include "
+            "a No Finding column)"
+        )
     if result.task == "segmentation" and metric not in SEGMENTATION_METRICS:
         return "metric not computed (a segmentation audit computes dice, iou, hd95, assd, volume_error)"
     if result.task == "classification" and metric in SEGMENTATION_METRICS:
@@ -503,14 +511,69 @@ def gate_outcome(checks: Sequence[Mapping[str, Any]], on_inconclusive: str = "fa
     }
 
 
-def apply_gate(
-    result: AuditResult, policy: GatePolicy, baseline: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def apply_gate(result: Any, policy: GatePolicy, baseline: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every check of the policy on every non-reference group; results.json's `gate`.
 
+    `result` is an AuditResult, or a multi-label audit's MultiLabelResult: then every
+    finding's checks, each naming its `finding`, decide together (docs/multilabel.md).
     `baseline` is results.json's `baseline` section (--baseline-predictions), read by the
     `max_disparity_increase` rule.
     """
+    findings = getattr(result, "findings", None)
+    if findings is None:
+        checks = _checks(result, policy)
+    else:
+        per_finding = replace(policy, metrics=tuple(m for m in policy.metrics if m != UNDERDIAGNOSIS))
+        checks = [{"finding": f.name, **c} for f in findings for c in _checks(f.result, per_finding)]
+        if UNDERDIAGNOSIS in policy.metrics:
+            checks += _underdiagnosis_checks(result, policy)
+    checks += _baseline_checks(policy, baseline)
+    return {
+        **gate_outcome(checks, policy.on_inconclusive),
+        "decide": policy.decide,
+        "policy": policy.to_dict(),
+        "checks": checks,
+    }
+
+
+def _underdiagnosis_checks(result: Any, policy: GatePolicy) -> list[dict[str, Any]]:
+    """`underdiagnosis_rate`: the policy's rules on the No Finding finding's fpr comparisons,
+    under the bounds the policy sets for underdiagnosis_rate."""
+    name = getattr(result, "no_finding", None)
+    if name is None:
+        return [
+            {
+                "rule": "computed",
+                "metric": UNDERDIAGNOSIS,
+                "attribute": "(all)",
+                "group": None,
+                "reference": None,
+                "bound": None,
+                "observed": {
+                    "value": None,
+                    "ci": None,
+                    "reason": _not_computed_reason(result, UNDERDIAGNOSIS),
+                },
+                "status": "inconclusive",
+                "decides": True,
+                "note": "the gate asks for a metric this audit could not compute",
+            }
+        ]
+    no_finding = result.finding(name).result
+    bounds = {rule: policy.bound(rule, UNDERDIAGNOSIS) for rule in ("max_abs_difference", "min_ratio")}
+    view = replace(
+        policy,
+        metrics=("fpr",),
+        overrides={"fpr": {k: v for k, v in bounds.items() if v is not None}},
+    )
+    out = []
+    for c in _checks(no_finding, view):
+        out.append({"finding": name, **c, "metric": UNDERDIAGNOSIS})
+    return out
+
+
+def _checks(result: AuditResult, policy: GatePolicy) -> list[dict[str, Any]]:
+    """The policy's interval, significance and computed checks on one audit's comparisons."""
     checks: list[dict[str, Any]] = []
     alpha = round(1.0 - float(result.config["ci_level"]), 12)
     for attr in result.attributes:
@@ -557,10 +620,4 @@ def apply_gate(
                     check["note"] = note
                 checks.append(check)
     checks += _not_computed(result, policy)
-    checks += _baseline_checks(policy, baseline)
-    return {
-        **gate_outcome(checks, policy.on_inconclusive),
-        "decide": policy.decide,
-        "policy": policy.to_dict(),
-        "checks": checks,
-    }
+    return checks

@@ -41,13 +41,26 @@ def assemble(
 ) -> dict[str, Any]:
     """results.json's keys in their order (docs/reports.md), from the statistics' `body`
     (AuditResult.to_dict()) and what the workflow knows of inputs and model. The gate,
-    baseline, discovered slices and provenance are attached by `AuditReport`."""
-    return {
+    baseline, discovered slices and provenance are attached by `AuditReport`. A multi-label
+    audit's body (MultiLabelResult.to_dict()) gives `findings` and `findings_summary` in
+    place of `overall`, `attributes` and `consistency` (docs/multilabel.md)."""
+    head = {
         **header(command),
         "task": body["task"],
         "config": dict(config),
         "inputs": dict(inputs),
         "model": None if model is None else dict(model),
+    }
+    if "findings" in body:
+        return {
+            **head,
+            "findings": body["findings"],
+            "findings_summary": body["findings_summary"],
+            **({"underdiagnosis": body["underdiagnosis"]} if "underdiagnosis" in body else {}),
+            "gate": None,
+        }
+    return {
+        **head,
         "overall": body["overall"],
         "attributes": body["attributes"],
         "consistency": body["consistency"],
@@ -117,24 +130,52 @@ class AuditReport:
         self.data[key] = value
 
     # ------------------------------------------------------------------ views
-    def attributes(self) -> list[str]:
-        """The audited attributes and intersections, in results.json's order."""
-        return [a["name"] for a in self.data["attributes"]]
+    def findings(self) -> list[str]:
+        """The findings of a multi-label audit (--findings), in results.json's order; [] for
+        a single-label audit."""
+        return [f["finding"] for f in self.data.get("findings") or []]
 
-    def _attribute(self, name: str) -> Mapping[str, Any]:
-        for a in self.data["attributes"]:
+    def _block(self, finding: str | None) -> Mapping[str, Any]:
+        """What holds `overall` and `attributes`: results.json itself, or one finding's entry
+        of a multi-label audit (which then must be named)."""
+        if "findings" not in self.data:
+            if finding is not None:
+                raise KeyError(f"finding={finding!r}: this is a single-label audit (it has no findings)")
+            return self.data
+        if finding is None:
+            raise KeyError(
+                f"a multi-label audit: name one of its findings, finding=... ({', '.join(self.findings())})"
+            )
+        for f in self.data["findings"]:
+            if f["finding"] == finding:
+                return f
+        raise KeyError(f"{finding!r} is not an audited finding; audited: {', '.join(self.findings())}")
+
+    def attributes(self, finding: str | None = None) -> list[str]:
+        """The audited attributes and intersections, in results.json's order (of `finding`'s
+        audit in a multi-label audit; every finding has the same)."""
+        if finding is None and "findings" in self.data:
+            finding = next(iter(self.findings()), None)
+            if finding is None:
+                return []
+        return [a["name"] for a in self._block(finding)["attributes"]]
+
+    def _attribute(self, name: str, finding: str | None = None) -> Mapping[str, Any]:
+        for a in self._block(finding)["attributes"]:
             if a["name"] == name:
                 return a
-        raise KeyError(f"{name!r} is not an audited attribute; audited: {', '.join(self.attributes())}")
+        raise KeyError(
+            f"{name!r} is not an audited attribute; audited: {', '.join(self.attributes(finding))}"
+        )
 
-    def by_group(self, attribute: str) -> pd.DataFrame:
+    def by_group(self, attribute: str, finding: str | None = None) -> pd.DataFrame:
         """One row per group of `attribute` (an intersection by its name, e.g. "sex×race"):
         n, n_positive, whether it is small and the reference, then per metric its value,
         interval and the interval's method (columns METRIC, METRIC_ci_low, METRIC_ci_high,
-        METRIC_method, METRIC_reason)."""
+        METRIC_method, METRIC_reason). A multi-label audit: of `finding`."""
         import pandas as pd
 
-        attr = self._attribute(attribute)
+        attr = self._attribute(attribute, finding)
         rows = []
         for g in attr["groups"]:
             row: dict[str, Any] = {
@@ -149,28 +190,37 @@ class AuditReport:
             rows.append(row)
         return pd.DataFrame(rows)
 
-    def overall(self) -> pd.DataFrame:
-        """One row per metric on the whole audited set: value and interval."""
+    def overall(self, finding: str | None = None) -> pd.DataFrame:
+        """One row per metric on the whole audited set (of `finding` in a multi-label audit):
+        value and interval."""
         import pandas as pd
 
-        metrics = self.data["overall"]["metrics"]
+        metrics = self._block(finding)["overall"]["metrics"]
         return pd.DataFrame([{"metric": m, **_estimate_columns("", est)} for m, est in metrics.items()])
 
     def comparisons(self) -> pd.DataFrame:
         """Every comparison row of every attribute: group against the reference per metric,
-        difference and ratio with intervals, the test, its p-value and the adjusted p-value."""
+        difference and ratio with intervals, the test, its p-value and the adjusted p-value.
+        A multi-label audit: every finding's, with a `finding` column first."""
         import pandas as pd
 
+        blocks = self.data.get("findings") or [self.data]
         rows = []
-        for attr in self.data["attributes"]:
-            for c in attr.get("comparisons", []):
-                row: dict[str, Any] = {"attribute": attr["name"]}
-                for key, value in c.items():
-                    if isinstance(value, Mapping) and "value" in value:
-                        row.update(_estimate_columns(key, value))
-                    elif not isinstance(value, (Mapping, list)):
-                        row[key] = value
-                rows.append(row)
+        for block in blocks:
+            for attr in block["attributes"]:
+                for c in attr.get("comparisons", []):
+                    row: dict[str, Any] = {"finding": block["finding"]} if "finding" in block else {}
+                    row["attribute"] = attr["name"]
+                    for key, value in c.items():
+                        if isinstance(value, Mapping) and "value" in value:
+                            row.update(_estimate_columns(key, value))
+                        elif not isinstance(value, (Mapping, list)):
+                            row[key] = value
+                    within = c.get("within")
+                    if isinstance(within, Mapping):  # --within: the pooled within-stratum difference
+                        row.update(_estimate_columns("within_difference", within.get("difference") or {}))
+                        row["within_test"], row["within_p_value"] = within.get("test"), within.get("p_value")
+                    rows.append(row)
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ the gate
@@ -246,9 +296,10 @@ class AuditReport:
         inputs = self.data.get("inputs", {})
         gate = self.gate_outcome
         verdict = "no gate" if gate is None else f"gate {gate['outcome']}"
+        findings = f"findings={self.findings()}, " if "findings" in self.data else ""
         return (
             f"AuditReport(task={self.task!r}, n_included={inputs.get('n_included')}, "
-            f"attributes={self.attributes()}, {verdict})"
+            f"{findings}attributes={self.attributes()}, {verdict})"
         )
 
 

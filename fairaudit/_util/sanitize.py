@@ -111,7 +111,19 @@ def display_name(value: Any, limit: int = NAME_LIMIT) -> str:
 
 #: Keys of results.json whose strings are group or attribute names (capped at NAME_LIMIT).
 _NAME_KEYS = frozenset(
-    {"group", "reference", "worst_group", "name", "attribute", "attributes", "small_groups", "groups"}
+    {
+        "group",
+        "reference",
+        "worst_group",
+        "name",
+        "attribute",
+        "attributes",
+        "small_groups",
+        "groups",
+        "finding",
+        "label_column",
+        "score_column",
+    }
 )
 
 

@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _DICOM_DIR = typer.Argument(
-    help="DICOM folder, read only: the images to read (with audit --predictions: the files the "
-    "predictions are joined with by id, SOPInstanceUID, ...).",
+    help="DICOM folder, read only: the images to read, DICOM, PNG or JPEG files recognized by their "
+    "content (with audit --predictions: the files the predictions are joined with by id, "
+    "SOPInstanceUID, ..., or path).",
 )
 DicomDir = Annotated[Path, _DICOM_DIR]
 OptionalDicomDir = Annotated[Path | None, _DICOM_DIR]
@@ -84,7 +85,8 @@ IdColumn = Annotated[
     str | None,
     typer.Option(
         "--id-column",
-        help="Join key; default: auto-detect (sop_instance_uid, study_instance_uid, patient_id, path).",
+        help="Join key; default: auto-detect (sop_instance_uid, study_instance_uid, patient_id, path). "
+        "Named differently per file (audit): predictions=img,demographics=sop_uid[,labels=...].",
     ),
 ]
 Bootstrap = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples B.")]
@@ -149,7 +151,7 @@ MaxPixels = Annotated[
     typer.Option(
         "--max-pixels",
         min=1,
-        help="Refuse (exclude, from the header, before decoding) a DICOM file declaring more than "
+        help="Refuse (exclude, from the header, before decoding) a DICOM, PNG or JPEG file declaring more than "
         "Rows x Columns x frames x samples values: bounds the memory one file can take.",
     ),
 ]
@@ -158,7 +160,7 @@ MaxFileSize = Annotated[
     typer.Option(
         "--max-file-size",
         metavar="SIZE",
-        help="Exclude, from its size and before reading it, a DICOM file larger than this "
+        help="Exclude, from its size and before reading it, a DICOM, PNG or JPEG file larger than this "
         "(bytes, or e.g. 500MB, 2GB): bounds the time one file can take.",
     ),
 ]

@@ -35,8 +35,38 @@ def audit(
     labels: opt.Labels = None,
     label_column: opt.LabelColumn = "label",
     score_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--score-column",
+            help="Score column (probability in [0, 1]). With --findings: FINDING=COLUMN, once per "
+            "finding whose score column is not named FINDING or score_FINDING. \\[default: score]",
+        ),
+    ] = None,
+    findings: Annotated[
         str | None,
-        typer.Option("--score-column", help="Score column (probability in [0, 1]). \\[default: score]"),
+        typer.Option(
+            "--findings",
+            metavar="all|A,B,C",
+            help="A multi-label audit: these finding columns of the labels (all: every column of "
+            "0/1/-1 labels), each audited on its own and corrected as one family.",
+        ),
+    ] = None,
+    uncertain: Annotated[
+        str,
+        typer.Option(
+            "--uncertain",
+            help="With --findings, what a label of -1 (uncertain) becomes: exclude (from that "
+            "finding), negative or positive (CheXpert's U-Ignore, U-Zeros, U-Ones).",
+        ),
+    ] = "exclude",
+    no_finding_column: Annotated[
+        str | None,
+        typer.Option(
+            "--no-finding-column",
+            metavar="NAME",
+            help="With --findings, the finding that says no finding is present (default: one "
+            "named No Finding): its false-positive rate per group is the underdiagnosis rate.",
+        ),
     ] = None,
     prediction_column: Annotated[
         str,
@@ -77,6 +107,16 @@ def audit(
     reference: Annotated[
         list[str] | None,
         typer.Option("--reference", help="ATTR=GROUP reference group; default: the largest (repeatable)."),
+    ] = None,
+    within: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--within",
+            metavar="COLUMN",
+            help="Also compare each group with the reference within each stratum of COLUMN (e.g. site) "
+            "and pool the strata (Mantel-Haenszel for rates): does a gap survive adjustment? "
+            "Repeatable (strata: the combinations). A sensitivity analysis, outside the correction.",
+        ),
     ] = None,
     missing_as_group: Annotated[
         bool,
@@ -146,9 +186,9 @@ def audit(
             min=0,
             help="Refuse (exit 2, before any model runs) an attribute with more groups than this, or "
             "nearly one group per row: it looks like an identifier, and the reports name every group. "
-            "0: no limit.",
+            "0: no limit. Bin a numeric column with --bins, pool rare groups with --merge-small-groups.",
         ),
-    ] = 50,
+    ] = 20,
     positive_label: Annotated[
         str | None,
         typer.Option(
@@ -244,6 +284,7 @@ def audit(
     checks them (fairaudit.workflows.audit) and runs the audit; the outcome rendered here."""
 
     def call() -> AuditOutcome:
+        from fairaudit.cohort.findings import parse_findings
         from fairaudit.io.dicom_attributes import parse_bins
         from fairaudit.report.image_reports import parse_formats
         from fairaudit.workflows.audit import run_audit
@@ -258,11 +299,16 @@ def audit(
             id_column=id_column,
             cluster_column=cluster_column,
             label_column=label_column,
-            score_column=score_column or "score",
-            score_column_given=score_column is not None,
+            score_column=score_column[-1] if score_column and not findings else "score",
+            score_column_given=bool(score_column) and not findings,
+            score_columns=list(score_column or []),
+            findings=parse_findings(findings),
+            uncertain=uncertain.lower(),
+            no_finding_column=no_finding_column,
             prediction_column=prediction_column,
             intersections=parse_intersections(list(intersect or [])),
             references=parse_references(list(reference or [])),
+            within=list(dict.fromkeys(w.strip() for w in within or [])),
             missing_as_group=missing_as_group,
             threshold=threshold,
             threshold_policy=threshold_policy,

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from fairaudit.errors import InputError, arg
 
 #: Groups one attribute may have before the audit refuses it (--max-groups; 0: no limit).
-DEFAULT_MAX_GROUPS = 50
+DEFAULT_MAX_GROUPS = 20
 #: "Nearly one group per row": at least this share of the rows have a group of their own...
 NEAR_UNIQUE_SHARE = 0.9
 #: ...and there are more groups than this (a 6-row test table with 6 ages is not an id).

@@ -20,8 +20,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fairaudit._util.absent import ABSENT, combine, present
 from fairaudit._util.privacy import IdHasher
 from fairaudit._util.sanitize import cap
+from fairaudit.cohort.findings import (
+    Finding,
+    FindingColumns,
+    apply_uncertain,
+    resolve_findings,
+    status_matrix,
+    status_notes,
+)
 from fairaudit.cohort.identifiers import DEFAULT_MAX_GROUPS, check_group_count, refuse_identifier_attributes
 from fairaudit.cohort.keys import TextCodes, digest, first_rows, join_codes
 from fairaudit.cohort.manifest import ManifestSpool
@@ -79,6 +88,14 @@ class CohortSpec:
     merge_below: int = 0
     positive_label: str | None = None  # --positive-label: the label value that is 1
     score_scale: str = "probability"  # --score-scale: "probability" ([0, 1]) or "percent" ([0, 100])
+    # --findings (a multi-label audit, fairaudit.cohort.findings): ("all",) or the finding
+    # columns; their score columns by name or --score-column FINDING=COLUMN; --uncertain.
+    findings: tuple[str, ...] | None = None
+    finding_scores: dict[str, str] = field(default_factory=dict)
+    uncertain: str = "exclude"
+    # --within: stratum columns, read like attributes; a blank value leaves the record out of
+    # the within-stratum analysis only (fairaudit.stats._strata).
+    strata: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -106,10 +123,19 @@ class Cohort:
     binned: list[dict[str, Any]] = field(default_factory=list)
     # Which groups --merge-small-groups pooled (results.json `inputs.merged_groups`).
     merged: list[dict[str, Any]] = field(default_factory=list)
+    # A multi-label audit: each finding's labels and scores over the included records
+    # (`labels` and `scores` are then empty; docs/multilabel.md).
+    findings: list[Finding] | None = None
+    n_rows: int | None = None  # included records of a multi-label audit
+    # Included records without a value of an attribute (or intersection), by its name: in the
+    # audit, out of that attribute's groups (results.json `inputs.missing_attributes`).
+    absent: dict[str, int] = field(default_factory=dict)
+    # --within: each stratum column's value per included record (ABSENT where blank).
+    strata: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_included(self) -> int:
-        return int(self.labels.size)
+        return int(self.labels.size) if self.n_rows is None else self.n_rows
 
 
 def _merge_small(values: dict[str, np.ndarray], included: np.ndarray, below: int) -> list[dict[str, Any]]:
@@ -119,7 +145,11 @@ def _merge_small(values: dict[str, np.ndarray], included: np.ndarray, below: int
     records = []
     for a, vals in values.items():
         names, counts = np.unique(vals[included].astype(str), return_counts=True)
-        small = [str(g) for g, k in zip(names, counts, strict=True) if k < below and g != MISSING_GROUP]
+        small = [
+            str(g)
+            for g, k in zip(names, counts, strict=True)
+            if k < below and g not in (MISSING_GROUP, ABSENT)
+        ]
         if not small:
             continue
         pooled = np.isin(vals.astype(str), small)
@@ -155,6 +185,26 @@ def _binned(name: str, texts: np.ndarray, cuts: list[float]) -> tuple[np.ndarray
     return bin_labels(values, cuts), record
 
 
+def _quantile_edges(name: str, texts: np.ndarray, codes: np.ndarray, k: int) -> list[float]:
+    """`--bins COLUMN=quantiles:k`: the inner k-quantiles of the numeric values of the records
+    still in the audit (`codes` into `texts`); tied quantiles merge, so ties may leave fewer
+    than k groups (logged)."""
+    numbers = np.array([_number(v) for v in texts], dtype=np.float64)
+    values = numbers[codes[codes >= 0]] if codes.size else np.empty(0)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise InputError(
+            f"{arg('bins')} {name}=quantiles:{k}: the column has no numeric value to cut.",
+            argument="bins",
+        )
+    edges = sorted({float(q) for q in np.quantile(values, np.arange(1, k) / k)})
+    if len(edges) < k - 1:
+        log.warning(
+            "%s: tied values leave %d groups of the %d quantile groups asked for", name, len(edges) + 1, k
+        )
+    return edges
+
+
 def _number(text: str) -> float:
     try:
         value = float(text)
@@ -187,8 +237,9 @@ def _scan(
     positive: str | None = None,
     percent: bool = False,
 ) -> _Scan:
-    """Read `table` a chunk at a time; `parse`: (column, kind) with kind label, prediction,
-    score (validated; errors name file, column and row) or text. `positive`: the label value
+    """Read `table` a chunk at a time; `parse`: (column, kind) with kind label, finding (a
+    label that may be -1, uncertain), prediction, score (validated; errors name file, column
+    and row) or text. `positive`: the label value
     that is 1 (--positive-label); `percent`: scores in [0, 100] (--score-scale percent)."""
     others: dict[str, set[str]] = {}
     id_name = table.column(id_col) if id_col else None
@@ -209,6 +260,9 @@ def _scan(
                 texts[c].add(frame[c])
             elif kind == "score":
                 numbers[(c, kind)].append(parse_score(part, c, percent).to_numpy(dtype=np.float64))
+            elif kind == "finding":  # 1, 0, -1 (uncertain) or blank
+                values = parse_binary(part, c, "label", None, None, uncertain=True)
+                numbers[(c, kind)].append(values.to_numpy(dtype=np.float64))
             else:
                 pos = positive if kind == "label" else None
                 values = parse_binary(part, c, kind, pos, others.setdefault(c, set()))
@@ -312,36 +366,30 @@ def build_cohort(
     demo = read_header(spec.demographics) if spec.demographics else None
     lab = read_header(spec.labels) if spec.labels else None
     # (detect_id_column checks that every table, the predictions included, has id_col)
+    id_name = alias_id_columns(
+        spec.id_column, {"predictions": pred, "demographics": demo, "labels": lab, "dicom": files}
+    )
     id_col = detect_id_column(
-        [t for t in (pred, demo, lab, files) if t is not None], spec.id_column, spec.id_candidates
+        [t for t in (pred, demo, lab, files) if t is not None], id_name, spec.id_candidates
     )
 
     # Columns and their sources.
     label_table = lab or pred
-    label_col = label_table.column(
-        spec.label_column, argument="label_column", or_file=None if lab else "labels"
-    )
-    if pred.has(spec.score_column) or spec.score_column_given:
-        score = (pred.column(spec.score_column, argument="score_column"), "score")
-        has_scores = True
-    elif pred.has(spec.prediction_column):
-        score = (pred.column(spec.prediction_column, argument="prediction_column"), "prediction")
-        has_scores = False
-        log.warning(
-            "%s has 0/1 predictions ('%s') and no score column: auroc, auprc, brier, ece and squared_calibration_error will be null.",
-            pred.name,
-            score[0],
-        )
+    cluster = cluster_source(spec.cluster_column, id_col, [t for t in (demo, lab, pred) if t is not None])
+    finding_cols: list[FindingColumns] | None = None
+    if spec.findings is not None:
+        finding_cols = resolve_findings(
+            spec.findings, label_table, pred, score_map=spec.finding_scores,
+            exclude={
+                c for c in (id_col, id_col and label_table.column(id_col), cluster and cluster[1], *needed, *ID_CANDIDATES) if c
+            },
+        )  # fmt: skip
+        label_col, score, has_scores = "", ("", "score"), True
     else:
-        cols = ", ".join(repr(c) for c in pred.columns)
-        raise InputError(
-            f"no score column '{spec.score_column}' and no prediction column "
-            f"'{spec.prediction_column}' (columns: {cols}).",
-            file=pred.name,
-            column=spec.score_column,
-            hint=f"Pass {arg('score_column')} NAME (probabilities) or {arg('prediction_column')} NAME (0/1).",
-            argument="score_column",
+        label_col = label_table.column(
+            spec.label_column, argument="label_column", or_file=None if lab else "labels"
         )
+        score, has_scores = _score_source(spec, pred)
     attr_table = demo or pred
     if not needed:
         raise InputError(
@@ -349,16 +397,18 @@ def build_cohort(
             argument="attributes",
         )
     attr_cols: dict[str, tuple[Table, str]] = {}
-    for a in needed:
+    for a in dict.fromkeys([*needed, *spec.strata]):  # --within columns are found as attributes are
         if files is not None and a.startswith("dicom:") and files.has(a):  # from the DICOM headers
             attr_cols[a] = (files, files.column(a))
         elif attr_table.has(a) or demo is None or not pred.has(a):
             # Not found anywhere: the error names the demographics file, where it belongs.
-            attr_cols[a] = (attr_table, attr_table.column(a, argument="attributes"))
+            attr_cols[a] = (
+                attr_table,
+                attr_table.column(a, argument="attributes" if a in needed else "within"),
+            )
         else:
-            attr_cols[a] = (pred, pred.column(a, argument="attributes"))
+            attr_cols[a] = (pred, pred.column(a, argument="attributes" if a in needed else "within"))
 
-    cluster = cluster_source(spec.cluster_column, id_col, [t for t in (demo, lab, pred) if t is not None])
     # Identifier columns are refused as attributes before any value is read: the reports
     # name every group (fairaudit.cohort.identifiers).
     refuse_identifier_attributes(
@@ -370,9 +420,14 @@ def build_cohort(
     # First pass (values validated; errors name file, column and row): the labels' file
     # first, then the predictions, the demographics and the files.
     def parse_of(t: Table) -> list[tuple[str, str]]:
-        out = [(label_col, "label")] if t is label_table else []
-        if t is pred:
-            out.append(score)
+        if finding_cols is not None:
+            out = [(f.label, "finding") for f in finding_cols] if t is label_table else []
+            if t is pred:
+                out += [(f.score, "score") for f in finding_cols if (f.score, "score") not in out]
+        else:
+            out = [(label_col, "label")] if t is label_table else []
+            if t is pred:
+                out.append(score)
         texts = [col for tab, col in attr_cols.values() if tab is t]
         if cluster is not None and cluster[0] is t:
             texts.append(cluster[1])
@@ -392,8 +447,8 @@ def build_cohort(
                 argument="bins",
             )
     for a, (table, col) in attr_cols.items():  # before the join and the statistics
-        if a in binned:
-            continue  # at most len(edges) + 1 groups
+        if a in binned or a not in needed:
+            continue  # at most len(edges) + 1 groups; a --within column names no group in a report
         sc = scans[id(table)]
         n_groups = sum(1 for v in sc.texts[col][1] if not is_missing(v))
         check_group_count(a, n_groups, sc.n, spec.max_groups, file=table.name)
@@ -461,10 +516,18 @@ def build_cohort(
         out[pos >= 0] = codes_[pos[pos >= 0]]
         return out, lookup
 
-    labels = numbers_of(label_table, (label_col, "label"))
-    mark(np.isnan(labels), "missing label")
-    scores = p_scan.numbers[score]
-    mark(np.isnan(scores), "missing score" if has_scores else "missing prediction")
+    status = None
+    if finding_cols is not None:
+        raw = [numbers_of(label_table, (f.label, "finding")) for f in finding_cols]
+        f_scores = [p_scan.numbers[(f.score, "score")] for f in finding_cols]
+        status = status_matrix(raw, f_scores, spec.uncertain)
+        mark((status != 0).all(axis=1), "no finding with both a label and a score")
+        labels = scores = np.empty(0)
+    else:
+        labels = numbers_of(label_table, (label_col, "label"))
+        mark(np.isnan(labels), "missing label")
+        scores = p_scan.numbers[score]
+        mark(np.isnan(scores), "missing score" if has_scores else "missing prediction")
 
     attr_values: dict[str, np.ndarray] = {}
     binned_records: list[dict[str, Any]] = []
@@ -475,17 +538,25 @@ def build_cohort(
         # every comparison and table (docs/reports.md, "What a value may add to a report").
         lookup = np.array([cap(v) for v in lookup], dtype=object)
         if a in binned:
-            lookup, record = _binned(a, lookup, binned[a])
+            cuts = binned[a]
+            k = getattr(cuts, "k", None)  # --bins COLUMN=quantiles:k
+            if k is not None:
+                cuts = _quantile_edges(a, lookup, row_codes[reason == 0], k)
+            lookup, record = _binned(a, lookup, cuts)
+            if k is not None:
+                record["quantiles"] = k
             binned_records.append(record)
         missing = np.array([is_missing(v) for v in lookup], dtype=bool)[row_codes]
         vals = lookup[row_codes]
-        if spec.missing_as_group:
-            vals[missing] = MISSING_GROUP
-        else:
-            mark(missing, f"missing {a}")
+        # Missing: its own group with --missing-as-group, else out of this attribute's
+        # analyses only (docs/statistics.md, "Missing values").
+        vals[missing] = MISSING_GROUP if spec.missing_as_group and a in needed else ABSENT
         attr_values[a] = vals
 
     included = reason == 0
+    findings: list[Finding] | None = None
+    if finding_cols is not None and status is not None:
+        findings = _findings(finding_cols, raw, f_scores, status, included, spec.uncertain)
     # Reasons counted in the order first met, as the rows are.
     ex_codes, first_at = np.unique(reason[~included], return_index=True)
     tally = np.bincount(reason[~included], minlength=len(reasons))
@@ -496,7 +567,12 @@ def build_cohort(
 
     manifest = _ManifestParts(manifest_spool)
     clear: list[np.ndarray] | None = [] if spec.keep_clear_ids else None
-    manifest.add_part(hasher, p_scan, id_col, included, reason_text[reason], clear_ids=clear)
+    row_reasons = reason_text[reason]
+    if status is not None and finding_cols is not None:  # which findings leave an included record out
+        notes = status_notes(status, [f.name for f in finding_cols])
+        row_reasons = np.where(included, notes, row_reasons)
+    row_reasons = _absent_notes(row_reasons, included, {a: attr_values[a] for a in spec.attributes})
+    manifest.add_part(hasher, p_scan, id_col, included, row_reasons, clear_ids=clear)
     excluded = [{"reason": f"{pred.name}: {why}", "count": int(k)} for why, k in sorted(counts.items())]
     # The prediction ids, and those included, by code: for all the other inputs.
     used = np.zeros(n_ids, dtype=bool)
@@ -532,15 +608,22 @@ def build_cohort(
         for why, k in spec.files_manifest["reason"].value_counts().sort_index().items():
             excluded.append({"reason": f"{files.name if files else 'DICOM files'}: {why}", "count": int(k)})
 
-    merged = _merge_small(attr_values, included, spec.merge_below) if spec.merge_below > 0 else []
+    merged = (
+        _merge_small({a: attr_values[a] for a in needed}, included, spec.merge_below)
+        if spec.merge_below > 0
+        else []
+    )  # strata are never pooled: pooling them would mix what --within holds apart
     attributes: dict[str, np.ndarray] = {}
     for a in spec.attributes:
         attributes[a] = attr_values[a][included].astype(str)
     for parts in spec.intersections:
-        combined = attr_values[parts[0]][included]
-        for p in parts[1:]:
-            combined = combined + INTERSECTION_SEP + attr_values[p][included]
-        attributes[intersection_name(parts)] = combined.astype(str)
+        attributes[intersection_name(parts)] = combine(
+            [attr_values[p][included] for p in parts], INTERSECTION_SEP
+        )
+    absent = {a: int(np.sum(~present(v))) for a, v in attributes.items()}
+    absent = {a: k for a, k in absent.items() if k}
+    for a, k in absent.items():
+        log.warning("%d included records have no %s: they stay in the audit, out of its groups only", k, a)
 
     clusters, cluster_missing = None, 0
     if cluster is not None:
@@ -564,8 +647,8 @@ def build_cohort(
             file=pred.name,
         )
     return Cohort(
-        labels=labels[included].astype(np.int64),
-        scores=scores[included],
+        labels=labels[included].astype(np.int64) if findings is None else np.empty(0, dtype=np.int64),
+        scores=scores[included] if findings is None else np.empty(0),
         has_scores=has_scores,
         attributes=attributes,
         manifest=manifest.frame(),
@@ -578,9 +661,127 @@ def build_cohort(
         cluster_missing=cluster_missing,
         binned=binned_records,
         merged=merged,
-        label_source={"input": "labels" if lab else "predictions", "column": label_col},
-        score_source={"input": "predictions", "column": score[0], "kind": score[1]},
+        label_source=None if findings else {"input": "labels" if lab else "predictions", "column": label_col},
+        score_source=None if findings else {"input": "predictions", "column": score[0], "kind": score[1]},
+        findings=findings,
+        n_rows=int(included.sum()) if findings is not None else None,
+        absent=absent,
+        strata={c: attr_values[c][included].astype(str) for c in spec.strata},
     )
+
+
+def _absent_notes(reasons: np.ndarray, included: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+    """The manifest's reason of each included record that lacks an attribute: which analyses
+    leave it out ("not in: sex groups (missing)"), after any note already there."""
+    lacking = [(a, ~present(v)) for a, v in values.items()]
+    if not any(m.any() for _, m in lacking):
+        return reasons
+    out = reasons.astype(object).copy()
+    for i in np.flatnonzero(included & np.logical_or.reduce([m for _, m in lacking])):
+        note = "not in: " + "; ".join(f"{a} groups (missing {a})" for a, m in lacking if m[i])
+        out[i] = f"{out[i]}; {note}" if out[i] else note
+    return out
+
+
+#: The inputs `--id-column ROLE=COLUMN` may name.
+ID_ROLES = ("predictions", "demographics", "labels", "dicom")
+
+
+def parse_id_columns(value: str | None) -> dict[str, str] | None:
+    """`--id-column predictions=img,demographics=sop_uid` as {role: column}; None for one name."""
+    if value is None or "=" not in value:
+        return None
+    out: dict[str, str] = {}
+    for part in value.split(","):
+        role, sep, column = part.partition("=")
+        role, column = role.strip().lower(), column.strip()
+        if not sep or role not in ID_ROLES or not column:
+            raise InputError(
+                f"{arg('id_column')} '{value}': give one column name, or ROLE=COLUMN pairs separated by commas "
+                f"with ROLE one of {', '.join(ID_ROLES)} (e.g. predictions=img,demographics=sop_uid).",
+                argument="id_column",
+            )
+        out[role] = column
+    return out
+
+
+def alias_id_columns(value: str | None, tables: dict[str, Table | None]) -> str | None:
+    """The join key's name: `value` itself, or, for ROLE=COLUMN pairs, the predictions' column
+    (else the first named), each other named file's column aliased to that name. A file not
+    named keeps the name (it must have such a column)."""
+    mapping = parse_id_columns(value)
+    if mapping is None:
+        return value
+    for role, column in mapping.items():
+        table = tables.get(role)
+        if table is None:
+            raise InputError(
+                f"{arg('id_column')} {role}={column}: no {role} input is given to this audit.",
+                argument="id_column",
+            )
+        table.column(column, argument="id_column")  # present (else the error lists the columns)
+    name = mapping.get("predictions") or next(iter(mapping.values()))
+    for role, column in mapping.items():
+        table = tables[role]
+        assert table is not None
+        actual = table.column(column)
+        if actual != name:
+            table.aliases[name] = actual
+    return name
+
+
+def _score_source(spec: CohortSpec, pred: Table) -> tuple[tuple[str, str], bool]:
+    """The predictions' score column (kind "score"), else its 0/1 prediction column; and
+    whether there are scores."""
+    if pred.has(spec.score_column) or spec.score_column_given:
+        return (pred.column(spec.score_column, argument="score_column"), "score"), True
+    if pred.has(spec.prediction_column):
+        column = pred.column(spec.prediction_column, argument="prediction_column")
+        log.warning(
+            "%s has 0/1 predictions ('%s') and no score column: auroc, auprc, brier, ece and squared_calibration_error will be null.",
+            pred.name,
+            column,
+        )
+        return (column, "prediction"), False
+    cols = ", ".join(repr(c) for c in pred.columns)
+    raise InputError(
+        f"no score column '{spec.score_column}' and no prediction column "
+        f"'{spec.prediction_column}' (columns: {cols}).",
+        file=pred.name,
+        column=spec.score_column,
+        hint=f"Pass {arg('score_column')} NAME (probabilities) or {arg('prediction_column')} NAME (0/1).",
+        argument="score_column",
+    )
+
+
+def _findings(
+    columns: list[FindingColumns],
+    raw: list[np.ndarray],
+    scores: list[np.ndarray],
+    status: np.ndarray,
+    included: np.ndarray,
+    policy: str,
+) -> list[Finding]:
+    """Each finding over the included records: uncertain labels mapped by --uncertain,
+    NaN where the record is not in the finding's analysis (its status says why)."""
+    out = []
+    for j, f in enumerate(columns):
+        labels, _ = apply_uncertain(raw[j][included], policy)
+        st = status[included, j]
+        keep = st == 0
+        out.append(
+            Finding(
+                name=f.name,
+                label_column=f.label,
+                score_column=f.score,
+                labels=np.where(keep, labels, np.nan),
+                scores=np.where(keep, scores[j][included], np.nan),
+                n_uncertain=int(np.sum(raw[j][included] == -1.0)),
+                n_no_label=int(np.sum(st == 2)),
+                n_no_score=int(np.sum(st == 3)),
+            )
+        )
+    return out
 
 
 def pseudonymize_sources(frame: pd.DataFrame, hasher: IdHasher) -> pd.DataFrame:

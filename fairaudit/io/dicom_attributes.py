@@ -171,10 +171,45 @@ def parse_attribute(name: str) -> DicomAttribute:
     return DicomAttribute(name=name, keyword=keyword, kind=kind, vr=vr)
 
 
+#: `--bins age=quantiles:4`: as many groups of (nearly) equal size, cut at the quantiles of
+#: the audited records' values (a CSV column; edges recorded in results.json).
+QUANTILES = "quantiles:"
+
+
+class QuantileBins(list):
+    """`--bins COLUMN=quantiles:k`: k groups cut at the quantiles of the audited records'
+    values, the edges found in the join (a list, empty until then, so that it travels where
+    edges do)."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = k
+
+    def __repr__(self) -> str:
+        return f"QuantileBins({self.k})"
+
+
+def _quantile_k(value: str, edges: str, attr: str) -> int:
+    """k of `quantiles:k`: 2 to 20 groups, and only for CSV columns."""
+    text = edges.strip()[len(QUANTILES) :].strip()
+    if is_dicom_attribute(attr):
+        raise InputError(
+            f"{arg('bins')} '{value}': quantiles apply to CSV columns; give a dicom: attribute its edges.",
+            argument="bins",
+        )
+    if not text.isdigit() or not 2 <= int(text) <= 20:
+        raise InputError(
+            f"{arg('bins')} '{value}': give the number of groups, 2 to 20, e.g. age=quantiles:4.",
+            argument="bins",
+        )
+    return int(text)
+
+
 def parse_bins(values: Sequence[str]) -> dict[str, list[float]]:
-    """`--bins dicom:KVP=60,80,100` or `--bins age=40,65` values into {"dicom:KVP": [60, 80,
-    100], "age": [40, 65]} (sorted cut points). A CSV column is binned in the join
-    (fairaudit.cohort.join), a `dicom:` attribute where the headers are read (here)."""
+    """`--bins dicom:KVP=60,80,100`, `--bins age=40,65` or `--bins age=quantiles:4` values into
+    {"dicom:KVP": [60, 80, 100], "age": [40, 65]} (sorted cut points; quantiles as
+    QuantileBins). A CSV column is binned in the join (fairaudit.cohort.join), a `dicom:`
+    attribute where the headers are read (here)."""
     out: dict[str, list[float]] = {}
     for v in values:
         attr, sep, edges = v.partition("=")
@@ -184,6 +219,9 @@ def parse_bins(values: Sequence[str]) -> dict[str, list[float]]:
                 f"{arg('bins')} '{v}': expected COLUMN=EDGE,EDGE,..., e.g. age=40,65 or dicom:KVP=60,80,100.",
                 argument="bins",
             )
+        if edges.strip().lower().startswith(QUANTILES):
+            out[attr] = QuantileBins(_quantile_k(v, edges, attr))
+            continue
         try:
             cuts = [float(e) for e in edges.split(",") if e.strip()]
         except ValueError:

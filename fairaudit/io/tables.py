@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,9 @@ class Table:
     # columns wanted, it yields (cells, spreadsheet rows) a chunk at a time, like iter_chunks.
     reader: Callable[[list[str]], Iterator[tuple[pd.DataFrame, pd.Series]]] | None = None
     size: int | None = None  # the records' count when `reader` has them and it is known
+    # Another name for one of its columns: the join key of `--id-column predictions=img,
+    # demographics=sop_uid`, under the predictions' name in every file (fairaudit.cohort.join).
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def count(self) -> int:
         """How many records (those `frame` holds, else `size`). (Not __len__: a Table is
@@ -101,7 +104,9 @@ class Table:
     def _find(self, name: str) -> str | None:
         """`name` itself, else the one column equal to it ignoring case, else the one equal
         ignoring case and `_`, `-` and spaces (DICOM's `SOPInstanceUID` is `sop_instance_uid`,
-        `PatientID` is `patient_id`); None when absent or ambiguous."""
+        `PatientID` is `patient_id`); None when absent or ambiguous. An alias names its column."""
+        if name in self.aliases:
+            return self.aliases[name]
         if name in self.frame.columns:
             return name
         for fold in (str.lower, _squashed):
@@ -345,14 +350,24 @@ BINARY_WORDS: dict[str, float] = {
 }  # fmt: skip
 
 
+#: CheXpert's and MIMIC-CXR's code for an uncertain finding (docs/multilabel.md).
+UNCERTAIN = -1.0
+
+
 def parse_binary(
-    table: Table, column: str, what: str, positive: str | None = None, others: set[str] | None = None
+    table: Table,
+    column: str,
+    what: str,
+    positive: str | None = None,
+    others: set[str] | None = None,
+    uncertain: bool = False,
 ) -> pd.Series:
     """0/1 values as floats (NaN where missing); yes/no, true/false and positive/negative
     (any case) are 1/0; anything else is an InputError.
 
     `positive` (--positive-label): that value (any case) is 1 and the one other value the
-    column holds is 0 (`others` collects it across a file's chunks); a third value is an error."""
+    column holds is 0 (`others` collects it across a file's chunks); a third value is an error.
+    `uncertain` (a finding column of a multi-label audit): -1 is UNCERTAIN, kept as -1."""
     out = []
     others = set() if others is None else others
     for value, row in zip(table.frame[column], table.rows, strict=True):
@@ -388,9 +403,12 @@ def parse_binary(
                 column=column,
                 row=int(row),
             ) from None
+        if uncertain and num == UNCERTAIN:
+            out.append(num)
+            continue
         if num not in (0.0, 1.0):
             raise InputError(
-                f"value '{value}' is not a binary {what} (0 or 1).",
+                f"value '{value}' is not a binary {what} (0 or 1{', or -1 for uncertain' if uncertain else ''}).",
                 file=table.name,
                 column=column,
                 row=int(row),

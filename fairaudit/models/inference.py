@@ -73,6 +73,8 @@ class Records:
         self._blocks: dict[str, list[bytes]] = {}  # name -> JSON arrays of BLOCK cells, deflated
         self._tail: dict[str, list[str]] = {}  # name -> cells of the block being filled
         self._n = 0
+        # name -> (source column, function of a block's cells): a column computed when read
+        self._derived: dict[str, tuple[str, Callable[[list[str]], list[str]]]] = {}
 
     def append(self, rec: dict[str, str]) -> None:
         for name in rec:
@@ -94,10 +96,18 @@ class Records:
 
     @property
     def names(self) -> list[str]:
-        """The columns, in the order they first appeared."""
-        return list(self._names)
+        """The columns, in the order they first appeared, then the derived ones."""
+        return [*self._names, *self._derived]
+
+    def derive(self, name: str, source: str, fn: Callable[[list[str]], list[str]]) -> None:
+        """Column `name` is `fn` of column `source`, computed a block at a time when read (a
+        path as the CSVs name it, fairaudit.cohort.dicom_files.PathIds): nothing is stored."""
+        self._derived[name] = (source, fn)
 
     def _cells(self, name: str, block: int) -> list[str]:
+        if name in self._derived:
+            source, fn = self._derived[name]
+            return fn(self._cells(source, block))
         blocks = self._blocks.get(name)
         if blocks is None:
             return [""] * min(self.BLOCK, self._n - block * self.BLOCK)
@@ -148,10 +158,11 @@ class Records:
         return self._n
 
     def __iter__(self) -> Iterator[dict[str, str]]:
+        names = self.names
         for b in range(self._n_blocks()):
-            cols = [self._cells(n, b) for n in self._names]
+            cols = [self._cells(n, b) for n in names]
             for values in zip(*cols, strict=True):
-                yield dict(zip(self._names, values, strict=True))
+                yield dict(zip(names, values, strict=True))
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import jinja2
 
 from fairaudit._util.formatting import DASH, fmt_ci, fmt_est, fmt_level, fmt_num, fmt_p, is_number
-from fairaudit._util.sanitize import clean_text, neutralize_md_links
+from fairaudit._util.sanitize import clean_text, display_name, neutralize_md_links
 from fairaudit.report.baseline_view import baseline_view
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,9 @@ TEST_NAMES: dict[str, str] = {
     "wilcoxon_patients": "Wilcoxon signed-rank on patient means",
     "obuchowski": "Obuchowski (patients)",
     "wald_patients": "Wald z by patient",
+    "cochran_mantel_haenszel": "Cochran-Mantel-Haenszel",
+    "cochran_mantel_haenszel_rao_scott": "Cochran-Mantel-Haenszel (Rao-Scott, patients)",
+    "stratified_permutation": "stratified permutation",
 }
 
 CORRECTION_NAMES: dict[str, str] = {
@@ -168,6 +171,7 @@ def get_environment() -> jinja2.Environment:
     env.filters["pval"] = fmt_p
     env.filters["est"] = fmt_est
     env.filters["test_name"] = test_name
+    env.filters["finding"] = finding_name
     return env
 
 
@@ -370,6 +374,7 @@ def _consistency_view(consistency: Mapping[str, Any] | None) -> dict[str, Any] |
         "agree": fmt_num(consistency.get("agree")),
         "disagreements": [
             {
+                "finding": str(d.get("finding") or ""),
                 "attribute": str(d.get("attribute", "")),
                 "metric": str(d.get("metric", "")),
                 "group": str(d.get("group", "")),
@@ -548,6 +553,98 @@ def _comparison_rows(
     return rows, hidden
 
 
+#: How the within-stratum difference was pooled, as the report says it (--within).
+_WITHIN_METHODS: dict[str, str] = {
+    "mantel_haenszel_sato": "Mantel–Haenszel",
+    "stratified_bootstrap_percentile": "stratum-weighted",
+}
+
+
+def _clear(estimate: Any) -> bool:
+    """Whether an estimate's interval excludes 0."""
+    ci = estimate.get("ci") if isinstance(estimate, Mapping) else None
+    return bool(ci) and ((is_number(ci[0]) and ci[0] > 0) or (is_number(ci[1]) and ci[1] < 0))
+
+
+def within_verdict(crude: Any, within: Any, label: str) -> str:
+    """What the pooled within-stratum difference says of the crude gap, in plain words: the
+    share of the gap left once the strata of `label` are held apart (ESTIMATE dicts; when
+    neither interval excludes 0 there is no clear gap to share out)."""
+    c = crude.get("value") if isinstance(crude, Mapping) else None
+    w = within.get("value") if isinstance(within, Mapping) else None
+    if not is_number(w):
+        return (
+            f"no stratum of {label} holds the cases the metric needs in both groups, so the gap "
+            f"cannot be compared within {label}"
+        )
+    if not is_number(c):
+        return f"the crude difference is undefined, so there is no gap to set it beside within {label}"
+    if not (_clear(crude) or _clear(within)) or (float(c) == 0.0 and float(w) == 0.0):
+        return f"no clear gap, crude or within {label}"
+    if float(c) == 0.0:
+        return f"no crude gap, but one within {label}"
+    share = float(w) / float(c)
+    if share < -0.5:
+        return f"the gap reverses within {label}"
+    if share <= 0.5:
+        return f"most of the gap goes with {label}"
+    if share < 0.8:
+        return f"part of the gap goes with {label}"
+    if share <= 1.25:
+        return f"the gap holds within {label}: it does not go with {label}"
+    return f"the gap is larger within {label}"
+
+
+def _within_row(comp: Mapping[str, Any], label: str, notes: Notes | None = None) -> dict[str, Any]:
+    """One comparison beside its pooled within-stratum difference."""
+    within = comp.get("within") or {}
+    diff = within.get("difference") or {}
+    p_note = None
+    if notes is not None and within.get("p_value") is None and within.get("reason"):
+        p_note = notes.number(str(within["reason"]))
+    return {
+        "metric": str(comp.get("metric", "")),
+        "group": str(comp.get("group", "")),
+        "reference": str(comp.get("reference", "")),
+        "crude": fmt_est(comp.get("difference")),
+        "crude_cell": notes.cell(comp.get("difference")) if notes is not None else None,
+        "within": fmt_est(diff),
+        "within_cell": notes.cell(diff) if notes is not None else None,
+        "method": _WITHIN_METHODS.get(
+            str(diff.get("method")),
+            "stratum-weighted" if within.get("test") == "stratified_permutation" else "Mantel–Haenszel",
+        ),
+        "n_strata": fmt_num(within.get("n_strata")),
+        "n_strata_used": fmt_num(within.get("n_strata_used")),
+        "test": test_name(within.get("test")),
+        "p": fmt_p(within.get("p_value")),
+        "p_note": p_note,
+        "verdict": within_verdict(comp.get("difference"), diff, label),
+    }
+
+
+def _within_views(attribute: Mapping[str, Any]) -> tuple[list[dict], list[dict], Notes]:
+    """--within: the headline comparisons beside their within-stratum differences (the worst
+    group of each key metric, and of the headline's metric), and every comparison with the
+    notes of its undefined values (report.html)."""
+    notes = Notes()
+    rows = [c for c in attribute.get("comparisons") or [] if isinstance(c.get("within"), Mapping)]
+    if not rows:
+        return [], [], notes
+    label = " × ".join(str(s) for s in rows[0]["within"].get("strata") or [])
+    summary = attribute.get("summary") or {}
+    by_key = {(str(c.get("metric")), str(c.get("group"))): c for c in rows}
+    metrics = [m for m in key_metrics(summary, len(summary)) if m not in _NOT_HEADLINED]
+    headline = [h["metric"] for h in _headline(attribute, ()) if h.get("kind") == "worst"]
+    chosen = []
+    for m in [*[m for m in headline if m in metrics], *[m for m in KEY_METRICS if m in metrics]]:
+        group = ((summary.get(m) or {}).get("worst_difference") or {}).get("group")
+        comp = by_key.get((m, str(group)))
+        if comp is not None and comp not in chosen:
+            chosen.append(comp)
+    return [_within_row(c, label) for c in chosen], [_within_row(c, label, notes) for c in rows], notes
+
+
 def _as_int_if_whole(value: Any) -> Any:
     """Degrees of freedom arrive as floats from scipy; show 2.0 as 2."""
     if isinstance(value, float) and value.is_integer():
@@ -599,6 +696,7 @@ def _gate_view(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
             note = "does not decide the gate"
         checks.append(
             {
+                "finding": finding_name(check.get("finding")),
                 "rule": str(check.get("rule", "")),
                 "metric": str(check.get("metric", "")),
                 "attribute": str(check.get("attribute", "")),
@@ -614,6 +712,7 @@ def _gate_view(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
         **gate_summary(gate),
         "decide": gate.get("decide"),
         "checks": checks,
+        "has_findings": any(c["finding"] for c in checks),
         "notes": notes.items,
     }
 
@@ -636,10 +735,13 @@ def _provenance_view(results: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _power_view(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per metric: how many comparisons were not significant, and what they could have detected."""
+def _power_view(attributes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per metric: how many comparisons were not significant, and what they could have detected.
+
+    `attributes`: every attribute block of the audit (of every finding, in a multi-label one).
+    """
     by_metric: dict[str, list[float]] = {}
-    for attribute in results.get("attributes") or []:
+    for attribute in attributes:
         for comp in attribute.get("comparisons") or []:
             mdd = comp.get("min_detectable_difference")
             if comp.get("significant") is True or not isinstance(mdd, Mapping):
@@ -693,25 +795,50 @@ def _cap_checks(gate: dict[str, Any] | None, max_rows: int) -> None:
     gate["checks"] = ordered[:max_rows]
 
 
-def build_view(
-    results: Mapping[str, Any], *, significant_only: bool = False, max_rows: int | None = None
-) -> dict[str, Any]:
-    """Turn a results dict into the formatted view the templates lay out.
+# --------------------------------------------------------------------------- multi-label
 
-    `significant_only` drops comparison rows that are not significant, and `max_rows`
-    caps every long table (groups, comparisons, gate checks), for the length-limited
-    Markdown report; the counts dropped are kept so the report can say so.
+#: What each `--uncertain` choice does with an uncertain (-1) label, in the reports' words.
+UNCERTAIN_WORDS: dict[str, str] = {
+    "exclude": "left out of the finding's analysis",
+    "negative": "counted as negative",
+    "positive": "counted as positive",
+}
+#: The name CheXpert's authors gave each choice (Irvin et al. 2019).
+UNCERTAIN_SCHEMES: dict[str, str] = {"exclude": "U-Ignore", "negative": "U-Zeros", "positive": "U-Ones"}
+
+
+def finding_name(value: Any) -> str:
+    """A finding's name as every report shows it: cleaned and capped like an attribute name.
+
+    Finding names are column headers of the user's labels file, so they get the treatment of
+    group and attribute names (display_results caps other strings only at TEXT_LIMIT);
+    "" where nothing names a finding (a single-label audit).
     """
-    config = results.get("config") or {}
-    inputs = results.get("inputs") or {}
-    ci_level = config.get("ci_level")
-    overall = results.get("overall") or {}
-    overall_notes = Notes()
-    overall_metrics = order_metrics((overall.get("metrics") or {}).keys())
+    return "" if value is None else display_name(value)
 
+
+def is_multilabel(results: Mapping[str, Any]) -> bool:
+    """Whether results.json is a multi-label audit: a `findings` list where a single-label one
+    has `overall` and `attributes` at the top."""
+    return isinstance(results.get("findings"), list)
+
+
+def finding_blocks(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The blocks laid out like a single-label audit: each finding's, or the results itself."""
+    if not is_multilabel(results):
+        return [results]
+    return [f for f in results.get("findings") or [] if isinstance(f, Mapping)]
+
+
+# --------------------------------------------------------------------------- the view
+
+
+def _attribute_views(
+    block: Mapping[str, Any], *, significant_only: bool, max_rows: int | None, tests_used: list[str]
+) -> list[dict[str, Any]]:
+    """The per-attribute tables of one audit block (a single-label audit, or one finding)."""
     attributes = []
-    tests_used: list[str] = []
-    for attribute in results.get("attributes") or []:
+    for attribute in block.get("attributes") or []:
         notes = Notes()
         metric_names: list[str] = []
         for group in attribute.get("groups") or []:
@@ -737,6 +864,7 @@ def build_view(
         small = attribute.get("small_groups")
         if small is None:
             small = [g["name"] for g in groups if g["small"]]
+        within, within_all, within_notes = _within_views(attribute)
         attributes.append(
             {
                 "name": str(attribute.get("name", "")),
@@ -752,8 +880,293 @@ def build_view(
                 "summary": _summary_rows(attribute, notes),
                 "small_groups": [str(s) for s in small],
                 "notes": notes,
+                "within": within,  # --within: the headline comparisons (templates/_analysis.*.j2)
+                "within_all": within_all,
+                "within_notes": within_notes,
             }
         )
+    return attributes
+
+
+def _analysis_view(
+    block: Mapping[str, Any],
+    *,
+    primary: Iterable[str],
+    threshold: str,
+    finding: str = "",
+    significant_only: bool,
+    max_rows: int | None,
+    tests_used: list[str],
+) -> dict[str, Any]:
+    """What a single-label report shows of its audit, for one block with `overall`,
+    `attributes` and `consistency`: the results itself, or one finding of a multi-label audit.
+
+    The templates lay it out with one include (templates/_analysis.*.j2), so a finding's
+    section is the single-label report's analysis, not a copy of it.
+    """
+    primary = tuple(primary)
+    overall = block.get("overall") or {}
+    overall_notes = Notes()
+    overall_metrics = order_metrics((overall.get("metrics") or {}).keys())
+    return {
+        "finding": finding,
+        "threshold": threshold,
+        "overall": {
+            "n": fmt_num(overall.get("n")),
+            "metrics": overall_metrics,
+            "cells": [overall_notes.cell(overall["metrics"][m]) for m in overall_metrics],
+            "notes": overall_notes,
+        },
+        "attributes": _attribute_views(
+            block, significant_only=significant_only, max_rows=max_rows, tests_used=tests_used
+        ),
+        "attributes_left_out": 0,
+        "disparities": [d for a in block.get("attributes") or [] for d in _headline(a, primary)],
+        "significant": [
+            {
+                "finding": finding,
+                "attribute": str(attribute.get("name", "")),
+                "metric": str(comp.get("metric", "")),
+                "group": str(comp.get("group", "")),
+                "reference": str(comp.get("reference", "")),
+                "difference": fmt_est(comp.get("difference")),
+                "test": test_name(comp.get("test")),
+                "p_adjusted": fmt_p(comp.get("p_adjusted")),
+            }
+            for attribute in block.get("attributes") or []
+            for comp in attribute.get("comparisons") or []
+            if comp.get("significant") is True
+        ],
+    }
+
+
+def _pooled_consistency(findings: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, Any] | None:
+    """Every finding's `consistency` as one (rows and agreements summed), for the Methods."""
+    rows = agree = 0
+    disagreements: list[dict[str, Any]] = []
+    seen = False
+    for name, block in findings:
+        consistency = block.get("consistency")
+        if not isinstance(consistency, Mapping) or not consistency:
+            continue
+        seen = True
+        rows += int(consistency.get("rows") or 0)
+        agree += int(consistency.get("agree") or 0)
+        disagreements += [{**d, "finding": name} for d in consistency.get("disagreements") or []]
+    return {"rows": rows, "agree": agree, "disagreements": disagreements} if seen else None
+
+
+def _underdiagnosis_sentence(a: Mapping[str, Any], comps: Mapping[str, Mapping[str, Any]]) -> str:
+    """The attribute's most underdiagnosed group in plain words, against the reference (or,
+    when the reference is the most underdiagnosed, against the least), with the comparison's
+    difference and whether it is significant after correction."""
+    rates = {
+        str(g.get("group")): (g.get("value") or {}).get("value")
+        for g in a.get("groups") or []
+        if (g.get("value") or {}).get("value") is not None
+    }
+    if len(rates) < 2:
+        return ""
+    ref = str(a.get("reference"))
+    high = max(rates, key=lambda g: rates[g])
+    other = ref if high != ref else min(rates, key=lambda g: rates[g])
+    comp = comps.get(high if high != ref else other)
+    if comp is None or (comp.get("difference") or {}).get("value") is None:
+        return ""
+    name = finding_name(a.get("name"))
+    verdict = "significant" if comp.get("significant") else "not significant"
+    versus = f"{finding_name(other)}{' (the reference)' if other == ref else ''}"
+    head = f"{name} = {finding_name(high)}{' (the reference)' if high == ref else ''}"
+    return (
+        f"{head} is underdiagnosed most: {fmt_num(rates[high])} of its records with a finding are called "
+        f"No Finding, against {fmt_num(rates[other])} for {versus}; the difference "
+        f"{finding_name(comp.get('group'))} − {finding_name(ref)} of {fmt_est(comp.get('difference'))} is "
+        f"{verdict} after correction."
+    )
+
+
+def _underdiagnosis_view(results: Mapping[str, Any], alpha: float) -> dict[str, Any] | None:
+    """results.json `underdiagnosis` as the reports' section: per attribute each group's rate
+    of No Finding predicted for a record with a finding, its difference to the reference, and
+    the plain-words sentence on the most underdiagnosed group (docs/multilabel.md)."""
+    under = results.get("underdiagnosis")
+    if not isinstance(under, Mapping):
+        return None
+    attributes = []
+    for a in under.get("attributes") or []:
+        comps = {str(c.get("group")): c for c in a.get("comparisons") or []}
+        rows = []
+        for g in a.get("groups") or []:
+            name = str(g.get("group"))
+            c = comps.get(name) or {}
+            rows.append(
+                {
+                    "group": finding_name(name),
+                    "is_ref": name == str(a.get("reference")),
+                    "n": fmt_num(g.get("n")),
+                    "small": bool(g.get("small")),
+                    "rate": fmt_est(g.get("value")),
+                    "difference": fmt_est(c.get("difference")) if c else "",
+                    "p_adjusted": fmt_p(c.get("p_adjusted")) if c else "",
+                    "significant": bool(c.get("significant")),
+                }
+            )
+        sentence = _underdiagnosis_sentence(a, comps)
+        het = a.get("heterogeneity") or {}
+        attributes.append(
+            {
+                "name": finding_name(a.get("name")),
+                "reference": finding_name(a.get("reference")),
+                "rows": rows,
+                "sentence": sentence,
+                "heterogeneity": fmt_p(het.get("p_value")) if het else "",
+            }
+        )
+    return {
+        "finding": finding_name(under.get("finding")),
+        "threshold": fmt_num(under.get("threshold"), 3),
+        "overall": fmt_est(under.get("overall")),
+        "attributes": attributes,
+        "alpha": alpha,
+    }
+
+
+def _findings_summary_view(
+    results: Mapping[str, Any], findings: list[dict[str, Any]], config: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The Findings table: per finding its summary metric and worst-served group, then the
+    macro average (results.json `findings_summary`); and what the Methods say of the audit."""
+    summary = results.get("findings_summary") or {}
+    metric = str(summary.get("metric") or "")
+    notes = Notes()
+    anchors = {f["name"]: f["anchor"] for f in findings}
+    source = summary.get("findings")
+    if not isinstance(source, list):  # no summary written: the findings' own counts, no worst
+        source = [
+            {**f, "value": ((f.get("overall") or {}).get("metrics") or {}).get(metric), "worst": None}
+            for f in finding_blocks(results)
+        ]
+    rows = []
+    for row in source:
+        name = finding_name(row.get("finding"))
+        worst = row.get("worst")
+        worst_view = None
+        if isinstance(worst, Mapping):
+            significant = worst.get("significant")
+            worst_view = {
+                "attribute": str(worst.get("attribute", "")),
+                "group": str(worst.get("group", "")),
+                "reference": str(worst.get("reference", "")),
+                "difference": notes.cell(worst.get("difference")),
+                "p_adjusted": fmt_p(worst.get("p_adjusted")),
+                "significant": {True: "yes", False: "no"}.get(significant, DASH),
+                "is_significant": significant is True,
+                "small": bool(worst.get("small")),
+            }
+        rows.append(
+            {
+                "finding": name,
+                "anchor": anchors.get(name, ""),
+                "n": fmt_num(row.get("n")),
+                "n_positive": fmt_num(row.get("n_positive")),
+                "n_uncertain": fmt_num(row.get("n_uncertain")),
+                "value": notes.cell(row.get("value")),
+                "worst": worst_view,
+            }
+        )
+    macro = summary.get("macro") or {}
+    entry = macro.get(metric) if isinstance(macro.get(metric), Mapping) else {}
+    fconfig = config.get("findings") or {}
+    requested = fconfig.get("requested")
+    uncertain = str(fconfig.get("uncertain") or "")
+    n_findings = fconfig.get("n") if isinstance(fconfig.get("n"), int) else len(findings)
+    thresholds = {f.get("threshold") for f in finding_blocks(results)}
+    return {
+        "n_findings": fmt_num(n_findings),
+        "requested_all": requested == "all",
+        "requested": ", ".join(finding_name(r) for r in requested) if isinstance(requested, list) else "",
+        "uncertain": uncertain,
+        "uncertain_text": UNCERTAIN_WORDS.get(uncertain, uncertain),
+        "uncertain_scheme": UNCERTAIN_SCHEMES.get(uncertain, ""),
+        "metric": metric,
+        "rows": rows,
+        "macro": {
+            "value": fmt_num(entry.get("value")),
+            "n_findings": fmt_num(entry.get("n_findings")),
+            "all": entry.get("n_findings") == len(rows),
+        },
+        "macro_metrics": order_metrics(str(m) for m in macro),
+        "thresholds_differ": len(thresholds) > 1,
+        "notes": notes,
+    }
+
+
+def build_view(
+    results: Mapping[str, Any],
+    *,
+    significant_only: bool = False,
+    max_rows: int | None = None,
+    brief: bool = False,
+) -> dict[str, Any]:
+    """Turn a results dict into the formatted view the templates lay out.
+
+    `significant_only` drops comparison rows that are not significant, and `max_rows`
+    caps every long table (groups, comparisons, gate checks), for the length-limited
+    Markdown report; the counts dropped are kept so the report can say so. A multi-label
+    audit gets the same analysis per finding (`findings`), each capped on its own, and the
+    summary across findings (`multilabel`); its top-level `attributes` are empty. `brief`
+    (multi-label only, the Markdown report's last resort before cutting): each finding keeps
+    its headline and overall metrics, and its attribute tables are left out and counted.
+    """
+    config = results.get("config") or {}
+    inputs = results.get("inputs") or {}
+    ci_level = config.get("ci_level")
+    primary = config.get("primary_metrics") or ()
+    tests_used: list[str] = []
+    options = {"significant_only": significant_only, "max_rows": max_rows, "tests_used": tests_used}
+
+    findings: list[dict[str, Any]] = []
+    multilabel = None
+    if is_multilabel(results):
+        named = [(finding_name(b.get("finding")), b) for b in finding_blocks(results)]
+        for index, (name, block) in enumerate(named, start=1):
+            selection = block.get("threshold_selection")
+            analysis = _analysis_view(
+                block, primary=primary, threshold=fmt_num(block.get("threshold"), 3), finding=name, **options
+            )
+            if brief:
+                analysis["attributes_left_out"] = len(analysis["attributes"])
+                analysis["attributes"] = []
+            findings.append(
+                {
+                    **analysis,
+                    "name": name,
+                    "index": index,
+                    "anchor": f"finding-{index}",
+                    "label_column": finding_name(block.get("label_column")),
+                    "score_column": finding_name(block.get("score_column")),
+                    "n": fmt_num(block.get("n")),
+                    "n_positive": fmt_num(block.get("n_positive")),
+                    "n_uncertain": fmt_num(block.get("n_uncertain")),
+                    "n_no_label": fmt_num(block.get("n_no_label")),
+                    "n_no_score": fmt_num(block.get("n_no_score")),
+                    "threshold_policy": str(selection.get("policy") or "")
+                    if isinstance(selection, Mapping)
+                    else "",
+                    "consistency": _consistency_view(block.get("consistency")),
+                }
+            )
+        multilabel = _findings_summary_view(results, findings, config)
+        analysis = _analysis_view({}, primary=primary, threshold="", **options)
+        analysis["significant"] = [s for f in findings for s in f["significant"]]
+        consistency = _consistency_view(_pooled_consistency(named))
+        attribute_names = list(dict.fromkeys(a["name"] for f in findings for a in f["attributes"]))
+    else:
+        analysis = _analysis_view(
+            results, primary=primary, threshold=fmt_num(config.get("threshold"), 3), **options
+        )
+        consistency = _consistency_view(results.get("consistency"))
+        attribute_names = [a["name"] for a in analysis["attributes"]]
 
     gate_view = _gate_view(results.get("gate"))
     if gate_view is not None:
@@ -770,12 +1183,7 @@ def build_view(
             "command": str(results["command"]) if results.get("command") else "",
         },
         "verdict": _verdict(results),
-        "consistency": _consistency_view(results.get("consistency")),
-        "disparities": [
-            d
-            for a in results.get("attributes") or []
-            for d in _headline(a, config.get("primary_metrics") or ())
-        ],
+        "consistency": consistency,
         "inputs": {
             "n_records": fmt_num(inputs.get("n_records")),
             "n_included": fmt_num(inputs.get("n_included")),
@@ -819,32 +1227,54 @@ def build_view(
             if isinstance(model, Mapping)
             else None
         ),
-        "overall": {
-            "n": fmt_num(overall.get("n")),
-            "metrics": overall_metrics,
-            "cells": [overall_notes.cell(overall["metrics"][m]) for m in overall_metrics],
-            "notes": overall_notes,
-        },
-        "attributes": attributes,
+        # The analysis of a single-label audit (a multi-label one: empty, and in `findings`).
+        "analysis": analysis,
+        "overall": analysis["overall"],
+        "attributes": analysis["attributes"],
+        "disparities": analysis["disparities"],
+        "significant": analysis["significant"],
+        "findings": findings,
+        "multilabel": multilabel,
+        "underdiagnosis": _underdiagnosis_view(
+            results, round(1.0 - float(ci_level), 12) if is_number(ci_level) else 0.05
+        ),
+        "attribute_names": attribute_names,
         "gate": gate_view,
         "provenance": _provenance_view(results),
-        "significant": [
-            {
-                "attribute": str(attribute.get("name", "")),
-                "metric": str(comp.get("metric", "")),
-                "group": str(comp.get("group", "")),
-                "reference": str(comp.get("reference", "")),
-                "difference": fmt_est(comp.get("difference")),
-                "test": test_name(comp.get("test")),
-                "p_adjusted": fmt_p(comp.get("p_adjusted")),
-            }
-            for attribute in results.get("attributes") or []
-            for comp in attribute.get("comparisons") or []
-            if comp.get("significant") is True
-        ],
-        "power": _power_view(results),
+        "power": _power_view(a for block in finding_blocks(results) for a in block.get("attributes") or []),
         "discovered": results.get("discovered"),  # --discover: templates/_discovered.*.j2
         "baseline": baseline_view(results.get("baseline")),  # templates/_baseline.*.j2
         "tests_used": tests_used,
         "significant_only": significant_only,
+        "within": _within_config(results),
+        "distances": distances_text(config),
+    }
+
+
+def distances_text(config: Mapping[str, Any]) -> str:
+    """A segmentation audit's unit of hd95 and assd, for every report ("" for other audits):
+    pixels when the images give no spacing (PNG or JPEG without one, docs/images.md)."""
+    seg = config.get("segmentation")
+    if not isinstance(seg, Mapping) or not seg.get("distance_unit"):
+        return ""
+    if seg.get("distance_unit") == "pixels":
+        return "hd95 and assd in pixels (the images give no pixel spacing and none was given)"
+    given = "from the DICOM files" if seg.get("spacing_source") == "dicom" else "as given"
+    return f"hd95 and assd in mm (pixel spacing {given})"
+
+
+def _within_config(results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """--within in the Inputs and Methods: the stratum columns and the records without one."""
+    columns = (results.get("config") or {}).get("within")
+    if not columns:
+        return None
+    missing = (results.get("inputs") or {}).get("missing_strata") or {}
+    return {
+        "label": " × ".join(str(c) for c in columns),
+        "missing": ", ".join(f"{fmt_num(k)} without {c}" for c, k in missing.items()),
+        "permutations": fmt_num(
+            (results.get("config") or {}).get(
+                "permutations_requested", (results.get("config") or {}).get("permutations")
+            )
+        ),
     }

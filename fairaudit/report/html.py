@@ -36,8 +36,17 @@ def _forest_groups(groups: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any
     return [g for g in groups if id(g) in ids]
 
 
-def _forest_plots(attribute: Mapping[str, Any], ci_level: str) -> list[dict[str, Any]]:
-    """Forest plots (matplotlib) for an attribute's key metrics, from the view's raw estimates.
+def _plot_name(attribute: Mapping[str, Any], finding: str) -> str:
+    """What a plot is of: the attribute, and in a multi-label audit its finding too, so that
+    plots of one attribute in two findings get different labels and element ids."""
+    return f"{attribute['name']} in finding {finding}" if finding else attribute["name"]
+
+
+def _forest_plots(
+    attribute: Mapping[str, Any], ci_level: str, finding: str = "", only: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """Forest plots (matplotlib) for an attribute's key metrics (or `only` these), from the
+    view's raw estimates.
 
     matplotlib is imported only here and in _curve_plots, when report.html is written.
     """
@@ -46,7 +55,7 @@ def _forest_plots(attribute: Mapping[str, Any], ci_level: str) -> list[dict[str,
     groups = _forest_groups(attribute["groups"])
     significant = {(c["metric"], c["group"]) for c in attribute["comparisons"] if c["is_significant"]}
     out = []
-    for metric in key_metrics(attribute["metrics"], MAX_FOREST_METRICS):
+    for metric in only or key_metrics(attribute["metrics"], MAX_FOREST_METRICS):
         rows = [
             plots.ForestRow(
                 name=g["name"],
@@ -58,11 +67,12 @@ def _forest_plots(attribute: Mapping[str, Any], ci_level: str) -> list[dict[str,
             )
             for g in groups
         ]
-        out.append({"metric": metric, "svg": plots.forest_svg(attribute["name"], metric, rows, ci_level)})
+        svg = plots.forest_svg(_plot_name(attribute, finding), metric, rows, ci_level)
+        out.append({"metric": metric, "svg": svg})
     return out
 
 
-def _curve_plots(attribute: dict[str, Any]) -> list[dict[str, Any]]:
+def _curve_plots(attribute: dict[str, Any], finding: str = "") -> list[dict[str, Any]]:
     """ROC and calibration (classification) and per-case distributions (segmentation).
 
     matplotlib is imported only here, and only when some group has stored curves.
@@ -74,7 +84,7 @@ def _curve_plots(attribute: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     from fairaudit.report import plots
 
-    name = attribute["name"]
+    name = _plot_name(attribute, finding)
     out = []
     for kind, drawn in (
         ("roc", plots.roc_svg(name, groups)),
@@ -93,9 +103,21 @@ def _curve_plots(attribute: dict[str, Any]) -> list[dict[str, Any]]:
 def render_html(results: Mapping[str, Any]) -> str:
     """Render results as one self-contained HTML page (every user string autoescaped)."""
     view = build_view(display_results(results))  # controls escaped, long names capped (docs/reports.md)
-    for attribute in view["attributes"]:
-        attribute["plots"] = _forest_plots(attribute, view["config"]["ci_level"])
-        attribute["curve_plots"] = _curve_plots(attribute)
-        attribute["forest_left_out"] = max(0, len(attribute["groups"]) - MAX_FOREST_ROWS)
+    # A single-label audit's attributes, or every finding's (a multi-label audit).
+    analyses = [view["analysis"], *view["findings"]]
+    # A multi-label report draws, per finding and attribute, one forest plot (the summary
+    # metric) and no curves: matplotlib takes about 0.2 s a plot, and 14 findings drew
+    # hundreds (the curves stay in results.json; docs/reports.md).
+    summary_metric = view["multilabel"]["metric"] if view["multilabel"] else None
+    for analysis in analyses:
+        for attribute in analysis["attributes"]:
+            only = (
+                (summary_metric,) if analysis["finding"] and summary_metric in attribute["metrics"] else None
+            )
+            attribute["plots"] = _forest_plots(
+                attribute, view["config"]["ci_level"], analysis["finding"], only
+            )
+            attribute["curve_plots"] = [] if analysis["finding"] else _curve_plots(attribute)
+            attribute["forest_left_out"] = max(0, len(attribute["groups"]) - MAX_FOREST_ROWS)
     template = get_environment().get_template("report.html.j2")
     return template.render(**view)

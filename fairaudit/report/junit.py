@@ -1,5 +1,8 @@
 """junit.xml for CI systems: one testcase per gate check.
 
+In a multi-label audit each check belongs to a finding: its testcase's name, class name and
+message start with the finding, so two findings' checks of one group never share a name.
+
 A failed check is a <failure>. An inconclusive check that decides is a <failure> when
 the policy's on_inconclusive = "fail" (it keeps the release back), else a <skipped> with
 the reason; a check on too little data (which never decides) is <skipped>. When no check
@@ -19,7 +22,7 @@ from typing import Any
 
 from fairaudit._util.formatting import fmt_sig
 from fairaudit._util.sanitize import display_results
-from fairaudit.report._templates import gate_summary
+from fairaudit.report._templates import finding_name, gate_summary
 
 
 def _fmt(est: Mapping[str, Any] | None) -> str:
@@ -62,11 +65,19 @@ def render_junit(results: Mapping[str, Any]) -> str:
             ET.SubElement(props, "property", name="gate.on_inconclusive", value=summary["on_inconclusive"])
     for c in checks:
         name = f"{c['attribute']}:{c['group']}:{c['metric']}:{c['rule']}"
-        case = ET.SubElement(suite, "testcase", classname=f"fairaudit.{c['attribute']}", name=name)
+        classname = f"fairaudit.{c['attribute']}"
         msg = (
             f"{c['rule']} on {c['metric']} for {c['attribute']}={c['group']} vs "
             f"{c.get('reference', 'reference')}: observed {_fmt(c.get('observed'))}, bound {c['bound']}"
         )
+        finding = finding_name(c.get("finding"))
+        if finding:  # a multi-label audit: one check per finding, attribute, group and metric
+            name, classname, msg = (
+                f"{finding}: {name}",
+                f"fairaudit.{finding}.{c['attribute']}",
+                f"{finding}: {msg}",
+            )
+        case = ET.SubElement(suite, "testcase", classname=classname, name=name)
         if not c.get("decides", True):
             ET.SubElement(case, "skipped", message=f"{msg}; {c.get('note', 'does not decide the gate')}")
             skipped += 1

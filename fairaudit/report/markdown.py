@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fairaudit._util.sanitize import display_results
-from fairaudit.report._templates import build_view, get_environment
+from fairaudit.report._templates import build_view, get_environment, is_multilabel
 
 __all__ = ["MAX_MARKDOWN_CHARS", "render_markdown"]
 
@@ -26,9 +26,12 @@ _TRUNCATED = (
 _ROW_CAPS = (60, 30, 15)
 
 
-def _render(results: Mapping[str, Any], significant_only: bool, max_rows: int | None = None) -> str:
+def _render(
+    results: Mapping[str, Any], significant_only: bool, max_rows: int | None = None, brief: bool = False
+) -> str:
     template = get_environment().get_template("report.md.j2")
-    return template.render(**build_view(results, significant_only=significant_only, max_rows=max_rows))
+    view = build_view(results, significant_only=significant_only, max_rows=max_rows, brief=brief)
+    return template.render(**view)
 
 
 def render_markdown(results: Mapping[str, Any], max_chars: int = MAX_MARKDOWN_CHARS) -> str:
@@ -36,8 +39,10 @@ def render_markdown(results: Mapping[str, Any], max_chars: int = MAX_MARKDOWN_CH
 
     When too long, comparison rows that are not significant go first (they are the
     bulk and change no conclusion); then long tables are capped, keeping the reference,
-    the most significant comparisons and the checks that fail; if it is still too long
-    it is cut at a line break with a pointer to report.html.
+    the most significant comparisons and the checks that fail; a multi-label audit then keeps
+    only each finding's headline and overall metrics, so that every finding keeps its section
+    (14 findings do not fit otherwise); if it is still too long it is cut at a line break
+    with a pointer to report.html.
     """
     results = display_results(results)  # controls escaped, long names capped (docs/reports.md)
     text = _render(results, significant_only=False)
@@ -54,6 +59,11 @@ def render_markdown(results: Mapping[str, Any], max_chars: int = MAX_MARKDOWN_CH
         text = _render(results, significant_only=True, max_rows=cap)
         if len(text) <= max_chars:
             logger.info("report.md: long tables capped at %d rows", cap)
+            return text
+    if is_multilabel(results):
+        text = _render(results, significant_only=True, max_rows=_ROW_CAPS[-1], brief=True)
+        if len(text) <= max_chars:
+            logger.info("report.md: each finding's attribute tables left out (report.html has them)")
             return text
     logger.warning("report.md is still %d characters; cutting it at %d", len(text), max_chars)
     budget = max(0, max_chars - len(_TRUNCATED))

@@ -6,13 +6,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fairaudit._util.formatting import fmt_est, fmt_p
+from fairaudit._util.formatting import DASH, fmt_est
 from fairaudit._util.sanitize import display_results
-from fairaudit.report._templates import Notes, build_view, order_metrics, test_name
+from fairaudit.errors import arg
+from fairaudit.report._templates import Cell, Notes, build_view, order_metrics
 
 __all__ = ["print_summary"]
 
@@ -93,8 +95,63 @@ def _group_table(attribute: Mapping[str, Any], title: str, narrow: bool = False)
     return table, notes
 
 
+def _findings_table(view: Mapping[str, Any], narrow: bool) -> tuple[Table, Notes]:
+    """A multi-label audit's findings, one row each: n, the summary metric with its interval,
+    the worst-served group with its difference, adjusted p and whether it is significant; then
+    the macro average. Below `_NARROW` columns a row takes two lines (intervals and the
+    reference on the second), so that the table keeps within 80 columns; no borders, for room."""
+    summary = view["multilabel"]
+    metric = escape(summary["metric"])
+    notes = Notes()
+    table = Table(
+        title=f"[bold]Findings[/] ({metric}; worst-served group: furthest from its reference)",
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+    )
+    longest = max((len(r["finding"]) for r in summary["rows"]), default=8)
+    table.add_column("finding", overflow="fold", min_width=min(longest, 16))
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column(f"{metric} [CI]", overflow="fold", min_width=10)
+    table.add_column("worst group", overflow="fold", min_width=8)
+    table.add_column("difference [CI]", overflow="fold", min_width=10)
+    table.add_column("p adj.", justify="right", no_wrap=True)
+    table.add_column("sig.", no_wrap=True)
+    split = "\n" if narrow else " "
+
+    def text(cell: Cell) -> str:
+        shown = escape(cell.text.replace(" [", split + "[", 1))
+        if cell.note is not None:
+            shown += f" [dim]({notes.number(cell.reason or 'not available')})[/]"
+        return shown
+
+    for row in summary["rows"]:
+        worst = row["worst"]
+        cells = [DASH, DASH, DASH, DASH]
+        if worst is not None:
+            group = (
+                f"{escape(worst['attribute'])}={escape(worst['group'])}{split}vs {escape(worst['reference'])}"
+            )
+            if worst["small"]:
+                group += f"{split}[yellow](small)[/]"
+            significant = "[bold red]yes[/]" if worst["is_significant"] else escape(worst["significant"])
+            cells = [group, text(worst["difference"]), escape(worst["p_adjusted"]), significant]
+        table.add_row(escape(row["finding"]), escape(row["n"]), text(row["value"]), *cells)
+    macro = summary["macro"]
+    label = "macro average" + ("" if macro["all"] else f" ({escape(macro['n_findings'])} findings)")
+    table.add_section()
+    table.add_row(f"[bold]{label}[/]", "", escape(macro["value"]), "", "", "", "")
+    return table, notes
+
+
 def print_summary(results: Mapping[str, Any], console: Console) -> None:
     """Print verdict, inputs, per-attribute groups, significant comparisons and disparities.
+
+    A multi-label audit gets one row per finding (its summary metric and worst-served group)
+    in place of the per-attribute tables, which report.html and report.md have per finding.
 
     Every user string (attribute and group names, reasons) is markup-escaped: they come
     from users' CSV files and could otherwise be read as rich markup; control characters
@@ -114,7 +171,11 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
     console.print(
         f"[dim]{escape(config['ci_level'])} {escape(_CI_WORDS.get(config['ci_method_key'], config['ci_method']))} intervals "
         f"(B = {escape(config['bootstrap'])}), {escape(config['correction'])} correction, "
-        f"threshold {escape(config['threshold'])}"
+        + (
+            "thresholds per finding"
+            if view["multilabel"] and view["multilabel"]["thresholds_differ"]
+            else f"threshold {escape(config['threshold'])}"
+        )
         + (
             f", resampled by patient ({escape(config['n_clusters'])} patients)"
             if config.get("resampling_unit") == "patient"
@@ -122,10 +183,37 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
         )
         + "[/]"
     )
+    if view["multilabel"]:
+        summary = view["multilabel"]
+        console.print(
+            f"[dim]Multi-label audit of {escape(summary['n_findings'])} findings; {arg('uncertain')} "
+            f"{escape(summary['uncertain'])}"
+            + (f" ({escape(summary['uncertain_scheme'])})" if summary["uncertain_scheme"] else "")
+            + f": uncertain labels {escape(summary['uncertain_text'])}; "
+            "the comparisons of all findings corrected as one family.[/]"
+        )
     if view["model"]:
         console.print(f"[bold]Model:[/] {escape(view['model']['name'])}")
+    if view.get("distances"):  # a segmentation audit: the unit of hd95 and assd
+        console.print(f"[dim]Distances: {escape(view['distances'])}[/]")
 
     alpha = escape(config["alpha"])
+    if view["multilabel"]:
+        console.print()
+        table, notes = _findings_table(view, narrow=console.width < _NARROW)
+        console.print(table)
+        for number, reason in notes.items:
+            console.print(f"[dim]  ({number}) {escape(reason)}[/]")
+    if view["underdiagnosis"]:
+        under = view["underdiagnosis"]
+        console.print()
+        console.print(
+            f"[bold]Underdiagnosis[/] ({escape(under['finding'])} called for a record with a finding): "
+            f"{escape(under['overall'])} overall"
+        )
+        for a in under["attributes"]:
+            if a["sentence"]:
+                console.print(f"  {escape(a['sentence'])}")
     for attribute in view["attributes"]:
         console.print()
         title = f"[bold]{escape(attribute['name'])}[/] (reference: {escape(attribute['reference'])})"
@@ -143,22 +231,18 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
                 "they do not decide the gate.[/]"
             )
 
-    significant = [
-        (attr, comp)
-        for attr in results.get("attributes") or []
-        for comp in attr.get("comparisons") or []
-        if comp.get("significant") is True
-    ]
+    significant = view["significant"]  # every finding's, each naming it, in a multi-label audit
     console.print()
     if significant:
         console.print(f"[bold]Significant comparisons[/] (adjusted p < {alpha}):")
-        for attr, comp in significant[:_MAX_SIGNIFICANT]:
+        for comp in significant[:_MAX_SIGNIFICANT]:
+            finding = f"{escape(comp['finding'])}: " if comp["finding"] else ""
             console.print(
-                f"  {escape(str(attr.get('name', '')))}: {escape(str(comp.get('metric', '')))} "
-                f"{escape(str(comp.get('group', '')))} vs {escape(str(comp.get('reference', '')))}"
-                f" difference {escape(fmt_est(comp.get('difference')))}, "
-                f"{escape(test_name(comp.get('test')))} "
-                f"p adj. {escape(fmt_p(comp.get('p_adjusted')))}"
+                f"  {finding}{escape(comp['attribute'])}: {escape(comp['metric'])} "
+                f"{escape(comp['group'])} vs {escape(comp['reference'])}"
+                f" difference {escape(comp['difference'])}, "
+                f"{escape(comp['test'])} "
+                f"p adj. {escape(comp['p_adjusted'])}"
             )
         if len(significant) > _MAX_SIGNIFICANT:
             console.print(f"  … and {len(significant) - _MAX_SIGNIFICANT} more (see report.html)")
@@ -229,8 +313,9 @@ def _check_line(check: Mapping[str, Any]) -> str:
     status = escape(check["status"])
     label = f"[{style}]{status}[/]" if style else status
     note = f"; [dim]{escape(check['note'])}[/]" if check["note"] else ""
+    finding = f"{escape(check['finding'])}: " if check["finding"] else ""
     return (
-        f"  {label}: {escape(check['rule'])} {escape(check['metric'])} "
+        f"  {label}: {finding}{escape(check['rule'])} {escape(check['metric'])} "
         f"{escape(check['attribute'])}={escape(check['group'])} "
         f"bound {escape(check['bound'])}, observed {escape(check['observed'].text)}{note}"
     )

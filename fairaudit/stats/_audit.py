@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
+from fairaudit._util.absent import ABSENT
 from fairaudit.errors import arg
 from fairaudit.stats import _tests as T
 from fairaudit.stats._analytic import (
@@ -105,6 +106,9 @@ class AuditConfig:
     # the comparisons are the exploratory family, corrected on its own (docs/statistics.md).
     primary_metrics: tuple[str, ...] = ()
     workers: int | None = field(default=None, compare=False)  # processes; not a result setting
+    # Take the largest group as the reference without the warning an audit gives when it is
+    # small (training's validation audit: its user has no flags to act on it).
+    small_reference: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.bootstrap < 1:
@@ -153,6 +157,7 @@ class AuditConfig:
         out["permutations"] = self.n_permutations
         out["primary_metrics"] = list(self.primary_metrics)
         out.pop("workers")
+        out.pop("small_reference")
         return out
 
 
@@ -349,17 +354,38 @@ def _from_interval_at(
     return Estimate(float(value), (float(lo), float(hi)), None, MEAN_METHODS[m], n)
 
 
-def _choose_reference(groups: list[_GroupStats], requested: str | None, attr: str) -> str:
+def choose_reference(sizes: dict[str, int], requested: str | None, attr: str, min_group_size: int) -> str:
+    """The requested group, else the largest (ties: the first name in sorted order). It is small
+    only when every group is: then a warning says what to do, and every comparison of the
+    attribute is small, so none can pass the gate (issue 21; docs/statistics.md, "Small
+    groups"). min_group_size 0: no warning."""
+    if not sizes:
+        raise ValueError(
+            f"no audited record has a value of '{attr}' (every one is missing): leave it out of "
+            f"{arg('attributes')}, or keep the blanks as a group with {arg('missing_as_group')}."
+        )
     if requested is not None:
-        names = [g.name for g in groups]
-        if requested not in names:
+        if requested not in sizes:
             raise ValueError(
                 f"{arg('references')} {attr}={requested}: no such group; groups of '{attr}' are: "
-                + ", ".join(names)
+                + ", ".join(sizes)
             )
         return requested
-    # The largest group; ties go to the first name in sorted order.
-    return sorted(groups, key=lambda g: (-g.cells.n, g.name))[0].name
+    name = sorted(sizes, key=lambda g: (-sizes[g], g))[0]
+    if sizes[name] < min_group_size:
+        log.warning(
+            "every group of '%s' has fewer than %s %d records (the largest, '%s', has %d): its "
+            "comparisons rest on a small reference and none can pass the gate; pool the small groups "
+            "with %s, name a reference with %s %s=GROUP, or lower %s",
+            attr, arg("min_group_size"), min_group_size, name, sizes[name], arg("merge_small_groups"),
+            arg("references"), attr, arg("min_group_size"),
+        )  # fmt: skip
+    return name
+
+
+def _choose_reference(groups: list[_GroupStats], requested: str | None, attr: str, cfg: AuditConfig) -> str:
+    floor = 0 if cfg.small_reference else cfg.min_group_size
+    return choose_reference({g.name: g.cells.n for g in groups}, requested, attr, floor)
 
 
 def _permutation_spec(
@@ -648,8 +674,14 @@ def run_audit(
     references: dict[str, str] | None = None,
     clusters: np.ndarray | None = None,
     cluster_unit: str = "patient",
+    family_factor: int = 1,
+    adjust_now: bool = True,
 ) -> AuditResult:
     """Audit one set of cases: `labels` 0/1, `scores` in [0, 1] (or 0/1 predictions).
+
+    A multi-label audit runs this once per finding with `adjust_now=False` and corrects all
+    findings as one family (`adjust_together`); `family_factor`, the number of findings,
+    raises the permutations for that larger family.
 
     `attributes` maps each attribute name (intersections included, already combined) to
     one group label per case, as strings. `clusters`: one code per case naming its patient
@@ -678,9 +710,11 @@ def run_audit(
     all_cells = overall.cells
     to_boot = [(overall, (0,))]
     per_attr: list[tuple[str, list[_GroupStats]]] = []
+    n_missing: dict[str, int] = {}
     for ai, (attr, values) in enumerate(attributes.items()):
         values = np.asarray(values).astype(str)
-        names = sorted(set(values.tolist()))
+        n_missing[attr] = int(np.sum(values == ABSENT))
+        names = sorted(set(values.tolist()) - {ABSENT})  # a record without a value: in no group
         log.info("attribute %s: %d groups", attr, len(names))
         groups = []
         for gi, name in enumerate(names):
@@ -702,11 +736,11 @@ def run_audit(
         permuted += [m for m in (*tested, "auroc") if m not in permuted]
     perm_metrics = [m for m in permuted if has_scores or m in RATE_METRICS]
     for attr, groups in per_attr:
-        ref_name = _choose_reference(groups, references.get(attr), attr)
+        ref_name = _choose_reference(groups, references.get(attr), attr, cfg)
         ref = next(g for g in groups if g.name == ref_name)
         pairs = [(gi, g) for gi, g in enumerate(groups) if g.name != ref_name]
         plan.append((attr, groups, ref, pairs))
-    n_perm = permutations_needed(cfg, sum(len(p[3]) for p in plan), has_scores, perm_metrics)
+    n_perm = permutations_needed(cfg, family_factor * sum(len(p[3]) for p in plan), has_scores, perm_metrics)
     if n_perm > cfg.n_permutations:
         log.info("permutations raised from %d to %d for the corrected threshold", cfg.n_permutations, n_perm)
     specs = [
@@ -742,6 +776,7 @@ def run_audit(
                 comparisons=comparisons,
                 omnibus=omnibus,
                 summary=_summaries(groups, comparisons, omnibus, cfg, has_scores),
+                n_missing=n_missing[attr],
             )
         )
 
@@ -758,12 +793,19 @@ def run_audit(
         overall=overall_est,
         attributes=attr_results,
     )
-    adjust(result, cfg)
+    if adjust_now:
+        adjust(result, cfg)
     return result
 
 
 def adjust(result: AuditResult, cfg: AuditConfig) -> None:
-    """Correct the p-values of each family (primary, exploratory) on its own.
+    """Correct the p-values of each family (primary, exploratory) on its own."""
+    adjust_together([result], cfg)
+
+
+def adjust_together(results: Sequence[AuditResult], cfg: AuditConfig) -> None:
+    """Correct the p-values of each family (primary, exploratory) on its own, over every
+    result given (the findings of a multi-label audit are one family, docs/multilabel.md).
 
     One row per hypothesis: fnr and tnr rows take the adjusted p-value of their tpr and fpr
     twins (the same test) and are not counted again. A family is the primary one when the
@@ -771,33 +813,34 @@ def adjust(result: AuditResult, cfg: AuditConfig) -> None:
     """
     primary = set(cfg.primary_metrics)
     alpha = cfg.alpha
-    twins: dict[tuple[str, str, str], Comparison] = {}
+    twins: dict[tuple[int, str, str, str], Comparison] = {}
     families: dict[str, list[Comparison]] = {"primary": [], "exploratory": []}
-    for attr, c in result.comparisons():
+    rows = [(i, attr, c) for i, result in enumerate(results) for attr, c in result.comparisons()]
+    for i, attr, c in rows:
         base = TESTED_AS.get(c.metric, c.metric)
         c.family = "primary" if (c.metric in primary or base in primary) else "exploratory"
         if c.metric in TESTED_AS:
             c.tested_as = base
             continue
-        twins[(attr.name, c.group, c.metric)] = c
+        twins[(i, attr.name, c.group, c.metric)] = c
         if c.p_value is not None:
             families[c.family].append(c)
-    for rows in families.values():
-        if not rows:
+    for family in families.values():
+        if not family:
             continue
-        adjusted = adjust_pvalues([c.p_value for c in rows], cfg.correction, alpha)
-        for c, p in zip(rows, adjusted, strict=True):
+        adjusted = adjust_pvalues([c.p_value for c in family], cfg.correction, alpha)
+        for c, p in zip(family, adjusted, strict=True):
             c.p_adjusted = p
             c.significant = bool(p < alpha)
-            c.level_alpha = _row_alpha(c.p_value, c.p_adjusted, alpha, len(rows))
-    for attr, c in result.comparisons():
+            c.level_alpha = _row_alpha(c.p_value, c.p_adjusted, alpha, len(family))
+    for i, attr, c in rows:
         if c.tested_as is not None:
-            twin = twins.get((attr.name, c.group, c.tested_as))
+            twin = twins.get((i, attr.name, c.group, c.tested_as))
             if twin is not None:
                 c.family = twin.family
                 c.p_adjusted, c.significant = twin.p_adjusted, twin.significant
                 c.level_alpha = twin.level_alpha
-    for _, c in result.comparisons():
+    for _, _, c in rows:
         c.adjusted = _adjusted_interval(c)
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from fairaudit._util.absent import ABSENT, present
 from fairaudit.errors import arg
 from fairaudit.stats import _tests as T
 from fairaudit.stats._audit import AuditConfig, _bootstrap_all, _prepare
@@ -67,23 +68,37 @@ def default_metric(has_scores: bool) -> str:
     return "auroc" if has_scores else "tpr"
 
 
-def _slices(attributes: dict[str, np.ndarray]) -> Iterator[tuple[tuple[tuple[str, str], ...], np.ndarray]]:
-    """Every group of every attribute, then every group of every pairwise intersection."""
-    codes: dict[str, tuple[list[str], np.ndarray]] = {}
+def _slices(
+    attributes: dict[str, np.ndarray],
+) -> Iterator[tuple[tuple[tuple[str, str], ...], np.ndarray, np.ndarray]]:
+    """Every group of every attribute, then every group of every pairwise intersection; each
+    with the records that have the attributes it uses (a record without a value is in
+    neither the slice nor its rest)."""
+    codes: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
     for a, values in attributes.items():
         names, inv = np.unique(np.asarray(values).astype(str), return_inverse=True)
-        codes[a] = (names.tolist(), inv)
+        known = present(values)
+        codes[a] = (names.tolist(), inv, known)
         for i, g in enumerate(names.tolist()):
-            yield ((a, g),), inv == i
+            if g != ABSENT:
+                yield ((a, g),), inv == i, known
     for a, b in combinations(attributes, 2):
-        (na, ia), (nb, ib) = codes[a], codes[b]
+        (na, ia, ka), (nb, ib, kb) = codes[a], codes[b]
         pair = ia.astype(np.int64) * len(nb) + ib
         for code in np.unique(pair):
-            yield ((a, na[code // len(nb)]), (b, nb[code % len(nb)])), pair == code
+            ga, gb = na[code // len(nb)], nb[code % len(nb)]
+            if ABSENT not in (ga, gb):
+                yield ((a, ga), (b, gb)), pair == code, ka & kb
 
 
-def _unpack(key: bytes, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(key, dtype=np.uint8), count=n).astype(bool)
+def _unpack(key: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The slice's and the rest's masks from a row's key (the two packed masks)."""
+    half = len(key) // 2
+    unpack = [
+        np.unpackbits(np.frombuffer(k, dtype=np.uint8), count=n).astype(bool)
+        for k in (key[:half], key[half:])
+    ]
+    return unpack[0], unpack[1]
 
 
 def _prepare_part(
@@ -188,6 +203,7 @@ def _per_case(
 def _test_patients(
     metric: str,
     mask: np.ndarray,
+    rest: np.ndarray,
     labels: np.ndarray,
     scores: np.ndarray,
     clusters: np.ndarray,
@@ -200,7 +216,7 @@ def _test_patients(
         from fairaudit.stats._clusters import cluster_cells, obuchowski_variance
 
         parts = []
-        for m, c in zip((mask, ~mask), cells, strict=True):
+        for m, c in zip((mask, rest), cells, strict=True):
             res = obuchowski_variance(cluster_cells(scores[m], labels[m], clusters[m], c))
             if res is None:
                 return T.TestResult(
@@ -213,7 +229,7 @@ def _test_patients(
     return _z_test(
         "wald_patients",
         _ratio_and_variance(num[mask], den[mask], clusters[mask]),
-        _ratio_and_variance(num[~mask], den[~mask], clusters[~mask]),
+        _ratio_and_variance(num[rest], den[rest], clusters[rest]),
         alternative,
     )
 
@@ -361,39 +377,55 @@ def _discover(
     seen: dict[bytes, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     n_candidates = n_small = n_duplicate = 0
-    for conditions, mask in _slices(attributes):
+    for conditions, mask, known in _slices(attributes):
         n_candidates += 1
-        key = np.packbits(mask).tobytes()
+        rest = known & ~mask  # records without a value the slice uses are in neither
+        key = np.packbits(mask).tobytes() + np.packbits(rest).tobytes()
         if key in seen:
             n_duplicate += 1
             seen[key]["equivalent"].append(_label(conditions))
             continue
-        n_s = int(mask.sum())
-        if n_s < max(cfg.min_group_size, 1) or n_cases - n_s < max(cfg.min_group_size, 1):
+        n_s, n_r = int(mask.sum()), int(rest.sum())
+        if n_s < max(cfg.min_group_size, 1) or n_r < max(cfg.min_group_size, 1):
             n_small += 1
             continue
-        # The packed mask, not the mask: memory stays n/8 bytes per slice on large cohorts.
-        row: dict[str, Any] = {"conditions": conditions, "key": key, "equivalent": [], "n": n_s}
+        # The packed masks, not the masks: memory stays n/4 bytes per slice on large cohorts.
+        row: dict[str, Any] = {
+            "conditions": conditions,
+            "key": key,
+            "equivalent": [],
+            "n": n_s,
+            "n_rest": n_r,
+        }
         seen[key] = row
         if values is not None:
-            vs, vr = values[mask & defined], values[~mask & defined]
+            vs, vr = values[mask & defined], values[rest & defined]
             point_s = float(vs.mean()) if vs.size else np.nan
             point_r = float(vr.mean()) if vr.size else np.nan
             if clusters is None:
                 res = _mannwhitney(vs, vr, alternative)
             else:
-                res = _test_patients(metric, mask, labels, scores, clusters, (), case_parts, alternative)
+                res = _test_patients(
+                    metric, mask, rest, labels, scores, clusters, (), case_parts, alternative
+                )
             row["n_positive"] = None
         else:
             # Slice and rest as counts on the cohort's score grid: O(n) per slice, no sorting.
             pos = np.bincount(inv[mask], weights=labels[mask], minlength=grid.size).astype(np.int64)
             neg = np.bincount(inv[mask], minlength=grid.size) - pos
-            s, r = Cells(grid, pos, neg), Cells(grid, pos_all - pos, neg_all - neg)
+            if n_s + n_r == n_cases:
+                s, r = Cells(grid, pos, neg), Cells(grid, pos_all - pos, neg_all - neg)
+            else:
+                pos_r = np.bincount(inv[rest], weights=labels[rest], minlength=grid.size).astype(np.int64)
+                s = Cells(grid, pos, neg)
+                r = Cells(grid, pos_r, np.bincount(inv[rest], minlength=grid.size) - pos_r)
             point_s, point_r = _point(metric, s, cfg.threshold), _point(metric, r, cfg.threshold)
             if clusters is None:
                 res = _test(metric, s, r, cfg.threshold, alternative)
             else:
-                res = _test_patients(metric, mask, labels, scores, clusters, (s, r), case_parts, alternative)
+                res = _test_patients(
+                    metric, mask, rest, labels, scores, clusters, (s, r), case_parts, alternative
+                )
             row["n_positive"] = s.n_pos
         diff = point_s - point_r
         row.update(point=point_s, rest_point=point_r, diff=diff, gap=_gap(diff, higher), test=res)
@@ -415,9 +447,9 @@ def _discover(
     if values is None and best:
         plan = []
         for i, r in enumerate(best):
-            m = _unpack(r["key"], n_cases)
+            m, rest = _unpack(r["key"], n_cases)
             gs = _prepare_part("slice", m, scores, labels, clusters, pcfg, has_scores)
-            gr = _prepare_part("rest", ~m, scores, labels, clusters, pcfg, has_scores)
+            gr = _prepare_part("rest", rest, scores, labels, clusters, pcfg, has_scores)
             r["stats"] = (gs, gr)
             plan += [(gs, (_KEY, i, 0)), (gr, (_KEY, i, 1))]
         _bootstrap_all(plan, pcfg, has_scores)
@@ -428,10 +460,12 @@ def _discover(
             boot_s, boot_r = gs.boot[metric], gr.boot[metric]
         else:
             i = rank - 1
-            m = _unpack(r["key"], n_cases)
-            us, ur = (clusters[m & defined], clusters[~m & defined]) if clusters is not None else (None, None)
+            m, rest = _unpack(r["key"], n_cases)
+            us, ur = (
+                (clusters[m & defined], clusters[rest & defined]) if clusters is not None else (None, None)
+            )
             boot_s = _mean_boot(values[m & defined], cfg.bootstrap, cfg.seed, (_KEY, i, 0), us)
-            boot_r = _mean_boot(values[~m & defined], cfg.bootstrap, cfg.seed, (_KEY, i, 1), ur)
+            boot_r = _mean_boot(values[rest & defined], cfg.bootstrap, cfg.seed, (_KEY, i, 1), ur)
         why = f"{metric} undefined in the slice or the rest"
         res: T.TestResult = r["test"]
         out_slices.append(
@@ -442,7 +476,7 @@ def _discover(
                 "equivalent": r["equivalent"],
                 "n": r["n"],
                 "n_positive": r["n_positive"],
-                "n_rest": int(n_cases - r["n"]),
+                "n_rest": r["n_rest"],
                 "value": Estimate.of(r["point"], percentile_interval(boot_s, cfg.ci_level), why).to_dict(),
                 "rest_value": Estimate.of(
                     r["rest_point"], percentile_interval(boot_r, cfg.ci_level), why

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from fairaudit._util.absent import ABSENT
 from fairaudit.stats._intervals import percentile_interval
 from fairaudit.stats.result import Estimate
 
@@ -392,7 +393,7 @@ def compare_to_baseline(
     out = []
     for attr, values in attributes.items():
         values = np.asarray(values, dtype=object)
-        names = sorted({str(v) for v in values})
+        names = sorted({str(v) for v in values} - {ABSENT})  # a record without a value: in no group
         boots: dict[str, GroupBoot] = {}
         units: dict[str, np.ndarray | None] = {}
         for g in names:

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from fairaudit.errors import arg
+from fairaudit._util.absent import ABSENT
 from fairaudit.stats import _tests as T
-from fairaudit.stats._audit import AuditConfig, adjust
+from fairaudit.stats._audit import AuditConfig, adjust, choose_reference
 from fairaudit.stats._clusters import bootstrap_weights, permutation_weights
 from fairaudit.stats._intervals import acceleration, bca_interval, percentile_interval
 from fairaudit.stats._resample import generator
@@ -432,17 +432,9 @@ def fairness_summary(big: list[_Group], cfg: AuditConfig) -> dict[str, Any]:
     return out
 
 
-def _choose_reference(groups: list[_Group], requested: str | None, attr: str) -> str:
-    """The requested group, else the largest (ties: first name in sorted order), as for classification."""
-    if requested is not None:
-        names = [g.name for g in groups]
-        if requested not in names:
-            raise ValueError(
-                f"{arg('references')} {attr}={requested}: no such group; groups of '{attr}' are: "
-                + ", ".join(names)
-            )
-        return requested
-    return sorted(groups, key=lambda g: (-g.n, g.name))[0].name
+def _choose_reference(groups: list[_Group], requested: str | None, attr: str, cfg: AuditConfig) -> str:
+    """The requested group, else the largest and not small, as for classification."""
+    return choose_reference({g.name: g.n for g in groups}, requested, attr, cfg.min_group_size)
 
 
 def segmentation_permutations(cfg: AuditConfig, n_pairs: int) -> int:
@@ -506,7 +498,9 @@ def run_segmentation_audit(
 
     overall = subset("overall", np.ones(n, bool))
     _prepare(overall, cfg, (0,))
-    n_pairs = sum(len(set(np.asarray(labels).astype(str).tolist())) - 1 for labels in attributes.values())
+    n_pairs = sum(
+        len(set(np.asarray(labels).astype(str).tolist()) - {ABSENT}) - 1 for labels in attributes.values()
+    )
     n_perm = segmentation_permutations(cfg, n_pairs)
     if n_perm > cfg.n_permutations:
         log.info("permutations raised from %d to %d for the corrected threshold", cfg.n_permutations, n_perm)
@@ -514,12 +508,12 @@ def run_segmentation_audit(
     for ai, (attr, labels) in enumerate(attributes.items()):
         labels = np.asarray(labels).astype(str)
         groups = []
-        for gi, name in enumerate(sorted(set(labels.tolist()))):
+        for gi, name in enumerate(sorted(set(labels.tolist()) - {ABSENT})):
             g = subset(name, labels == name)
             _prepare(g, cfg, (1, ai, gi))
             groups.append(g)
         log.info("attribute %s: %d groups", attr, len(groups))
-        ref_name = _choose_reference(groups, references.get(attr), attr)
+        ref_name = _choose_reference(groups, references.get(attr), attr, cfg)
         ref = next(g for g in groups if g.name == ref_name)
         small = {g.name: g.n < cfg.min_group_size for g in groups}
         comparisons: list[Comparison] = []
@@ -536,6 +530,7 @@ def run_segmentation_audit(
                 omnibus=_omnibus(groups),
                 summary=_summaries(big, cfg),
                 segmentation_summary=fairness_summary(big, cfg),
+                n_missing=int(np.sum(labels == ABSENT)),
             )
         )
     config = cfg.to_dict()

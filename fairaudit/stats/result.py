@@ -85,6 +85,34 @@ class GroupResult:
 
 
 @dataclass
+class Within:
+    """A comparison again within each stratum of the `--within` columns, pooled: does the gap
+    survive adjustment for a third variable (docs/statistics.md, "Confounders (`--within`)")?
+    A sensitivity analysis: its p-value joins no multiplicity family."""
+
+    strata: list[str]  # the --within columns
+    n_strata: int  # strata holding records of the group or the reference
+    n_strata_used: int  # of those, the strata where both have cases of the metric's denominator
+    difference: Estimate  # pooled within-stratum difference (group minus reference)
+    test: str
+    p_value: float | None
+    reason: str | None = None  # why p_value is None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "strata": list(self.strata),
+            "n_strata": self.n_strata,
+            "n_strata_used": self.n_strata_used,
+            "difference": self.difference.to_dict(),
+            "test": self.test,
+            "p_value": self.p_value,
+        }
+        if self.p_value is None:
+            out["reason"] = self.reason or "test undefined"
+        return out
+
+
+@dataclass
 class Comparison:
     metric: str
     group: str
@@ -106,6 +134,7 @@ class Comparison:
     interval_at: Callable[[float], tuple[float, float]] | None = field(
         default=None, repr=False, compare=False
     )
+    within: Within | None = None  # --within: the comparison within strata, pooled
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -130,6 +159,8 @@ class Comparison:
             out["reason"] = self.reason or "test undefined"
         if self.small:
             out["note"] = "the metric's denominator in the group or reference is below min_group_size"
+        if self.within is not None:
+            out["within"] = self.within.to_dict()
         return out
 
 
@@ -197,6 +228,7 @@ class AttributeResult:
     comparisons: list[Comparison] = field(default_factory=list)
     omnibus: list[Omnibus] = field(default_factory=list)
     summary: dict[str, MetricSummary] = field(default_factory=dict)
+    n_missing: int = 0  # records without a value of the attribute: in the audit, in no group
 
     def group(self, name: str) -> GroupResult:
         return next(g for g in self.groups if g.group == name)
@@ -210,6 +242,7 @@ class AttributeResult:
             "comparisons": [c.to_dict() for c in self.comparisons],
             "omnibus": [o.to_dict() for o in self.omnibus],
             "summary": {k: v.to_dict() for k, v in self.summary.items()},
+            **({"n_missing": self.n_missing} if self.n_missing else {}),
         }
 
 

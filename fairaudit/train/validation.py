@@ -86,7 +86,12 @@ def classification_validation(
     from fairaudit.stats import AuditConfig, run_audit
 
     cfg = AuditConfig(
-        bootstrap=n_resamples, ci_level=ci_level, seed=seed, threshold=threshold, min_group_size=30
+        bootstrap=n_resamples,
+        ci_level=ci_level,
+        seed=seed,
+        threshold=threshold,
+        min_group_size=30,
+        small_reference=True,
     )
     result = run_audit(
         np.asarray(labels).astype(int),

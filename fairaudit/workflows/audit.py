@@ -66,6 +66,9 @@ def check_audit(
             f"{arg('positive_label')} and {arg('score_scale')} apply to classification labels and scores.",
             argument="positive_label" if getattr(req, "positive_label", None) is not None else "score_scale",
         )
+    _check_findings(req, segmentation, model)
+    _check_id_columns(req, segmentation, model)
+    _check_within(req, segmentation)
     if model is None and (resume or cache_dir is not None):
         raise InputError(
             f"{arg('resume')} and {arg('cache_dir')} apply to a model run: add {arg('model')}.",
@@ -111,6 +114,92 @@ def check_audit(
             argument="calibration_set",
         )
     _check_values(req)
+
+
+def _check_id_columns(req: Any, segmentation: bool, model: str | None) -> None:
+    """`--id-column ROLE=COLUMN,...` names the join key per input file of a predictions audit."""
+    from fairaudit.cohort.join import parse_id_columns
+
+    mapping = parse_id_columns(getattr(req, "id_column", None))
+    if mapping is not None and (segmentation or model is not None):
+        raise InputError(
+            f"{arg('id_column')} ROLE=COLUMN pairs join the files of a predictions audit; a model run or a "
+            "segmentation audit names its cases by the DICOM id or the mask file: give one column name.",
+            argument="id_column",
+        )
+
+
+def _check_findings(req: Any, segmentation: bool, model: str | None) -> None:
+    """--findings (a multi-label audit) and the flags that belong to one finding."""
+    from fairaudit.cohort.findings import UNCERTAIN_POLICIES, parse_score_map
+
+    findings = getattr(req, "findings", None)
+    uncertain = getattr(req, "uncertain", "exclude")
+    scores = list(getattr(req, "score_columns", None) or [])
+    if uncertain not in UNCERTAIN_POLICIES:
+        raise InputError(
+            f"{arg('uncertain')} must be one of {', '.join(UNCERTAIN_POLICIES)}, not '{uncertain}'.",
+            argument="uncertain",
+        )
+    if findings is None:
+        if getattr(req, "no_finding_column", None) is not None:
+            raise InputError(
+                f"{arg('no_finding_column')} applies to a multi-label audit: add {arg('findings')} all or A,B.",
+                argument="no_finding_column",
+            )
+        if uncertain != "exclude":
+            raise InputError(
+                f"{arg('uncertain')} applies to a multi-label audit: add {arg('findings')} all or A,B.",
+                argument="uncertain",
+            )
+        if len(scores) > 1:
+            raise InputError(
+                f"{arg('score_column')} is given more than once: give it once (with {arg('findings')}, "
+                "once per finding as FINDING=COLUMN).",
+                argument="score_column",
+            )
+        return
+    clash = [
+        (segmentation, "task", "a segmentation audit has no findings"),
+        (model is not None, "model", "a model run audits its one output (a multi-output model: not yet); "
+         "audit its predictions file with one score column per finding"),
+        (getattr(req, "label_column", "label") != "label", "label_column",
+         "the finding columns are the labels"),
+        (getattr(req, "positive_label", None) is not None, "positive_label",
+         "finding columns are 0, 1 or -1 (uncertain)"),
+        (getattr(req, "baseline_predictions", None) is not None, "baseline_predictions",
+         f"the release comparison audits one finding (yet): run it with {arg('label_column')}"),
+        (bool(getattr(req, "discover", False)), "discover",
+         f"slice discovery ranks one finding's slices (yet): run it with {arg('label_column')}"),
+    ]  # fmt: skip
+    for bad, name, why in clash:
+        if bad:
+            raise InputError(f"{arg(name)} and {arg('findings')} do not go together: {why}.", argument=name)
+    parse_score_map(scores)  # each FINDING=COLUMN
+
+
+def _check_within(req: Any, segmentation: bool) -> None:
+    """--within COLUMN: strata of a classification audit, none of them an audited attribute."""
+    within = list(getattr(req, "within", None) or [])
+    if not within:
+        return
+    if segmentation:
+        raise InputError(
+            f"{arg('within')} is available for classification audits only (yet).", argument="within"
+        )
+    audited = {a.strip().lower(): a for a in _attribute_names(req)}
+    for column in within:
+        if not str(column).strip():
+            raise InputError(f"{arg('within')} needs a column name.", argument="within")
+        if str(column).strip().lower() in audited:
+            raise InputError(
+                f"{arg('within')} {column}: {column} is also audited ({arg('attributes')} or "
+                f"{arg('intersections')}): a group cannot be compared with its reference within "
+                "strata of itself.",
+                hint=f"Stratify by another column (the site, the scanner), or audit {column} in a run "
+                f"without {arg('within')} {column}.",
+                argument="within",
+            )
 
 
 def _attribute_names(req: Any) -> list[str]:

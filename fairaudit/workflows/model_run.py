@@ -83,11 +83,11 @@ def _id_column(req: Any) -> str:
             file=tables[0].name,
             hint=f"Pass {arg('id_column')} NAME with one of those columns.",
         )
-    if found.lower() not in _MODEL_IDS:
-        raise InputError(
-            f"{arg('id_column')} {found}: a model run names each image by a DICOM id; use one of "
-            f"{', '.join(_MODEL_IDS)} (path: relative to {arg('dicom_dir')}).",
-            argument="id_column",
+    if found.lower() not in _MODEL_IDS:  # e.g. ChestX-ray14's `Image Index` (docs/images.md)
+        log.info(
+            "id column '%s' is not a DICOM id: it is matched with each file's path relative to the "
+            "folder, with or without its extension",
+            found,
         )
     return found
 
@@ -217,7 +217,8 @@ def _audit_with_model(
     use_for_logs(hasher)  # log lines name files as the outputs do
     id_col = _id_column(req) if not segmentation else _segmentation_id(req)
     _check_attributes(req, id_col, segmentation)  # refused before the model runs
-    key = id_col.lower()
+    path_ids = _path_ids(req, id_col)  # a path key: the path as the CSVs write it
+    key = "path" if path_ids is not None else id_col.lower()
     predictor = load_predictor(
         model,
         device,
@@ -235,7 +236,7 @@ def _audit_with_model(
         own_folder(mask_dir)  # never a planted link: the masks would be written where it points
 
         def on_mask(rec: dict[str, str], mask: np.ndarray) -> None:
-            ident = rec.get(key, "")
+            ident = rec.get(key, "") if path_ids is None else path_ids([rec["path"]])[0]
             if not ident:
                 return
             name = f"{_safe(hasher(ident))}.png"
@@ -247,7 +248,8 @@ def _audit_with_model(
     if not segmentation:  # `--attribute dicom:KEYWORD`: keep those header fields of each file
         from fairaudit.io import dicom_attributes
 
-        wanted = dicom_attributes.requested(req.attributes, req.intersections, getattr(req, "bins", {}), True)
+        named = [*req.attributes, *getattr(req, "within", [])]  # --within dicom: columns are read too
+        wanted = dicom_attributes.requested(named, req.intersections, getattr(req, "bins", {}), True)
         keywords = tuple(a.keyword for a in wanted)
     cache = None
     if not segmentation:
@@ -291,7 +293,7 @@ def _audit_with_model(
                 pred_mask_labels=pred_mask_labels, spacing=spacing, model=info,
             )
         )  # fmt: skip
-    return _audit_scores(req, run, id_col, hasher, info)
+    return _audit_scores(req, run, id_col, hasher, info, path_ids)
 
 
 def _segmentation_id(req: Any) -> str:
@@ -303,20 +305,34 @@ def _segmentation_id(req: Any) -> str:
             argument="demographics",
         )
     found = detect_id_column([read_table(req.demographics)], req.id_column)
-    if found is None or found.lower() not in _MODEL_IDS:
+    if found is None:
         raise InputError(
-            "a model run names each image by a DICOM id: the demographics need one of "
-            f"{', '.join(_MODEL_IDS)}, or pass {arg('id_column')} with one.",
+            "a model run names each image by a DICOM id or by its path: the demographics need one of "
+            f"{', '.join(_MODEL_IDS)}, or pass {arg('id_column')} with the column that names the images.",
             file=str(req.demographics),
         )
     return found
 
 
-def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, Any]) -> Any:
-    from fairaudit.cohort.dicom_files import FILES_LABEL
+def _path_ids(req: Any, id_col: str) -> Any:
+    """How the labels and demographics name each file when the key is its path (PathIds:
+    with or without the extension); None when the key is a DICOM id."""
+    from fairaudit.cohort.dicom_files import PathIds, is_path_id
+    from fairaudit.io.tables import read_header
+
+    if not is_path_id(id_col):
+        return None
+    paths = list(dict.fromkeys(x for x in (req.demographics, req.labels) if x is not None))
+    return PathIds.from_tables([read_header(p) for p in paths], id_col)
+
+
+def _audit_scores(
+    req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, Any], path_ids: Any = None
+) -> Any:
+    from fairaudit.cohort.dicom_files import FILES_LABEL, PATH_ID, refuse_empty_dicom_attributes
     from fairaudit.workflows.predictions import audit_predictions
 
-    key = id_col.lower()
+    key = id_col.lower() if path_ids is None else PATH_ID
     if not run.records:
         reasons = Counter(why for _, why in run.unreadable).most_common(3)
         why = "; ".join(f"{reason} ({k} files)" for reason, k in reasons) or "no DICOM file found"
@@ -331,11 +347,23 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
     from fairaudit.models.inference import Records
 
     records, run.records = run.records, Records()
+    if path_ids is not None:  # each file's path as the CSVs name it (docs/images.md)
+        records.derive(PATH_ID, "path", path_ids)
+    elif not any(v for chunk in records.chunks([key], 1 << 16) for v in chunk[key]):
+        raise InputError(
+            f"no predicted file has a {key} (PNG and JPEG images have no DICOM ids): the join key "
+            f"'{id_col}' matches none of them.",
+            file=str(req.dicom_dir),
+            hint=f"Name the images by their path: {arg('id_column')} path, or the column of the "
+            "demographics that holds their file names (docs/images.md).",
+            argument="id_column",
+        )
     scores = np.asarray(run.scores, dtype=np.float64)
     names = records.names
     if any(n.startswith("dicom:") for n in names):
         # `--attribute dicom:KEYWORD`: the groups are made from the whole column (bins).
         frame = pd.DataFrame({n: records.column(n) for n in names}, dtype=str)
+        refuse_empty_dicom_attributes({c: frame[c] for c in frame.columns}, req.dicom_dir)
         table = _table(Path(req.dicom_dir), names, None, label=FILES_LABEL, frame=frame)
     else:
         table = _table(
@@ -345,6 +373,8 @@ def _audit_scores(req: Any, run: Any, id_col: str, hasher: Any, info: dict[str, 
             label=FILES_LABEL,
             size=len(records),
         )
+    if path_ids is not None:  # the key names the files' PATH_ID; the manifest shows the path
+        table.aliases[id_col] = PATH_ID
     bad = pd.DataFrame(
         [
             {"source": f"{FILES_LABEL}/{p}", "row": "", "id": "", "status": "excluded", "reason": why}

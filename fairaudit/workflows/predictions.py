@@ -82,7 +82,7 @@ class AuditRequest:
     baseline_predictions: Path | None = None  # the previous model on the same patients
     max_pixels: int | None = None  # --max-pixels: refuse DICOM files declaring more (None: reader default)
     max_file_size: int | None = None  # --max-file-size: refuse larger DICOM files (None: reader default)
-    max_groups: int = 50  # --max-groups: refuse an attribute with more groups (an identifier?); 0: no limit
+    max_groups: int = 20  # --max-groups: refuse an attribute with more groups (an identifier?); 0: no limit
     # --merge-small-groups: pool each attribute's groups below min_group_size into "other"
     merge_small_groups: bool = False
     positive_label: str | None = None  # --positive-label: the label value that means the finding
@@ -90,6 +90,15 @@ class AuditRequest:
     trust_model: bool = False  # --trust-model: run a TorchScript --model (it is code, docs/threat-model.md)
     # The set of outputs a model run opened (it writes predictions.csv first); None: the audit opens one.
     outputs: Any = None
+    # --findings: a multi-label audit (docs/multilabel.md): ("all",) or the finding columns;
+    # every --score-column value as given (FINDING=COLUMN with --findings); --uncertain.
+    findings: tuple[str, ...] | None = None
+    score_columns: list[str] = field(default_factory=list)
+    uncertain: str = "exclude"
+    no_finding_column: str | None = None  # --no-finding-column: its fpr is the underdiagnosis rate
+    # --within: every comparison again within the strata of these columns, pooled (Mantel-Haenszel
+    # for rates; docs/statistics.md, "Confounders"): does a gap survive adjustment for the site?
+    within: list[str] = field(default_factory=list)
 
 
 def parse_references(values: list[str]) -> dict[str, str]:
@@ -134,7 +143,8 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
     go to `spool` (fairaudit.cohort.manifest.ManifestSpool) as the join makes them."""
     from fairaudit._util.memory import release_free_memory
     from fairaudit._util.privacy import IdHasher, use_for_logs
-    from fairaudit.cohort.join import CohortSpec, build_cohort
+    from fairaudit.cohort.findings import parse_score_map
+    from fairaudit.cohort.join import CohortSpec, build_cohort, parse_id_columns
     from fairaudit.io import dicom_attributes as dicom_attrs  # `dicom:KEYWORD` attributes, --bins
     from fairaudit.results import AuditReport, assemble
     from fairaudit.stats import run_audit
@@ -150,7 +160,10 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
     hasher = IdHasher(req.salt, req.keep_ids)
     use_for_logs(hasher)  # log lines name files as the outputs do
     dicom_wanted = dicom_attrs.requested(
-        req.attributes, req.intersections, req.bins, req.dicom_dir is not None or req.files is not None
+        [*req.attributes, *req.within],
+        req.intersections,
+        req.bins,
+        req.dicom_dir is not None or req.files is not None,
     )
     files = files_manifest = None
     candidates = None
@@ -168,6 +181,10 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
             max_file_size=req.max_file_size,
         )  # fmt: skip
         candidates = id_candidates(req.unit)
+        if req.unit == "image":  # a path id matches with or without the extension (docs/images.md)
+            from fairaudit.cohort.dicom_files import attach_path_ids
+
+            attach_path_ids(files, req.id_column, [req.predictions, req.demographics, req.labels])
     dicom_records = dicom_attrs.attach(files, dicom_wanted, req.bins, req.salt) if dicom_wanted else []
     spec = CohortSpec(
         predictions=req.predictions,
@@ -190,6 +207,10 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
         merge_below=req.min_group_size if req.merge_small_groups else 0,
         positive_label=req.positive_label,
         score_scale=req.score_scale,
+        findings=req.findings,
+        finding_scores=parse_score_map(req.score_columns) if req.findings is not None else {},
+        uncertain=req.uncertain,
+        strata=list(req.within),
     )
     if candidates is not None:
         spec.id_candidates = candidates
@@ -203,6 +224,13 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
     _release_joined(req, files)
     known = list(cohort.attributes)
     references = resolve_references(req.references, known)
+    if cohort.findings is not None:
+        from fairaudit.workflows.multilabel import build_multilabel_report
+
+        return build_multilabel_report(
+            req, cohort, cfg, policy, spool, references=references, dicom_files=dicom_files,
+            dicom_records=dicom_records,
+        )  # fmt: skip
     threshold_selection = None
     if req.threshold_policy or req.calibration_set is not None:
         from dataclasses import replace
@@ -229,6 +257,21 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
             clusters=cohort.clusters,
         )  # fmt: skip
     )
+    if req.within:
+        from fairaudit.stats._strata import attach_within
+
+        run_stats(
+            lambda: attach_within(
+                result,
+                cohort.labels,
+                cohort.scores,
+                cohort.attributes,
+                cohort.strata,
+                cfg,
+                has_scores=cohort.has_scores,
+                clusters=cohort.clusters,
+            )
+        )
     release_free_memory()  # the statistics' temporaries, before the reports
 
     # 4. attach: config, inputs, model, baseline, gate, slices, curves, power, provenance
@@ -237,19 +280,15 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
         body, id_column=cohort.id_column, cluster_column=cohort.cluster_column,
         cluster_missing=cohort.cluster_missing, unit=req.unit,
     )  # fmt: skip
+    id_columns = parse_id_columns(req.id_column)
+    if id_columns:
+        config["id_columns"] = id_columns
     config["label_column"] = cohort.label_source
     config["score_column"] = cohort.score_source
     config["threshold_policy"] = threshold_selection["policy"] if threshold_selection else "fixed"
     if threshold_selection:
         config["threshold_selection"] = threshold_selection
-    inputs: dict[str, Any] = {
-        "n_records": cohort.n_records,
-        "n_included": cohort.n_included,
-        "excluded": cohort.excluded,
-        "has_scores": cohort.has_scores,
-        "unit": req.unit,
-        "dicom_files": dicom_files,
-    }
+    inputs = audit_inputs(req, cohort, config, dicom_files)
     report = AuditReport(
         assemble(
             command=req.command, body=body, config=config, inputs=inputs, model=without_timings(req.model)
@@ -319,6 +358,44 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
         ),
     )
     return report
+
+
+def within_config(config: dict[str, Any], inputs: dict[str, Any], strata: dict[str, Any]) -> None:
+    """--within in results.json: the stratum columns in `config.within`, and how many included
+    records lack a value of each (left out of the within-stratum analysis only) in
+    `inputs.missing_strata`."""
+    import numpy as np
+
+    from fairaudit._util.absent import present
+
+    config["within"] = list(strata)
+    missing = {c: int(np.sum(~present(v))) for c, v in strata.items()}
+    if any(missing.values()):
+        inputs["missing_strata"] = {c: k for c, k in missing.items() if k}
+        for c, k in inputs["missing_strata"].items():
+            log.warning(
+                "%d included records have no %s: in the audit, out of the within-stratum analysis", k, c
+            )
+
+
+def audit_inputs(
+    req: AuditRequest, cohort: Any, config: dict[str, Any], dicom_files: dict[str, int] | None
+) -> dict[str, Any]:
+    """results.json's `inputs` of a classification audit (single- or multi-label), and the
+    --within columns into `config`."""
+    inputs: dict[str, Any] = {
+        "n_records": cohort.n_records,
+        "n_included": cohort.n_included,
+        "excluded": cohort.excluded,
+        "has_scores": cohort.has_scores,
+        "unit": req.unit,
+        "dicom_files": dicom_files,
+    }
+    if cohort.absent:
+        inputs["missing_attributes"] = dict(cohort.absent)
+    if req.within:
+        within_config(config, inputs, cohort.strata)
+    return inputs
 
 
 def _release_joined(req: AuditRequest, files: Any) -> None:

@@ -8,8 +8,9 @@ from a folder (`--pred-masks`) or, for a model run, as a mapping id -> array.
 
 Spacing (for hd95 and assd in mm): from the DICOM file of the same id when a DICOM folder
 is given (header-only scan: PixelSpacing, else ImagerPixelSpacing), else `spacing`
-(`--spacing 0.5x0.5`), else distances are in pixels. results.json says which
-(config.segmentation.distance_unit and spacing_source). Every demographics row, mask
+(`--spacing 0.5x0.5`), else distances are in pixels. A PNG or JPEG image in the folder
+has no spacing of its own: `spacing`, else pixels when no case is in mm (docs/images.md).
+results.json says which (config.segmentation.distance_unit and spacing_source). Every demographics row, mask
 file and DICOM file appears in manifest.csv; a bad file excludes its case, never the audit.
 """
 
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from fairaudit._util.absent import ABSENT, combine
 from fairaudit._util.sanitize import cap, frame_to_csv
 from fairaudit.errors import InputError, arg
 from fairaudit.workflows.core import (
@@ -91,20 +93,24 @@ class SegmentationRequest:
     discover_top: int = 10
     # The set of outputs a model run opened (it writes pred_masks/ first); None: the audit opens one.
     outputs: Any = None
-    max_groups: int = 50  # --max-groups: an attribute with more groups is refused (an identifier?)
+    max_groups: int = 20  # --max-groups: an attribute with more groups is refused (an identifier?)
 
 
 @dataclass
 class _Dicom:
-    """The DICOM side: id -> (path, spacing, (rows, cols)), ambiguous ids, manifest rows."""
+    """The DICOM side: id -> (path, spacing, (rows, cols)), ambiguous ids, manifest rows;
+    `images`: the ids of PNG and JPEG files (no spacing of their own: docs/images.md)."""
 
     by_id: dict[str, tuple[str, tuple[float, ...] | None, tuple[int, int] | None]]
     ambiguous: set[str]
     paths_by_id: dict[str, list[str]]
     unreadable: list[tuple[str, str]]
+    images: set[str] = field(default_factory=set)
 
 
-def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool) -> _Dicom:
+def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool, path_ids: Any = None) -> _Dicom:
+    """The folder's files by id: a DICOM id from the header, or (`path_ids`, a
+    fairaudit.cohort.dicom_files.PathIds) the path as the demographics name it."""
     from fairaudit.io.dicom import iter_outcomes
     from fairaudit.io.tables import DICOM_ID_TAGS
 
@@ -114,7 +120,7 @@ def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool) ->
             "is not a folder.", file=str(root), hint="Pass the folder that holds the DICOM files."
         )
     tag = DICOM_ID_TAGS.get(id_col.lower())
-    if tag is None:
+    if tag is None and path_ids is None:
         raise InputError(
             f"with a DICOM folder, mask files must be named by a DICOM id; the id column '{id_col}' is not "
             f"one of {', '.join(DICOM_ID_TAGS)}.",
@@ -124,18 +130,25 @@ def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool) ->
     by_id: dict[str, tuple[str, tuple[float, ...] | None, tuple[int, int] | None]] = {}
     paths: dict[str, list[str]] = {}
     unreadable: list[tuple[str, str]] = []
+    found: list[tuple[str, str, tuple[float, ...] | None, tuple[int, int] | None, bool]] = []
     for o in iter_outcomes(root, header_only=True, workers=workers, progress=progress):
         if o.status != "ok" or o.header is None:
             unreadable.append((o.path, f"{o.status}: {o.reason}" if o.reason else o.status))
             continue
-        key = str(o.header.get(tag) or "").strip()
+        key = str(o.header.get(tag) or "").strip() if tag is not None else ""
         rows, cols = o.header.get("Rows"), o.header.get("Columns")
         shape = (int(rows), int(cols)) if rows and cols else None
         spacing = tuple(float(s) for s in o.spacing) if o.spacing is not None else None
-        paths.setdefault(key, []).append(o.path)
-        by_id[key] = (o.path, spacing, shape)
+        found.append((key, o.path, spacing, shape, o.file_format in ("png", "jpeg")))
+    keys = path_ids([f[1] for f in found]) if path_ids is not None else [f[0] for f in found]
+    images: set[str] = set()
+    for key, (_, path, spacing, shape, is_image) in zip(keys, found, strict=True):
+        paths.setdefault(key, []).append(path)
+        by_id[key] = (path, spacing, shape)
+        if is_image:
+            images.add(key)
     ambiguous = {k for k, v in paths.items() if len(v) > 1}
-    return _Dicom(by_id, ambiguous, paths, unreadable)
+    return _Dicom(by_id, ambiguous, paths, unreadable, images)
 
 
 def audit_segmentation(req: SegmentationRequest) -> AuditOutcome:
@@ -153,6 +166,7 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     """The segmentation audit as an AuditReport (with manifest.csv and
     segmentation_cases.csv as its companions), nothing written."""
     from fairaudit._util.privacy import IdHasher, use_for_logs
+    from fairaudit.cohort.dicom_files import PathIds, is_path_id
     from fairaudit.cohort.join import INTERSECTION_SEP, MISSING_GROUP, intersection_name, pseudonymize_sources
     from fairaudit.io.masks import index_masks
     from fairaudit.io.tables import detect_id_column, is_missing, read_table
@@ -208,9 +222,12 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     truth_index = index_masks(req.masks, argument="masks")
     pred_index = None if isinstance(req.pred_masks, Mapping) else index_masks(req.pred_masks, "pred_masks")
     pred_ids = set(req.pred_masks) if isinstance(req.pred_masks, Mapping) else set(pred_index.files)
-    dicom = _scan_dicom(req.dicom_dir, id_col, req.workers, req.progress) if req.dicom_dir else None
+    path_ids = None
+    if req.dicom_dir and is_path_id(id_col):  # files named by their path (docs/images.md)
+        path_ids = PathIds.from_tables([demo], id_col)
+    dicom = _scan_dicom(req.dicom_dir, id_col, req.workers, req.progress, path_ids) if req.dicom_dir else None
     if dicom is not None:
-        spacing_source = "dicom"
+        spacing_source = "dicom"  # or, when no case takes its spacing from a file, see below
     elif req.spacing is not None:
         spacing_source = "--spacing"
     else:
@@ -227,6 +244,7 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     nonempty: list[bool] = []
     cases: list[_Case] = []  # rows whose masks are read and compared
     n_mm_fallback = 0
+    n_from_files = 0  # cases whose spacing came from their DICOM file
     for i, (key, is_dup) in enumerate(zip(ids, dup, strict=True)):
         why = ""
         if is_missing(key):
@@ -237,11 +255,6 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
             why = "no ground-truth mask (--masks) for this id"
         elif key not in pred_ids:
             why = "no predicted mask for this id"
-        if not why and not req.missing_as_group:
-            for a, col in attr_cols.items():
-                if is_missing(demo.frame[col].iloc[i]):
-                    why = f"missing {a}"
-                    break
         spacing: tuple[float, ...] | None = req.spacing
         dshape = None
         if not why and dicom is not None:
@@ -253,13 +266,19 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
                 _, dsp, dshape = dicom.by_id[key]
                 if dsp is not None and all(np.isfinite(dsp)):
                     spacing = dsp
+                    n_from_files += 1
                 elif req.spacing is not None:
                     n_mm_fallback += 1
-                else:
+                elif key not in dicom.images:
                     why = "the DICOM file has no pixel spacing (pass --spacing to give one)"
+                # else a PNG or JPEG image without --spacing: measured in pixels (below)
         if not why:
             cases.append(_Case(i, key, spacing, dshape))
         reasons.append(why)
+    if dicom is not None and req.spacing is None:
+        cases, spacing_source = _pixel_cases(cases, reasons, n_from_files)
+    elif dicom is not None and n_from_files == 0:  # no file gave one: every case in --spacing's mm
+        spacing_source = "--spacing"
     # Reading both masks and the metrics: in worker processes, in row order (_measure_all).
     sources = _Sources(
         truth_files=truth_index.files,
@@ -279,7 +298,7 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
         reasons[case.row] = why
     if n_mm_fallback:
         log.warning(
-            "%d DICOM files had no pixel spacing: %s %s used for them",
+            "%d files had no pixel spacing (DICOM files without one, PNG or JPEG images): %s %s used for them",
             n_mm_fallback,
             arg("spacing"),
             req.spacing,
@@ -304,7 +323,7 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
                 "row": demo.rows.to_numpy(),
                 "id": ids.map(hasher).to_numpy(),
                 "status": np.where(included, "included", "excluded"),
-                "reason": reason.to_numpy(),
+                "reason": _absent_notes(reason, included, demo, attr_cols, req.missing_as_group),
             }
         )
     ]
@@ -354,13 +373,14 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     for a, col in attr_cols.items():
         vals = demo.frame[col].iloc[rows_idx].astype(str).reset_index(drop=True)
         vals = vals.map(cap)  # a group is named by at most NAME_LIMIT characters (docs/reports.md)
-        attr_values[a] = vals.where(~vals.map(is_missing), MISSING_GROUP)
+        # Missing: its own group with --missing-as-group, else out of this attribute's groups
+        # only (docs/statistics.md, "Missing values").
+        attr_values[a] = vals.where(~vals.map(is_missing), MISSING_GROUP if req.missing_as_group else ABSENT)
     attributes: dict[str, np.ndarray] = {a: attr_values[a].to_numpy(dtype=str) for a in req.attributes}
     for parts in req.intersections:
-        combined = attr_values[parts[0]]
-        for p in parts[1:]:
-            combined = combined + INTERSECTION_SEP + attr_values[p]
-        attributes[intersection_name(parts)] = combined.to_numpy(dtype=str)
+        attributes[intersection_name(parts)] = combine(
+            [attr_values[p].to_numpy(dtype=str) for p in parts], INTERSECTION_SEP
+        )
     references = resolve_references(req.references, attributes)
     log.info("auditing %d of %d cases", len(case_rows), len(demo.frame))
     clusters, cluster_missing = None, 0
@@ -510,6 +530,49 @@ _Measured = tuple[str, "tuple[str, str] | None", "CaseMetrics | None"]
 _SOURCES: _Sources | None = None  # set in the parent before the workers fork
 
 
+#: The reason of a PNG or JPEG case left out because other cases are measured in mm.
+PIXELS_AMONG_MM = (
+    "a PNG or JPEG image has no pixel spacing and the other cases are measured in mm "
+    "(pass --spacing to give one)"
+)
+
+
+def _pixel_cases(cases: list[_Case], reasons: list[str], n_from_files: int) -> tuple[list[_Case], str]:
+    """Without --spacing, a PNG or JPEG image (no spacing of its own) is measured in pixels
+    (docs/images.md) when every case is; among cases in mm from their DICOM files it is
+    excluded, so that hd95 and assd never mix units. Returns the cases to measure and the
+    spacing_source ("dicom": distances in mm; "none": in pixels)."""
+    if n_from_files == 0:
+        if cases:
+            log.warning("PNG or JPEG images without %s: hd95 and assd are in pixels, not mm", arg("spacing"))
+        return cases, "none"
+    keep = []
+    for case in cases:
+        if case.spacing is None:
+            reasons[case.row] = PIXELS_AMONG_MM
+        else:
+            keep.append(case)
+    return keep, "dicom"
+
+
+def _absent_notes(
+    reason: pd.Series, included: pd.Series, demo: Any, attr_cols: dict[str, str], as_group: bool
+) -> np.ndarray:
+    """manifest.csv's reasons, with a note on each included case that lacks an attribute:
+    which groups leave it out ("not in: sex groups (missing sex)")."""
+    from fairaudit.io.tables import is_missing
+
+    out = reason.to_numpy(dtype=object).copy()
+    if as_group:
+        return out
+    lacking = {a: demo.frame[col].map(is_missing).to_numpy(dtype=bool) for a, col in attr_cols.items()}
+    for i in np.flatnonzero(included.to_numpy()):
+        names = [a for a, m in lacking.items() if m[i]]
+        if names:
+            out[i] = "not in: " + "; ".join(f"{a} groups (missing {a})" for a in names)
+    return out
+
+
 def _measure(src: _Sources, case: _Case) -> _Measured:
     """Read both masks of one case and measure them; a mask that cannot be used becomes
     the case's exclusion reason (and its file's manifest reason), never an error."""
@@ -627,7 +690,7 @@ def request_from_audit(
         dicom_dir=req.dicom_dir,
         id_column=req.id_column,
         cluster_column=getattr(req, "cluster_column", None),
-        max_groups=getattr(req, "max_groups", 50),
+        max_groups=getattr(req, "max_groups", SegmentationRequest.max_groups),
         intersections=list(req.intersections),
         references=dict(req.references),
         missing_as_group=req.missing_as_group,

@@ -561,9 +561,12 @@ def test_missing_as_group(tmp_path: Path) -> None:
     res = audit(tmp_path, "--predictions", str(preds), "--attribute", "sex", "--quiet", out="dropped")
     assert res.exit_code == 0, res.output
     dropped = results_of(tmp_path, "dropped")
-    assert dropped["inputs"]["n_included"] == N - 5
-    assert dropped["inputs"]["excluded"] == [{"reason": "p.csv: missing sex", "count": 5}]
-    assert squash("excluded 5 of 120 rows of p.csv: missing sex") in squash(res.output)
+    # Without a sex, a record stays in the audit and leaves the sex groups only (issue 21).
+    assert dropped["inputs"]["n_included"] == N and dropped["overall"]["n"] == N
+    assert dropped["inputs"]["excluded"] == []
+    assert dropped["inputs"]["missing_attributes"] == {"sex": 5}
+    sex = dropped["attributes"][0]
+    assert sex["n_missing"] == 5 and sum(g["n"] for g in sex["groups"]) == N - 5
 
     res = audit(
         tmp_path,
@@ -673,11 +676,44 @@ def test_bins_cut_a_numeric_csv_column_into_groups(tmp_path: Path) -> None:
             ">= 65": int((valid >= 65).sum())}  # fmt: skip
     got = {g["group"]: g["n"] for g in results["attributes"][0]["groups"]}
     assert got == want
-    assert {"reason": "predictions.csv: missing age", "count": 1} in results["inputs"]["excluded"]
+    # the record whose age is not a number stays in the audit, in no age group (issue 21, point 9)
+    assert results["inputs"]["missing_attributes"] == {"age": 1, "sex×age": 1}
     (record,) = results["inputs"]["binned_attributes"]
     assert record["edges"] == [40.0, 65.0] and record["n_unparsable_values"] == 1
     # a --bins target that is not audited, and edges that are not numbers, are usage errors
     for bins, needle in (("site=1,2", "not among the audited attributes"), ("age=a,b", "numbers")):
+        res = cli.invoke(["audit", "--predictions", str(SAMPLE / "predictions.csv"), "--demographics",
+                          str(tmp_path / "d.csv"), "--attribute", "age", "--bins", bins, "--out",
+                          str(tmp_path / "x")])  # fmt: skip
+        assert res.exit_code == 2 and squash(needle) in squash(res.output), res.output
+
+
+def test_quantile_bins_cut_at_the_audited_records_quantiles(tmp_path: Path) -> None:
+    """`--bins age=quantiles:4` (issue 21, point 5): edges = numpy's quartiles of the
+    records' ages; four groups of about a quarter each, counted by hand."""
+    import numpy as np
+    import pandas as pd
+
+    from _helpers.paths import SAMPLE
+
+    demo = pd.read_csv(SAMPLE / "demographics.csv", dtype=str)
+    ages = np.random.default_rng(1).normal(55, 15, size=len(demo)).round(1)
+    demo["age"] = ages.astype(str)
+    demo.to_csv(tmp_path / "d.csv", index=False)
+    res = cli.invoke(["audit", "--predictions", str(SAMPLE / "predictions.csv"), "--demographics",
+                      str(tmp_path / "d.csv"), "--attribute", "age", "--bins", "age=quantiles:4",
+                      "--bootstrap", "50", "--quiet", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code in (0, 1), res.output
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    (record,) = results["inputs"]["binned_attributes"]
+    q = np.quantile(ages, [0.25, 0.5, 0.75])
+    assert record["quantiles"] == 4 and record["edges"] == pytest.approx(q.tolist())
+    got = {g["group"]: g["n"] for g in results["attributes"][0]["groups"]}
+    assert sorted(got.values()) == sorted(
+        np.bincount(np.searchsorted(q, ages, side="right"), minlength=4).tolist()
+    )
+    assert all(abs(n - len(ages) / 4) <= 2 for n in got.values())
+    for bins, needle in (("age=quantiles:1", "2 to 20"), ("dicom:KVP=quantiles:3", "CSV columns")):
         res = cli.invoke(["audit", "--predictions", str(SAMPLE / "predictions.csv"), "--demographics",
                           str(tmp_path / "d.csv"), "--attribute", "age", "--bins", bins, "--out",
                           str(tmp_path / "x")])  # fmt: skip
@@ -715,6 +751,32 @@ def test_merge_small_groups_pools_groups_below_the_minimum(tmp_path: Path) -> No
                       "--demographics", str(tmp_path / "d.csv"), "--attribute", "sex", "--merge-small-groups",
                       "--out", str(tmp_path / "s")])  # fmt: skip
     assert res.exit_code == 2 and squash("classification audits only") in squash(res.output), res.output
+
+
+def test_a_small_reference_is_said_and_cannot_pass_the_gate(tmp_path: Path) -> None:
+    """Issue 21, point 5: with 16 hospitals of 20 records every group is small: the warning
+    names the three ways out, every comparison is small, and a gate on them cannot pass."""
+    import pandas as pd
+
+    from _helpers.paths import SAMPLE
+
+    demo = pd.read_csv(SAMPLE / "demographics.csv", dtype=str)
+    demo["hospital"] = [f"H{i % 16:02d}" for i in range(len(demo))]
+    demo.to_csv(tmp_path / "d.csv", index=False)
+    policy = tmp_path / "p.toml"
+    policy.write_text('[gate]\nmetrics = ["tpr"]\nmax_abs_difference = 0.9\n')
+    res = cli.invoke(["audit", "--predictions", str(SAMPLE / "predictions.csv"), "--demographics",
+                      str(tmp_path / "d.csv"), "--attribute", "hospital", "--bootstrap", "50", "--gate", str(policy),
+                      "--out", str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code == 1, res.output
+    text = squash(res.output)
+    for needle in ("every group of 'hospital' has fewer than --min-group-size 30 records", "(the largest, 'H00', has 20)",
+                   "--merge-small-groups", "--reference hospital=GROUP", "lower --min-group-size"):  # fmt: skip
+        assert squash(needle) in text, res.output
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert all(g["small"] for g in results["attributes"][0]["groups"])
+    assert all("note" in c for c in results["attributes"][0]["comparisons"])  # every comparison small
+    assert results["gate"]["outcome"] == "inconclusive" and results["gate"]["decided"] == 0
 
 
 def test_positive_label_and_percent_scores_read_as_the_0_1_file(tmp_path: Path) -> None:

@@ -145,12 +145,16 @@ def test_bad_input_names_the_argument_and_the_frame(frames) -> None:
         fairaudit.audit(bad, demographics=demographics, attributes=["race"], bootstrap=B)
 
 
-def test_missing_values_in_a_frame_exclude_rows_as_empty_cells_do(frames, tmp_path: Path) -> None:
+def test_missing_values_in_a_frame_are_missing_as_empty_cells_are(frames, tmp_path: Path) -> None:
+    """NaN in a DataFrame is a missing value, as an empty CSV cell is: the record stays in the
+    audit and leaves the race groups (issue 21)."""
     predictions, demographics = frames
     holes = demographics.copy()
     holes.loc[holes.index[:7], "race"] = np.nan
     report = fairaudit.audit(predictions, demographics=holes, attributes=["race"], bootstrap=B, seed=1)
-    assert report.data["inputs"]["n_included"] == len(predictions) - 7
+    assert report.data["inputs"]["n_included"] == len(predictions)
+    assert report.data["inputs"]["missing_attributes"] == {"race": 7}
+    assert sum(g["n"] for g in report.data["attributes"][0]["groups"]) == len(predictions) - 7
     csv = tmp_path / "demo.csv"
     holes.to_csv(csv, index=False)
     from_file = fairaudit.audit(predictions, demographics=csv, attributes=["race"], bootstrap=B, seed=1)

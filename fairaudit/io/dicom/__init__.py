@@ -2,7 +2,8 @@
 
 Imported explicitly (``import fairaudit.io.dicom``) so that predictions-only audits never
 import pydicom. Policies (what counts as DICOM, symlinks, multi-frame, colour, VOI LUT,
-padding, spacing, limits) are in docs/dicom.md.
+padding, spacing, limits) are in docs/dicom.md. PNG and JPEG files in the folder are read
+too, by content, in the same scan (fairaudit.io.images, docs/images.md).
 
     from fairaudit.io.dicom import DecodeOptions, iter_outcomes, assemble_series
 

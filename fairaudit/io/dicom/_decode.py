@@ -24,6 +24,7 @@ import numpy as np
 
 from fairaudit._util.privacy import dataset_text, scrub_reason, shown_path
 from fairaudit.io.dicom._bounded import DEFAULT_MAX_FILE_SIZE
+from fairaudit.io.images import sniff as sniff_image
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,9 @@ class FileOutcome:
     # Set when a reader's `prepare` step (iter_outcomes) replaced `image` by a model's input:
     # the decoded image's shape, to restore a predicted mask onto.
     source_shape: tuple[int, ...] | None = None
+    # What the file was read as: "dicom", "png" or "jpeg" ("" when not recognized, or a
+    # file with a DICM marker that failed before its header was read).
+    file_format: str = ""
 
 
 class _Stop(Exception):
@@ -205,7 +209,7 @@ def read_file(
         if len(name) >= 5 and any(c in name for c in "./_-^ "):
             reason = reason.replace(name, "<file>")
     log.debug("%s: %s: %s", shown_path(rel), status, reason)
-    return FileOutcome(rel, status, reason, state["header"])
+    return FileOutcome(rel, status, reason, state["header"], file_format=state.get("format", ""))
 
 
 def relative_path(path: Path, root: Path) -> str:
@@ -274,6 +278,9 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
     with path.open("rb") as fh:
         head = fh.read(132)
         preamble = len(head) == 132 and head[128:132] == b"DICM"
+        picture = None if preamble else sniff_image(head)
+        if picture is not None:  # PNG or JPEG (docs/images.md)
+            return _read_image(path, rel, picture, header_only, options, state)
         if not preamble and not _bare_dataset_start(head):
             raise _Stop("skipped", "not a DICOM file")
         if size > options.max_file_size:  # from its size alone, before any parse (docs/dicom.md)
@@ -318,6 +325,7 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
     if not preamble and not has_sop:
         raise _Stop("skipped", "not a DICOM file (no preamble and no SOP Class/Instance UID)")
     tsyntax = _transfer_syntax(ds)
+    state["format"] = "dicom"
     state["header"] = header = extract_header(ds, tsyntax, options.extra_header)
 
     if pixel_tag is None:
@@ -354,11 +362,36 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
     out_frames = frames if (options.frames == "all" and frames > 1) else 1
     spacing = _spacing(ds, out_frames)
     if header_only:
-        return FileOutcome(rel, "ok", "", header, spacing=spacing)
+        return FileOutcome(rel, "ok", "", header, spacing=spacing, file_format="dicom")
 
     _ensure_file_meta(ds, tsyntax)
     image, mask = decode_pixels(ds, tsyntax, geometry, options)
-    return FileOutcome(rel, "ok", "", header, image=image, spacing=spacing, padding_mask=mask)
+    return FileOutcome(
+        rel, "ok", "", header, image=image, spacing=spacing, padding_mask=mask, file_format="dicom"
+    )
+
+
+def _read_image(
+    path: Path, rel: str, kind: str, header_only: bool, options: DecodeOptions, state: dict
+) -> FileOutcome:
+    """A PNG or JPEG file (fairaudit.io.images, docs/images.md) under the same limits as a
+    DICOM file (max_pixels, max_file_size). Its header holds Rows and Columns and no other
+    field: a PNG or JPEG has no DICOM attributes. Its spacing is None."""
+    from fairaudit.io.images import ImageError, image_info, read_image
+
+    state["format"] = kind
+    limits = {"max_pixels": options.max_pixels, "max_file_size": options.max_file_size}
+    try:
+        if header_only:
+            image, info = None, image_info(path, **limits)
+        else:
+            image, info = read_image(path, **limits)
+    except ImageError as exc:
+        raise _Stop(exc.status, exc.reason) from None
+    header: dict[str, Any] = dict.fromkeys((*HEADER_FIELDS, *options.extra_header))
+    header["Rows"], header["Columns"] = info.rows, info.cols
+    state["header"] = header
+    return FileOutcome(rel, "ok", "", header, image=image, spacing=None, file_format=info.format)
 
 
 #: The most a Deflated Explicit VR Little Endian dataset may inflate to: pydicom inflates

@@ -67,7 +67,8 @@ def workers_default() -> int:
 
 
 def _preload() -> None:
-    """Import pydicom and its decoding plugins once, before forking, so workers inherit them."""
+    """Import pydicom, its decoding plugins and Pillow's PNG and JPEG plugins once, before
+    forking, so workers inherit them."""
     import importlib
 
     for name in (
@@ -83,6 +84,8 @@ def _preload() -> None:
         "openjpeg",
         "rle",
         "jpeg_ls",
+        "PIL.PngImagePlugin",  # PNG and JPEG files (fairaudit.io.images)
+        "PIL.JpegImagePlugin",
     ):
         try:
             importlib.import_module(name)

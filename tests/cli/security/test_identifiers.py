@@ -223,7 +223,7 @@ def test_identifier_attribute_is_refused(hostile: Path, tmp_path: Path, attribut
 
 def test_too_many_groups_is_refused_before_the_statistics(hostile: Path, tmp_path: Path) -> None:
     code, text = _audit(hostile, tmp_path / "o1", "--attribute", "site")
-    assert code == 2 and "--max-groups 50" in text and "60 groups" in text, text
+    assert code == 2 and "--max-groups 20" in text and "60 groups" in text, text
     assert "S59" not in text
     # Raised above the count, a column with fewer groups than rows is audited...
     code, text = _audit(

@@ -247,8 +247,8 @@ def test_labels_outside_0_1_are_errors(tmp_path: Path, bad: str) -> None:
 
 
 def test_empty_group_and_single_class_group(tmp_path: Path) -> None:
-    """A group name that is blank is missing (excluded unless --missing-as-group); a group with one
-    class has auroc null with a reason, never NaN."""
+    """A group name that is blank is missing (in the audit, in no group, unless --missing-as-group);
+    a group with one class has auroc null with a reason, never NaN."""
     rows = _cases()
     for r in rows[:4]:
         r["grp"] = ""
@@ -257,7 +257,8 @@ def test_empty_group_and_single_class_group(tmp_path: Path) -> None:
             r["label"] = 0
     code, output, results = _run_csv(tmp_path, write_records(tmp_path / "p.csv", rows))
     assert code == 0, output
-    assert results["overall"]["n"] == 36
+    assert results["overall"]["n"] == 40  # the 4 blank records stay, in no group (issue 21)
+    assert sum(g["n"] for g in results["attributes"][0]["groups"]) == 36
     b = next(g for g in results["attributes"][0]["groups"] if g["group"] == "B")
     assert b["metrics"]["auroc"]["value"] is None and b["metrics"]["auroc"]["reason"]
     assert "NaN" not in (tmp_path / "out" / "results.json").read_text()

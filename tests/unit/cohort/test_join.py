@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fairaudit._util.absent import ABSENT
 from fairaudit._util.privacy import IdHasher
 from fairaudit.cohort.join import MISSING_GROUP, CohortSpec, build_cohort
 from fairaudit.cohort.manifest import ManifestSpool
@@ -55,7 +56,8 @@ u9,1,0.6
 u10,0,0.35
 """
 # u3: no demographics; u4: twice in predictions; u5: twice in demographics;
-# u6: sex missing; u7 / u8: score missing; u99: demographics without a prediction.
+# u6: sex missing (included, in no sex group); u7 / u8: score missing; u99: demographics
+# without a prediction.
 DEMO = """sop_instance_uid,sex,race
 u1,F,A
 u2,M,B
@@ -76,7 +78,6 @@ EXPECTED_EXCLUDED = {
     "predictions.csv: no row in demo.csv (demographics)": 1,
     "predictions.csv: duplicate id in predictions.csv": 2,
     "predictions.csv: duplicate id in demo.csv": 1,
-    "predictions.csv: missing sex": 1,
     "predictions.csv: missing score": 2,
     "demo.csv: no prediction for this id": 1,
     "demo.csv: duplicate id": 2,
@@ -109,14 +110,16 @@ def test_exclusions_are_counted_by_reason(files) -> None:
     preds, demo = files
     cohort = build_cohort(spec_for(preds, demo), IdHasher(SALT))
     assert cohort.n_records == N_PRED_ROWS
-    assert cohort.n_included == 4  # u1, u2, u9, u10
+    assert cohort.n_included == 5  # u1, u2, u6, u9, u10
     assert {e["reason"]: e["count"] for e in cohort.excluded} == EXPECTED_EXCLUDED
     assert len(cohort.excluded) == len(EXPECTED_EXCLUDED)  # no reason listed twice
     assert cohort.id_column == "sop_instance_uid"
-    assert cohort.attributes["sex"].tolist() == ["F", "M", "F", "M"]
-    assert cohort.attributes["race"].tolist() == ["A", "B", "B", "A"]
-    assert cohort.labels.tolist() == [0, 1, 1, 0]
-    assert cohort.scores.tolist() == [0.1, 0.9, 0.6, 0.35]
+    # u6 has no sex: in the race analysis, in no sex group (issue 21, point 9).
+    assert cohort.attributes["sex"].tolist() == ["F", "M", ABSENT, "F", "M"]
+    assert cohort.attributes["race"].tolist() == ["A", "B", "B", "B", "A"]
+    assert cohort.absent == {"sex": 1}
+    assert cohort.labels.tolist() == [0, 1, 0, 1, 0]
+    assert cohort.scores.tolist() == [0.1, 0.9, 0.4, 0.6, 0.35]
     assert cohort.has_scores
 
 
@@ -127,7 +130,6 @@ def test_exclusions_are_counted_by_reason(files) -> None:
         ("predictions.csv", 5, "duplicate id in predictions.csv"),  # u4, both copies
         ("predictions.csv", 6, "duplicate id in predictions.csv"),
         ("predictions.csv", 7, "duplicate id in demo.csv"),  # u5
-        ("predictions.csv", 8, "missing sex"),  # u6
         ("predictions.csv", 9, "missing score"),  # u7 (empty)
         ("predictions.csv", 10, "missing score"),  # u8 ("nan")
         ("demo.csv", 5, "duplicate id in demo.csv"),  # u5, both copies
@@ -155,11 +157,12 @@ def test_manifest_lists_every_row_of_every_file_once(files) -> None:
     }
     assert {k for k in keys if k[0] == "demo.csv"} == {("demo.csv", i) for i in range(2, N_DEMO_ROWS + 2)}
     included = [r for r in rows if r["status"] == "included"]
-    # u1, u2, u9, u10 in both files.
+    # u1, u2, u6, u9, u10 in both files.
     assert sorted((r["source"], r["row"]) for r in included) == sorted(
-        [("predictions.csv", r) for r in (2, 3, 11, 12)] + [("demo.csv", r) for r in (2, 3, 10, 11)]
+        [("predictions.csv", r) for r in (2, 3, 8, 11, 12)] + [("demo.csv", r) for r in (2, 3, 7, 10, 11)]
     )
-    assert all(r["reason"] == "" for r in included)
+    assert all(r["reason"] == "" for r in included if (r["source"], r["row"]) != ("predictions.csv", 8))
+    assert row_of(cohort, "predictions.csv", 8)["reason"] == "not in: sex groups (missing sex)"
     assert all(r["reason"] for r in rows if r["status"] == "excluded")
 
 
@@ -199,16 +202,14 @@ def test_missing_attribute_in_same_file_and_missing_id(tmp_path: Path) -> None:
         "patient_id,label,score,sex\nP1,0,0.1,F\nP2,1,0.9,NA\n,1,0.8,M\nP4,0,0.2,M\n",
     )
     cohort = build_cohort(spec_for(preds, attributes=["sex"]), IdHasher(SALT))
-    assert cohort.n_included == 2
-    assert {e["reason"]: e["count"] for e in cohort.excluded} == {
-        "p.csv: missing patient_id": 1,
-        "p.csv: missing sex": 1,
-    }
+    assert cohort.n_included == 3  # P2 (sex NA) stays, in no sex group
+    assert cohort.attributes["sex"].tolist() == ["F", ABSENT, "M"]
+    assert {e["reason"]: e["count"] for e in cohort.excluded} == {"p.csv: missing patient_id": 1}
     assert len(cohort.manifest) == 4  # demographics in the same file: one file, four rows
 
 
 def test_all_rows_excluded_is_an_input_error(tmp_path: Path) -> None:
-    preds = write(tmp_path / "p.csv", "patient_id,label,score,sex\nP1,0,,F\nP2,1,0.9,\n")
+    preds = write(tmp_path / "p.csv", "patient_id,label,score,sex\nP1,0,,F\nP2,1,,\n")
     with pytest.raises(InputError, match="every row was excluded"):
         build_cohort(spec_for(preds, attributes=["sex"]), IdHasher(SALT))
 
@@ -347,12 +348,16 @@ def test_cli_counts_lists_and_warns_exclusions(files, tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     validate_results(results)
     assert results["inputs"]["n_records"] == N_PRED_ROWS
-    assert results["inputs"]["n_included"] == 4
+    assert results["inputs"]["n_included"] == 5
+    assert results["inputs"]["missing_attributes"] == {"sex": 1}
+    assert results["attributes"][0]["n_missing"] == 1
+    assert sum(g["n"] for g in results["attributes"][0]["groups"]) == 4  # u6 in no sex group
+    assert results["overall"]["n"] == 5
     assert {e["reason"]: e["count"] for e in results["inputs"]["excluded"]} == EXPECTED_EXCLUDED
     with (out / "manifest.csv").open(encoding="utf-8", newline="") as fh:
         manifest = list(csv.DictReader(fh))
     assert len(manifest) == N_PRED_ROWS + N_DEMO_ROWS
-    assert sum(r["status"] == "included" for r in manifest) == 8
+    assert sum(r["status"] == "included" for r in manifest) == 10
     assert {r["id"] for r in manifest if r["source"] == "demo.csv" and r["row"] == "12"} == {
         IdHasher(SALT)("u99")
     }
@@ -490,12 +495,13 @@ def _reference_join(preds: list[tuple], demo: list[tuple], labs: list[tuple]) ->
             why = "missing label"
         elif score == "":
             why = "missing score"
-        elif first_demo[ident][1] == "":
-            why = "missing sex"
         else:
-            why = ""
+            # A missing sex leaves the record in the audit, out of the sex groups only.
+            why = "not in: sex groups (missing sex)" if first_demo[ident][1] == "" else ""
             used.add(ident)
-        out.append(("predictions.csv", row, ident, "included" if not why else "excluded", why))
+            out.append(("predictions.csv", row, ident, "included", why))
+            continue
+        out.append(("predictions.csv", row, ident, "excluded", why))
     predicted = set(n_pred)
     for name, rows, counts in (("demo.csv", demo, n_demo), ("labels.csv", labs, n_lab)):
         for row, (ident, _) in enumerate(rows, start=2):
@@ -556,7 +562,7 @@ def _join_against_the_rules(tmp_path: Path, preds, demo, labs) -> None:
     assert sorted(got) == sorted(expected)
     included = [e for e in expected if e[0] == "predictions.csv" and e[3] == "included"]
     assert cohort.n_included == len(included)
-    assert cohort.attributes["sex"].tolist() == [dict(reversed(demo))[e[2]] for e in included]
+    assert cohort.attributes["sex"].tolist() == [dict(reversed(demo))[e[2]] or ABSENT for e in included]
 
 
 def test_read_header_gives_the_columns_and_the_same_errors(tmp_path: Path) -> None:
@@ -654,3 +660,24 @@ def test_labels_spelled_as_words_and_percentages_get_their_hint() -> None:
     with pytest.raises(InputError) as logits:
         parse_score(table(["-2.1", "3.4"], "score"), "score")
     assert "sigmoid" in str(logits.value.hint)
+
+
+def test_id_column_per_file_joins_differently_named_keys(tmp_path: Path) -> None:
+    """Issue 21, point 7: `--id-column predictions=img,demographics=sop_uid`: the same join as
+    when both files call the key sop_instance_uid (the rows and reasons, by hand)."""
+    preds = write(tmp_path / "p.csv", "img,label,score\nu1,0,0.1\nu2,1,0.9\nu3,0,0.2\n")
+    demo = write(tmp_path / "d.csv", "sop_uid,sex\nu2,M\nu1,F\nu9,F\n")
+    spec = spec_for(preds, demo, attributes=["sex"], id_column="predictions=img,demographics=sop_uid")
+    cohort = build_cohort(spec, IdHasher(SALT))
+    assert cohort.id_column == "img"
+    assert cohort.attributes["sex"].tolist() == ["F", "M"] and cohort.labels.tolist() == [0, 1]
+    assert row_of(cohort, "p.csv", 4)["reason"] == "no row in d.csv (demographics)"
+    assert row_of(cohort, "d.csv", 4)["reason"] == "no prediction for this id"
+    assert row_of(cohort, "d.csv", 2)["id"] == IdHasher(SALT)("u2")
+    for bad, needle in (
+        ("predictions=img,demographic=sop_uid", "ROLE one of predictions, demographics, labels, dicom"),
+        ("predictions=img,demographics=nope", "nope"),
+        ("predictions=img,labels=x", "no labels input"),
+    ):
+        with pytest.raises(InputError, match=re.escape(needle)):
+            build_cohort(spec_for(preds, demo, attributes=["sex"], id_column=bad), IdHasher(SALT))

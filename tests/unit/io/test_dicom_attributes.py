@@ -297,7 +297,7 @@ def test_series_unit_takes_the_series_first_file(folder, tmp_path: Path) -> None
                   "score": [0.1 * (k % 10) for k in range(30)]}).to_csv(preds, index=False)  # fmt: skip
     out = tmp_path / "s"
     res = cli.audit(str(dicom), "--predictions", str(preds), "--unit", "series", "--attribute", "dicom:Manufacturer",
-                    bootstrap=20, workers=1, out=out, quiet=True, columns=None)  # fmt: skip
+                    "--min-group-size", "5", bootstrap=20, workers=1, out=out, quiet=True, columns=None)  # fmt: skip
     assert res.exit_code == 0, res.output
     results = json.loads((out / "results.json").read_text())
     # Series k holds files 2k and 2k+1; its first file (by path) is 2k.

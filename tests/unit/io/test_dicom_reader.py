@@ -335,12 +335,15 @@ def test_non_dicom_files_are_skipped_with_a_reason(tmp_path: Path) -> None:
     from PIL import Image
 
     (tmp_path / "notes.txt").write_text("hello\n")
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "image.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "image.gif")
     (tmp_path / "empty.dcm").write_bytes(b"")
     (tmp_path / "short").write_bytes(b"\x08\x00")
-    for name in ("notes.txt", "image.png", "empty.dcm", "short"):
+    for name in ("notes.txt", "image.gif", "empty.dcm", "short"):
         o = _read(tmp_path / name)
         assert (o.status, o.reason, o.header) == ("skipped", "not a DICOM file", None), name
+    # PNG and JPEG images are read, by content (docs/images.md; tests/unit/io/test_images.py)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "image.png")
+    assert _read(tmp_path / "image.png").file_format == "png"
 
 
 def test_dicom_recognized_by_content_not_suffix(tmp_path: Path) -> None:

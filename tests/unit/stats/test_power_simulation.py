@@ -127,3 +127,53 @@ def test_auroc_decision_is_the_inverted_p_value():
         for alpha in (0.05, 0.005):
             if abs(p - alpha) > 1e-6:
                 assert bench.auroc_rejects(a_g, cls, a_r, cls, alpha) == (p < alpha)
+
+
+def test_clustered_stated_difference_is_what_attach_power_writes():
+    """benchmarks/power.py states the detectable tpr decrease with patient clusters as the audit
+    does: the same figure as attach_power on run_audit's results.json."""
+    from fairaudit.stats import AuditConfig, run_audit
+    from fairaudit.stats._power import attach_power
+
+    cov = bench._coverage_module()
+    rng = np.random.default_rng(5)
+    g, r = (cov.patients_rates(0.8, 40, bench.CLUSTER_RHO, rng) for _ in range(2))
+    _, d, deff = bench.clustered_tpr_row(g, r, True, 0.05, cov)
+    s, y = np.concatenate([g[0], r[0]]), np.concatenate([g[1], r[1]])
+    patient = np.concatenate([g[2], r[2] + g[2].max() + 1])
+    groups = np.repeat(["b", "a"], [g[0].size, r[0].size])
+    cfg = AuditConfig(bootstrap=50, seed=1, primary_metrics=("tpr",), workers=1)
+    data = run_audit(y, s, {"site": groups}, cfg, clusters=patient, references={"site": "a"}).to_dict()
+    attach_power(data)
+    row = next(c for c in data["attributes"][0]["comparisons"] if c["metric"] == "tpr")
+    assert row["adjusted_level"] == pytest.approx(0.95)
+    assert row["min_detectable_difference"]["decrease"] == pytest.approx(d, rel=1e-9)
+    group = next(x for x in data["attributes"][0]["groups"] if x["group"] == "b")
+    assert group["metrics"]["tpr"]["design_effect"] == pytest.approx(deff) and deff > 1
+
+
+def test_clustered_stated_difference_has_about_the_stated_power():
+    """Fast subset of the patient-cluster block of benchmarks/power.py: 4 images per patient
+    sharing the outcome with probability 0.5. At the decrease the audit states with patients as
+    the unit its patient-level test has about 80 % power; at the decrease stated with images as
+    independent cases (the design effect ignored) the power is far below."""
+    cov = bench._coverage_module()
+    rng = np.random.default_rng(10)
+    k, p_ref = 50, 0.5
+    stated = {"patient": [], "image": []}
+    for _ in range(5):
+        g, r = (cov.patients_rates(p_ref, k, bench.CLUSTER_RHO, rng) for _ in range(2))
+        for unit in stated:
+            stated[unit].append(bench.clustered_tpr_row(g, r, unit == "patient", 0.05, cov)[1])
+    power = {}
+    for unit, values in stated.items():
+        d = float(np.median(values))
+        hits = 0
+        for _ in range(120):
+            g = cov.patients_rates(p_ref - d, k, bench.CLUSTER_RHO, rng)
+            r = cov.patients_rates(p_ref, k, bench.CLUSTER_RHO, rng)
+            p = bench.clustered_tpr_row(g, r, True, 0.05, cov, state=False)[0]
+            hits += p is not None and p < 0.05
+        power[unit] = hits / 120
+    assert power["patient"] == pytest.approx(0.8, abs=0.1), power
+    assert power["image"] < 0.65, power

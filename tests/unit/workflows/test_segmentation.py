@@ -78,7 +78,7 @@ def test_folder_audit_numbers_manifest_and_schema(folders):
     r = outcome.results
     validate_results(r)
     assert r["task"] == "segmentation" and r["config"]["segmentation"]["distance_unit"] == "mm"
-    assert r["inputs"]["n_records"] == N and r["inputs"]["n_included"] == N - 5
+    assert r["inputs"]["n_records"] == N and r["inputs"]["n_included"] == N - 4
     manifest = pd.read_csv(outcome.files["manifest"], dtype=str, keep_default_na=False)
     by_id = manifest[manifest["source"] == "demo.csv"].set_index("id")
     assert "no predicted mask" in by_id.loc["1.2.9.0", "reason"]
@@ -86,7 +86,9 @@ def test_folder_audit_numbers_manifest_and_schema(folders):
     assert "shapes differ" in by_id.loc["1.2.9.2", "reason"]
     assert "unreadable" in by_id.loc["1.2.9.3", "reason"]
     assert by_id.loc["1.2.9.4", "status"] == "included"
-    assert by_id.loc["1.2.9.5", "reason"] == "missing sex"
+    # Without a sex, a case stays in the audit and leaves the sex groups only (issue 21).
+    assert by_id.loc["1.2.9.5", "status"] == "included"
+    assert by_id.loc["1.2.9.5", "reason"] == "not in: sex groups (missing sex)"
     files = manifest[manifest["source"] != "demo.csv"].set_index("source")
     assert files.loc["masks/9.9.9.png", "reason"] == "no demographics row for this id"
     assert "not a mask file" in files.loc["pred_masks/notes.txt", "reason"]

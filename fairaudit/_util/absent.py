@@ -1,0 +1,28 @@
+"""The group value of a record whose attribute is missing (docs/statistics.md, "Missing values").
+
+Such a record stays in the audit: in the overall analysis and in every attribute's analysis
+that does not need the missing value; only the groups of that attribute (and of the
+intersections it is part of) leave it out. Without `--missing-as-group` the join gives it
+this value (it starts with a NUL, which no group name of a CSV file starts with), and the
+statistics skip it as a group.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ABSENT = "\x00absent"
+
+
+def present(values: np.ndarray) -> np.ndarray:
+    """True where a record has a value of the attribute (a group it belongs to)."""
+    return np.asarray(values).astype(str) != ABSENT
+
+
+def combine(parts: list[np.ndarray], sep: str) -> np.ndarray:
+    """An intersection's group per record (`sep`-joined), ABSENT where any part is."""
+    combined = parts[0].astype(object)
+    for p in parts[1:]:
+        combined = combined + sep + p.astype(object)
+    known = np.logical_and.reduce([present(p) for p in parts])
+    return np.where(known, combined, ABSENT).astype(str)
