@@ -529,3 +529,28 @@ def test_adjusted_intervals_say_what_adjusted_p_values_say(audit_runs, corr) -> 
         len(cons["disagreements"]) == cons["rows"] - min(cons["agree"], cons["agree_adjusted"])
         or cons["disagreements"]
     )
+
+
+def test_raised_permutations_are_drawn_only_where_p_is_below_alpha() -> None:
+    """A family raised past the asked-for permutations (family_factor, as 14 findings make it):
+    a clearly different group's brier p-value comes from the raised count (finer than
+    1 / (asked + 1)), a null one keeps the asked-for count's p-value (a multiple of
+    1 / (asked + 1)). test_permutation_p_values_in_audit_match_brute_force checks the p-values
+    themselves."""
+    sg, yg = binormal(150, 0.9, 0.4, 80, decimals=3)
+    sn, yn = binormal(150, 1.0, 0.4, 83, decimals=3)
+    sr, yr = binormal(300, 1.0, 0.4, 82, decimals=3)
+    sg = np.clip(sg + 0.3, 0, 1)  # badly calibrated: brier clearly worse
+    s, y = np.concatenate([sg, sn, sr]), np.concatenate([yg, yn, yr])
+    g = np.array(["bad"] * 150 + ["same"] * 150 + ["ref"] * 300)
+    cfg = AuditConfig(bootstrap=50, permutations=200, seed=4)
+    res = run_audit(y, s, {"a": g}, cfg, references={"a": "ref"}, family_factor=40, adjust_now=False)
+    raised = res.config["permutations"]
+    assert raised > 200
+    rows = {(c.group, c.metric): c for c in res.attribute("a").comparisons}
+    bad, same = rows[("bad", "brier")].p_value, rows[("same", "brier")].p_value
+    assert bad < 1 / 201  # drawn again with the raised count
+    assert bad == pytest.approx(1 / (raised + 1)) or bad * (raised + 1) == pytest.approx(
+        round(bad * (raised + 1))
+    )
+    assert same >= 0.05 and same * 201 == pytest.approx(round(same * 201))  # the asked-for draws
