@@ -217,6 +217,8 @@ def _audit_with_model(
     use_for_logs(hasher)  # log lines name files as the outputs do
     id_col = _id_column(req) if not segmentation else _segmentation_id(req)
     _check_attributes(req, id_col, segmentation)  # refused before the model runs
+    if segmentation and masks is not None:
+        _check_masks_match(req, Path(masks), id_col)
     path_ids = _path_ids(req, id_col)  # a path key: the path as the CSVs write it
     key = "path" if path_ids is not None else id_col.lower()
     predictor = load_predictor(
@@ -294,6 +296,27 @@ def _audit_with_model(
             )
         )  # fmt: skip
     return _audit_scores(req, run, id_col, hasher, info, path_ids)
+
+
+def _check_masks_match(req: Any, masks: Path, id_col: str) -> None:
+    """A ground-truth folder none of whose masks is named by a demographics id is refused
+    before the model runs on every image (issue 21, point 8), not after."""
+    from fairaudit.io.masks import index_masks
+    from fairaudit.io.tables import read_table
+
+    index = index_masks(masks, argument="masks")
+    demo = read_table(req.demographics, keep=[id_col])
+    ids = {str(v) for v in demo.frame[demo.column(id_col)]}
+    names = ids | {Path(i).stem for i in ids} | {Path(i).with_suffix("").as_posix() for i in ids}
+    if index.files and not names.intersection(index.files):
+        example = next(iter(sorted(index.files)))
+        raise InputError(
+            f"no mask in {arg('masks')} is named by an id of the '{id_col}' column ({len(index.files)} "
+            f"masks, e.g. {example!r}); a mask is <id>.png or <id>.npy.",
+            file=str(req.demographics),
+            hint=f"Name the masks by that column's values, or pass {arg('id_column')} with the column that names them.",
+            argument="masks",
+        )
 
 
 def _segmentation_id(req: Any) -> str:

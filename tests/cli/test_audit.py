@@ -813,3 +813,28 @@ def test_positive_label_and_percent_scores_read_as_the_0_1_file(tmp_path: Path) 
                       "--score-scale", "percent", *common, "--out", str(tmp_path / "x")])  # fmt: skip
     assert res.exit_code == 2 and squash("row 6") in squash(res.output), res.output
     assert squash("holds more than two values") in squash(res.output)
+
+
+def test_masks_named_by_no_id_are_refused_before_the_model_runs(tmp_path: Path, monkeypatch) -> None:
+    """Issue 21, point 8: a ground-truth folder whose masks no demographics id names fails
+    at once (exit 2, the column and an example named), before the model is loaded."""
+    import shutil
+
+    import fairaudit.models.loading as loading
+    from _helpers.paths import SAMPLE
+
+    def never(*args, **kwargs):  # the model must not be loaded
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(loading, "load_predictor", never)
+    (tmp_path / "masks").mkdir()
+    shutil.copy(next((SAMPLE / "masks").glob("*.png")), tmp_path / "masks" / "wrongname.png")
+    res = cli.invoke(["audit", str(SAMPLE / "images"), "--task", "segmentation", "--model",
+                      "bundled:cxr_lung_segmenter", "--masks", str(tmp_path / "masks"), "--demographics",
+                      str(SAMPLE / "demographics.csv"), "--attribute", "race", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert squash("no mask in --masks is named by an id of the 'sop_instance_uid' column") in squash(
+        res.output
+    )
+    assert squash("e.g. 'wrongname'") in squash(res.output)
+    assert not (tmp_path / "o").exists()
