@@ -179,7 +179,23 @@ FLAGS: dict[str, str] = {
 }
 
 
-class OnceCommand(typer.core.TyperCommand):
+class _SwitchesTakeNoValue:
+    """A switch takes no value, so its help shows none (Typer wrote "<bool>", and a user who
+    then typed `--quiet true` got "unexpected extra argument"); --help included."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for p in params:
+            if getattr(p, "is_flag", False) and getattr(p, "metavar", "") is None:
+                p.metavar = ""
+        return params
+
+
+class SwitchGroup(_SwitchesTakeNoValue, typer.core.TyperGroup):
+    """The `fairaudit` group, whose --version and --help are switches too."""
+
+
+class OnceCommand(_SwitchesTakeNoValue, typer.core.TyperCommand):
     """A command whose single-valued options may be given once: a second `--label-column`
     used to replace the first silently, so an audit ran on another column than the user
     read in their own command line (issue 21). Repeatable options (`--attribute`) and

@@ -14,7 +14,7 @@ from fairaudit.cli import normalize as normalize_cmd
 from fairaudit.cli import report as report_cmd
 from fairaudit.cli import sample_data as sample_cmd
 from fairaudit.cli import train as train_cmd
-from fairaudit.cli._common import OnceCommand
+from fairaudit.cli._common import OnceCommand, SwitchGroup
 
 app = typer.Typer(
     name="fairaudit",
@@ -23,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    cls=SwitchGroup,
 )
 
 

@@ -66,7 +66,7 @@ def report(
         from fairaudit.report import print_summary
 
         print_summary(results, Console())
-    if not json_out:
+    if not json_out and not quiet:
         from rich.console import Console
         from rich.markup import escape
 

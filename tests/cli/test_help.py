@@ -46,3 +46,23 @@ def test_every_default_hint_in_help_strings_is_shown(name):
     text = _help_text(name)
     for hint in hints:
         assert cli.flat(hint) in text, (name, hint)
+
+
+@pytest.mark.parametrize("name", [*SUBCOMMANDS, None])
+def test_switches_show_no_value_in_help(name):
+    """Issue 23: a switch showed "<bool>", and `--quiet true` was then refused."""
+    assert "<bool>" not in _help_text(*([name] if name else []))
+
+
+def test_report_quiet_prints_nothing(tmp_path):
+    """Issue 23: `report --quiet` printed a "Wrote" line per file."""
+    from _helpers.paths import SAMPLE
+
+    out = tmp_path / "a"
+    res = cli.invoke(["audit", "--predictions", str(SAMPLE / "predictions.csv"), "--demographics",
+                      str(SAMPLE / "demographics.csv"), "--attribute", "sex", "--bootstrap", "50", "-q",
+                      "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = cli.invoke(["report", str(out / "results.json"), "--out", str(tmp_path / "r"), "-q"])
+    assert res.exit_code == 0 and res.output.strip() == "", res.output
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["junit.xml", "report.html", "report.md"]

@@ -351,7 +351,7 @@ def test_report_command_reused_out_and_markup(tmp_path: Path, gates) -> None:
     assert _cli(src, "--gate", str(gates[1]), "-q").exit_code == 1
     other = tmp_path / "o_[/]x"
     assert _cli(other, "--gate", str(gates[0]), "-q").exit_code == 0
-    res = _invoke(["report", str(src / "results.json"), "--out", str(other), "-q"])
+    res = _invoke(["report", str(src / "results.json"), "--out", str(other)])
     assert res.exit_code == 1, res.output
     assert f"Wrote {other / 'report.html'}" in cli.flat(res.output)
     assert sorted(p.name for p in other.iterdir()) == ["junit.xml", "report.html", "report.md"]
