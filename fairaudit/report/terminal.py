@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fairaudit._util.formatting import DASH, fmt_est
+from fairaudit._util.formatting import DASH, fmt_est, fmt_p
 from fairaudit._util.sanitize import display_results
 from fairaudit.errors import arg
 from fairaudit.report._templates import Cell, Notes, build_view, order_metrics
@@ -285,6 +285,8 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
                 f"gap increase {escape(fmt_est(r['disparity_increase']))}"
             )
 
+    _print_discovered(console, display_results(results).get("discovered"))
+
     gate = view["gate"]
     if gate:
         _print_gate_checks(console, gate, view["verdict"])
@@ -319,6 +321,24 @@ def _check_line(check: Mapping[str, Any]) -> str:
         f"{escape(check['attribute'])}={escape(check['group'])} "
         f"bound {escape(check['bound'])}, observed {escape(check['observed'].text)}{note}"
     )
+
+
+def _print_discovered(console: Console, discovered: Mapping[str, Any] | None) -> None:
+    """--discover: the slices served worst (at most five), each with its difference to the
+    rest and adjusted p-value (issue 23: the terminal said nothing of them)."""
+    if not isinstance(discovered, Mapping):
+        return
+    slices = discovered.get("slices") or []
+    metric = escape(str(discovered.get("metric", "")))
+    console.print(
+        f"[bold]Discovered slices[/] ({metric}, served worse than the rest): {len(slices)} listed of "
+        f"{discovered.get('n_tested', 0)} tested, {discovered.get('n_significant', 0)} significant after correction"
+    )
+    for sl in slices[:5]:
+        console.print(
+            f"  {sl.get('rank')}. {escape(str(sl.get('slice', '')))} (n {sl.get('n')}): "
+            f"difference {escape(fmt_est(sl.get('difference')))}, p adj. {escape(fmt_p(sl.get('p_adjusted')))}"
+        )
 
 
 def _print_gate_checks(console: Console, gate: Mapping[str, Any], verdict: Mapping[str, Any]) -> None:

@@ -437,7 +437,9 @@ def _discover(
         for r, p in zip(tested, adjusted, strict=True):
             r["p_adjusted"] = p
     ranked = sorted(tested, key=lambda r: (-r["gap"], r["p_adjusted"], _label(r["conditions"])))
-    best = ranked[:top]
+    # The search asks where the model serves worse: a slice it serves better than the rest
+    # (gap <= 0) is tested and adjusted with the others, never listed among the worst (issue 23).
+    best = [r for r in ranked if r["gap"] > 0][:top]
     log.info(
         "slice discovery on %s: %d candidates, %d tested, %d skipped as small, %d duplicates",
         metric, n_candidates, len(tested), n_small, n_duplicate,
@@ -507,5 +509,6 @@ def _discover(
         "n_untestable": len(rows) - len(tested),
         "n_tested": len(tested),
         "n_significant": int(sum(r["p_adjusted"] < cfg.alpha for r in tested)),
+        "n_worse": int(sum(r["gap"] > 0 for r in tested)),
         "slices": out_slices,
     }

@@ -821,6 +821,7 @@ def test_masks_named_by_no_id_are_refused_before_the_model_runs(tmp_path: Path, 
     import shutil
 
     import fairaudit.models.loading as loading
+
     from _helpers.paths import SAMPLE
 
     def never(*args, **kwargs):  # the model must not be loaded

@@ -99,7 +99,10 @@ def test_delong_p_values_and_adjustment_equal_statsmodels() -> None:
     d = discover_slices(y, s, attrs, CFG, top=1000)
     masks = _masks(attrs)
     assert d["n_candidates"] == len(masks)
-    assert len(d["slices"]) == d["n_tested"]
+    family = {k: _delong_p(y, s, m) for k, m in masks.items() if m.sum() >= 30 and (~m).sum() >= 30}
+    assert d["n_tested"] == len(family)
+    # Only slices served worse than the rest are listed (issue 23), all of them with top=1000.
+    assert {sl["slice"] for sl in d["slices"]} == {k for k, (p, gap) in family.items() if gap > 0}
     for sl in d["slices"]:
         m = masks[sl["slice"]]
         assert sl["n"] == m.sum() and sl["n_rest"] == (~m).sum() and sl["n_positive"] == y[m].sum()
@@ -111,11 +114,22 @@ def test_delong_p_values_and_adjustment_equal_statsmodels() -> None:
         z = (auc_s - auc_r) / np.sqrt(rs.var_prob + rr.var_prob)
         assert sl["test"] == "delong"
         assert sl["p_value"] == pytest.approx(sps.norm.cdf(z), rel=1e-9)  # H1: the slice is worse
-    # One family: every slice tested, adjusted together.
-    raw = np.array([sl["p_value"] for sl in d["slices"]])
-    adj = multipletests(raw, method="holm")[1]
-    assert [sl["p_adjusted"] for sl in d["slices"]] == pytest.approx(adj.tolist(), rel=1e-12)
-    assert d["n_significant"] == int(np.sum(adj < 0.05))
+    # One family: every slice tested (listed or not), adjusted together.
+    names = list(family)
+    adj = dict(zip(names, multipletests([family[k][0] for k in names], method="holm")[1], strict=True))
+    assert [sl["p_adjusted"] for sl in d["slices"]] == pytest.approx(
+        [adj[sl["slice"]] for sl in d["slices"]], rel=1e-12
+    )
+    assert d["n_significant"] == int(sum(v < 0.05 for v in adj.values()))
+
+
+def _delong_p(y: np.ndarray, s: np.ndarray, m: np.ndarray) -> tuple[float, float]:
+    """One-sided DeLong p (H1: the slice is worse) and the gap (rest - slice AUROC), from
+    statsmodels' rank_compare_2indep variances and scikit-learn's AUROC."""
+    auc_s, auc_r = roc_auc_score(y[m], s[m]), roc_auc_score(y[~m], s[~m])
+    rs = rank_compare_2indep(s[m][y[m] == 1], s[m][y[m] == 0])
+    rr = rank_compare_2indep(s[~m][y[~m] == 1], s[~m][y[~m] == 0])
+    return float(sps.norm.cdf((auc_s - auc_r) / np.sqrt(rs.var_prob + rr.var_prob))), auc_r - auc_s
 
 
 def test_fisher_for_rates_and_bh_correction() -> None:
@@ -134,9 +148,17 @@ def test_fisher_for_rates_and_bh_correction() -> None:
             sps.fisher_exact([[tp_s, fn_s], [tp_r, fn_r]], alternative="less").pvalue, rel=1e-12
         )
         assert sl["difference"]["value"] == pytest.approx(tp_s / (tp_s + fn_s) - tp_r / (tp_r + fn_r))
-    raw = [sl["p_value"] for sl in d["slices"]]
+    family = {}
+    for k, m in masks.items():
+        if m.sum() < 30 or (~m).sum() < 30:
+            continue
+        table = [[int(np.sum(pred & mm & (y == 1))), int(np.sum(~pred & mm & (y == 1)))] for mm in (m, ~m)]
+        family[k] = sps.fisher_exact(table, alternative="less").pvalue
+    assert d["n_tested"] == len(family)
+    names = list(family)
+    adj = dict(zip(names, multipletests([family[k] for k in names], method="fdr_bh")[1], strict=True))
     assert [sl["p_adjusted"] for sl in d["slices"]] == pytest.approx(
-        multipletests(raw, method="fdr_bh")[1].tolist(), rel=1e-12
+        [adj[sl["slice"]] for sl in d["slices"]], rel=1e-12
     )
     # fnr: lower is better, so "worse" is a higher rate in the slice.
     f = discover_slices(y, s, attrs, cfg, metric="fnr", top=1)
@@ -163,11 +185,12 @@ def test_counts_duplicates_and_small_slices() -> None:
     assert "man=X" not in by_name
     assert d["n_skipped_small"] == 7 and d["n_duplicates"] == 2 + 2 + 4  # X, Y; a&X, b&Y; man x sex
     assert d["n_candidates"] == d["n_tested"] + d["n_untestable"] + d["n_duplicates"] + d["n_skipped_small"]
-    # Tested: a, b, F, M, a&F, a&M, b&F, b&M (each with n >= 30 and rest >= 30).
-    assert sorted(by_name) == sorted(
-        ["site=a", "site=b", "sex=F", "sex=M", "site=a & sex=F", "site=a & sex=M", "site=b & sex=F",
-         "site=b & sex=M"]
-    )  # fmt: skip
+    # Tested: a, b, F, M, a&F, a&M, b&F, b&M (each with n >= 30 and rest >= 30); listed: those
+    # of them served worse than their rest.
+    tested = {"site=a", "site=b", "sex=F", "sex=M", "site=a & sex=F", "site=a & sex=M", "site=b & sex=F",
+              "site=b & sex=M"}  # fmt: skip
+    assert d["n_tested"] == len(tested) and set(by_name) <= tested and len(by_name) == d["n_worse"]
+    assert all(sl["gap"] > 0 for sl in d["slices"])
 
 
 def test_per_case_metric_uses_mann_whitney() -> None:
@@ -214,7 +237,9 @@ def test_cli_discover_writes_results_and_report(tmp_path: Path) -> None:
     from fairaudit.schema import validate_results
 
     y, s, attrs = cohort(400, 0, planted=True)
-    attrs["manufacturer"] = np.where(attrs["manufacturer"] == "Synth", "<i>Synth</i>", attrs["manufacturer"])
+    attrs["manufacturer"] = np.where(
+        attrs["manufacturer"] == "Mobile", "<i>Mobile</i>", attrs["manufacturer"]
+    )
     lines = ["id,label,score,manufacturer,view,sex"]
     lines += [
         f"c{i},{y[i]},{s[i]},{attrs['manufacturer'][i]},{attrs['view'][i]},{attrs['sex'][i]}"
@@ -229,14 +254,13 @@ def test_cli_discover_writes_results_and_report(tmp_path: Path) -> None:
     results = json.loads((out / "results.json").read_text())
     validate_results(results)
     disc = results["discovered"]
-    assert disc["metric"] == "auroc" and len(disc["slices"]) == disc["n_tested"] > 4
-    assert any("<i>Synth</i>" in sl["slice"] for sl in disc["slices"])
-    assert disc["slices"][0]["slice"] == "manufacturer=Mobile & view=AP"
+    assert disc["metric"] == "auroc" and len(disc["slices"]) == disc["n_worse"] > 4
+    assert disc["slices"][0]["slice"] == "manufacturer=<i>Mobile</i> & view=AP"  # the planted slice
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
-    assert "Discovered slices" in md and "manufacturer=Mobile &amp; view=AP" in html
-    assert re.search(r"manufacturer=Mobile \\?& view=AP", md)  # Markdown may escape the &
-    assert "<i>Synth" not in html and "manufacturer=&lt;i&gt;Synth&lt;/i&gt;" in html  # escaped
+    assert "Discovered slices" in md and "manufacturer=&lt;i&gt;Mobile&lt;/i&gt; &amp; view=AP" in html
+    assert re.search(r"Mobile.{0,8} \\?& view=AP", md)  # Markdown may escape the & and the tag
+    assert "<i>Mobile" not in html  # escaped
     bad = cli.invoke(["audit", "--predictions", str(tmp_path / "p.csv"), "--attribute", "sex", "--discover",
          "--discover-metric", "ece", "--bootstrap", "20", "--out", str(out), "--quiet"], columns=None)  # fmt: skip
     assert bad.exit_code == 2
@@ -311,3 +335,18 @@ def test_per_case_means_with_patients_resample_patients() -> None:
     b = _mean_boot(v[rep], 500, 3, (3, 0, 0), rep)
     np.testing.assert_allclose(b, a, rtol=1e-12)
     assert np.std(a) == pytest.approx(np.std(v) / np.sqrt(120), rel=0.15)
+
+
+def test_terminal_lists_the_worst_slices(tmp_path: Path) -> None:
+    """Issue 23: the terminal named none of the slices it found; it lists the worst (at most
+    five) with the numbers results.json holds for them."""
+    sample = Path(__file__).resolve().parents[3] / "sample_data"
+    res = cli.invoke(["audit", "--predictions", str(sample / "predictions.csv"), "--demographics",
+                      str(sample / "demographics.csv"), "--attribute", "sex", "--attribute", "race", "--discover",
+                      "--bootstrap", "100", "--out", str(tmp_path / "o")], columns=200)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    disc = json.loads((tmp_path / "o" / "results.json").read_text())["discovered"]
+    assert f"{len(disc['slices'])} listed of {disc['n_tested']} tested" in res.output
+    first = disc["slices"][0]
+    assert f"1. {first['slice']} (n {first['n']}): difference" in res.output
+    assert all(sl["gap"] > 0 for sl in disc["slices"])
