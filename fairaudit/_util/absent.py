@@ -26,3 +26,16 @@ def combine(parts: list[np.ndarray], sep: str) -> np.ndarray:
         combined = combined + sep + p.astype(object)
     known = np.logical_and.reduce([present(p) for p in parts])
     return np.where(known, combined, ABSENT).astype(str)
+
+
+def absent_notes(reasons: np.ndarray, included: np.ndarray, lacking: dict[str, np.ndarray]) -> np.ndarray:
+    """manifest.csv's reason of each included record, with a note of the attributes it lacks
+    (`lacking`: attribute -> True where the record has no value): which groups leave it out,
+    "not in: sex groups (missing sex)", after any note already there."""
+    out = np.asarray(reasons, dtype=object).copy()
+    if not any(m.any() for m in lacking.values()):
+        return out
+    for i in np.flatnonzero(np.asarray(included) & np.logical_or.reduce(list(lacking.values()))):
+        note = "not in: " + "; ".join(f"{a} groups (missing {a})" for a, m in lacking.items() if m[i])
+        out[i] = f"{out[i]}; {note}" if out[i] else note
+    return out

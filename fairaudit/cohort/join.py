@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fairaudit._util.absent import ABSENT, combine, present
+from fairaudit._util.absent import ABSENT, absent_notes, combine, present
 from fairaudit._util.privacy import IdHasher
 from fairaudit._util.sanitize import cap
 from fairaudit.cohort.findings import (
@@ -571,7 +571,7 @@ def build_cohort(
     if status is not None and finding_cols is not None:  # which findings leave an included record out
         notes = status_notes(status, [f.name for f in finding_cols])
         row_reasons = np.where(included, notes, row_reasons)
-    row_reasons = _absent_notes(row_reasons, included, {a: attr_values[a] for a in spec.attributes})
+    row_reasons = absent_notes(row_reasons, included, {a: ~present(attr_values[a]) for a in spec.attributes})
     manifest.add_part(hasher, p_scan, id_col, included, row_reasons, clear_ids=clear)
     excluded = [{"reason": f"{pred.name}: {why}", "count": int(k)} for why, k in sorted(counts.items())]
     # The prediction ids, and those included, by code: for all the other inputs.
@@ -668,19 +668,6 @@ def build_cohort(
         absent=absent,
         strata={c: attr_values[c][included].astype(str) for c in spec.strata},
     )
-
-
-def _absent_notes(reasons: np.ndarray, included: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
-    """The manifest's reason of each included record that lacks an attribute: which analyses
-    leave it out ("not in: sex groups (missing)"), after any note already there."""
-    lacking = [(a, ~present(v)) for a, v in values.items()]
-    if not any(m.any() for _, m in lacking):
-        return reasons
-    out = reasons.astype(object).copy()
-    for i in np.flatnonzero(included & np.logical_or.reduce([m for _, m in lacking])):
-        note = "not in: " + "; ".join(f"{a} groups (missing {a})" for a, m in lacking if m[i])
-        out[i] = f"{out[i]}; {note}" if out[i] else note
-    return out
 
 
 #: The inputs `--id-column ROLE=COLUMN` may name.

@@ -109,7 +109,7 @@ class Table:
             return self.aliases[name]
         if name in self.frame.columns:
             return name
-        for fold in (str.lower, _squashed):
+        for fold in (str.lower, squashed):
             matches = [c for c in self.frame.columns if fold(c) == fold(name)]
             if len(matches) == 1:
                 return matches[0]
@@ -118,7 +118,7 @@ class Table:
         return None
 
 
-def _squashed(name: str) -> str:
+def squashed(name: str) -> str:
     """A column name without case, `_`, `-` or spaces: how spellings of one id are compared."""
     return "".join(ch for ch in name.lower() if ch not in "_- ")
 

@@ -27,7 +27,7 @@ from scipy import stats as sps
 
 from fairaudit.stats._cells import Cells
 from fairaudit.stats._metrics import PROPORTIONS, MetricKernel
-from fairaudit.stats._resample import null_differences, resampled_metrics
+from fairaudit.stats._resample import cells_width, null_differences, resampled_metrics
 from fairaudit.stats._tests import TestResult, delong_placements
 
 # Weights per chunk of resamples (resamples x patients).
@@ -104,7 +104,7 @@ def stack(parts: Sequence[ClusterCells], u: np.ndarray, indices: Sequence[np.nda
 # ------------------------------------------------------------------------ resampling
 
 
-def _weighted_counts(cc: ClusterCells, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def weighted_counts(cc: ClusterCells, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(pos, neg) per cell for each row of cluster weights (B, P)."""
     counts = np.rint(np.asarray(cc.matrix.T @ weights.T).T).astype(np.int64)
     counts = counts.reshape(weights.shape[0], cc.k, 2)
@@ -136,7 +136,7 @@ def cluster_bootstrap_task(
     kernel = MetricKernel(cc.u, threshold, with_scores)
 
     def draw(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return _weighted_counts(cc, bootstrap_weights(cc.n_clusters, k, rng))
+        return weighted_counts(cc, bootstrap_weights(cc.n_clusters, k, rng))
 
     return resampled_metrics(kernel, draw, _width(cc), size, seed, key)
 
@@ -144,6 +144,11 @@ def cluster_bootstrap_task(
 def _width(cc: ClusterCells) -> int:
     """Elements per resample, for the chunk size."""
     return max(cc.n_clusters, 2 * cc.k, cc.matrix.nnz // 4)
+
+
+def resample_width(source: Cells | ClusterCells) -> int:
+    """Elements per resample of a group's cells or its patients, for the chunk size."""
+    return _width(source) if isinstance(source, ClusterCells) else cells_width(source)
 
 
 def cluster_permutation_task(
@@ -159,7 +164,7 @@ def cluster_permutation_task(
     kernel = MetricKernel(pooled.u, threshold, True)
 
     def draw(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return _weighted_counts(pooled, permutation_weights(pooled.n_clusters, n_first, k, rng))
+        return weighted_counts(pooled, permutation_weights(pooled.n_clusters, n_first, k, rng))
 
     return null_differences(kernel, pooled.cells(), metrics, draw, _width(pooled), size, seed, key)
 

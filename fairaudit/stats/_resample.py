@@ -79,13 +79,21 @@ def permutation_counts(
     return counts[:, :, 1], counts[:, :, 0]
 
 
+def cells_width(cells: Cells) -> int:
+    """Elements per resample of a group's cells, for the chunk size."""
+    return max(cells.n // 4, 2 * cells.k)
+
+
 def bootstrap_task(
     cells: Cells, threshold: float, with_scores: bool, size: int, seed: int, key: tuple[int, ...]
 ) -> dict[str, np.ndarray]:
     """Every metric over `size` bootstrap resamples of one group."""
     kernel = MetricKernel(cells.u, threshold, with_scores)
-    width = max(cells.n // 4, 2 * cells.k)
-    return resampled_metrics(kernel, lambda k, rng: bootstrap_counts(cells, k, rng), width, size, seed, key)
+
+    def draw(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        return bootstrap_counts(cells, k, rng)
+
+    return resampled_metrics(kernel, draw, cells_width(cells), size, seed, key)
 
 
 def permutation_task(
@@ -99,7 +107,7 @@ def permutation_task(
 ) -> dict[str, np.ndarray]:
     """Null distribution of (first group - second group) under shuffled group labels."""
     kernel = MetricKernel(pooled.u, threshold, True)
-    width = max(pooled.n // 4, 2 * pooled.k)
+    width = cells_width(pooled)
 
     def draw(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return permutation_counts(pooled, n_first, k, rng)

@@ -50,7 +50,9 @@ from fairaudit.stats._clusters import (
     bootstrap_weights,
     cluster_cells,
     permutation_weights,
+    resample_width,
     stack,
+    weighted_counts,
 )
 from fairaudit.stats._intervals import percentile_interval
 from fairaudit.stats._metrics import METRICS, PROPORTIONS, RATE_METRICS, MetricKernel
@@ -258,22 +260,6 @@ def _grid(cells: Cells, threshold: float) -> tuple[Cells, np.ndarray | None]:
     return coarsen(cells, edges), coarse_index(cells, edges)
 
 
-def _counts(cc: ClusterCells, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(pos, neg) per cell for each row of patient weights (B, patients)."""
-    counts = (
-        np.rint(np.asarray(cc.matrix.T @ weights.T).T).astype(np.int64).reshape(weights.shape[0], cc.k, 2)
-    )
-    return counts[:, :, 1], counts[:, :, 0]
-
-
-def _width(source: Cells | ClusterCells) -> int:
-    return (
-        max(source.n // 4, 2 * source.k)
-        if isinstance(source, Cells)
-        else max(source.n_clusters, 2 * source.k)
-    )
-
-
 def bootstrap_part(
     source: Cells | ClusterCells,
     threshold: float,
@@ -286,10 +272,10 @@ def bootstrap_part(
     group within one stratum (its records, or its patients with all their records)."""
     kernel = MetricKernel(source.u, threshold, with_scores)
     parts: list[dict[str, np.ndarray]] = []
-    for i, (a, b) in enumerate(chunk_bounds(size, _width(source))):
+    for i, (a, b) in enumerate(chunk_bounds(size, resample_width(source))):
         rng = generator(seed, key + (i,))
         if isinstance(source, ClusterCells):
-            pos, neg = _counts(source, bootstrap_weights(source.n_clusters, b - a, rng))
+            pos, neg = weighted_counts(source, bootstrap_weights(source.n_clusters, b - a, rng))
         else:
             pos, neg = bootstrap_counts(source, b - a, rng)
         out = kernel.evaluate(pos, neg)
@@ -309,14 +295,16 @@ def permutation_null(
     """The stratum-weighted difference of each metric over `size` stratified permutations:
     in each stratum the pooled records (or patients) of the group and the reference are
     split at random into the group's size (`n_first` units) and the rest."""
-    chunks = chunk_bounds(size, max(_width(p) for p, _ in pools))
+    chunks = chunk_bounds(size, max(resample_width(p) for p, _ in pools))
     out: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
     for i, (a, b) in enumerate(chunks):
         per_stratum = []
         for s, (pool, n_first) in enumerate(pools):
             rng = generator(seed, key + (s, i))
             if isinstance(pool, ClusterCells):
-                pos_g, neg_g = _counts(pool, permutation_weights(pool.n_clusters, n_first, b - a, rng))
+                pos_g, neg_g = weighted_counts(
+                    pool, permutation_weights(pool.n_clusters, n_first, b - a, rng)
+                )
                 total = pool.cells()
             else:
                 pos_g, neg_g = permutation_counts(pool, n_first, b - a, rng)

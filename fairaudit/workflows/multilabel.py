@@ -47,15 +47,13 @@ def _thresholds(req: AuditRequest, cohort: Cohort) -> tuple[dict[str, float], di
 NO_FINDING = "No Finding"
 
 
-def _squash(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
-
-
 def _no_finding(req: AuditRequest, names: list[str]) -> str | None:
     """The audited finding that says "no finding" (--no-finding-column, else one named like
     No Finding / no_finding), whose fpr is the underdiagnosis rate; None when absent."""
     wanted = req.no_finding_column or NO_FINDING
-    match = [n for n in names if _squash(n) == _squash(wanted)]
+    from fairaudit.io.tables import squashed
+
+    match = [n for n in names if squashed(n) == squashed(wanted)]
     if match:
         return match[0]
     if req.no_finding_column is not None:
@@ -80,9 +78,7 @@ def build_multilabel_report(
     dicom_records: list[dict[str, Any]],
 ) -> AuditReport:
     """The audit of every finding of `cohort` as one AuditReport, nothing written."""
-    from pathlib import Path
 
-    from fairaudit.report.provenance import collect_provenance
     from fairaudit.results import AuditReport, assemble
     from fairaudit.stats._curves import attach_curves
     from fairaudit.stats._multilabel import run_findings
@@ -154,7 +150,7 @@ def build_multilabel_report(
         "n": len(findings),
     }
     config["threshold_policy"] = req.threshold_policy or "fixed"
-    from fairaudit.workflows.predictions import audit_inputs
+    from fairaudit.workflows.predictions import attach_provenance, audit_inputs
 
     inputs = audit_inputs(req, cohort, config, dicom_files)
     report = AuditReport(
@@ -176,16 +172,5 @@ def build_multilabel_report(
             {a: np.asarray(v)[keep] for a, v in cohort.attributes.items()}, audit.threshold, True,
         )  # fmt: skip
         attach_power({"config": config, "attributes": block["attributes"]})
-    paths = {
-        "predictions": req.predictions, "demographics": req.demographics, "labels": req.labels,
-        "gate_policy": req.gate,
-    }  # fmt: skip
-    report.attach(
-        "provenance",
-        collect_provenance(
-            None,
-            {k: v if isinstance(v, (str, Path)) else None for k, v in paths.items()},
-            manifest_sha256=spool.sha256(),
-        ),
-    )
+    attach_provenance(report, req, spool)
     return report

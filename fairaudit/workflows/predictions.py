@@ -337,7 +337,6 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
             ),
         )
     # Curves and power: what the reports need to re-render without the data.
-    from fairaudit.report.provenance import collect_provenance
     from fairaudit.stats._curves import attach_curves
     from fairaudit.stats._power import attach_power
 
@@ -345,6 +344,15 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
     attach_power(report.data)
     if baseline_manifest is not None:  # the same text as writing the two frames concatenated
         spool.append(baseline_manifest, header=False)
+    attach_provenance(report, req, spool)
+    return report
+
+
+def attach_provenance(report: AuditReport, req: AuditRequest, spool: Any) -> None:
+    """results.json's `provenance`: the sha256 of every input file named (a DataFrame or a
+    model run's table has none) and of manifest.csv."""
+    from fairaudit.report.provenance import collect_provenance
+
     paths = {
         "predictions": req.predictions, "demographics": req.demographics, "labels": req.labels,
         "gate_policy": req.gate, "baseline_predictions": req.baseline_predictions,
@@ -357,7 +365,6 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
             manifest_sha256=spool.sha256(),
         ),
     )
-    return report
 
 
 def within_config(config: dict[str, Any], inputs: dict[str, Any], strata: dict[str, Any]) -> None:

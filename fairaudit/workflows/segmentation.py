@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fairaudit._util.absent import ABSENT, combine
+from fairaudit._util.absent import ABSENT, absent_notes, combine
 from fairaudit._util.sanitize import cap, frame_to_csv
 from fairaudit.errors import InputError, arg
 from fairaudit.workflows.core import (
@@ -323,7 +323,13 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
                 "row": demo.rows.to_numpy(),
                 "id": ids.map(hasher).to_numpy(),
                 "status": np.where(included, "included", "excluded"),
-                "reason": _absent_notes(reason, included, demo, attr_cols, req.missing_as_group),
+                "reason": reason.to_numpy(dtype=object)
+                if req.missing_as_group
+                else absent_notes(
+                    reason.to_numpy(dtype=object),
+                    included.to_numpy(),
+                    {a: demo.frame[col].map(is_missing).to_numpy(dtype=bool) for a, col in attr_cols.items()},
+                ),  # fmt: skip
             }
         )
     ]
@@ -553,24 +559,6 @@ def _pixel_cases(cases: list[_Case], reasons: list[str], n_from_files: int) -> t
         else:
             keep.append(case)
     return keep, "dicom"
-
-
-def _absent_notes(
-    reason: pd.Series, included: pd.Series, demo: Any, attr_cols: dict[str, str], as_group: bool
-) -> np.ndarray:
-    """manifest.csv's reasons, with a note on each included case that lacks an attribute:
-    which groups leave it out ("not in: sex groups (missing sex)")."""
-    from fairaudit.io.tables import is_missing
-
-    out = reason.to_numpy(dtype=object).copy()
-    if as_group:
-        return out
-    lacking = {a: demo.frame[col].map(is_missing).to_numpy(dtype=bool) for a, col in attr_cols.items()}
-    for i in np.flatnonzero(included.to_numpy()):
-        names = [a for a, m in lacking.items() if m[i]]
-        if names:
-            out[i] = "not in: " + "; ".join(f"{a} groups (missing {a})" for a in names)
-    return out
 
 
 def _measure(src: _Sources, case: _Case) -> _Measured:
