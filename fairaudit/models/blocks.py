@@ -121,6 +121,7 @@ def predict_block(
     outcomes: Iterable[Any],
     spec: RecordSpec,
     digest_of: Callable[[str], str] | None = None,
+    restore: bool = True,
 ) -> BlockResult:
     """Batch by shape and predict the readable files of one block of outcomes (prepared
     where they were decoded, or here by the same `InputPreparer`).
@@ -128,7 +129,8 @@ def predict_block(
     Nothing is fatal for one file: unreadable, unpreparable, or failed in the model, it
     becomes an `unreadable` entry with the reason. `digest_of(path)`: the content hash a
     prediction cache keys the file by. Segmentation values are label maps on the image's
-    original grid.
+    original grid, or with `restore=False` still on the model's grid
+    (fairaudit.models.mask_writer.ModelGridMask: restored later, in a worker).
     """
     block = BlockResult()
     prepare = InputPreparer(predictor.spec)
@@ -144,11 +146,13 @@ def predict_block(
         shape = (int(o.source_shape[0]), int(o.source_shape[1]))
         groups.setdefault(tuple(x.shape), []).append((record(o, spec), x, shape, digest))
     for key, items in groups.items():
-        _predict_batch(predictor, key, items, block)
+        _predict_batch(predictor, key, items, block, restore)
     return block
 
 
-def _predict_batch(predictor: Predictor, key: tuple[int, ...], items: list[Any], block: BlockResult) -> None:
+def _predict_batch(
+    predictor: Predictor, key: tuple[int, ...], items: list[Any], block: BlockResult, restore: bool = True
+) -> None:
     batch = np.stack([x for _, x, _, _ in items])
     start = time.perf_counter()
     try:
@@ -163,9 +167,13 @@ def _predict_batch(predictor: Predictor, key: tuple[int, ...], items: list[Any],
     block.batches += 1
     segmentation = predictor.task == "segmentation"
     for i, (rec, _, shape, digest) in enumerate(items):
-        if segmentation:
+        if segmentation and not restore:
+            from fairaudit.models.mask_writer import ModelGridMask
+
+            value: Any = ModelGridMask(np.asarray(out[i]), shape)
+        elif segmentation:
             try:
-                value: Any = predictor.restore(out[i], shape)
+                value = predictor.restore(out[i], shape)
             except Exception as exc:  # noqa: BLE001
                 block.unreadable.append((rec["path"], f"failed: restoring the mask: {reason_of(exc)}"))
                 continue

@@ -245,11 +245,14 @@ def run_inference(
     max_pixels: int | None = None,
     max_file_size: int | None = None,
     device: str | None = None,
+    restore_masks: bool = True,
 ) -> InferenceRun:
     """Run `predictor` on every file under `root` (see the module doc).
 
     Classification fills `run.scores`; segmentation calls `on_mask(record, mask)` with the
-    predicted label map restored to the image's original grid (the run keeps no masks).
+    predicted label map restored to the image's original grid (the run keeps no masks);
+    with `restore_masks=False` a local run hands it still on the model's grid
+    (fairaudit.models.mask_writer.ModelGridMask), for a MaskWriter's workers to restore.
     `header_keywords`: DICOM keywords whose raw header text each record keeps as a
     `dicom:KEYWORD` column (for `--attribute dicom:KEYWORD`, fairaudit.io.dicom_attributes).
     `id_columns`: the DICOM id columns (of DICOM_ID_TAGS) each record keeps besides its path
@@ -353,6 +356,7 @@ def run_inference(
                     digests,
                     workers,
                     progress,
+                    restore_masks,
                 ):
                     merge(block)
     finally:
@@ -397,6 +401,7 @@ def _local_blocks(
     digests: dict[str, str],
     workers: int | None,
     progress: bool,
+    restore: bool = True,
 ) -> Iterator[BlockResult]:
     """Blocks of `size` consecutive files from the local decode stream, each predicted here."""
     from fairaudit.io.dicom import iter_outcomes
@@ -417,7 +422,7 @@ def _local_blocks(
     )
     try:
         for chunk in batched(outcomes, size):
-            yield predict_block(predictor, chunk, spec, digest_of if cache is not None else None)
+            yield predict_block(predictor, chunk, spec, digest_of if cache is not None else None, restore)
     finally:
         outcomes.close()  # type: ignore[attr-defined]
 

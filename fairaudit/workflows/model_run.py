@@ -237,13 +237,19 @@ def _audit_with_model(
         mask_dir = req.outputs.path(PRED_MASKS_DIR)
         own_folder(mask_dir)  # never a planted link: the masks would be written where it points
 
-        def on_mask(rec: dict[str, str], mask: np.ndarray) -> None:
+        from fairaudit.models.mask_writer import MaskWriter
+
+        writer = MaskWriter(predictor.spec, _mask_workers(req.workers))
+        idents: dict[str, str] = {}  # path -> id, for masks a worker fails to write
+
+        def on_mask(rec: dict[str, str], mask: Any) -> None:
             ident = rec.get(key, "") if path_ids is None else path_ids([rec["path"]])[0]
             if not ident:
                 return
             name = f"{_safe(hasher(ident))}.png"
-            _write_png(mask_dir / name, mask)
+            writer.add(rec["path"], mask_dir / name, mask)  # restored and written in a worker
             mask_files[ident] = mask_dir / name
+            idents[rec["path"]] = ident
             mask_rows.append({"id": hasher(ident), "mask": f"{PRED_MASKS_DIR}/{name}"})
 
     keywords: tuple[str, ...] = ()
@@ -262,13 +268,18 @@ def _audit_with_model(
             predictor.describe(),
             own_folder=cache_dir is None,  # a --cache-dir the user named may be a link
         )
-    run = run_inference(
-        predictor, Path(req.dicom_dir), batch_size=batch_size, workers=req.workers,
-        progress=req.progress, on_mask=on_mask, header_keywords=keywords, id_columns=(key,), cache=cache,
-        resume=resume,
-        max_pixels=getattr(req, "max_pixels", None), max_file_size=getattr(req, "max_file_size", None),
-        device=device,
-    )  # fmt: skip
+    try:
+        run = run_inference(
+            predictor, Path(req.dicom_dir), batch_size=batch_size, workers=req.workers,
+            progress=req.progress, on_mask=on_mask, header_keywords=keywords, id_columns=(key,), cache=cache,
+            resume=resume,
+            max_pixels=getattr(req, "max_pixels", None), max_file_size=getattr(req, "max_file_size", None),
+            device=device, restore_masks=not segmentation,
+        )  # fmt: skip
+    finally:
+        failed = writer.close() if segmentation else []
+    if failed:  # restored or written badly: those files count as not predicted
+        _drop_failed_masks(run, failed, idents, mask_files, mask_rows, hasher)
     info = predictor.describe()
     info["batch_size"] = batch_size or DEFAULT_BATCH_SIZE
     info["run"] = run.summary()
@@ -293,6 +304,7 @@ def _audit_with_model(
             request_from_audit(
                 req, masks=masks, pred_masks=MaskFolder(mask_files), mask_labels=mask_labels,
                 pred_mask_labels=pred_mask_labels, spacing=spacing, model=info,
+                model_failures=dict(run.unreadable),
             )
         )  # fmt: skip
     return _audit_scores(req, run, id_col, hasher, info, path_ids)
@@ -562,10 +574,33 @@ def _safe(name: str) -> str:
     return f"{plain[: STEM_MAX - 17].lstrip('.')}-{digest}"
 
 
-def _write_png(path: Path, mask: np.ndarray) -> None:
-    from PIL import Image
+def _mask_workers(workers: int | None) -> int:
+    """Processes that restore and write predicted masks: half the decode workers, at least
+    one (they share the CPUs with decoding and the model; a mask costs about a tenth of a
+    file's decoding and preparing at 1024 x 1024); none (this process) when the run
+    decodes in this process too (`--workers 1`)."""
+    from fairaudit.io.dicom import workers_default
 
-    arr = np.asarray(mask)
-    dtype = np.uint8 if arr.size == 0 or arr.max() < 256 else np.uint16
-    with atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(arr.astype(dtype))).save(tmp, format="PNG")
+    n = workers_default() if workers is None else max(1, int(workers))
+    return 0 if n < 2 else max(1, n // 2)
+
+
+def _drop_failed_masks(
+    run: Any,
+    failed: list[tuple[str, str]],
+    idents: dict[str, str],
+    mask_files: dict[str, Path],
+    mask_rows: list[dict[str, str]],
+    hasher: Any,
+) -> None:
+    """Files whose mask a worker could not restore or write: unreadable, with the reason,
+    as if the model had failed on them (no record, no predictions.csv row)."""
+    paths = {path for path, _ in failed}
+    gone = {hasher(idents[p]) for p in paths if p in idents}
+    for p in paths:
+        mask_files.pop(idents.get(p, ""), None)
+    mask_rows[:] = [r for r in mask_rows if r["id"] not in gone]
+    keep = [i for i, p in enumerate(run.records.column("path")) if p not in paths]
+    run.records.reorder(keep)
+    run.unreadable.extend(failed)
+    run.unreadable.sort()

@@ -88,6 +88,8 @@ class SegmentationRequest:
     command: str = ""
     progress: bool = True
     model: dict[str, Any] | None = None  # {"name": ..., "sha256": ...} when a model made pred_masks
+    # A model run's files that gave no mask: path (in dicom_dir) -> "status: reason", for manifest.csv.
+    model_failures: Mapping[str, str] = field(default_factory=dict)
     discover: bool = False  # --discover: rank slices on a per-case metric (stats._discover)
     discover_metric: str | None = None  # default: dice
     discover_top: int = 10
@@ -364,7 +366,7 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
                 ok = key in used
                 rows.append(
                     (f"DICOM files/{p}", hasher(key) if key else "", "included" if ok else "excluded",
-                     "" if ok else "no included case with this id")
+                     "" if ok else req.model_failures.get(p, "no included case with this id"))
                 )  # fmt: skip
         frame = pd.DataFrame(rows, columns=["source", "id", "status", "reason"])
         frame.insert(1, "row", "")
@@ -659,6 +661,7 @@ def request_from_audit(
     pred_mask_labels: str | tuple[int, ...] | None = None,
     spacing: str | tuple[float, ...] | None = None,
     model: dict[str, Any] | None = None,
+    model_failures: Mapping[str, str] | None = None,
 ) -> SegmentationRequest:
     """A SegmentationRequest from the `audit` command's AuditRequest plus the mask options.
 
@@ -702,6 +705,7 @@ def request_from_audit(
         command=req.command,
         progress=req.progress,
         model=model,
+        model_failures=dict(model_failures or {}),
         discover=bool(getattr(req, "discover", False)),
         discover_metric=getattr(req, "discover_metric", None),
         discover_top=int(getattr(req, "discover_top", 10)),

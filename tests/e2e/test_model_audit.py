@@ -311,7 +311,7 @@ def test_segmentation_model_writes_masks_on_the_original_grid(cohort: Path, tmp_
     assert results["model"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert results["model"]["task"] == "segmentation"
     images = pd.read_csv(cohort / "images.csv", dtype=str)
-    pngs = sorted(p.name for p in (out / "pred_masks").iterdir())
+    pngs = sorted(p.name for p in (out / "pred_masks").glob("*.png"))  # beside index.csv
     assert pngs == sorted(f"{_hash(u)}.png" for u in images["sop_instance_uid"])
     cases = pd.read_csv(out / "segmentation_cases.csv", dtype={"id": str}).set_index("id")
     for _, row in images.head(5).iterrows():
@@ -355,3 +355,55 @@ def test_max_pixels_refuses_large_files_before_inference(cohort: Path, bundle, t
     assert res.exit_code == 2, res.output
     res = _audit(cohort, str(folder), out, "--max-pixels", str(32 * 32))
     assert res.exit_code == 0, res.output
+
+
+def test_a_mask_a_worker_cannot_write_leaves_its_case_out_with_the_reason(
+    cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Masks are restored and written in worker processes (fairaudit.models.mask_writer):
+    one that cannot be written is reported, and the other cases are audited."""
+    import fairaudit.models.mask_writer as mask_writer
+    from fairaudit.models.preprocessing import make_spec
+
+    images = pd.read_csv(cohort / "images.csv", dtype=str)
+    victim = f"{_hash(images['sop_instance_uid'].iloc[0])}.png"
+    real = mask_writer.write_png
+
+    def failing(path: Path, mask: np.ndarray) -> None:
+        if Path(path).name == victim:
+            raise OSError(28, "No space left on device")
+        real(path, mask)
+
+    monkeypatch.setattr(mask_writer, "write_png", failing)  # the forked workers inherit it
+    path = tmp_path / "thr.pt"
+    torch.jit.trace(_Threshold(), torch.zeros(1, 1, 16, 16)).save(str(path))
+    spec = make_spec(input_size=[16, 16], intensity="minmax")
+    Path(str(path) + ".json").write_text(
+        json.dumps(
+            {"name": "thr", "task": "segmentation", "classes": ["background", "lung"], "preprocessing": spec}
+        )
+    )
+    out = tmp_path / "seg"
+    res = cli.invoke(
+        ["audit", str(cohort / "images"), "--model", str(path), "--trust-model", "--task", "segmentation",
+         "--masks", str(cohort / "masks"), "--demographics", str(cohort / "demographics.csv"),
+         "--attribute", "sex", "--bootstrap", "20", "--min-group-size", "5", "--workers", "4",
+         "--salt", SALT, "--quiet", "--out", str(out)],
+        columns=None,
+    )  # fmt: skip
+    assert res.exit_code in (0, 1), res.output
+    assert not (out / "pred_masks" / victim).exists()
+    assert len(list((out / "pred_masks").glob("*.png"))) == len(images) - 1
+    cases = pd.read_csv(out / "segmentation_cases.csv", dtype={"id": str})
+    assert victim.removesuffix(".png") not in set(cases["id"])
+    manifest = pd.read_csv(out / "manifest.csv", dtype=str)
+    rows = manifest[manifest["id"] == victim.removesuffix(".png")].set_index("status", append=True)
+    file_row = manifest[
+        (manifest["id"] == victim.removesuffix(".png")) & manifest["source"].str.startswith("DICOM")
+    ]
+    assert list(file_row["reason"]) == [
+        "failed: writing the mask: OSError: [Errno 28] No space left on device"
+    ], rows
+    assert (manifest["id"] == victim.removesuffix(".png")).sum() == 3  # its demographics row, mask and file
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"]["run"]["n_unreadable"] >= 1
