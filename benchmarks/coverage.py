@@ -68,9 +68,19 @@ Brier's betting interval with unequal cluster sizes (--brier-sizes-reps): as the
 brier table, but min(Geometric(0.3), 8) images per patient (1 to 8, mean 3.1), so that
 `betting_at(values, rng, sizes)` bets on totals over unequal sizes; images | patients.
 
+Multi-class (--multiclass-reps, off by default): a small group of n in {40, 100} records, two
+per patient, three classes drawn uniformly, logits N(0, 1) with a patient effect (ICC 0.5) and
+a signal of 1.0 or 2.0 on the true class (accuracy about 0.66 and 0.87), softmax probabilities.
+Truth: accuracy, balanced accuracy, macro fpr and macro one-vs-rest AUROC of 300,000 records
+(scikit-learn). Coverage of the intervals the audit reports with the default score method: the
+accuracy rate's score interval and the MOVER intervals of balanced accuracy, macro fpr and
+macro AUROC, each class's design effect holding the patients and the classes' correlation
+(fairaudit/stats/_multiclass.py); baseline in the same run, the plain percentile bootstrap of
+patients (500 resamples).
+
 Usage: `.venv/bin/python benchmarks/coverage.py [--reps 2000] [--seed 0] [--clustered-reps 1000]
 [--mean-reps 500] [--release-reps 300] [--auprc-reps 500] [--segmentation-reps 300]
-[--brier-sizes-reps 1000]` (a reps count of 0 skips its block). Figures in benchmarks/README.md;
+[--brier-sizes-reps 1000] [--multiclass-reps 0]` (a reps count of 0 skips its block). Figures in benchmarks/README.md;
 a fast subset runs in tests/unit/stats/test_coverage.py.
 """
 
@@ -925,6 +935,88 @@ def release_section(reps: int, rng: np.random.Generator, out) -> dict[str, float
     return worst
 
 
+def _multiclass_draw(n: int, signal: float, icc: float, rng: np.random.Generator):
+    """Three classes drawn uniformly, logits N(0, 1) plus `signal` on the true class, a patient
+    effect (variance icc) shared by each patient's two records; softmax probabilities."""
+    k = 3
+    y = rng.integers(0, k, n)
+    patients = np.arange(n) // 2
+    shared = rng.normal(0.0, 1.0, (n // 2 + 1, k))[patients]
+    logits = np.sqrt(icc) * shared + np.sqrt(1.0 - icc) * rng.normal(0.0, 1.0, (n, k))
+    logits[np.arange(n), y] += signal
+    prob = np.exp(logits)
+    return y, prob / prob.sum(axis=1, keepdims=True), patients
+
+
+def multiclass_section(reps: int, rng: np.random.Generator, out) -> dict[str, float]:
+    """Coverage of a small group's accuracy, balanced accuracy, macro fpr and macro AUROC
+    intervals in a multi-class audit, patients as the unit; the worst of each over the cells."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, roc_auc_score
+
+    from fairaudit.stats._audit import AuditConfig
+    from fairaudit.stats._multiclass import (
+        _bootstrap,
+        _mover_estimate,
+        _parts,
+        _Records,
+        accuracy_audit,
+        predicted_class,
+    )
+
+    k, boot, icc = 3, 500, 0.5
+    cfg = AuditConfig(bootstrap=1)
+    z = float(sps.norm.isf(0.025))
+    names = ("accuracy", "balanced_accuracy", "macro_fpr", "macro_auroc")
+    out(
+        f"\nMulti-class, a small group (95% intervals, {reps} cohorts per cell, 2 records per patient, "
+        f"patient effect ICC {icc}; baseline: plain percentile bootstrap of patients)\n"
+    )
+    out(
+        f"{'signal':>6} {'acc.':>5} {'n':>4} | {'accuracy':>8} {'bal_acc':>7} {'mac_fpr':>7} {'mac_auroc':>9} "
+        f"| {'boot bal':>8} {'boot fpr':>8} {'boot auroc':>10}\n"
+    )
+    worst: dict[str, float] = {}
+    for signal in (1.0, 2.0):
+        y, prob, _ = _multiclass_draw(300_000, signal, 0.0, rng)
+        pred = predicted_class(prob)
+        cm = confusion_matrix(y, pred)
+        fpr = [(cm[:, j].sum() - cm[j, j]) / (cm.sum() - cm[j].sum()) for j in range(k)]
+        truth = {
+            "accuracy": accuracy_score(y, pred),
+            "balanced_accuracy": balanced_accuracy_score(y, pred),
+            "macro_fpr": float(np.mean(fpr)),
+            "macro_auroc": roc_auc_score(y, prob, multi_class="ovr"),
+        }
+        for n in (40, 100):
+            hits = dict.fromkeys(names, 0)
+            plain = dict.fromkeys(names[1:], 0)
+            for _ in range(reps):
+                y, prob, patients = _multiclass_draw(n, signal, icc, rng)
+                pred = predicted_class(prob)
+                acc = accuracy_audit(y, pred, {"g": np.full(n, "a")}, cfg, clusters=patients).overall[
+                    "accuracy"
+                ]
+                hits["accuracy"] += acc.ci[0] <= truth["accuracy"] <= acc.ci[1]
+                rec = _Records(y, pred, prob, patients)
+                draws = _bootstrap(rec, k, boot, rng)
+                for m in names[1:]:
+                    ci = _mover_estimate(_parts(rec, k, m, z), cfg, "", n).ci
+                    hits[m] += ci is not None and ci[0] <= truth[m] <= ci[1]
+                for m in names[1:]:
+                    ci = percentile_interval(draws[m], 0.95)
+                    plain[m] += ci is not None and ci[0] <= truth[m] <= ci[1]
+            cover = {m: h / reps for m, h in hits.items()}
+            for m, c in cover.items():
+                worst[m] = min(worst.get(m, 1.0), c)
+            out(
+                f"{signal:>6} {truth['accuracy']:5.2f} {n:>4} | {cover['accuracy']:8.3f} "
+                f"{cover['balanced_accuracy']:7.3f} {cover['macro_fpr']:7.3f} {cover['macro_auroc']:9.3f} | "
+                f"{plain['balanced_accuracy'] / reps:8.3f} {plain['macro_fpr'] / reps:8.3f} "
+                f"{plain['macro_auroc'] / reps:10.3f}\n"
+            )
+    return worst
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=2000, help="simulated cohorts per AUROC cell")
@@ -950,6 +1042,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=1000,
         help="cohorts per cell of brier's betting interval with unequal cluster sizes (0: skip)",
+    )
+    ap.add_argument(
+        "--multiclass-reps",
+        type=int,
+        default=0,
+        help="cohorts per cell of the multi-class small-group coverage (0: skip)",
     )
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
@@ -1005,6 +1103,7 @@ def main(argv: list[str] | None = None) -> int:
         segmentation_section(args.segmentation_reps, rng, out) if args.segmentation_reps > 0 else {}
     )
     brier_sizes = brier_sizes_section(args.brier_sizes_reps, rng, out) if args.brier_sizes_reps > 0 else None
+    multiclass = multiclass_section(args.multiclass_reps, rng, out) if args.multiclass_reps > 0 else {}
 
     out(f"\nWorst coverage (target >= {TARGET}): " + ", ".join(f"{k} {v:.3f}" for k, v in worst.items()))
     out(f"; largest AUROC test size {size:.3f} (target <= 0.06); {time.perf_counter() - t0:.0f} s\n")
@@ -1047,6 +1146,13 @@ def main(argv: list[str] | None = None) -> int:
             f"(target >= {TARGET})\n"
         )
         ok = ok and brier_sizes >= TARGET
+    if multiclass:
+        out(
+            "multi-class small group worst coverage: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in multiclass.items())
+            + f" (target >= {TARGET})\n"
+        )
+        ok = ok and all(v >= TARGET for v in multiclass.values())
     out("targets met\n" if ok else "TARGETS NOT MET\n")
     return 0 if ok else 1
 

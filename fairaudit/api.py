@@ -98,6 +98,8 @@ def _request(predictions: Any, command: str, arguments: dict[str, Any]) -> Any:
         kw["findings"] = parse_findings(findings if isinstance(findings, str) else ",".join(findings))
         kw["score_columns"] = [f"{k}={v}" for k, v in (arguments.get("score_columns") or {}).items()]
         kw["score_column"], kw["score_column_given"] = "score", False
+    elif arguments.get("task") == "multiclass":  # {class: probability column} (docs/multiclass.md)
+        kw["score_columns"] = [f"{k}={v}" for k, v in (arguments.get("score_columns") or {}).items()]
     if kw.get("primary_metrics") is not None:
         kw["primary_metrics"] = tuple(m.lower() for m in kw["primary_metrics"])
     for name in _PATHS:
@@ -156,6 +158,7 @@ def audit(
     no_finding_column: str | None = None,
     within: Sequence[str] | str = (),
     progress: bool = False,
+    task: str = "classification",
 ) -> AuditReport:
     """Audit a model's predictions per group: a DataFrame (or CSV) with an id column, a 0/1
     label (or `labels`) and a score in [0, 1] (or a 0/1 `prediction`), joined with
@@ -165,7 +168,9 @@ def audit(
     `score_columns` {finding: column} where a score is not named FINDING or score_FINDING
     and `uncertain` for labels of -1 (docs/multilabel.md). `within` (a column, or several)
     also compares each group with the reference within the column's strata, pooled
-    (docs/statistics.md, "Confounders (`--within`)").
+    (docs/statistics.md, "Confounders (`--within`)"). `task="multiclass"`: class names or
+    integers in the label column and a probability column per class, `score_columns`
+    {class: column} where one is not named score_CLASS (docs/multiclass.md).
     Nothing is written: call `.save(out)` on the report for the CLI's files."""
     arguments = dict(locals())
     from fairaudit.cohort.manifest import ManifestSpool
@@ -173,7 +178,7 @@ def audit(
     from fairaudit.workflows.predictions import build_report
 
     req = _request(_table(predictions, "predictions"), _command("audit"), arguments)
-    check_audit(req)
+    check_audit(req, task=task)
     spool = ManifestSpool()  # kept by the report (its manifest.csv), closed when it goes
     try:
         report = build_report(req, spool)
@@ -197,6 +202,8 @@ def audit_segmentation(
     mask_labels: Sequence[int] | str | None = None,
     pred_mask_labels: Sequence[int] | str | None = None,
     spacing: Sequence[float] | str | None = None,
+    nsd_tolerance_mm: float = 1.0,
+    structures: Mapping[int, str] | str | None = None,
     missing_as_group: bool = False,
     bootstrap: int = 2000,
     ci_level: float = 0.95,
@@ -218,9 +225,18 @@ def audit_segmentation(
     """Audit predicted masks against the ground truth per group: `masks` and `pred_masks`
     are folders of <id>.png / <id>.npy label images (`pred_masks` may also be a dict id ->
     numpy array), `demographics` names each case's groups. dice, iou, hd95, assd (mm from
-    the DICOM files of `dicom_dir` or `spacing`) and volume error with the same intervals,
-    tests and gate as classification (docs/segmentation.md). Nothing is written."""
+    the DICOM files of `dicom_dir` or `spacing`), volume error and the normalized surface
+    Dice at `nsd_tolerance_mm` with the same intervals,
+    tests and gate as classification (docs/segmentation.md). NIfTI masks and images are
+    read too (docs/nifti.md); `structures` ({1: "liver", 2: "tumour"} or "1=liver,2=tumour")
+    audits each label on its own. Nothing is written."""
     arguments = dict(locals())
+    from fairaudit.workflows.structures import check_structures, parse_structures
+
+    if structures is not None and not isinstance(structures, str):
+        structures = ",".join(f"{int(k)}={v}" for k, v in structures.items())
+    arguments["structures"] = parse_structures(structures)
+    check_structures(arguments["structures"], mask_labels, pred_mask_labels)
     from fairaudit.workflows.audit import check_audit
     from fairaudit.workflows.segmentation import build_segmentation_report, request_from_audit
 
@@ -260,6 +276,7 @@ def audit_model(
     mask_labels: Sequence[int] | str | None = None,
     pred_mask_labels: Sequence[int] | str | None = None,
     spacing: Sequence[float] | str | None = None,
+    nsd_tolerance_mm: float = 1.0,
     device: str = "auto",
     batch_size: int | None = None,
     trust_model: bool = False,

@@ -382,7 +382,7 @@ def _not_computed_reason(result: AuditResult, metric: str) -> str:
             "a No Finding column)"
         )
     if result.task == "segmentation" and metric not in SEGMENTATION_METRICS:
-        return "metric not computed (a segmentation audit computes dice, iou, hd95, assd, volume_error)"
+        return "metric not computed (a segmentation audit computes dice, iou, hd95, assd, volume_error, nsd)"
     if result.task == "classification" and metric in SEGMENTATION_METRICS:
         return "metric not computed (a segmentation metric in a classification audit)"
     return "metric not computed (no scores)"

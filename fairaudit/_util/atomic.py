@@ -102,6 +102,7 @@ SET_FILES: tuple[str, ...] = (
     "report.html",
     "report.md",
     "junit.xml",
+    "model_card.json",
     "manifest.csv",
     "segmentation_cases.csv",
     "predictions.csv",

@@ -35,13 +35,19 @@ def fmt_num(value: Any, digits: int = 3) -> str:
     return text if text is not None else f"{value:.{digits}f}"
 
 
+#: Below this in absolute value a float is round-off (1.11e-16 is 0.5 ulp of 1), shown as "0"
+#: by fmt_sig: augment-check's difference of two equal statistics printed "0 [-1.11e-16,
+#: 1.11e-16]" (issue 23). No statistic these reports show is meaningful at this scale.
+TINY = 1e-9
+
+
 def fmt_sig(value: Any, digits: int = 4, missing: str = DASH) -> str:
-    """A number with `digits` significant digits; integers as integers; zero as "0" (never
-    "-0"); missing, NaN or infinite as `missing`."""
+    """A number with `digits` significant digits; integers as integers; zero, and round-off
+    below TINY, as "0" (never "-0"); missing, NaN or infinite as `missing`."""
     text = _not_a_float(value, missing)
     if text is not None:
         return text
-    return "0" if value == 0 else f"{value:.{digits}g}"
+    return "0" if abs(value) < TINY else f"{value:.{digits}g}"
 
 
 def fmt_ci(ci: Any, digits: int = 3, number: Callable[[Any, int], str] = fmt_num) -> str:

@@ -55,10 +55,27 @@ _ATTRIBUTE = typer.Option(
 )
 Attributes = Annotated[list[str], _ATTRIBUTE]
 OptionalAttributes = Annotated[list[str] | None, _ATTRIBUTE]
-Task = Annotated[str, typer.Option("--task", help="classification or segmentation.")]
+Task = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        help="classification or segmentation; audit also takes multiclass (class names or integers "
+        "in the label column, one probability column per class; docs/multiclass.md).",
+    ),
+]
 Model = Annotated[
     str | None,
     typer.Option("--model", help="bundled:NAME, a bundle folder, a TorchScript or an ONNX file."),
+]
+Findings = Annotated[
+    str | None,
+    typer.Option(
+        "--findings",
+        metavar="all|A,B,C",
+        help="Multi-label: these finding columns of the labels (all: every column of 0/1/-1 labels). "
+        "audit: each finding audited on its own, corrected as one family; train: one sigmoid output "
+        "per finding, -1 and blank left out of its loss.",
+    ),
 ]
 Labels = Annotated[
     Path | None, typer.Option("--labels", help="CSV of the 0/1 ground-truth label per id (classification).")
@@ -117,6 +134,37 @@ Salt = Annotated[
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print results.json to standard output.")]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Print the tables (groups, comparisons, disparities, gate checks) before the short summary.",
+    ),
+]
+# The reviewer's view of a report (docs/reports.md, "Title and context", "Who is in the data").
+Title = Annotated[
+    str | None,
+    typer.Option("--title", metavar="TEXT", help="Title of the reports (one line), kept in results.json."),
+]
+ContextFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--context",
+        metavar="FILE.md",
+        help="Markdown: intended use, population, data source and partition; shown in the reports "
+        "with HTML and links as text, recorded in results.json.",
+    ),
+]
+ReferencePopulation = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference-population",
+        metavar="FILE.csv",
+        help="The intended population's make-up (columns attribute, group, share): each attribute's "
+        "groups are compared with it and tested (chi-square, or exact multinomial for small counts).",
+    ),
+]
 TrustModel = Annotated[
     bool,
     typer.Option(

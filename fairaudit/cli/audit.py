@@ -42,15 +42,7 @@ def audit(
             "finding whose score column is not named FINDING or score_FINDING. \\[default: score]",
         ),
     ] = None,
-    findings: Annotated[
-        str | None,
-        typer.Option(
-            "--findings",
-            metavar="all|A,B,C",
-            help="A multi-label audit: these finding columns of the labels (all: every column of "
-            "0/1/-1 labels), each audited on its own and corrected as one family.",
-        ),
-    ] = None,
+    findings: opt.Findings = None,
     uncertain: Annotated[
         str,
         typer.Option(
@@ -89,6 +81,24 @@ def audit(
             "--spacing",
             help="Pixel spacing in mm (rows x cols, e.g. 0.5x0.5) when DICOM_DIR does not give it; "
             "without either, hd95 and assd are in pixels.",
+        ),
+    ] = None,
+    nsd_tolerance_mm: Annotated[
+        float,
+        typer.Option(
+            "--nsd-tolerance-mm",
+            min=0.0,
+            help="Segmentation: the tolerance of the normalized surface Dice (nsd), in mm (in pixels "
+            "when the distances are).",
+        ),
+    ] = 1.0,
+    structures: Annotated[
+        str | None,
+        typer.Option(
+            "--structures",
+            metavar="LABEL=NAME,...",
+            help="Segmentation of multi-label masks: audit each structure on its own, e.g. "
+            "1=liver,2=tumour (not with --mask-labels).",
         ),
     ] = None,
     id_column: opt.IdColumn = None,
@@ -254,8 +264,8 @@ def audit(
         str | None,
         typer.Option(
             "--discover-metric",
-            help="Metric --discover ranks on: auroc, brier or a rate (tpr, fpr, ...); dice, iou, hd95, assd or "
-            "volume_error in a segmentation audit. \\[default: auroc; dice for segmentation]",
+            help="Metric --discover ranks on: auroc, brier or a rate (tpr, fpr, ...); dice, iou, hd95, assd, "
+            "volume_error or nsd in a segmentation audit. \\[default: auroc; dice for segmentation]",
         ),
     ] = None,
     discover_top: Annotated[
@@ -277,7 +287,11 @@ def audit(
             "no ids). \\[default: OUT_DIR/.fairaudit-cache]",
         ),
     ] = None,
+    title: opt.Title = None,
+    context: opt.ContextFile = None,
+    reference_population: opt.ReferencePopulation = None,
     quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
     json_out: opt.JsonOut = False,
 ) -> None:
     """The flags mapped to an AuditRequest and the model and mask arguments; the library
@@ -287,9 +301,14 @@ def audit(
         from fairaudit.cohort.findings import parse_findings
         from fairaudit.io.dicom_attributes import parse_bins
         from fairaudit.report.image_reports import parse_formats
+        from fairaudit.report.review_view import load_review
         from fairaudit.workflows.audit import run_audit
         from fairaudit.workflows.predictions import AuditRequest, parse_intersections, parse_references
+        from fairaudit.workflows.structures import check_structures, parse_structures
 
+        review = load_review(title, context, reference_population)  # read and checked before any work
+        parsed_structures = parse_structures(structures)
+        check_structures(parsed_structures, mask_labels, pred_mask_labels)
         req = AuditRequest(
             predictions=predictions,
             attributes=list(attribute or []),
@@ -342,6 +361,9 @@ def audit(
             merge_small_groups=merge_small_groups,
             positive_label=positive_label,
             score_scale=score_scale.lower(),
+            nsd_tolerance_mm=nsd_tolerance_mm,
+            structures=parsed_structures,
+            review=review,
         )
         return run_audit(
             req, task=task, model=model, device=device, batch_size=batch_size, masks=masks,
@@ -360,7 +382,7 @@ def audit(
 
         from fairaudit.report import print_summary
 
-        print_summary(outcome.results, Console())
+        print_summary(outcome.results, Console(), verbose=verbose)
     if not json_out:
         report = outcome.files.get("html") or outcome.files.get("md") or outcome.files["json"]
         opt.print_report_path(report)

@@ -94,7 +94,14 @@ def augment_check(
 
     outcome = opt.run_or_exit(call)
     if not quiet:
-        opt.print_summary(_headline(outcome.results), outcome.results, outcome.files)
+        from rich.console import Console
+
+        from fairaudit.report.augment_terminal import print_augment_summary
+
+        print_augment_summary(_headline(outcome.results), outcome.results, Console())
+        report = outcome.files.get("html") or outcome.files.get("md") or outcome.files.get("json")
+        if report is not None:
+            opt.print_report_path(report)
 
 
 def _headline(r: Mapping[str, Any]) -> str:

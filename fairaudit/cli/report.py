@@ -27,7 +27,11 @@ def report(
     results_json: Annotated[Path, typer.Argument(help="A results.json written by `fairaudit audit`.")],
     fmt: opt.Formats = "html,md,junit",
     out: opt.OptionalOut = None,
+    title: opt.Title = None,
+    context: opt.ContextFile = None,
+    reference_population: opt.ReferencePopulation = None,
     quiet: opt.Quiet = False,
+    verbose: opt.Verbose = False,
     json_out: opt.JsonOut = False,
 ) -> None:
     """Read the results.json, write the reports asked for; the exit code is the recorded gate's."""
@@ -39,6 +43,11 @@ def report(
         formats = parse_formats(fmt, opt.REPORT_FORMATS)
 
         results = load_results(results_json)
+        from fairaudit.report.review_view import apply_review, load_review
+
+        # --title, --context, --reference-population: the reports (and a results.json written
+        # elsewhere) carry them; the archive itself is never rewritten (docs/reports.md).
+        apply_review(results, load_review(title, context, reference_population))
         out_dir = out if out is not None else results_json.parent
         if "json" in formats and (out_dir / "results.json").resolve() == results_json.resolve():
             formats = tuple(f for f in formats if f != "json")  # never rewrite the archive in place
@@ -51,7 +60,7 @@ def report(
             # they replace their namesakes and nothing else is removed. Elsewhere, one new set.
             in_place = out_dir.resolve() == results_json.resolve().parent
             with output_set(out_dir, protect=[results_json], in_place=in_place) as outs:
-                files = write_reports(results, outs.staging, formats)
+                files = write_reports(results, outs.staging, formats)  # json brings model_card.json
             files = {k: outs.final(p) for k, p in files.items()}
         return results, files
 
@@ -65,7 +74,7 @@ def report(
 
         from fairaudit.report import print_summary
 
-        print_summary(results, Console())
+        print_summary(results, Console(), verbose=verbose)
     if not json_out and not quiet:
         from rich.console import Console
         from rich.markup import escape

@@ -47,6 +47,7 @@ def train(
     attribute: opt.OptionalAttributes = None,
     labels: opt.Labels = None,
     label_column: opt.OptionalLabelColumn = None,
+    findings: opt.Findings = None,
     masks: opt.Masks = None,
     mask_labels: opt.MaskLabels = None,
     id_column: opt.IdColumn = None,
@@ -134,6 +135,7 @@ def train(
         file_limit = opt.max_file_size_bytes(max_file_size)  # a bad size: exit 2 before torch loads
         import torch
 
+        from fairaudit.cohort.findings import parse_findings
         from fairaudit.io.masks import parse_labels
         from fairaudit.models.preprocessing import make_spec
         from fairaudit.train.data import load_training_data
@@ -172,6 +174,12 @@ def train(
             name=name or out.name,
         )
         cfg.validate()
+        if findings is not None and fairness != "none":  # refused before any image is read
+            raise InputError(
+                f"--fairness {fairness}: the fairness penalties train one finding; a multi-label "
+                "classifier (--findings) trains with --fairness none.",
+                argument="fairness",
+            )
         with opt.following_links(follow_symlinks):
             data = load_training_data(
                 dicom_dir,
@@ -184,6 +192,7 @@ def train(
                 mask_labels=parse_labels(mask_labels),
                 id_column=id_column,
                 label_column=label_column,
+                findings=parse_findings(findings),
                 patient_column=patient_column,
                 workers=workers,
                 progress=not quiet,
@@ -213,6 +222,9 @@ def _print_summary(meta: dict, bundle: Path, console) -> None:
     from rich.table import Table
 
     val = meta["validation"]
+    if "findings" in val:  # a multi-label classifier: one overall row per finding
+        _print_findings(meta, bundle, console)
+        return
     metrics = ["dice"] if meta["task"] == "segmentation" else ["auroc", "tpr", "tnr"]
     tr = meta["training"]
     table = Table(
@@ -234,5 +246,29 @@ def _print_summary(meta: dict, bundle: Path, console) -> None:
                 str(g["n"]),
                 *[_fmt(g["metrics"].get(m)) for m in metrics],
             )
+    console.print(table)
+    console.print(f"Bundle: {escape(str(bundle))} (weights sha256 {meta['weights']['sha256'][:16]}...)")
+
+
+def _print_findings(meta: dict, bundle: Path, console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    tr = meta["training"]
+    table = Table(
+        title=f"Validation per finding (best epoch {tr['best_epoch']} of {tr['epochs_run']}, "
+        f"{tr['seconds']:.0f} s)"
+    )
+    for column in ("finding", "n"):
+        table.add_column(column, justify="left" if column == "finding" else "right")
+    for m in ("auroc", "tpr", "tnr"):
+        table.add_column(f"{m} [95% CI]", justify="right")
+    for f in meta["validation"]["findings"]:
+        overall = f["overall"]
+        table.add_row(
+            escape(f["finding"]),
+            str(overall["n"]),
+            *[_fmt(overall["metrics"].get(m)) for m in ("auroc", "tpr", "tnr")],
+        )
     console.print(table)
     console.print(f"Bundle: {escape(str(bundle))} (weights sha256 {meta['weights']['sha256'][:16]}...)")

@@ -30,13 +30,20 @@ SERIES_CANDIDATES: tuple[str, ...] = ("series_instance_uid", "study_instance_uid
 #: The column of a files table holding each file's path as the CSVs name it (PathIds).
 PATH_ID = "path_id"
 #: The extensions whose presence in most of a CSV's path ids says it writes paths with them.
-FILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
+FILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".nii", ".nii.gz")
 
 
 def is_path_id(id_column: str | None) -> bool:
     """Whether the join key names files by their path: `path`, or any column that is not a
     DICOM id (ChestX-ray14's `Image Index` holds file names: docs/images.md)."""
     return id_column is not None and id_column.lower() not in DICOM_ID_TAGS
+
+
+def _without_extension(path: str) -> str:
+    """`path` without its extension; both parts of a NIfTI `.nii.gz` (docs/nifti.md)."""
+    from fairaudit.io.nifti import strip_suffix
+
+    return strip_suffix(path) or posixpath.splitext(path)[0]
 
 
 class PathIds:
@@ -95,7 +102,7 @@ class PathIds:
     def __call__(self, paths: list[str]) -> list[str]:
         """Each path as the CSVs name it (see the class doc)."""
         paths = [str(p) for p in paths]
-        stems = [posixpath.splitext(p)[0] for p in paths]
+        stems = [_without_extension(p) for p in paths]
         full, short = self._has(paths), self._has(stems)
         return [s if (h2 and not h1) else p for p, s, h1, h2 in zip(paths, stems, full, short, strict=True)]
 

@@ -23,6 +23,7 @@ import pandas as pd
 from fairaudit._util.absent import ABSENT, absent_notes, combine, present
 from fairaudit._util.privacy import IdHasher
 from fairaudit._util.sanitize import cap
+from fairaudit.cohort.classes import ClassColumns
 from fairaudit.cohort.findings import (
     Finding,
     FindingColumns,
@@ -96,6 +97,10 @@ class CohortSpec:
     # --within: stratum columns, read like attributes; a blank value leaves the record out of
     # the within-stratum analysis only (fairaudit.stats._strata).
     strata: list[str] = field(default_factory=list)
+    # --task multiclass (fairaudit.cohort.classes): the label column holds class names or
+    # integers, the predictions one probability column per class (--score-column CLASS=COLUMN).
+    multiclass: bool = False
+    class_scores: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,6 +137,10 @@ class Cohort:
     absent: dict[str, int] = field(default_factory=dict)
     # --within: each stratum column's value per included record (ABSENT where blank).
     strata: dict[str, np.ndarray] = field(default_factory=dict)
+    # --task multiclass: the classes (in argmax tie-break order) and each included record's
+    # probabilities, (records, classes); `labels` then holds class indices (docs/multiclass.md).
+    classes: list[ClassColumns] | None = None
+    class_scores: np.ndarray | None = None
 
     @property
     def n_included(self) -> int:
@@ -377,6 +386,7 @@ def build_cohort(
     label_table = lab or pred
     cluster = cluster_source(spec.cluster_column, id_col, [t for t in (demo, lab, pred) if t is not None])
     finding_cols: list[FindingColumns] | None = None
+    class_cols: list[ClassColumns] | None = None
     if spec.findings is not None:
         finding_cols = resolve_findings(
             spec.findings, label_table, pred, score_map=spec.finding_scores,
@@ -389,7 +399,15 @@ def build_cohort(
         label_col = label_table.column(
             spec.label_column, argument="label_column", or_file=None if lab else "labels"
         )
-        score, has_scores = _score_source(spec, pred)
+        if spec.multiclass:  # classes, labels and probability sums checked before the join
+            from fairaudit.cohort.classes import check_labels, check_sums, resolve_classes
+
+            class_cols = resolve_classes(label_table, label_col, pred, spec.class_scores)
+            check_labels(label_table, label_col, class_cols)
+            check_sums(pred, class_cols, spec.score_scale == "percent")
+            score, has_scores = ("", "score"), True
+        else:
+            score, has_scores = _score_source(spec, pred)
     attr_table = demo or pred
     if not needed:
         raise InputError(
@@ -424,6 +442,10 @@ def build_cohort(
             out = [(f.label, "finding") for f in finding_cols] if t is label_table else []
             if t is pred:
                 out += [(f.score, "score") for f in finding_cols if (f.score, "score") not in out]
+        elif class_cols is not None:  # class names or integers: read as text
+            out = [(label_col, "text")] if t is label_table else []
+            if t is pred:
+                out += [(c.score, "score") for c in class_cols if (c.score, "score") not in out]
         else:
             out = [(label_col, "label")] if t is label_table else []
             if t is pred:
@@ -523,6 +545,15 @@ def build_cohort(
         status = status_matrix(raw, f_scores, spec.uncertain)
         mark((status != 0).all(axis=1), "no finding with both a label and a score")
         labels = scores = np.empty(0)
+    elif class_cols is not None:
+        from fairaudit.cohort.classes import class_index
+
+        label_codes, label_lookup = text_of(label_table, label_col)
+        labels = class_index(label_lookup, class_cols)[label_codes]
+        mark(np.isnan(labels), "missing label")
+        class_p = np.column_stack([p_scan.numbers[(c.score, "score")] for c in class_cols])
+        mark(np.isnan(class_p).any(axis=1), "missing score")
+        scores = np.zeros(n)
     else:
         labels = numbers_of(label_table, (label_col, "label"))
         mark(np.isnan(labels), "missing label")
@@ -662,11 +693,15 @@ def build_cohort(
         binned=binned_records,
         merged=merged,
         label_source=None if findings else {"input": "labels" if lab else "predictions", "column": label_col},
-        score_source=None if findings else {"input": "predictions", "column": score[0], "kind": score[1]},
+        score_source=None
+        if findings or class_cols
+        else {"input": "predictions", "column": score[0], "kind": score[1]},
         findings=findings,
         n_rows=int(included.sum()) if findings is not None else None,
         absent=absent,
         strata={c: attr_values[c][included].astype(str) for c in spec.strata},
+        classes=class_cols,
+        class_scores=None if class_cols is None else class_p[included],
     )
 
 

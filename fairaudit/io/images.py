@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
+from fairaudit.io._file_error import FileError
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -52,13 +54,8 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 _GREY_MODES = frozenset({"L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
-class ImageError(Exception):
+class ImageError(FileError):
     """A PNG or JPEG file that cannot be used: `status` ("failed") and a one-line `reason`."""
-
-    def __init__(self, reason: str, status: str = "failed") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""Segmentation masks named by id: `<id>.png` or `<id>.npy` in a folder.
+"""Segmentation masks named by id: `<id>.png`, `<id>.npy` or `<id>.nii[.gz]` in a folder.
 
 The file name without its suffix is the id (for example `<SOPInstanceUID>.png`, as in
-sample_data/masks/). PNG: 8- or 16-bit grayscale or palette (the palette index is the
+sample_data/masks/; `case_001.nii.gz` is `case_001`). NIfTI masks are read by
+fairaudit.io.nifti: reoriented to the canonical (RAS+) axes, with their geometry (shape,
+affine, spacing from the header) for the checks of docs/nifti.md. PNG: 8- or 16-bit grayscale or palette (the palette index is the
 label); a colour PNG whose channels are equal is read as grayscale. NPY: an integer or
 boolean array (floats only when every value is a whole number), loaded without pickle.
 2-D and 3-D masks are accepted. DICOM SEG files are not supported (export the segments to
@@ -18,14 +20,21 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fairaudit.errors import InputError, arg
+from fairaudit.io.nifti import strip_suffix
+
+if TYPE_CHECKING:
+    from fairaudit.io.nifti import VolumeInfo
 
 log = logging.getLogger(__name__)
 
-MASK_SUFFIXES: tuple[str, ...] = (".png", ".npy")
+MASK_SUFFIXES: tuple[str, ...] = (".png", ".npy", ".nii", ".nii.gz")
+#: How the messages name the mask files a folder may hold.
+MASK_NAMING = "<id>.png, <id>.npy or <id>.nii.gz"
 _DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
@@ -96,7 +105,7 @@ def index_masks(root: Path | str, argument: str = "masks") -> MaskIndex:
         raise InputError(
             "is not a folder.",
             file=str(root),
-            hint=f"Pass {arg(argument)} a folder of <id>.png files.",
+            hint=f"Pass {arg(argument)} a folder of {MASK_NAMING} files.",
             argument=argument,
         )
     by_id: dict[str, list[Path]] = {}
@@ -111,14 +120,17 @@ def index_masks(root: Path | str, argument: str = "masks") -> MaskIndex:
             continue
         path = root / rel
         suffix = path.suffix.lower()
-        if suffix in MASK_SUFFIXES:
+        nifti_id = strip_suffix(path.name)
+        if nifti_id is not None:  # case.nii.gz: Path.stem would keep ".nii"
+            by_id.setdefault(nifti_id, []).append(path)
+        elif suffix in MASK_SUFFIXES:
             by_id.setdefault(path.stem, []).append(path)
         elif suffix in _DICOM_SUFFIXES:
             skipped.append(
                 (rel, "DICOM SEG masks are not supported: export the segments as <id>.png or .npy")
             )
         else:
-            skipped.append((rel, "not a mask file (expected <id>.png or <id>.npy)"))
+            skipped.append((rel, f"not a mask file (expected {MASK_NAMING})"))
     files: dict[str, Path] = {}
     for key, paths in by_id.items():
         if len(paths) == 1:
@@ -131,7 +143,7 @@ def index_masks(root: Path | str, argument: str = "masks") -> MaskIndex:
                 )
     if not files:
         raise InputError(
-            f"no mask file (<id>.png or <id>.npy) found ({len(skipped)} other files).",
+            f"no mask file ({MASK_NAMING}) found ({len(skipped)} other files).",
             file=str(root),
             hint=f"Check {arg(argument)}.",
             argument=argument,
@@ -158,8 +170,26 @@ def _read_png(path: Path) -> np.ndarray:
     return arr
 
 
+def read_label_volume(path: Path) -> tuple[np.ndarray, VolumeInfo | None]:
+    """The label image of a mask file and, for a NIfTI file, its canonical geometry (None for
+    PNG and NPY, which carry none); MaskReadError with the reason."""
+    if strip_suffix(path.name) is None:
+        return read_label_image(path), None
+    from fairaudit.io.dicom._bounded import DEFAULT_MAX_FILE_SIZE
+    from fairaudit.io.nifti import NiftiError, read_volume
+
+    try:
+        arr, info = read_volume(path, raw=True, max_file_size=DEFAULT_MAX_FILE_SIZE)
+    except NiftiError as exc:
+        raise MaskReadError(exc.reason) from None
+    return _check_labels(arr), info
+
+
 def read_label_image(path: Path) -> np.ndarray:
-    """The stored label image of a mask file, or MaskReadError with the reason."""
+    """The stored label image of a mask file, or MaskReadError with the reason (NIfTI:
+    reoriented to the canonical axes, its geometry dropped: see read_label_volume)."""
+    if strip_suffix(path.name) is not None:
+        return read_label_volume(path)[0]
     suffix = path.suffix.lower()
     try:
         if suffix == ".png":
@@ -177,6 +207,11 @@ def read_label_image(path: Path) -> np.ndarray:
         text = str(exc).replace(str(path), "<file>").replace(path.name, "<file>")
         first = scrub_reason(text).splitlines()[0][:200] if text.strip() else ""
         raise MaskReadError(f"unreadable: {type(exc).__name__}: {first}") from None
+    return _check_labels(arr)
+
+
+def _check_labels(arr: np.ndarray) -> np.ndarray:
+    """`arr` when it is a 2-D or 3-D label image, else MaskReadError with the reason."""
     arr = np.asarray(arr)
     if arr.ndim not in (2, 3):
         raise MaskReadError(f"a mask must be 2-D or 3-D, this one has shape {arr.shape}")

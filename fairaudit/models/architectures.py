@@ -199,7 +199,8 @@ def _small_cnn_backbone(in_channels: int, width: int, norm: str, pool: str) -> t
 
 
 class Classifier(nn.Module):
-    """Binary classifier: backbone -> dropout -> linear logit; optional adversarial group head."""
+    """Binary classifier: backbone -> dropout -> linear logit (one per finding of a
+    multi-label classifier, `num_outputs`); optional adversarial group head."""
 
     def __init__(
         self,
@@ -211,6 +212,7 @@ class Classifier(nn.Module):
         adversary_groups: int = 0,
         adversary_hidden: int = 32,
         pool: str = "avg",
+        num_outputs: int = 1,
     ) -> None:
         super().__init__()
         if backbone == "resnet18":
@@ -220,7 +222,7 @@ class Classifier(nn.Module):
         else:
             raise ValueError(f"backbone must be resnet18 or small_cnn, not {backbone!r}.")
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(features, 1)
+        self.fc = nn.Linear(features, int(num_outputs))
         self.adversary_groups = int(adversary_groups)
         self.adversary: nn.Module | None = None
         if self.adversary_groups > 0:

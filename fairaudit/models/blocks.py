@@ -177,6 +177,8 @@ def _predict_batch(
             except Exception as exc:  # noqa: BLE001
                 block.unreadable.append((rec["path"], f"failed: restoring the mask: {reason_of(exc)}"))
                 continue
+        elif predictor.outputs:  # a multi-output model: one probability per output
+            value = tuple(float(v) for v in out[i])
         else:
             value = float(out[i])
         block.records.append(rec)

@@ -27,6 +27,11 @@ INTENDED_USE = (
 DESCRIPTIONS = {
     "classification": "Chest-radiograph classifier for the synthetic 'finding' (a lesion in one lung): "
     "outputs P(finding) from one radiograph, resized to 64x64, and its high-pass (local contrast) channel.",
+    "multilabel": "Multi-label chest-radiograph classifier for the synthetic findings of `fairaudit "
+    "sample-data` (Cardiomegaly, Effusion, Consolidation, Atelectasis, Pneumothorax) and No Finding: one "
+    "sigmoid output per class, in model.json's `classes` order, from one radiograph resized to 64x64 and its "
+    "high-pass (local contrast) channel. A single-label audit of `finding` (any finding present) uses "
+    "1 - P(No Finding).",
     "segmentation": "Chest-radiograph lung-field segmenter: a label map with 0 background and 1 lung fields "
     "(the lesion, when present, counts as lung).",
 }
@@ -76,6 +81,9 @@ def render_card(meta: dict[str, Any]) -> str:
         + (
             "lung borders are less sharp there, so Dice is expected to be slightly lower for race C. "
             if task == "segmentation"
+            else "lesions are harder to see there and its supine AP view spreads an effusion into a faint haze, "
+            "so the model is expected to miss more findings (effusion most) for race C. "
+            if meta.get("multilabel")
             else "lesions are harder to see there, so the model is expected to be less sensitive for race C. "
         )
         + "Sex is independent of everything.",
@@ -85,8 +93,8 @@ def render_card(meta: dict[str, Any]) -> str:
     ]
     for attr, groups in ds["by_group"].items():
         for g, c in groups.items():
-            pos = f" ({c['train_positive']} findings)" if "train_positive" in c else ""
-            vpos = f" ({c['val_positive']} findings)" if "val_positive" in c else ""
+            pos = f" ({c['train_positive']} findings)" if isinstance(c.get("train_positive"), int) else ""
+            vpos = f" ({c['val_positive']} findings)" if isinstance(c.get("val_positive"), int) else ""
             lines.append(f"| {attr} | {g} | {c['train']}{pos} | {c['val']}{vpos} |")
     lines += [
         "",
@@ -104,20 +112,9 @@ def render_card(meta: dict[str, Any]) -> str:
         f"Point estimate [{int(100 * val['ci_level'])}% interval, {val['ci_method']}, {val['bootstrap']} resamples, "
         f"seed {val['seed']}]" + (f"; threshold {val['threshold']}." if "threshold" in val else "."),
         "",
-        "| attribute | group | n | " + " | ".join(metrics) + " |",
-        "|---|---|---:|" + "---:|" * len(metrics),
-        f"| overall | | {val['overall']['n']} | "
-        + " | ".join(_fmt(val["overall"]["metrics"].get(m)) for m in metrics)
-        + " |",
     ]
-    for attr in val["attributes"]:
-        for g in attr["groups"]:
-            small = " (small)" if g.get("small") else ""
-            lines.append(
-                f"| {attr['name']} | {g['group']}{small} | {g['n']} | "
-                + " | ".join(_fmt(g["metrics"].get(m)) for m in metrics)
-                + " |"
-            )
+    for one in val.get("findings") or [val]:
+        lines += _validation_table(one, metrics)
     lines += [
         "",
         "## Limitations",
@@ -132,11 +129,35 @@ def render_card(meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _validation_table(val: dict[str, Any], metrics: list[str]) -> list[str]:
+    """One validation table (of a finding, for a multi-label classifier: headed by its name,
+    uncertain and blank labels left out)."""
+    lines = []
+    if "finding" in val:
+        lines += ["", f"### {val['finding']}", ""]
+    lines += [
+        "| attribute | group | n | " + " | ".join(metrics) + " |",
+        "|---|---|---:|" + "---:|" * len(metrics),
+        f"| overall | | {val['overall']['n']} | "
+        + " | ".join(_fmt(val["overall"]["metrics"].get(m)) for m in metrics)
+        + " |",
+    ]
+    for attr in val["attributes"]:
+        for g in attr["groups"]:
+            small = " (small)" if g.get("small") else ""
+            lines.append(
+                f"| {attr['name']} | {g['group']}{small} | {g['n']} | "
+                + " | ".join(_fmt(g["metrics"].get(m)) for m in metrics)
+                + " |"
+            )
+    return lines
+
+
 def finalize(bundle_dir: Path, source: str) -> None:
     path = Path(bundle_dir) / "model.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
     meta["intended_use"] = INTENDED_USE
-    meta["description"] = DESCRIPTIONS[meta["task"]]
+    meta["description"] = DESCRIPTIONS["multilabel" if meta.get("multilabel") else meta["task"]]
     meta["training_data"] = {"source": source, "synthetic": True}
     from fairaudit._util.atomic import atomic_write_bytes
 

@@ -171,6 +171,9 @@ class InferenceRun:
 
     records: Records = field(default_factory=Records)  # predicted images: path + DICOM_ID_TAGS
     scores: array = field(default_factory=lambda: array("d"))  # classification: P(finding), per record
+    # A multi-output model (Predictor.outputs): each output's probabilities, per record
+    # (`scores` stays empty).
+    outputs: dict[str, array] = field(default_factory=dict)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, "status: reason")
     n_files: int = 0
     seconds: float = 0.0  # wall time of the whole run (decoding overlaps with the model)
@@ -280,7 +283,8 @@ def run_inference(
         raise ValueError("a segmentation run needs on_mask")
     if segmentation:
         cache = None  # masks are not cached (yet): a segmentation run always predicts every file
-    run = InferenceRun()
+    run = InferenceRun(outputs={name: array("d") for name in predictor.outputs})
+    per_output = list(run.outputs.values())
     first_error: list[str] = []
     # The file list is held only to resume (which files the cache already scored); otherwise
     # the walk streams (on 50,000 files the list held ~20 MiB through the run).
@@ -304,10 +308,18 @@ def run_inference(
             first_error.append(block.model_error)
             log.warning("the model failed on %s", block.model_error)
         if cache is not None and block.records:
-            cache.add([(d, float(v)) for d, v in zip(block.digests, block.values, strict=True)])
+            cache.add(
+                [
+                    (d, v if isinstance(v, tuple) else float(v))
+                    for d, v in zip(block.digests, block.values, strict=True)
+                ]
+            )
         for rec, value in zip(block.records, block.values, strict=True):
             if segmentation:
                 on_mask(rec, value)  # type: ignore[misc]
+            elif per_output:
+                for column, v in zip(per_output, value, strict=True):  # type: ignore[call-overload]
+                    column.append(float(v))
             else:
                 run.scores.append(float(value))
             run.records.append(rec)
@@ -369,7 +381,9 @@ def run_inference(
         del paths
         run.records.reorder(order)
         if not segmentation:
-            run.scores = array("d", (run.scores[i] for i in order))
+            run.scores = array("d", (run.scores[i] for i in order)) if run.scores else run.scores
+            for name, column in run.outputs.items():
+                run.outputs[name] = array("d", (column[i] for i in order))
         del order
     run.unreadable.sort()
     run.seconds = time.perf_counter() - start
@@ -484,7 +498,7 @@ def _block_progress(
 def _resume_cached(
     root: Path,
     entries: list[Any],
-    cached: dict[str, float],
+    cached: dict[str, Any],
     digests: dict[str, str],
     run: InferenceRun,
     options: Any,
@@ -505,7 +519,7 @@ def _resume_cached(
                 rest.append(e)
                 continue
             digests[e.rel] = file_digest(e.path)
-            if digests[e.rel] in cached:
+            if _fits(cached.get(digests[e.rel]), len(run.outputs)):
                 hits.append(e)
                 continue
         rest.append(e)
@@ -518,8 +532,22 @@ def _resume_cached(
                 run.unreadable.append((o.path, f"{o.status}: {o.reason}" if o.reason else o.status))
                 continue
             run.records.append(record(o, spec))
-            run.scores.append(cached[digests[o.path]])
+            value = cached[digests[o.path]]
+            if run.outputs:  # a multi-output model: one score per output
+                for column, v in zip(run.outputs.values(), value, strict=True):  # type: ignore[arg-type]
+                    column.append(v)
+            else:
+                run.scores.append(value)  # type: ignore[arg-type]
     return rest
+
+
+def _fits(value: Any, n_outputs: int) -> bool:
+    """A cached value the run can use: one score, or one per output of a multi-output model."""
+    if value is None:
+        return False
+    if n_outputs:
+        return isinstance(value, tuple) and len(value) == n_outputs
+    return not isinstance(value, tuple)
 
 
 def _size(path: Path) -> int:

@@ -13,7 +13,8 @@ model.json keys (name, task, classes, preprocessing, output), or else from
 
 A Predictor hides the runtime: `prepare(image, spacing)` turns a decoded DICOM image into
 the model's input (the same `prepare_image` training used), `predict(batch)` returns
-probabilities of the finding (classification) or label maps (segmentation), and
+probabilities of the finding (classification; (N, K), one column per output, for a
+multi-output model: see `multilabel_outputs`) or label maps (segmentation), and
 `restore(label_map, shape)` puts a label map back on the image's original grid.
 `sha256` is that of the weights (bundles: verified against model.json) or of the model
 file, so results.json names exactly the model that ran.
@@ -72,6 +73,11 @@ class Predictor:
         "eager"  # how it runs: torchscript-frozen | eager-channels-last | torchscript | onnxruntime
     )
     _forward: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    # How it runs on a volume (model.json spatial_dims 3 / slice_axis: fairaudit.models.volumes); None: 2D only.
+    volume: Any = None
+    # A multi-output (multi-label) classifier: the name of each sigmoid output, in order
+    # (multilabel_outputs); empty: one score per image.
+    outputs: list[str] = field(default_factory=list)
 
     def prepare(self, image: np.ndarray, spacing: tuple[float, ...] | None) -> np.ndarray:
         """A decoded (H, W) float32 image -> the model input (C, H', W') float32."""
@@ -80,7 +86,8 @@ class Predictor:
         return model_input(image, spacing, self.spec)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) float32 -> (N,) P(finding), or (N, H, W) int label maps."""
+        """(N, C, H, W) float32 -> (N,) P(finding), (N, K) per-output probabilities of a
+        multi-output model, or (N, H, W) int label maps."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.ndim != 4:
             raise ValueError(f"predict expects a (N, C, H, W) batch, got shape {batch.shape}")
@@ -91,7 +98,21 @@ class Predictor:
             raw = np.concatenate([self._forward(batch[i : i + step]) for i in range(0, len(batch), step)])
         else:
             raw = self._forward(batch)
+        if self.outputs:
+            return multilabel_postprocess(raw, self.output, len(batch), self.outputs)
         return postprocess(raw, self.task, self.output, len(batch))
+
+    def forward_raw(self, batch: np.ndarray) -> np.ndarray:
+        """The model's raw float32 output for a batch of any rank ((N, C, D, H, W) windows of a
+        3D model), split into the graph's fixed batch size where it has one."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._forward is None:  # pragma: no cover - always set by load_predictor
+            raise RuntimeError("predictor has no model")
+        step = self.fixed_batch
+        if step is not None and batch.shape[0] != step:
+            parts = [self._forward(batch[i : i + step]) for i in range(0, len(batch), step)]
+            return np.concatenate(parts).astype(np.float32, copy=False)
+        return np.asarray(self._forward(batch), dtype=np.float32)
 
     def restore(self, label_map: np.ndarray, original_shape: tuple[int, int]) -> np.ndarray:
         """A predicted label map back on the original image grid (nearest neighbour)."""
@@ -108,6 +129,7 @@ class Predictor:
             "task": self.task,
             "device": self.device,
             "classes": list(self.classes),
+            "multilabel": bool(self.outputs),
             "output": self.output,
             "reference": self.reference,
             "runtime": self.runtime,
@@ -116,6 +138,8 @@ class Predictor:
             if key in self.meta:
                 out[key] = self.meta[key]
         out["preprocessing"] = self.spec
+        if self.volume is not None:
+            out["volume"] = self.volume.describe()
         return out
 
 
@@ -147,6 +171,39 @@ def postprocess(raw: np.ndarray, task: str, output: str, n: int) -> np.ndarray:
         cut = 0.5 if output == "probabilities" else 0.0
         return (raw[:, 0] > cut).astype(np.int64)
     return raw.argmax(axis=1).astype(np.int64)
+
+
+def multilabel_outputs(
+    task: str, classes: list[str], meta: dict[str, Any], source: Path | None = None
+) -> list[str]:
+    """The outputs of a multi-output classifier, one sigmoid per class in model.json's
+    `classes` order: when it says `"multilabel": true`, or lists more than two classes
+    (two classes, ["no_finding", "finding"], keep the one-score reading: a sigmoid of one
+    output, or the softmax's last of two). Empty for a one-score model (docs/models.md)."""
+    flag = meta.get("multilabel")
+    where = None if source is None else str(source)
+    if flag is not None and not isinstance(flag, bool):
+        raise InputError(f"multilabel must be true or false, not {flag!r}.", file=where)
+    if task != "classification" or flag is False or not (flag or len(classes) > 2):
+        return []
+    if len(set(classes)) != len(classes):
+        raise InputError(f"classes must be distinct for a multi-output model: {classes}.", file=where)
+    return list(classes)
+
+
+def multilabel_postprocess(raw: np.ndarray, output: str, n: int, outputs: list[str]) -> np.ndarray:
+    """Raw outputs of a multi-output model -> (N, K) probabilities, one sigmoid per output."""
+    raw = np.asarray(raw)
+    if raw.shape[:1] != (n,):
+        raise ValueError(f"the model returned shape {raw.shape} for a batch of {n}")
+    flat = raw.reshape(n, -1).astype(np.float64)
+    if flat.shape[1] != len(outputs):
+        raise ValueError(
+            f"the model returned {flat.shape[1]} outputs per image; its classes name {len(outputs)} "
+            f"({', '.join(outputs)})"
+        )
+    p = flat if output == "probabilities" else _sigmoid(flat)
+    return np.clip(p, 0.0, 1.0)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -352,6 +409,10 @@ def _from_bundle(path: Path, device: str, source: str) -> Predictor:
         raise InputError(f"model.json: unknown task '{task}'.", file=str(path / "model.json"))
     spec = _spec(meta.get("preprocessing"), path / "model.json")
     classes = _classes(task, meta.get("classes"), path / "model.json")
+    outputs = multilabel_outputs(task, classes, meta, path / "model.json")
+    from fairaudit.models.volumes import volume_config
+
+    volume = volume_config(meta, path / "model.json")
     model, runtime, fmt = _runtime(bundle.model.eval(), task, spec, dev)
 
     def forward(batch: np.ndarray) -> np.ndarray:
@@ -372,6 +433,8 @@ def _from_bundle(path: Path, device: str, source: str) -> Predictor:
         meta=meta,
         runtime=runtime,
         _forward=forward,
+        volume=volume,
+        outputs=outputs,
     )
 
 
@@ -445,7 +508,11 @@ def read_sidecar(path: Path, task: str | None) -> dict[str, Any]:
             f"output must be one of {', '.join(OUTPUT_KINDS)}, not '{meta['output']}'.", file=str(side)
         )
     _spec(meta.get("preprocessing"), side)  # checked before the model loads
-    _classes(str(meta["task"]), meta.get("classes"), side)
+    from fairaudit.models.volumes import volume_config
+
+    meta["_volume"] = volume_config(meta, side)  # spatial_dims 3 / slice_axis (docs/models.md)
+    classes = _classes(str(meta["task"]), meta.get("classes"), side)
+    meta["_outputs"] = multilabel_outputs(str(meta["task"]), classes, meta, side)
     meta["_sidecar"] = side.name if side.is_file() else None
     return meta
 
@@ -529,6 +596,8 @@ def _file_predictor(
         output=str(meta.get("output", "logits")),
         meta={k: v for k, v in meta.items() if not k.startswith("_")} | {"sidecar": meta.get("_sidecar")},
         _forward=forward,
+        volume=meta.get("_volume"),
+        outputs=list(meta.get("_outputs") or []),
     )
 
 

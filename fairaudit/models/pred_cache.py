@@ -4,6 +4,7 @@ Folder layout (default OUT_DIR/.fairaudit-cache/, or --cache-dir), one pair per 
 
     <key>.json     which model the scores belong to (name, sha256, task, device, spec)
     <key>.scores   append-only lines "<sha256 of the file's bytes> <score> <check>"
+                   (a multi-output model: its scores joined by commas, in its classes' order)
 
 `key` hashes the model's sha256 together with everything else that changes its output
 (task, output kind, preprocessing spec, device), so scores of another model or another
@@ -81,7 +82,7 @@ class PredictionCache:
             regular_or_missing(self.folder / f"{self.key}.json")
         self._own = own_folder
 
-    def load(self) -> dict[str, float]:
+    def load(self) -> dict[str, float | tuple[float, ...]]:
         """Every score cached for this model that passes its check (see the module doc).
 
         A failing line is left out (that file is predicted again) and counted in one
@@ -89,7 +90,7 @@ class PredictionCache:
         """
         from fairaudit._util.safe_paths import open_nofollow, regular_or_missing
 
-        out: dict[str, float] = {}
+        out: dict[str, float | tuple[float, ...]] = {}
         if not regular_or_missing(self.path):
             return out
         bad = 0
@@ -123,19 +124,19 @@ class PredictionCache:
             self._rewrite(out)
         return out
 
-    def _rewrite(self, scores: dict[str, float]) -> None:
+    def _rewrite(self, scores: dict[str, float | tuple[float, ...]]) -> None:
         """Keep only the lines that passed (renamed into place: no link followed), so the
         next resume does not warn about the same lines again."""
         from fairaudit._util.atomic import atomic_write_text
 
         atomic_write_text(self.path, "".join(self._line(d, v) for d, v in scores.items()))
 
-    def _line(self, digest: str, score: float) -> str:
-        text = repr(float(score))
+    def _line(self, digest: str, score: float | tuple[float, ...]) -> str:
+        text = ",".join(repr(float(v)) for v in score) if isinstance(score, tuple) else repr(float(score))
         return f"{digest} {text} {line_check(self.key, digest, text)}\n"
 
-    def _parse(self, raw: bytes) -> tuple[str, float] | None:
-        """(file digest, score) of one cache line, or None when it fails its check."""
+    def _parse(self, raw: bytes) -> tuple[str, float | tuple[float, ...]] | None:
+        """(file digest, score or scores) of one cache line, or None when it fails its check."""
         try:
             m = _LINE.match(raw.decode("ascii"))
         except UnicodeDecodeError:
@@ -143,14 +144,14 @@ class PredictionCache:
         if m is None or line_check(self.key, m.group(1), m.group(2)) != m.group(3):
             return None
         try:
-            value = float(m.group(2))
+            values = tuple(float(v) for v in m.group(2).split(","))
         except ValueError:
             return None
-        if not math.isfinite(value) or not 0.0 <= value <= 1.0:  # scores are probabilities
+        if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values):  # scores are probabilities
             return None
-        return m.group(1), value
+        return m.group(1), values[0] if len(values) == 1 and "," not in m.group(2) else values
 
-    def add(self, items: list[tuple[str, float]]) -> None:
+    def add(self, items: list[tuple[str, float | tuple[float, ...]]]) -> None:
         """Append (digest, score) pairs and flush them to the file."""
         if not items:
             return

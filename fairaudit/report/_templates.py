@@ -24,6 +24,7 @@ import jinja2
 from fairaudit._util.formatting import DASH, fmt_ci, fmt_est, fmt_level, fmt_num, fmt_p, is_number
 from fairaudit._util.sanitize import clean_text, display_name, neutralize_md_links
 from fairaudit.report.baseline_view import baseline_view
+from fairaudit.report.segmentation_view import segmentation_view
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ METRIC_ORDER: tuple[str, ...] = (
     "iou",
     "hd95",
     "assd",
+    "nsd",
     "volume_error",
 )
 
@@ -64,6 +66,7 @@ KEY_METRICS: tuple[str, ...] = (
     "iou",
     "hd95",
     "assd",
+    "nsd",
     "volume_error",
 )
 
@@ -172,7 +175,14 @@ def get_environment() -> jinja2.Environment:
     env.filters["est"] = fmt_est
     env.filters["test_name"] = test_name
     env.filters["finding"] = finding_name
+    env.filters["css_string"] = _css_string  # @page margin boxes of report.html (report/layout.py)
     return env
+
+
+def _css_string(value: Any) -> Any:
+    from fairaudit.report.layout import css_string
+
+    return css_string(value)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -475,6 +485,7 @@ def _group_rows(attribute: Mapping[str, Any], metrics: list[str], notes: Notes) 
                 "confusion": _confusion(group.get("confusion")),
                 "roc": ((group.get("curves") or {}).get("roc")) or None,
                 "calibration": ((group.get("curves") or {}).get("calibration")) or None,
+                "reliability": ((group.get("curves") or {}).get("reliability")) or None,
                 "distributions": {
                     str(k): v for k, v in (group.get("distributions") or {}).items() if _is_histogram(v)
                 },
@@ -1168,6 +1179,9 @@ def build_view(
         consistency = _consistency_view(results.get("consistency"))
         attribute_names = [a["name"] for a in analysis["attributes"]]
 
+    from fairaudit.report.multiclass_view import multiclass_view
+
+    multiclass = multiclass_view(results, _analysis_view, primary, options)  # templates/_multiclass.*.j2
     gate_view = _gate_view(results.get("gate"))
     if gate_view is not None:
         gate_view["checks_hidden"] = 0
@@ -1181,6 +1195,7 @@ def build_view(
             "created": str(results.get("created", "")),
             "task": str(results.get("task", "")),
             "command": str(results["command"]) if results.get("command") else "",
+            "title": str(results["title"]) if results.get("title") else "",  # --title (docs/reports.md)
         },
         "verdict": _verdict(results),
         "consistency": consistency,
@@ -1196,7 +1211,9 @@ def build_view(
             "bootstrap": fmt_num(config.get("bootstrap")),
             "ci_level": fmt_level(ci_level),
             "alpha": fmt_num(1 - ci_level, 3) if is_number(ci_level) else DASH,
-            "ci_method": CI_METHOD_NAMES.get(str(config.get("ci_method")), str(config.get("ci_method"))),
+            "ci_method": CI_METHOD_NAMES.get(str(config.get("ci_method")), str(config.get("ci_method")))
+            if results.get("task") != "segmentation"  # its means: percentile (or BCa) bootstrap only
+            else CI_METHOD_NAMES["bca" if config.get("ci_method") == "bca" else "percentile"],
             "ci_method_key": str(config.get("ci_method")),
             "correction": CORRECTION_NAMES.get(str(config.get("correction")), str(config.get("correction"))),
             "threshold": fmt_num(config.get("threshold"), 3),
@@ -1235,6 +1252,7 @@ def build_view(
         "significant": analysis["significant"],
         "findings": findings,
         "multilabel": multilabel,
+        "multiclass": multiclass,
         "underdiagnosis": _underdiagnosis_view(
             results, round(1.0 - float(ci_level), 12) if is_number(ci_level) else 0.05
         ),
@@ -1248,6 +1266,7 @@ def build_view(
         "significant_only": significant_only,
         "within": _within_config(results),
         "distances": distances_text(config),
+        "segmentation": segmentation_view(results),  # templates/_segmentation_*.j2
     }
 
 
@@ -1257,10 +1276,18 @@ def distances_text(config: Mapping[str, Any]) -> str:
     seg = config.get("segmentation")
     if not isinstance(seg, Mapping) or not seg.get("distance_unit"):
         return ""
+    tol, unit = seg.get("nsd_tolerance"), seg.get("nsd_tolerance_unit") or seg.get("distance_unit")
+    nsd = (
+        f"; nsd: the share of both surfaces within {float(tol):g} {unit} of the other"
+        if is_number(tol)
+        else ""
+    )
     if seg.get("distance_unit") == "pixels":
-        return "hd95 and assd in pixels (the images give no pixel spacing and none was given)"
-    given = "from the DICOM files" if seg.get("spacing_source") == "dicom" else "as given"
-    return f"hd95 and assd in mm (pixel spacing {given})"
+        return f"hd95 and assd in pixels (the images give no pixel spacing and none was given){nsd}"
+    given = {"dicom": "from the DICOM files", "nifti": "from the NIfTI headers"}.get(
+        seg.get("spacing_source"), "as given"
+    )
+    return f"hd95 and assd in mm (pixel spacing {given}){nsd}"
 
 
 def _within_config(results: Mapping[str, Any]) -> dict[str, Any] | None:

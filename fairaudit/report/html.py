@@ -12,6 +12,8 @@ from typing import Any
 
 from fairaudit._util.sanitize import display_results
 from fairaudit.report._templates import build_view, get_environment, key_metrics
+from fairaudit.report.review_view import review_view
+from fairaudit.report.structures_view import structures_view
 
 __all__ = ["MAX_FOREST_METRICS", "MAX_FOREST_ROWS", "render_html"]
 
@@ -19,21 +21,26 @@ logger = logging.getLogger(__name__)
 
 #: At most this many forest plots per attribute, so the page stays readable.
 MAX_FOREST_METRICS = 6
-#: At most this many groups per forest plot (the reference and the largest); the tables have all.
-MAX_FOREST_ROWS = 40
+#: At most this many groups per forest plot (the reference and the worst served on its metric);
+#: the tables have all.
+MAX_FOREST_ROWS = 20
 
 
-def _forest_groups(groups: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The reference and the largest groups, at most MAX_FOREST_ROWS, in table order."""
+def _forest_groups(groups: Sequence[Mapping[str, Any]], metric: str) -> list[Mapping[str, Any]]:
+    """The reference and the groups served worst on `metric`, at most MAX_FOREST_ROWS."""
     if len(groups) <= MAX_FOREST_ROWS:
         return list(groups)
+    from fairaudit.report.layout import rank_groups
 
-    def size(g: Mapping[str, Any]) -> int:
-        return int(g["n"]) if str(g["n"]).isdigit() else 0
+    return rank_groups(list(groups), metric)[:MAX_FOREST_ROWS]  # type: ignore[arg-type]
 
-    keep = sorted(groups, key=lambda g: (not g["is_ref"], -size(g)))[:MAX_FOREST_ROWS]
-    ids = {id(g) for g in keep}
-    return [g for g in groups if id(g) in ids]
+
+def _by_estimate(row: Any) -> tuple[int, float]:
+    """Sort key of a forest row: defined values first, highest first."""
+    from fairaudit.report.plots import estimate_value
+
+    value = estimate_value(row.estimate)
+    return (1, 0.0) if value is None else (0, -value)
 
 
 def _plot_name(attribute: Mapping[str, Any], finding: str) -> str:
@@ -52,7 +59,6 @@ def _forest_plots(
     """
     from fairaudit.report import plots
 
-    groups = _forest_groups(attribute["groups"])
     significant = {(c["metric"], c["group"]) for c in attribute["comparisons"] if c["is_significant"]}
     out = []
     for metric in only or key_metrics(attribute["metrics"], MAX_FOREST_METRICS):
@@ -65,8 +71,11 @@ def _forest_plots(
                 small=g["small"],
                 significant=(metric, g["name"]) in significant,
             )
-            for g in groups
+            for g in _forest_groups(attribute["groups"], metric)
         ]
+        # Sorted by estimate, highest first (undefined last; ties keep table order), so the
+        # eye reads the ranking off the plot (issue 23).
+        rows.sort(key=_by_estimate)
         svg = plots.forest_svg(_plot_name(attribute, finding), metric, rows, ci_level)
         out.append({"metric": metric, "svg": svg})
     return out
@@ -100,15 +109,45 @@ def _curve_plots(attribute: dict[str, Any], finding: str = "") -> list[dict[str,
     return out
 
 
+def _rank(attribute: dict[str, Any], disparities: Sequence[Mapping[str, Any]]) -> None:
+    """Worst-served groups first on the attribute's headline metric; past SHOWN_GROUPS the
+    rest are folded (`groups_shown`, `groups_folded`; docs/reports.md, "Length")."""
+    from fairaudit.report.layout import SHOWN_GROUPS, rank_groups
+
+    metric = next((d["metric"] for d in disparities if d["attribute"] == attribute["name"]), None)
+    if metric not in attribute["metrics"]:
+        metric = next((m for m in ("tpr", "auroc", "dice") if m in attribute["metrics"]), None)
+    ranked = rank_groups(attribute["groups"], metric) if len(attribute["groups"]) > SHOWN_GROUPS else []
+    attribute["rank_metric"] = metric if ranked else None
+    attribute["groups_shown"] = ranked[:SHOWN_GROUPS] if ranked else attribute["groups"]
+    attribute["groups_folded"] = ranked[SHOWN_GROUPS:]
+
+
+def _across(attribute: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Omnibus tests and the disparity summary joined by metric, one table instead of two
+    (the summary's order, then omnibus-only metrics)."""
+    omnibus = {r["metric"]: r for r in attribute.get("omnibus") or []}
+    rows = [
+        {"metric": s["metric"], "summary": s, "omnibus": omnibus.pop(s["metric"], None)}
+        for s in attribute.get("summary") or []
+    ]
+    return rows + [{"metric": m, "summary": None, "omnibus": r} for m, r in omnibus.items()]
+
+
 def render_html(results: Mapping[str, Any]) -> str:
     """Render results as one self-contained HTML page (every user string autoescaped)."""
     view = build_view(display_results(results))  # controls escaped, long names capped (docs/reports.md)
+    view.update(review_view(display_results(results), "html"))  # key findings, context, population ...
+    view.update(structures_view(display_results(results)))  # --structures: every structure's groups
     # A single-label audit's attributes, or every finding's (a multi-label audit).
-    analyses = [view["analysis"], *view["findings"]]
+    # A multi-class audit's classes (one-vs-rest) are laid out as findings are.
+    analyses = [view["analysis"], *view["findings"], *((view.get("multiclass") or {}).get("per_class") or [])]
     # A multi-label report draws, per finding and attribute, one forest plot (the summary
     # metric) and no curves: matplotlib takes about 0.2 s a plot, and 14 findings drew
     # hundreds (the curves stay in results.json; docs/reports.md).
-    summary_metric = view["multilabel"]["metric"] if view["multilabel"] else None
+    summary_metric = (
+        view["multilabel"]["metric"] if view["multilabel"] else "auroc" if view.get("multiclass") else None
+    )
     for analysis in analyses:
         for attribute in analysis["attributes"]:
             only = (
@@ -119,5 +158,7 @@ def render_html(results: Mapping[str, Any]) -> str:
             )
             attribute["curve_plots"] = [] if analysis["finding"] else _curve_plots(attribute)
             attribute["forest_left_out"] = max(0, len(attribute["groups"]) - MAX_FOREST_ROWS)
+            _rank(attribute, analysis.get("disparities") or [])
+            attribute["across"] = _across(attribute)
     template = get_environment().get_template("report.html.j2")
     return template.render(**view)

@@ -8,6 +8,8 @@ from typing import Any
 
 from fairaudit._util.sanitize import display_results
 from fairaudit.report._templates import build_view, get_environment, is_multilabel
+from fairaudit.report.review_view import review_view
+from fairaudit.report.structures_view import structures_view
 
 __all__ = ["MAX_MARKDOWN_CHARS", "render_markdown"]
 
@@ -31,6 +33,9 @@ def _render(
 ) -> str:
     template = get_environment().get_template("report.md.j2")
     view = build_view(results, significant_only=significant_only, max_rows=max_rows, brief=brief)
+    # Key findings, context, population, sign-off and the regulatory appendix (docs/reports.md).
+    view.update(review_view(results, "md", brief=brief))
+    view.update(structures_view(results))  # --structures: every structure's groups
     return template.render(**view)
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "ForestRow",
     "calibration_svg",
     "distribution_svg",
+    "estimate_value",
     "forest_svg",
     "roc_svg",
 ]
@@ -74,6 +75,7 @@ METRIC_TITLES: dict[str, str] = {
     "hd95": "95th percentile Hausdorff distance (lower is better)",
     "assd": "average symmetric surface distance (lower is better)",
     "volume_error": "relative volume error",
+    "nsd": "normalized surface Dice at the tolerance",
 }
 
 _RC = {
@@ -144,23 +146,80 @@ def _chosen(groups: Sequence[Mapping[str, Any]], key: str) -> tuple[list[Mapping
     return ordered[:MAX_CURVE_GROUPS], max(0, len(having) - MAX_CURVE_GROUPS)
 
 
-def _unit_square() -> tuple[Any, Any]:
-    """Figure and axes of a curve plot on [0, 1]², with the dashed diagonal (chance, or perfect calibration)."""
-    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+def _unit_square(title: str) -> tuple[Any, Any]:
+    """A curve plot on [0, 1]², square (equal aspect), with the dashed diagonal (chance, or
+    perfect calibration); the legend goes below the axes so it never hides a curve."""
+    # No constrained layout: the axes keep their square and the tight bounding box takes in the
+    # legend below (constrained layout shrank the axes to nothing for eight groups).
+    fig, ax = plt.subplots(figsize=(3.6, 3.6))
     ax.plot([0, 1], [0, 1], color="#999", lw=0.8, ls="--")
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_title(title, loc="left")
+    ax.grid(alpha=0.3)
+    ax.set_xticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     return fig, ax
 
 
-def roc_svg(attribute: str, groups: Sequence[Mapping[str, Any]]) -> tuple[Markup, int] | None:
-    """ROC curve per group (stored points), with the chance diagonal; None without curves.
+def _legend_below(fig: Any, ax: Any, handles: list[Any], labels: list[str]) -> None:
+    """The legend under the axes, two columns when there are more than four groups."""
+    ax.legend(
+        handles,
+        labels,
+        loc="upper left",
+        bbox_to_anchor=(0.0, -0.16),
+        ncols=2 if len(labels) > 4 else 1,
+        frameon=False,
+        borderaxespad=0.0,
+    )
 
-    `groups` items: name, n, is_ref, small, roc ({fpr, tpr} or None).
+
+def _auroc_text(group: Mapping[str, Any]) -> str | None:
+    """The group's AUROC as a legend label shows it ('AUROC 0.912'), when the view has it."""
+    value = _point((group.get("values") or {}).get("auroc"))[0]
+    return None if value is None else f"AUROC {fmt_num(value)}"
+
+
+#: ROC inset: drawn when every curve reaches this sensitivity by this false positive rate, so
+#: the curves that differ only in the upper-left corner are told apart there.
+_INSET_FPR, _INSET_TPR = 0.2, 0.8
+
+
+def _reaches_corner(roc: Mapping[str, Any]) -> bool:
+    return any(f <= _INSET_FPR and t >= _INSET_TPR for f, t in zip(roc["fpr"], roc["tpr"], strict=True))
+
+
+def _corner_inset(ax: Any, chosen: Sequence[Mapping[str, Any]]) -> None:
+    """A zoom on fpr [0, 0.2] x tpr [0.8, 1] in the lower right, the curves drawn again."""
+    inset = ax.inset_axes((0.42, 0.1, 0.54, 0.54))
+    for line, g in zip(ax.get_lines()[1:], chosen, strict=True):
+        inset.plot(
+            g["roc"]["fpr"],
+            g["roc"]["tpr"],
+            color=line.get_color(),
+            lw=line.get_linewidth(),
+            ls=line.get_linestyle(),
+        )
+    inset.set(xlim=(0, _INSET_FPR), ylim=(_INSET_TPR, 1.0))
+    inset.set_xticks([0, 0.1, 0.2])
+    inset.set_yticks([0.8, 0.9, 1.0])
+    inset.tick_params(labelsize=7, length=2)
+    inset.grid(alpha=0.3)
+    inset.set_title("zoom", fontsize=7, loc="left", pad=2)
+    ax.indicate_inset_zoom(inset, edgecolor="#888")
+
+
+def roc_svg(attribute: str, groups: Sequence[Mapping[str, Any]]) -> tuple[Markup, int] | None:
+    """ROC curve per group (stored points) on a square axis, with the chance diagonal; None
+    without curves. The legend (below the axes) gives each group's n and AUROC.
+
+    `groups` items: name, n, is_ref, small, roc ({fpr, tpr} or None), values (auroc, optional).
     """
     chosen, left_out = _chosen(groups, "roc")
     if not chosen:
         return None
     with plt.rc_context(_RC):
-        fig, ax = _unit_square()
+        fig, ax = _unit_square("ROC by group")
         handles = []
         for g in chosen:
             (line,) = ax.plot(
@@ -168,59 +227,108 @@ def roc_svg(attribute: str, groups: Sequence[Mapping[str, Any]]) -> tuple[Markup
                 g["roc"]["tpr"],
                 lw=2.0 if g.get("is_ref") else 1.3,
                 ls=":" if g.get("small") else "-",
+                drawstyle="default",
             )
             handles.append(line)
-        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate")
-        ax.set_title("ROC by group", loc="left")
-        ax.legend(
-            handles, [_label(g["name"], g.get("n"), g.get("is_ref")) for g in chosen], loc="lower right"
-        )
-        ax.grid(alpha=0.3)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false positive rate", ylabel="true positive rate")
+        if all(_reaches_corner(g["roc"]) for g in chosen):
+            _corner_inset(ax, chosen)
+        labels = []
+        for g in chosen:
+            label = _label(g["name"], g.get("n"), g.get("is_ref"))
+            auroc = _auroc_text(g)
+            labels.append(f"{label}, {auroc}" if auroc else label)
+        _legend_below(fig, ax, handles, labels)
         return _to_svg(fig, f"ROC curves by group of {attribute}"), left_out
 
 
+def _reliability_points(g: Mapping[str, Any]) -> list[tuple[float, float, float | None, float | None]]:
+    """(mean score, observed rate, interval low, high) per bin: the equal-count bins with their
+    Wilson intervals when results.json has them, else (older files) the equal-width bins of
+    at least MIN_BIN_COUNT cases, without intervals."""
+    rel = g.get("reliability")
+    if isinstance(rel, Mapping) and rel.get("mean_score"):
+        cis = rel.get("ci") or [None] * len(rel["mean_score"])
+        return [
+            (float(s), float(y), *(tuple(ci) if ci else (None, None)))
+            for s, y, ci in zip(rel["mean_score"], rel["observed"], cis, strict=True)
+        ]
+    cal = g.get("calibration") or {}
+    return [
+        (float(s), float(y), None, None)
+        for s, y, c in zip(
+            cal.get("mean_score", []), cal.get("mean_label", []), cal.get("count", []), strict=True
+        )
+        if c >= MIN_BIN_COUNT and s is not None and y is not None
+    ]
+
+
 def calibration_svg(attribute: str, groups: Sequence[Mapping[str, Any]]) -> tuple[Markup, int] | None:
-    """Reliability diagram per group (mean label against mean score per bin); None without bins."""
-    chosen, left_out = _chosen(groups, "calibration")
+    """Reliability diagram per group on a square axis: observed positive rate against mean
+    score in equal-count bins, each point with its Wilson interval; None without bins."""
+    having = [{**g, "calibration": g.get("reliability") or g.get("calibration")} for g in groups]
+    chosen, left_out = _chosen(having, "calibration")
     if not chosen:
         return None
     with plt.rc_context(_RC):
-        fig, ax = _unit_square()
+        fig, ax = _unit_square("Calibration by group")
         handles = []
-        for g in chosen:
-            cal = g["calibration"]
-            total = sum(cal["count"])
-            pts = [
-                (s, y, c)
-                for s, y, c in zip(cal["mean_score"], cal["mean_label"], cal["count"], strict=True)
-                if c >= MIN_BIN_COUNT and s is not None and y is not None
-            ]
+        for k, g in enumerate(chosen):
+            pts = _reliability_points(g)
+            # Points of several groups in one bin would hide each other's whiskers: a small
+            # sideways offset per group (at most 0.008, well inside a bin) keeps each visible.
+            shift = (k - (len(chosen) - 1) / 2) * min(0.008, 0.03 / max(len(chosen), 1))
+            xs = [p[0] + shift for p in pts]
             (line,) = ax.plot(
-                [p[0] for p in pts],
+                xs,
                 [p[1] for p in pts],
                 lw=2.0 if g.get("is_ref") else 1.2,
                 ls=":" if g.get("small") else "-",
+                marker="o",
+                markersize=3.5,
             )
-            # Marker area follows the bin's count: a point from 5 cases should not look like one from 500.
-            ax.scatter(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                s=[6 + 60 * p[2] / max(total, 1) for p in pts],
-                color=line.get_color(),
-                zorder=3,
-            )
+            lows = [p[1] - p[2] if p[2] is not None else 0.0 for p in pts]
+            highs = [p[3] - p[1] if p[3] is not None else 0.0 for p in pts]
+            if any(p[2] is not None for p in pts):
+                ax.errorbar(
+                    xs,
+                    [p[1] for p in pts],
+                    yerr=[lows, highs],
+                    fmt="none",
+                    ecolor=line.get_color(),
+                    elinewidth=0.9,
+                    capsize=2,
+                    alpha=0.75,
+                )
             handles.append(line)
-        ax.set(xlim=(0, 1), ylim=(-0.01, 1.01), xlabel="mean score in bin", ylabel="observed positive rate")
-        ax.set_title("Calibration by group", loc="left")
-        ax.legend(handles, [_label(g["name"], g.get("n"), g.get("is_ref")) for g in chosen], loc="upper left")
-        ax.grid(alpha=0.3)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean score in bin", ylabel="observed positive rate")
+        _legend_below(fig, ax, handles, [_label(g["name"], g.get("n"), g.get("is_ref")) for g in chosen])
         return _to_svg(fig, f"Calibration curves by group of {attribute}"), left_out
+
+
+def _data_range(chosen: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
+    """The x range of the groups' histograms: from the lowest bin with a case to the end of
+    the highest, with a 5% margin (older files have empty bins over all of [0, 1])."""
+    lows, highs = [], []
+    for g in chosen:
+        edges, counts = g["dist"]["edges"], g["dist"]["counts"]
+        used = [i for i, c in enumerate(counts) if c]
+        if used:
+            lows.append(edges[used[0]])
+            highs.append(edges[used[-1] + 1])
+    if not lows:
+        return 0.0, 1.0
+    lo, hi = min(lows), max(highs)
+    pad = 0.05 * (hi - lo) if hi > lo else 0.05
+    return lo - pad, hi + pad
 
 
 def distribution_svg(
     attribute: str, metric: str, groups: Sequence[Mapping[str, Any]]
 ) -> tuple[Markup, int] | None:
-    """Per-case distribution (histogram) of a segmentation metric, one small panel per group.
+    """Per-case distribution (histogram) of a segmentation metric, one small panel per group,
+    the x axis scaled to where the values are (not [0, 1]) and bars as densities, so groups
+    binned over different ranges compare.
 
     `groups` items: name, n, is_ref, small, dist ({edges, counts, quantiles?}).
     """
@@ -236,7 +344,8 @@ def distribution_svg(
             total = sum(counts) or 1
             widths = [b - a for a, b in itertools.pairwise(edges)]
             colour = "#888" if g.get("small") else "#1a4f8b"
-            ax.bar(edges[:-1], [c / total for c in counts], width=widths, align="edge", color=colour, lw=0)
+            heights = [c / total / w if w > 0 else 0.0 for c, w in zip(counts, widths, strict=True)]
+            ax.bar(edges[:-1], heights, width=widths, align="edge", color=colour, lw=0)
             median = (g["dist"].get("quantiles") or {}).get("0.5")
             if isinstance(median, (int, float)):
                 ax.axvline(median, color="#c2410c", lw=1.2)
@@ -252,7 +361,7 @@ def distribution_svg(
                 fontsize=8,
             )
         axes[-1, 0].set_xlabel(f"{metric} per case (orange line: median)")
-        axes[-1, 0].set_xlim(edges[0], edges[-1])
+        axes[-1, 0].set_xlim(*_data_range(chosen))
         axes[0, 0].set_title(f"{metric} per case by group", loc="left")
         return _to_svg(fig, f"{metric} distributions by group of {attribute}"), left_out
 
@@ -288,6 +397,11 @@ def _point(estimate: Mapping[str, Any] | None) -> tuple[float | None, float | No
     if isinstance(ci, (list, tuple)) and len(ci) == 2:
         low, high = _finite(ci[0]), _finite(ci[1])
     return value, low, high
+
+
+def estimate_value(estimate: Mapping[str, Any] | None) -> float | None:
+    """An estimate's finite value, or None (undefined, or not computed)."""
+    return _point(estimate)[0]
 
 
 def _estimate_text(estimate: Mapping[str, Any] | None) -> str:

@@ -16,7 +16,7 @@ from fairaudit._util.sanitize import display_results
 from fairaudit.errors import arg
 from fairaudit.report._templates import Cell, Notes, build_view, order_metrics
 
-__all__ = ["print_summary"]
+__all__ = ["print_summary", "print_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,26 @@ def _findings_table(view: Mapping[str, Any], narrow: bool) -> tuple[Table, Notes
     return table, notes
 
 
-def print_summary(results: Mapping[str, Any], console: Console) -> None:
+def print_summary(results: Mapping[str, Any], console: Console, verbose: bool = False) -> None:
+    """The short summary (at most 30 lines: verdict, inputs, key findings, the gate checks
+    that kept it from passing; fairaudit.report.terminal_brief); with `verbose`, the tables
+    first (print_tables). Every user string is escaped as print_tables says."""
+    from fairaudit.report.terminal_brief import print_brief
+
+    if verbose:
+        print_tables(results, console)
+        console.print()
+    shown = display_results(results)
+    print_brief(shown, build_view(shown), console)
+    structures = [str(s.get("name", "")) for s in shown.get("structures") or []]
+    if structures:  # --structures: the lines above are the first structure's (docs/segmentation.md)
+        console.print(
+            f"[dim]Structures: {escape(structures[0])} (above), {escape(', '.join(structures[1:]) or '-')}: "
+            "every structure's groups in report.md and report.html (Structures).[/]"
+        )
+
+
+def print_tables(results: Mapping[str, Any], console: Console) -> None:
     """Print verdict, inputs, per-attribute groups, significant comparisons and disparities.
 
     A multi-label audit gets one row per finding (its summary metric and worst-served group)
@@ -174,6 +193,8 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
         + (
             "thresholds per finding"
             if view["multilabel"] and view["multilabel"]["thresholds_differ"]
+            else "predicted class: the argmax"
+            if view.get("multiclass")
             else f"threshold {escape(config['threshold'])}"
         )
         + (
@@ -231,7 +252,13 @@ def print_summary(results: Mapping[str, Any], console: Console) -> None:
                 "they do not decide the gate.[/]"
             )
 
+    if view.get("multiclass"):  # each class one-vs-rest and the confusion matrix
+        from fairaudit.report.terminal_multiclass import print_multiclass
+
+        print_multiclass(console, view["multiclass"])
     significant = view["significant"]  # every finding's, each naming it, in a multi-label audit
+    if view.get("multiclass"):  # and every class's, each naming it
+        significant = significant + view["multiclass"]["significant"]
     console.print()
     if significant:
         console.print(f"[bold]Significant comparisons[/] (adjusted p < {alpha}):")

@@ -18,6 +18,7 @@ from fairaudit._util.atomic import atomic_write_text
 from fairaudit.report.html import render_html
 from fairaudit.report.junit import render_junit
 from fairaudit.report.markdown import render_markdown
+from fairaudit.report.model_card import MODEL_CARD_FILE, render_model_card
 
 __all__ = ["AUDIT_REPORTS", "REPORT_FILES", "ReportSet", "results_to_json", "write_reports"]
 
@@ -29,6 +30,7 @@ REPORT_FILES: dict[str, str] = {
     "md": "report.md",
     "html": "report.html",
     "junit": "junit.xml",
+    "model_card": MODEL_CARD_FILE,  # written with results.json (docs/reports.md, "model_card.json")
 }
 
 #: Formats written elsewhere; accepted here and skipped.
@@ -50,7 +52,13 @@ class ReportSet:
 
 AUDIT_REPORTS = ReportSet(
     files=REPORT_FILES,
-    renderers={"json": results_to_json, "md": render_markdown, "html": render_html, "junit": render_junit},
+    renderers={
+        "json": results_to_json,
+        "md": render_markdown,
+        "html": render_html,
+        "junit": render_junit,
+        "model_card": render_model_card,
+    },
 )
 
 
@@ -64,6 +72,8 @@ def write_reports(
     mix of new and old files; each file is written atomically (fairaudit._util.atomic).
     """
     wanted = {f.strip().lower() for f in formats}
+    if "json" in wanted and "model_card" in reports.files:
+        wanted.add("model_card")  # the model card goes wherever results.json goes
     unknown = wanted - set(reports.files) - _HANDLED_ELSEWHERE
     if unknown:
         raise ValueError(

@@ -5,16 +5,26 @@
     images/<site>/<NNNN>.dcm   one DICOM file per image (a few without the .dcm suffix)
     masks/<SOPInstanceUID>.png ground truth, 8-bit: 0 background, 1 lung fields, 2 lesion
     demographics.csv           sop_instance_uid, patient_id, sex, age_group, race, site
-    labels.csv                 sop_instance_uid, finding
-    predictions.csv            sop_instance_uid, label, score (a simulated model)
+    labels.csv                 sop_instance_uid, finding (any finding present: 0/1)
+    findings.csv               sop_instance_uid, one column per finding and No Finding,
+                               CheXpert style: 1, 0, -1 (uncertain) or blank (not mentioned)
+    predictions.csv            sop_instance_uid, label, score (a simulated model; with
+                               ``model``, that model's scores, one column per finding)
     images.csv                 sop_instance_uid, path, mask and what each acquisition drew
     README.md                  the command, the seed and what each file is
 
+The findings (FINDINGS) are drawn into the phantom (:mod:`fairaudit.sample.phantom`), each
+with a severity from a wide range, so the mildest are hard to see; findings.csv is what a
+report labeller would write: a mild finding is often "uncertain" (-1) and an absent one
+often not mentioned (blank). labels.csv's `finding` is the truth: any finding present.
+
 The planted disparity: group "C" is imaged on the portable unit far more often than "A"
 or "B", and portable images are noisier and lower in contrast (see
-:mod:`fairaudit.sample.phantom`), so a lesion is harder to see there. The simulated
-model's evidence for a finding grows with the lesion's contrast-to-noise ratio in the
-rendered image, so it misses more findings in group C. Sex is drawn independently of
+:mod:`fairaudit.sample.phantom`), so a lesion is harder to see there; and the portable
+unit's supine AP view spreads an effusion into a faint haze instead of a meniscus, so
+effusion is underdiagnosed in group C. The simulated model's evidence for a finding grows
+with its visibility (for the consolidation, the lesion's contrast-to-noise ratio in the
+rendered image), so it misses more findings in group C. Sex is drawn independently of
 everything, so an audit should find no disparity by sex beyond chance.
 
 All randomness flows from ``seed`` through numpy Generators (one stream for the plan, one
@@ -42,7 +52,7 @@ import numpy as np
 from fairaudit._util.workers import fork_pool, worker_init
 from fairaudit.errors import InputError, arg
 from fairaudit.sample import phantom
-from fairaudit.sample.phantom import SITES, Anatomy, Exposure, Lesion
+from fairaudit.sample.phantom import SITES, Anatomy, Exposure, Findings, Lesion
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +63,24 @@ RACE_P = (0.45, 0.2, 0.35)
 PORTABLE_P = {"A": 0.1, "B": 0.15, "C": 0.85}
 AGE_GROUPS = {"18-39": (18, 39), "40-64": (40, 64), "65+": (65, 90)}
 AGE_P = (0.3, 0.45, 0.25)
-PREVALENCE = 0.3
+#: The findings, in findings.csv's order, and each one's prevalence among patients (drawn
+#: independently). Consolidation is the focal lesion (mask label 2).
+FINDINGS = ("Cardiomegaly", "Effusion", "Consolidation", "Atelectasis", "Pneumothorax")
+NO_FINDING = "No Finding"
+FINDING_PREVALENCE = {
+    "Cardiomegaly": 0.15,
+    "Effusion": 0.15,
+    "Consolidation": 0.15,  # kept from the lesions drawn for LESION_DRAWN_P of patients
+    "Atelectasis": 0.15,
+    "Pneumothorax": 0.10,
+}
+LESION_DRAWN_P = 0.3
+# The report labeller (findings.csv): a finding in the mildest third of its severity range is
+# written uncertain (-1) with UNCERTAIN_MILD_P; an absent one is not mentioned (blank) with
+# BLANK_P, or written uncertain with UNCERTAIN_ABSENT_P.
+UNCERTAIN_MILD_P = 0.3
+UNCERTAIN_ABSENT_P = 0.03
+BLANK_P = 0.25
 FOLLOW_UP_P = 0.12  # share of patients with a second (follow-up) image
 MONOCHROME1_EVERY = 5  # 1 in 5 files stored MONOCHROME1
 NO_SUFFIX_P = 0.12  # share of files written without the .dcm suffix
@@ -70,11 +97,12 @@ OUTPUTS = (
     "masks",
     "demographics.csv",
     "labels.csv",
+    "findings.csv",
     "predictions.csv",
     "images.csv",
     "README.md",
 )
-_PLAN, _RENDER, _MODEL = 0, 1, 2  # random streams
+_PLAN, _RENDER, _MODEL, _LABELLER, _FINDINGS = 0, 1, 2, 3, 4  # random streams
 # Pixels per worker task (several small images per task, one large one): enough work to
 # amortize a task's overhead, few images in flight.
 _TASK_PIXELS = 128 * 128
@@ -92,9 +120,9 @@ class ImagePlan:
     age: int
     race: str
     site: str
-    finding: int
+    finding: int  # any finding present (the truth)
     anatomy: Anatomy
-    lesion: Lesion | None
+    lesion: Lesion | None  # the consolidation
     exposure: Exposure
     photometric: str
     transfer_syntax: str
@@ -105,9 +133,26 @@ class ImagePlan:
     series_uid: str
     sop_uid: str
 
+    findings: Findings = phantom.NO_FINDINGS  # the diffuse findings
+
     @property
     def mask_path(self) -> str:
         return f"masks/{self.sop_uid}.png"
+
+    @property
+    def truth(self) -> dict[str, float]:
+        """Each finding's severity as a fraction of its range (0: absent, else in (0, 1])."""
+        f = self.findings
+        out = {
+            "Cardiomegaly": _fraction(f.cardiomegaly, phantom.CARDIOMEGALY_RANGE),
+            "Effusion": _fraction(f.effusion, phantom.EFFUSION_RANGE),
+            "Consolidation": 0.0
+            if self.lesion is None
+            else _fraction(self.lesion.mu, phantom.LESION_MU_RANGE),
+            "Atelectasis": _fraction(f.atelectasis, phantom.ATELECTASIS_RANGE),
+            "Pneumothorax": _fraction(f.pneumothorax, phantom.PNEUMOTHORAX_RANGE),
+        }
+        return out
 
 
 @dataclass(frozen=True)
@@ -119,6 +164,7 @@ class CohortFiles:
     masks: tuple[Path, ...]
     demographics: Path
     labels: Path
+    findings: Path
     predictions: Path
     index: Path
     readme: Path
@@ -150,9 +196,27 @@ def plan_cohort(n: int, size: int = 256, seed: int = 0) -> list[ImagePlan]:
         age_group = str(rng.choice(list(AGE_GROUPS), p=AGE_P))
         lo, hi = AGE_GROUPS[age_group]
         age = int(rng.integers(lo, hi + 1))
-        finding = int(rng.random() < PREVALENCE)
+        # The plan stream draws a lesion for LESION_DRAWN_P of patients (before the findings
+        # existed, the one finding), so demographics, sites, anatomy and UIDs are those of
+        # earlier cohorts of the same seed; which findings a patient has comes from its own
+        # stream, which keeps a drawn lesion (the consolidation) with the share that gives
+        # its prevalence.
+        lesion_drawn = rng.random() < LESION_DRAWN_P
         anatomy = phantom.draw_anatomy(rng)
-        lesion = phantom.draw_lesion(rng) if finding else None
+        lesion = phantom.draw_lesion(rng) if lesion_drawn else None
+        frng = np.random.default_rng([seed, _FINDINGS, patient])
+        chance = {**FINDING_PREVALENCE, "Consolidation": FINDING_PREVALENCE["Consolidation"] / LESION_DRAWN_P}
+        present = {name: bool(frng.random() < chance[name]) for name in FINDINGS}
+        present["Consolidation"] = lesion_drawn and present["Consolidation"]
+        lesion = lesion if present["Consolidation"] else None
+        finding = int(any(present.values()))
+        diffuse = phantom.draw_findings(
+            frng,
+            cardiomegaly=present["Cardiomegaly"],
+            effusion=present["Effusion"],
+            atelectasis=present["Atelectasis"],
+            pneumothorax=present["Pneumothorax"],
+        )
         day = int(rng.integers(0, 300))
         visits = 2 if rng.random() < FOLLOW_UP_P else 1
         for visit in range(visits):
@@ -177,6 +241,7 @@ def plan_cohort(n: int, size: int = 256, seed: int = 0) -> list[ImagePlan]:
                     finding=finding,
                     anatomy=anatomy,
                     lesion=lesion,
+                    findings=diffuse,
                     exposure=exposure,
                     photometric="MONOCHROME2",
                     transfer_syntax="explicit_vr_little_endian",
@@ -202,13 +267,67 @@ def plan_cohort(n: int, size: int = 256, seed: int = 0) -> list[ImagePlan]:
     ]
 
 
-def simulated_scores(labels: np.ndarray, cnr: np.ndarray, seed: int) -> np.ndarray:
-    """Scores of a simulated model whose separation grows with the lesion's CNR."""
+def simulated_scores(
+    labels: np.ndarray, cnr: np.ndarray, seed: int, visibility: np.ndarray | None = None
+) -> np.ndarray:
+    """Scores of a simulated model whose separation grows with the lesion's CNR, or with
+    `visibility` (0..1 per image, see `visibility`) where it is given."""
     rng = np.random.default_rng([seed, _MODEL])
-    cnr2 = np.asarray(cnr, dtype=np.float64) ** 2
-    separation = SEPARATION_MAX * cnr2 / (cnr2 + CNR_HALF**2)
+    if visibility is None:
+        cnr2 = np.asarray(cnr, dtype=np.float64) ** 2
+        visibility = cnr2 / (cnr2 + CNR_HALF**2)
+    separation = SEPARATION_MAX * np.asarray(visibility, dtype=np.float64)
     logit = rng.normal(0.0, 1.0, len(labels)) + separation * np.asarray(labels) - BIAS
     return np.round(1.0 / (1.0 + np.exp(-logit)), 6)
+
+
+#: How much less a diffuse finding shows on the portable unit (noise, scatter, supine AP),
+#: and an effusion, which spreads into a haze there, less again.
+PORTABLE_VISIBILITY = 0.35
+PORTABLE_EFFUSION_VISIBILITY = 0.15
+
+
+def visibility(p: ImagePlan, cnr: float) -> float:
+    """How visible image `p`'s most visible finding is, from 0 (none) to 1: for the
+    consolidation the psychometric curve of its CNR, for a diffuse finding the square root
+    of its severity, lower on the portable unit (the simulated model's evidence)."""
+    best = 0.0
+    for name, sev in p.truth.items():
+        if sev <= 0:
+            continue
+        if name == "Consolidation":
+            v = cnr**2 / (cnr**2 + CNR_HALF**2)
+        else:
+            v = float(np.sqrt(sev))
+            if p.site == "portable":
+                v *= PORTABLE_EFFUSION_VISIBILITY if name == "Effusion" else PORTABLE_VISIBILITY
+        best = max(best, v)
+    return best
+
+
+def labeller_rows(plans: list[ImagePlan], seed: int) -> list[list[str]]:
+    """findings.csv's rows: what a report labeller writes for each image (module doc).
+
+    "No Finding" is 1 when no finding is written positive or uncertain (CheXpert's rule),
+    else 0 (written out, so that its false-positive rate, the underdiagnosis rate, has
+    negatives to count on).
+    """
+    rng = np.random.default_rng([seed, _LABELLER])
+    rows = []
+    for p in plans:
+        draws = rng.random(len(FINDINGS))
+        cells = []
+        for name, u in zip(FINDINGS, draws, strict=True):
+            sev = p.truth[name]
+            if sev > 0:
+                cells.append("-1" if sev < 1 / 3 and u < UNCERTAIN_MILD_P else "1")
+            elif u < UNCERTAIN_ABSENT_P:
+                cells.append("-1")
+            else:
+                cells.append("" if u < UNCERTAIN_ABSENT_P + BLANK_P else "0")
+        no_finding = "1" if all(c in ("0", "") for c in cells) else "0"
+        rows.append([p.sop_uid, *cells, no_finding])
+    return rows
 
 
 def generate_cohort(
@@ -220,6 +339,9 @@ def generate_cohort(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    model: str | None = None,
+    scorer: Callable[[str, Path, list[str], int | None], tuple[list[str], dict[str, np.ndarray]]]
+    | None = None,
 ) -> CohortFiles:
     """Render and write the cohort into `out_dir` (see the module docstring).
 
@@ -227,7 +349,13 @@ def generate_cohort(
     `images/` and `masks/` folders are replaced and the CSVs and README rewritten.
     `progress(done, n)` is called after each image. `workers`: processes that render
     (default: FAIRAUDIT_WORKERS, else the CPUs); the files do not depend on it.
+    `model` (a model reference, e.g. bundled:cxr_finding_classifier): predictions.csv holds
+    that model's scores instead of the simulated model's, from `scorer(model, out_dir,
+    sop_uids, workers)` -> (its classes, class -> scores and "score") run once the images are
+    written (fairaudit.workflows.sample_scores: this package does not run models).
     """
+    if model is not None and scorer is None:
+        raise ValueError("a model needs a scorer (fairaudit.workflows.sample_scores.model_predictions)")
     _check(n, size, seed)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise InputError(f"{arg('workers')} must be at least 1, got {workers!r}.", argument="workers")
@@ -261,7 +389,7 @@ def generate_cohort(
     masks = [out_dir / p.mask_path for p in plans]
 
     labels = np.array([p.finding for p in plans])
-    scores = simulated_scores(labels, cnr, seed)
+    scores = simulated_scores(labels, cnr, seed, np.array([visibility(p, cnr[p.index]) for p in plans]))
     demo = _write_csv(
         out_dir / "demographics.csv",
         ["sop_instance_uid", "patient_id", "sex", "age_group", "race", "site"],
@@ -270,11 +398,26 @@ def generate_cohort(
     lab = _write_csv(
         out_dir / "labels.csv", ["sop_instance_uid", "finding"], [[p.sop_uid, p.finding] for p in plans]
     )
-    pred = _write_csv(
-        out_dir / "predictions.csv",
-        ["sop_instance_uid", "label", "score"],
-        [[p.sop_uid, p.finding, f"{s:.6f}"] for p, s in zip(plans, scores, strict=True)],
-    )
+    reported = labeller_rows(plans, seed)
+    found = _write_csv(out_dir / "findings.csv", ["sop_instance_uid", *FINDINGS, NO_FINDING], reported)
+    if model is None:
+        pred = _write_csv(
+            out_dir / "predictions.csv",
+            ["sop_instance_uid", "label", "score"],
+            [[p.sop_uid, p.finding, f"{s:.6f}"] for p, s in zip(plans, scores, strict=True)],
+        )
+    else:
+        # label and score stay the simulated model's (the single-label examples); the model's
+        # scores come beside them, one score_<class> column per output.
+        classes, by_class = scorer(model, out_dir, [p.sop_uid for p in plans], workers)  # type: ignore[misc]
+        pred = _write_csv(
+            out_dir / "predictions.csv",
+            ["sop_instance_uid", "label", "score", *(f"score_{c}" for c in classes)],
+            [
+                [p.sop_uid, p.finding, f"{s:.6f}", *(f"{by_class[c][p.index]:.6f}" for c in classes)]
+                for p, s in zip(plans, scores, strict=True)
+            ],
+        )
     index = _write_csv(
         out_dir / "images.csv",
         [
@@ -291,6 +434,7 @@ def generate_cohort(
             "exposure_factor",
             "rotation_deg",
             "lesion_cnr",
+            "findings",
         ],
         [
             [
@@ -307,19 +451,26 @@ def generate_cohort(
                 f"{p.exposure.factor:.4f}",
                 f"{p.exposure.rotation_deg:.3f}",
                 f"{cnr[p.index]:.3f}",
+                ";".join(f"{k}:{v:.2f}" for k, v in p.truth.items() if v > 0),
             ]
             for p in plans
         ],
     )
-    summary = summarize(plans, scores)
+    summary = summarize(plans, scores, reported)
+    summary["model"] = model
     readme = out_dir / "README.md"
-    readme.write_text(_readme(out_dir.name or ".", n, size, seed, summary), encoding="utf-8")
+    from fairaudit.sample.volumes import volumes_note  # a 3-D cohort beside this one (sample_data/volumes)
+
+    readme.write_text(
+        _readme(out_dir.name or ".", n, size, seed, summary) + volumes_note(out_dir), encoding="utf-8"
+    )
     return CohortFiles(
         out_dir=out_dir,
         images=tuple(images),
         masks=tuple(masks),
         demographics=demo,
         labels=lab,
+        findings=found,
         predictions=pred,
         index=index,
         readme=readme,
@@ -338,7 +489,7 @@ def _render_one(out_dir: Path, p: ImagePlan, size: int, seed: int) -> float:
 
     rng = np.random.default_rng([seed, _RENDER, p.index])
     site = SITES[p.site]
-    img = phantom.render(p.anatomy, p.lesion, site, p.exposure, size, rng)
+    img = phantom.render(p.anatomy, p.lesion, site, p.exposure, size, rng, findings=p.findings)
     info = ImageInfo(
         patient_id=p.patient_id,
         patient_name=f"SYNTHETIC^{p.patient_id}",
@@ -438,7 +589,9 @@ def _worker_init() -> None:
     libc.mallopt(m_trim_threshold, 512 * 2**20)
 
 
-def summarize(plans: list[ImagePlan], scores: np.ndarray | None = None) -> dict:
+def summarize(
+    plans: list[ImagePlan], scores: np.ndarray | None = None, reported: list[list[str]] | None = None
+) -> dict:
     """Counts a reader of the cohort wants: by site and race, findings, storage formats."""
     n = len(plans)
     by_site = {s: sum(p.site == s for p in plans) for s in SITES}
@@ -461,12 +614,27 @@ def summarize(plans: list[ImagePlan], scores: np.ndarray | None = None) -> dict:
             for k in ("explicit_vr_little_endian", "rle_lossless", "jpeg_ls_lossless")
         },
     }
+    out["by_finding"] = {name: sum(p.truth[name] > 0 for p in plans) for name in FINDINGS}
+    if reported is not None:
+        columns = [*FINDINGS, NO_FINDING]
+        out["reported"] = {
+            name: {v: sum(r[j + 1] == v for r in reported) for v in ("1", "0", "-1", "")}
+            for j, name in enumerate(columns)
+        }
     if scores is not None:
         out["tpr_at_0.5_by_site"] = {}
         for s in SITES:
             pos = [p.index for p in plans if p.site == s and p.finding]
             out["tpr_at_0.5_by_site"][s] = round(float(np.mean(scores[pos] >= 0.5)), 3) if pos else None
     return out
+
+
+def _fraction(value: float, bounds: tuple[float, float]) -> float:
+    """A severity as a fraction of its range, in (0, 1] (0: absent)."""
+    if value <= 0:
+        return 0.0
+    lo, hi = bounds
+    return max(float((value - lo) / (hi - lo)), 1e-3)
 
 
 def _check(n: int, size: int, seed: int) -> None:
@@ -509,11 +677,19 @@ def _readme(folder: str, n: int, size: int, seed: int, s: dict) -> str:
     races = ", ".join(f"{r} {k}" for r, k in s["by_race"].items())
     tpr = ", ".join(f"{k} {v}" for k, v in s.get("tpr_at_0.5_by_site", {}).items())
     ts = s["transfer_syntax"]
+    model = s.get("model")
+    with_model = "" if model is None else f" --{'model'} {model}"  # the README's command line
+    command = f"fairaudit sample-data {folder} --n {n} --size {size} --seed {seed}{with_model}"
+    reported = s.get("reported", {})
+    finding_rows = "\n".join(
+        f"| {name} | {s['by_finding'].get(name, '')} | {c['1']} | {c['0']} | {c['-1']} | {c['']} |"
+        for name, c in reported.items()
+    )
     return f"""# Synthetic chest-radiograph cohort
 
 Made by
 
-    fairaudit sample-data {folder} --n {n} --size {size} --seed {seed}
+    {command}
 
 (add `--overwrite` to regenerate it in place). The same command, seed, n and size write byte-identical files.
 **Synthetic phantoms only: no real patient data.** Names, ids, dates and UIDs are made up;
@@ -526,9 +702,10 @@ every DICOM file says so in ImageComments.
 | `images/<site>/<NNNN>.dcm` | one DICOM file per image ({n}); some have no `.dcm` suffix |
 | `masks/<SOPInstanceUID>.png` | ground truth, 8-bit, {size}x{size}: 0 background, 1 lung fields, 2 lesion |
 | `demographics.csv` | sop_instance_uid, patient_id, sex, age_group, race, site |
-| `labels.csv` | sop_instance_uid, finding (1: a lesion is present) |
-| `predictions.csv` | sop_instance_uid, label, score: a simulated model (see below) |
-| `images.csv` | sop_instance_uid, patient_id, path, mask, site, modality, view, pixel spacing, photometric, transfer syntax, and what each acquisition drew (exposure factor, rotation, lesion CNR) |
+| `labels.csv` | sop_instance_uid, finding (1: any finding is present; the truth) |
+| `findings.csv` | sop_instance_uid, {", ".join(FINDINGS)}, {NO_FINDING}: CheXpert-style report labels (see below) |
+| `predictions.csv` | {_predictions_line(model)} |
+| `images.csv` | sop_instance_uid, patient_id, path, mask, site, modality, view, pixel spacing, photometric, transfer syntax, and what each acquisition drew (exposure factor, rotation, lesion CNR, findings with their severity) |
 
 `sop_instance_uid` (the files' SOPInstanceUID) joins every CSV.
 `patient_id` (the files' PatientID) allows patient-level splits: {s["n_patients"]} patients, some with a follow-up image.
@@ -536,7 +713,7 @@ every DICOM file says so in ImageComments.
 ## Images
 
 {n} images of {size}x{size} pixels, 12 bits stored in 16 allocated (values 0..4095).
-Phantoms: chest wall, lung fields, heart shadow, spine, ribs and clavicles; {s["findings"]} images have a lesion in one lung.
+Phantoms: chest wall, lung fields, heart shadow, spine, ribs and clavicles; {s["findings"]} images have at least one finding.
 Storage varies on purpose, independently of site:
 {s["photometric"]["MONOCHROME1"]} files are MONOCHROME1 (stored inverted, so they display the same),
 {ts["rle_lossless"]} are RLE Lossless, {ts["jpeg_ls_lossless"]} JPEG-LS Lossless and {ts["explicit_vr_little_endian"]} Explicit VR Little Endian.
@@ -547,18 +724,40 @@ Fixed units write DX with PixelSpacing and ImagerPixelSpacing; the portable unit
 {sites}
 
 The portable unit (no anti-scatter grid, lower dose, AP view) gives noisier images with lower contrast,
-a less stable exposure and a magnified heart (parameters in `fairaudit/sample/phantom.py`).
+a less stable exposure and less inflated lungs (parameters in `fairaudit/sample/phantom.py`).
+
+## Findings
+
+Each patient has each finding independently ({", ".join(f"{k} {100 * v:.0f}%" for k, v in FINDING_PREVALENCE.items())}),
+drawn into the phantom with a severity from a wide range (`fairaudit/sample/phantom.py`), so the mildest are
+hard to see: Cardiomegaly enlarges the heart (the mildest by a few percent, within the normal variation);
+Effusion fills the base of one lung with fluid; Consolidation is a rounded opacity in one lung (mask label 2);
+Atelectasis a plate-like band of collapsed lung; Pneumothorax a rim of air along the apex and the lateral wall.
+The severity of each image's findings is in `images.csv` (column `findings`, as a fraction of its range).
+
+`findings.csv` is what a report labeller writes, CheXpert style: 1 present, 0 absent, -1 uncertain, blank not
+mentioned. A finding in the mildest third of its range is written uncertain with probability {UNCERTAIN_MILD_P:g};
+an absent one is not mentioned with probability {BLANK_P:g} and written uncertain with {UNCERTAIN_ABSENT_P:g}.
+{NO_FINDING} is 1 when no finding is written 1 or -1 (CheXpert's rule), else 0 (written out, so that its
+false-positive rate, the underdiagnosis rate, has negatives to count on).
+
+| finding | present (truth) | 1 | 0 | -1 | blank |
+|---|---:|---:|---:|---:|---:|
+{finding_rows}
 
 ## The planted disparity
 
 Images by race: {races}. Share imaged on the portable unit: {share}.
-Sex is drawn independently of everything. Findings: {s["findings"]} of {n}.
+Sex is drawn independently of everything. Images with a finding: {s["findings"]} of {n}.
 
-`predictions.csv` is not a trained network. It simulates a model whose evidence for a finding grows with
-the lesion's contrast-to-noise ratio (cnr, in `images.csv`) in the rendered image:
-logit = N(0, 1) + {SEPARATION_MAX:g} * cnr^2 / (cnr^2 + {CNR_HALF:g}^2) * label - {BIAS:g}.
-Lesions are harder to see on portable images, so its sensitivity at threshold 0.5 is lower there
-({tpr}), and group C, imaged there more often, gets a lower TPR and AUROC.
+The portable unit (noisier, lower contrast) hides mild findings, and its supine AP view spreads an effusion
+into a faint haze graded to the lung base instead of the upright meniscus that blunts the costophrenic angle.
+Group C, imaged there far more often, so has its effusions underdiagnosed: a model misses more of them (a lower
+TPR for Effusion), which also raises the share of C's patients with a finding that it calls "No Finding" (the
+underdiagnosis rate, the false-positive rate of {NO_FINDING}). Within a site the race gap mostly goes away
+(`--within site`).
+
+{_predictions_text(model, tpr)}
 An audit should show that disparity for race C and none by sex:
 
     fairaudit audit --predictions {folder}/predictions.csv --demographics {folder}/demographics.csv \\
@@ -568,4 +767,37 @@ With the DICOM folder as well, the audit checks that every prediction has its fi
 
     fairaudit audit {folder}/images --predictions {folder}/predictions.csv \\
         --demographics {folder}/demographics.csv --attribute race --out audit_out
+
+Every finding at once, with the underdiagnosis rate by race (docs/multilabel.md):
+
+    fairaudit audit --predictions {folder}/predictions.csv --labels {folder}/findings.csv --findings all \\
+        --demographics {folder}/demographics.csv --attribute race --out audit_out
 """
+
+
+def _predictions_line(model: str | None) -> str:
+    if model is None:
+        return "sop_instance_uid, label, score: a simulated model (see below)"
+    return (
+        "sop_instance_uid, label, score: a simulated model (see below); score_<finding>: the scores of "
+        f"{model}, one per finding and No Finding"
+    )
+
+
+def _predictions_text(model: str | None, tpr: str) -> str:
+    trained = (
+        ""
+        if model is None
+        else f"\n\nIts columns score_Cardiomegaly ... score_No Finding are the trained classifier {model} "
+        "run on these files (a model audit of the same files computes the same numbers)."
+    )
+    return (
+        "The `score` of `predictions.csv` is not a trained network. It simulates a model whose evidence for a finding grows "
+        "with its visibility v in [0, 1] (for the consolidation, the psychometric curve "
+        f"cnr^2 / (cnr^2 + {CNR_HALF:g}^2) of the lesion's contrast-to-noise ratio in `images.csv`; for a "
+        f"diffuse finding the square root of its severity, times {PORTABLE_VISIBILITY:g} on the portable unit, "
+        f"{PORTABLE_EFFUSION_VISIBILITY:g} for an effusion there): "
+        f"logit = N(0, 1) + {SEPARATION_MAX:g} * v * label - {BIAS:g}. "
+        f"Its sensitivity at threshold 0.5 is lower on portable images ({tpr}), so group C gets a lower TPR "
+        "and AUROC."
+    ) + trained

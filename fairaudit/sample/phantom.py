@@ -5,7 +5,12 @@ The image model works in the projection domain, as a radiograph is made:
 1. Anatomy (:class:`Anatomy`, drawn once per patient) gives a map of line integrals of
    attenuation ``mu_t``: a chest wall of elliptical cross-section, two lung fields that
    remove tissue (air), a heart shadow and mediastinum, spine, posterior ribs, clavicles.
-2. A finding (:class:`Lesion`) adds a rounded opacity inside one lung.
+2. Findings: a focal consolidation (:class:`Lesion`) adds a rounded opacity inside one
+   lung; the diffuse ones (:class:`Findings`) enlarge the heart (cardiomegaly), fill the
+   base of a lung with fluid (effusion: a meniscus on an upright PA view, a faint graded
+   haze on a supine AP one, as on real portable films), collapse a plate-like band of a
+   lung (atelectasis), or put air between the lung and the chest wall (pneumothorax).
+   Each has a severity drawn from a wide range, so the mildest are hard to see.
 3. The acquisition (:class:`Site` and :class:`Exposure`) turns ``mu_t`` into a detector
    signal: primary transmission ``exp(-mu_t)`` blurred by the detector, plus scatter (a
    wide blur of the primary times the scatter-to-primary ratio: large without an
@@ -15,7 +20,10 @@ The image model works in the projection domain, as a radiograph is made:
 
 The portable site has fewer quanta (more quantum noise), much more scatter (no grid, so
 lower contrast for the lungs and for a lesion), more blur, a less stable exposure, an AP
-view (magnified heart, less inflated lungs) and looser positioning.
+view (less inflated lungs) and looser positioning. An AP view also magnifies the heart; the
+portable site leaves that out (heart_magnification 1.0), or every heart it images would read
+as enlarged and the sample's planted effect (findings missed there) would be hidden behind
+cardiomegaly called for everyone imaged on it.
 
 Every random draw comes from the ``numpy.random.Generator`` handed in; nothing here
 touches numpy's global random state. Coordinates are normalised: x from -1 (image left,
@@ -131,7 +139,7 @@ SITES: dict[str, Site] = {
         electronic_sd=12.0,
         gain=800.0,
         offset=360.0,
-        heart_magnification=1.12,
+        heart_magnification=1.0,  # an AP view magnifies the heart; left out (see the module doc)
         lung_inflation=0.92,
         rotation_sd_deg=4.0,
         shift_sd=0.04,
@@ -174,6 +182,24 @@ class Lesion:
     aspect: float  # minor / major axis
     angle: float  # radians
     mu: float  # extra mu_t at its centre
+
+
+@dataclass(frozen=True)
+class Findings:
+    """One patient's diffuse findings, each a severity (0: absent) and, where it has one,
+    its side (-1: image-left lung, +1: image-right lung)."""
+
+    cardiomegaly: float = 0.0  # heart enlargement, as a fraction of its size
+    effusion: float = 0.0  # fluid height, as a fraction of the lung's half-height
+    effusion_side: int = 1
+    atelectasis: float = 0.0  # share of the air a band of lung loses
+    atelectasis_side: int = -1
+    atelectasis_v: float = 0.3  # the band's height in the lung (-1 apex, 1 base)
+    pneumothorax: float = 0.0  # width of the pleural air, as a fraction of the lung's size
+    pneumothorax_side: int = 1
+
+
+NO_FINDINGS = Findings()
 
 
 @dataclass(frozen=True)
@@ -220,6 +246,11 @@ def draw_anatomy(rng: np.random.Generator) -> Anatomy:
     )
 
 
+#: The consolidation's size and density: from a faint small opacity to a dense one.
+LESION_RADIUS_RANGE = (0.06, 0.12)
+LESION_MU_RANGE = (0.25, 0.55)
+
+
 def draw_lesion(rng: np.random.Generator) -> Lesion:
     """A lesion placed well inside a lung, clear of the heart shadow."""
     side = int(rng.choice([-1, 1]))
@@ -229,10 +260,52 @@ def draw_lesion(rng: np.random.Generator) -> Lesion:
         side=side,
         u=float(u),
         v=float(v),
-        radius=float(rng.uniform(0.055, 0.11)),
+        radius=float(rng.uniform(*LESION_RADIUS_RANGE)),
         aspect=float(rng.uniform(0.7, 1.0)),
         angle=float(rng.uniform(0.0, np.pi)),
-        mu=float(rng.uniform(0.28, 0.44)),
+        mu=float(rng.uniform(*LESION_MU_RANGE)),
+    )
+
+
+#: Severity ranges of the diffuse findings: wide, so that the mildest are within the normal
+#: variation (a heart a few percent larger than another patient's) or under the noise.
+CARDIOMEGALY_RANGE = (0.02, 0.20)
+EFFUSION_RANGE = (0.03, 0.26)
+ATELECTASIS_RANGE = (0.05, 0.35)
+PNEUMOTHORAX_RANGE = (0.06, 0.32)
+
+
+def draw_findings(
+    rng: np.random.Generator,
+    *,
+    cardiomegaly: bool = False,
+    effusion: bool = False,
+    atelectasis: bool = False,
+    pneumothorax: bool = False,
+) -> Findings:
+    """Severities and sides of the present findings (every draw is made whatever is present,
+    so one finding's presence does not shift another's severity)."""
+    u = rng.uniform
+    sev = {
+        "cardiomegaly": u(*CARDIOMEGALY_RANGE),
+        "effusion": u(*EFFUSION_RANGE),
+        "atelectasis": u(*ATELECTASIS_RANGE),
+        "pneumothorax": u(*PNEUMOTHORAX_RANGE),
+    }
+    sides = rng.choice([-1, 1], size=3)
+    band = u(0.0, 0.6)
+    present = {
+        "cardiomegaly": cardiomegaly,
+        "effusion": effusion,
+        "atelectasis": atelectasis,
+        "pneumothorax": pneumothorax,
+    }
+    return Findings(
+        **{k: float(v) if present[k] else 0.0 for k, v in sev.items()},
+        effusion_side=int(sides[0]),
+        atelectasis_side=int(sides[1]),
+        atelectasis_v=float(band),
+        pneumothorax_side=int(sides[2]),
     )
 
 
@@ -353,17 +426,19 @@ def mu_map(
     y: np.ndarray,
     *,
     skip_tiles: bool = True,
+    findings: Findings = NO_FINDINGS,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mu_t, lung-field mask, lesion mask) on anatomical coordinates x, y (2-D arrays).
 
     `skip_tiles=False` evaluates every feature on every pixel: slower, the same bits.
     """
     tiles = _Tiles.image(x, y, skip_tiles)
-    return tuple(tiles.join(part) for part in _mu_tiles(a, site, lesion, tiles))  # type: ignore[return-value]
+    parts = _mu_tiles(a, site, lesion, tiles, findings)
+    return tuple(tiles.join(part) for part in parts)  # type: ignore[return-value]
 
 
 def _mu_tiles(
-    a: Anatomy, site: Site, lesion: Lesion | None, t: _Tiles
+    a: Anatomy, site: Site, lesion: Lesion | None, t: _Tiles, f: Findings = NO_FINDINGS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """mu_map on tiles; temporaries are reused (in-place operations give the same bits)."""
     x, y = t.x, t.y
@@ -397,7 +472,7 @@ def _mu_tiles(
 
     # Heart (magnified in AP views) and its occupancy of the lung volume; zero outside
     # the circle of its larger semi-axis.
-    m = site.heart_magnification
+    m = site.heart_magnification * (1.0 + f.cardiomegaly)
     ca, sa = np.cos(a.heart_angle), np.sin(a.heart_angle)
     hx0, reach = a.heart_cx * m, max(a.heart_w, a.heart_h) * m * _MARGIN
     k = t.box(hx0 - reach, hx0 + reach, a.heart_cy - reach, a.heart_cy + reach)
@@ -421,7 +496,10 @@ def _mu_tiles(
         u = (x[k] - cx) / _lung_half_width(a, v)
         r = np.abs(u) ** 2.4 + np.abs(v) ** 2.4
         thick = np.sqrt(np.clip(1.0 - r, 0.0, None))
-        mu[k] -= a.lung_air * thick * (1.0 - 0.9 * heart_occupancy[k])
+        air = a.lung_air * thick * (1.0 - 0.9 * heart_occupancy[k])
+        if _has_lung_finding(f, side):
+            air = _lung_findings(f, site, side, u, v, r, air)
+        mu[k] -= air
         lungs[k] |= r < 1.0
     lung_field = lungs & beside_heart & inside
     del heart_occupancy, beside_heart, lungs
@@ -456,6 +534,46 @@ def _mu_tiles(
         lesion_mask[k] = q2 < 1.0
     np.clip(mu, 0.0, None, out=mu)
     return mu, lung_field, lesion_mask
+
+
+def _has_lung_finding(f: Findings, side: int) -> bool:
+    return (
+        (f.effusion > 0 and f.effusion_side == side)
+        or (f.atelectasis > 0 and f.atelectasis_side == side)
+        or (f.pneumothorax > 0 and f.pneumothorax_side == side)
+    )
+
+
+def _lung_findings(
+    f: Findings, site: Site, side: int, u: np.ndarray, v: np.ndarray, r: np.ndarray, air: np.ndarray
+) -> np.ndarray:
+    """The air a lung removes from mu_t once its diffuse findings are drawn in.
+
+    Fluid and collapsed lung replace air (a share `fill` of it is lost); pleural air adds
+    lucency in a rim along the apex and the lateral wall, edged by the visceral pleural
+    line. Every term is a multiple of the
+    lung's own thickness or of (r < 1), so it is exactly 0.0 outside the lung and the tiled
+    drawing keeps its bits.
+    """
+    fill = np.zeros_like(air)
+    if f.effusion > 0 and f.effusion_side == side:
+        h = 2.0 * f.effusion  # fluid height in units of v (the lung spans v in [-1, 1])
+        if site.view == "PA":  # upright: fluid settles at the base, climbing the lateral wall
+            top = 1.0 - h - 0.35 * h * np.clip(side * u, 0.0, None) ** 2
+            fill += 0.6 * np.clip((v - top) / 0.05, 0.0, 1.0)  # partly aerated: not fully opaque
+        else:  # supine AP (portable): it layers behind the lung, a faint haze graded to the base
+            fill += 0.35 * f.effusion * np.clip((v + 0.6) / 1.6, 0.0, 1.0)
+    if f.atelectasis > 0 and f.atelectasis_side == side:
+        fill += f.atelectasis * np.exp(-(((v - f.atelectasis_v) / 0.06) ** 2)) * np.clip(1.0 - u**2, 0.0, 1.0)
+    np.clip(fill, 0.0, 1.0, out=fill)
+    out = air * (1.0 - fill)
+    if f.pneumothorax > 0 and f.pneumothorax_side == side:
+        inner = 1.0 - f.pneumothorax  # the collapsed lung's edge, in units of r
+        upper = np.clip((0.3 - v) / 0.3, 0.0, 1.0) * (r < 1.0)  # apex and upper lateral wall
+        rim = np.clip((r - inner) / 0.04, 0.0, 1.0) * upper
+        line = np.exp(-(((r - inner) / 0.02) ** 2)) * upper
+        out = out + 0.55 * rim - 0.12 * line
+    return out
 
 
 def _add_ribs(a: Anatomy, t: _Tiles, mu: np.ndarray, ax: np.ndarray, inside: np.ndarray) -> None:
@@ -573,13 +691,14 @@ def render(
     exposure: Exposure,
     size: int,
     rng: np.random.Generator,
+    findings: Findings = NO_FINDINGS,
 ) -> Rendered:
     """Render one radiograph of `size` x `size` pixels; noise from `rng`.
 
     Large temporaries are reused in place: the same float64 operations, the same bits.
     """
     tiles = _Tiles.grid(size, exposure)
-    mu_t, lung_t, lesion_t = _mu_tiles(anatomy, site, lesion, tiles)
+    mu_t, lung_t, lesion_t = _mu_tiles(anatomy, site, lesion, tiles, findings)
     mask = np.where(tiles.join(lung_t), LUNG, 0).astype(np.uint8)
     lesion_mask = tiles.join(lesion_t)
     centre = (0, 0)
@@ -623,7 +742,9 @@ def render(
         # Contrast of the lesion at its centre in the log signal, over the quantum +
         # electronic noise there: what a reader's evidence for the finding scales with.
         ci, cj = centre
-        mu_bg, _, _ = mu_map(anatomy, site, None, tiles.at(tiles.x, ci, cj), tiles.at(tiles.y, ci, cj))
+        mu_bg, _, _ = mu_map(
+            anatomy, site, None, tiles.at(tiles.x, ci, cj), tiles.at(tiles.y, ci, cj), findings=findings
+        )
         mu_lesion = float(tiles.at(mu_t, ci, cj)[0, 0])
         s = float(scatter[ci, cj])
         n_bg = float(np.exp(-mu_bg[0, 0])) + s

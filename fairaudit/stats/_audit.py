@@ -41,6 +41,7 @@ from fairaudit.stats._clusters import (
     design_effects,
     leave_one_cluster_out,
     rao_scott,
+    resample_width,
     stack,
 )
 from fairaudit.stats._intervals import acceleration, bca_interval, percentile_interval
@@ -58,7 +59,7 @@ from fairaudit.stats._metrics import (
     MetricKernel,
 )
 from fairaudit.stats._multitest import adjust_pvalues
-from fairaudit.stats._resample import bootstrap_task, generator, permutation_task, run_tasks
+from fairaudit.stats._resample import bootstrap_task, chunk_bounds, generator, permutation_task, run_parts
 from fairaudit.stats._score import z_of
 from fairaudit.stats._segmentation import SEGMENTATION_METRICS
 from fairaudit.stats.result import (
@@ -255,6 +256,11 @@ def _size(source: Cells | ClusterCells) -> int:
     return source.n if isinstance(source, Cells) else int(source.matrix.nnz)
 
 
+def _n_chunks(source: Cells | ClusterCells, size: int) -> int:
+    """How many chunks (streams) `size` resamples of `source` are drawn in (run_parts)."""
+    return len(chunk_bounds(size, resample_width(source)))
+
+
 def _bootstrap_all(
     stats: list[tuple[_GroupStats, tuple[int, ...]]], cfg: AuditConfig, has_scores: bool
 ) -> None:
@@ -263,7 +269,8 @@ def _bootstrap_all(
         (g.resample_source(), cfg.threshold, has_scores, cfg.bootstrap, cfg.seed, key) for g, key in stats
     ]
     work = sum(g.cells.n for g, _ in stats) * float(cfg.bootstrap)
-    for (g, _), res in zip(stats, run_tasks(_bootstrap_one, tasks, work, cfg.workers), strict=True):
+    n_chunks = [_n_chunks(t[0], cfg.bootstrap) for t in tasks]
+    for (g, _), res in zip(stats, run_parts(_bootstrap_one, tasks, n_chunks, work, cfg.workers), strict=True):
         g.boot = {m: res[m] + g.shift.get(m, 0.0) for m in res}
 
 
@@ -429,10 +436,20 @@ def _permutation_nulls(
     """
     pairs = [(ai, gi, g, ref) for ai, (_, _, ref, members) in enumerate(plan) for gi, g in members]
 
-    def run(size: int, stage: int, chosen: list[tuple[int, int, _GroupStats, _GroupStats]]) -> list[dict]:
-        specs = [_permutation_spec(g, ref, cfg, metrics, (stage, ai, gi), size) for ai, gi, g, ref in chosen]
+    def run(
+        size: int,
+        stage: int,
+        chosen: list[tuple[int, int, _GroupStats, _GroupStats]],
+        only: list[list[str]] | None = None,
+    ) -> list[dict]:
+        """`only`: each comparison's metrics to evaluate (the draws do not depend on them)."""
+        specs = [
+            _permutation_spec(g, ref, cfg, metrics if only is None else only[k], (stage, ai, gi), size)
+            for k, (ai, gi, g, ref) in enumerate(chosen)
+        ]
         work = sum(_size(s[0]) for s in specs) * float(size) * 2
-        return run_tasks(_permute_one, specs, work, cfg.workers)
+        n_chunks = [_n_chunks(s[0], size) for s in specs]
+        return run_parts(_permute_one, specs, n_chunks, work, cfg.workers)
 
     first = min(n_perm, cfg.n_permutations)
     nulls = run(first, 2, pairs)
@@ -451,7 +468,8 @@ def _permutation_nulls(
     )  # fmt: skip
     if wanted:
         chosen = [pairs[i] for i in wanted]
-        for i, second in zip(wanted, run(n_perm, _SECOND_STAGE_KEY, chosen), strict=True):
+        only = [[m for m in metrics if m in wanted[i]] for i in wanted]
+        for i, second in zip(wanted, run(n_perm, _SECOND_STAGE_KEY, chosen, only), strict=True):
             nulls[i] = {m: second[m] if m in wanted[i] else null for m, null in nulls[i].items()}
     return nulls
 

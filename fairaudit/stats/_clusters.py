@@ -104,10 +104,21 @@ def stack(parts: Sequence[ClusterCells], u: np.ndarray, indices: Sequence[np.nda
 # ------------------------------------------------------------------------ resampling
 
 
-def weighted_counts(cc: ClusterCells, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(pos, neg) per cell for each row of cluster weights (B, P)."""
-    counts = np.rint(np.asarray(cc.matrix.T @ weights.T).T).astype(np.int64)
-    counts = counts.reshape(weights.shape[0], cc.k, 2)
+def weighted_counts(
+    cc: ClusterCells, weights: np.ndarray, as_float: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pos, neg) per cell for each row of cluster weights (B, P).
+
+    `as_float`: as the float64 arrays MetricKernel.evaluate takes, without the round trip
+    through int64 (whole-number weights: bootstrap counts, 0/1 permutations; their float64
+    sums are exact, so the values are the same; the resampling tasks' hot path). In column
+    order, as the int64 counts converted were: the metrics' sums then round the same way.
+    """
+    counts = np.asarray(cc.matrix.T @ weights.T).T
+    if as_float:
+        counts = counts.reshape(weights.shape[0], cc.k, 2)
+        return np.asfortranarray(counts[:, :, 1]), np.asfortranarray(counts[:, :, 0])
+    counts = np.rint(counts).astype(np.int64).reshape(weights.shape[0], cc.k, 2)
     return counts[:, :, 1], counts[:, :, 0]
 
 
@@ -130,15 +141,22 @@ def permutation_weights(n_units: int, n_first: int, size: int, rng: np.random.Ge
 
 
 def cluster_bootstrap_task(
-    cc: ClusterCells, threshold: float, with_scores: bool, size: int, seed: int, key: tuple[int, ...]
+    cc: ClusterCells,
+    threshold: float,
+    with_scores: bool,
+    size: int,
+    seed: int,
+    key: tuple[int, ...],
+    chunks: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every metric over `size` resamples of the group's patients (all their images each)."""
+    """Every metric over `size` resamples of the group's patients (all their images each);
+    `chunks`: only those (fairaudit.stats._resample.run_parts)."""
     kernel = MetricKernel(cc.u, threshold, with_scores)
 
     def draw(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return weighted_counts(cc, bootstrap_weights(cc.n_clusters, k, rng))
+        return weighted_counts(cc, bootstrap_weights(cc.n_clusters, k, rng), as_float=True)
 
-    return resampled_metrics(kernel, draw, _width(cc), size, seed, key)
+    return resampled_metrics(kernel, draw, _width(cc), size, seed, key, chunks)
 
 
 def _width(cc: ClusterCells) -> int:
@@ -159,14 +177,16 @@ def cluster_permutation_task(
     size: int,
     seed: int,
     key: tuple[int, ...],
+    chunks: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Null distribution of (first - second group) when whole patients swap group labels."""
     kernel = MetricKernel(pooled.u, threshold, True)
 
     def draw(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        return weighted_counts(pooled, permutation_weights(pooled.n_clusters, n_first, k, rng))
+        weights = permutation_weights(pooled.n_clusters, n_first, k, rng)
+        return weighted_counts(pooled, weights, as_float=True)
 
-    return null_differences(kernel, pooled.cells(), metrics, draw, _width(pooled), size, seed, key)
+    return null_differences(kernel, pooled.cells(), metrics, draw, _width(pooled), size, seed, key, chunks)
 
 
 def leave_one_cluster_out(cc: ClusterCells, kernel: MetricKernel) -> tuple[dict[str, np.ndarray], np.ndarray]:

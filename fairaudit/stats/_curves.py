@@ -4,7 +4,10 @@ The reports draw ROC and calibration curves from results.json alone, so that
 `fairaudit report` can re-render an archived audit without its data. A group's ROC curve
 is thinned to at most `MAX_ROC_POINTS` of its exact points (always keeping (0, 0) and
 (1, 1)); calibration uses the same 10 equal-width bins as `ece` (docs/statistics.md, "Metrics"), so the ECE
-of a group can be recomputed from its bins.
+of a group can be recomputed from its bins. The reports draw the reliability diagram from
+`reliability` instead: equal-count bins (at least 5 when the group has 25 cases or more), each
+with a Wilson interval for its observed rate, because equal-width bins put most cases of a
+confident model in two bins and the curve became a straight line (docs/reports.md, "Plots").
 """
 
 from __future__ import annotations
@@ -20,11 +23,20 @@ __all__ = [
     "attach_curves",
     "calibration_bins",
     "confusion_counts",
+    "reliability_bin_count",
+    "reliability_bins",
     "roc_points",
 ]
 
 MAX_ROC_POINTS = 101
 CALIBRATION_BINS = 10
+#: Reliability diagram: at most this many equal-count bins, at least this many when the group
+#: has RELIABILITY_MIN_BINS x RELIABILITY_MIN_COUNT cases, and no bin under RELIABILITY_MIN_COUNT.
+RELIABILITY_MAX_BINS = 10
+RELIABILITY_MIN_BINS = 5
+RELIABILITY_MIN_COUNT = 5
+#: Cases per bin aimed at between the minimum and the maximum number of bins.
+_RELIABILITY_TARGET_COUNT = 20
 _DIGITS = 5
 
 
@@ -80,6 +92,51 @@ def calibration_bins(
     }
 
 
+def reliability_bin_count(n: int) -> int:
+    """How many equal-count bins a group of n cases gets (0 for none): about 20 cases a bin,
+    between 5 and 10 bins, never a bin under 5 cases (so 24 cases give 4 bins)."""
+    if n <= 0:
+        return 0
+    wanted = min(RELIABILITY_MAX_BINS, max(RELIABILITY_MIN_BINS, n // _RELIABILITY_TARGET_COUNT))
+    return max(1, min(wanted, n // RELIABILITY_MIN_COUNT))
+
+
+def reliability_bins(labels: np.ndarray, scores: np.ndarray, ci_level: float = 0.95) -> dict[str, Any] | None:
+    """Equal-count score bins for the reliability diagram, with Wilson intervals.
+
+    Cases are sorted by score (ties kept in input order) and split into bins whose sizes
+    differ by at most one (numpy.array_split), so every bin has enough cases for its observed
+    rate to mean something. Per bin: count, positives, mean score, observed positive rate and
+    its Wilson score interval at `ci_level` (statsmodels' proportion_confint). None without cases.
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    y = np.asarray(labels, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    k = reliability_bin_count(int(s.size))
+    if k == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    parts = np.array_split(order, k)
+    count = np.array([p.size for p in parts])
+    positive = np.array([int(y[p].sum()) for p in parts])
+    low, high = proportion_confint(positive, count, alpha=1.0 - ci_level, method="wilson")
+    return {
+        "binning": "equal_count",
+        "ci_level": float(ci_level),
+        "count": [int(c) for c in count],
+        "n_positive": [int(c) for c in positive],
+        "score_min": [round(float(s[p].min()), _DIGITS) for p in parts],
+        "score_max": [round(float(s[p].max()), _DIGITS) for p in parts],
+        "mean_score": [round(float(s[p].mean()), _DIGITS) for p in parts],
+        "observed": [round(float(c / n), _DIGITS) for c, n in zip(positive, count, strict=True)],
+        "ci": [
+            [round(float(lo), _DIGITS), round(float(hi), _DIGITS)]
+            for lo, hi in zip(np.atleast_1d(low), np.atleast_1d(high), strict=True)
+        ],
+    }
+
+
 def confusion_counts(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, int]:
     """TP, FP, TN, FN with prediction = score >= threshold."""
     y = np.asarray(labels).astype(bool)
@@ -100,7 +157,9 @@ def attach_curves(
     threshold: float,
     has_scores: bool,
 ) -> None:
-    """Add `confusion` and, with scores, `curves` {roc, calibration} to every group, in place."""
+    """Add `confusion` and, with scores, `curves` {roc, calibration, reliability} to every group,
+    in place (the reliability intervals at the audit's ci_level, 0.95 when `results` has none)."""
+    ci_level = float((results.get("config") or {}).get("ci_level") or 0.95)
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
     for attribute in results.get("attributes") or []:
@@ -113,4 +172,8 @@ def attach_curves(
             y, s = labels[mask], scores[mask]
             group["confusion"] = confusion_counts(y, s, threshold)
             if has_scores:
-                group["curves"] = {"roc": roc_points(y, s), "calibration": calibration_bins(y, s)}
+                group["curves"] = {
+                    "roc": roc_points(y, s),
+                    "calibration": calibration_bins(y, s),
+                    "reliability": reliability_bins(y, s, ci_level),
+                }

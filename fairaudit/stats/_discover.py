@@ -59,6 +59,7 @@ PER_CASE_HIGHER_IS_BETTER: dict[str, bool] = {
     "hd95": False,
     "assd": False,
     "volume_error": False,
+    "nsd": True,
 }
 CONDITION_SEP = " & "
 _KEY = 3  # bootstrap stream key prefix, distinct from run_audit's (0, 1, 2)

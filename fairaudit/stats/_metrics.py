@@ -13,6 +13,8 @@ null with that reason.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 RATE_METRICS: tuple[str, ...] = (
@@ -149,37 +151,51 @@ class MetricKernel:
     def metrics(self) -> tuple[str, ...]:
         return METRICS if self.with_scores else RATE_METRICS
 
-    def evaluate(self, pos: np.ndarray, neg: np.ndarray) -> dict[str, np.ndarray]:
-        """Every metric for each row of `pos`/`neg` (shape (B, K), counts per cell)."""
+    def evaluate(
+        self, pos: np.ndarray, neg: np.ndarray, metrics: Collection[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every metric for each row of `pos`/`neg` (shape (B, K), counts per cell), or only
+        `metrics`: a permutation test's null needs one to four of them, and the raised
+        permutations of a multi-label audit evaluate tens of thousands of rows
+        (benchmarks/README.md, multilabel.py). Each metric's arithmetic is the same either way."""
         pos = np.asarray(pos, dtype=np.float64)
         neg = np.asarray(neg, dtype=np.float64)
+        want = set(self.metrics if metrics is None else metrics)
         n_pos = pos.sum(axis=1)
         n_neg = neg.sum(axis=1)
         n = n_pos + n_neg
-        tp = pos @ self.above
-        fp = neg @ self.above
-        out = rates_from_confusion(tp, fp, n_neg - fp, n_pos - tp)
+        out: dict[str, np.ndarray] = {}
+        if not want.isdisjoint(RATE_METRICS):
+            tp = pos @ self.above
+            fp = neg @ self.above
+            out.update(rates_from_confusion(tp, fp, n_neg - fp, n_pos - tp))
         if not self.with_scores:
-            return out
-        out["brier"] = _div(pos @ self._sq_pos + neg @ self._sq_neg, n)
-        bin_err = self._bin_sums((pos + neg) * self.u - pos)
-        out["ece"] = _div(np.abs(bin_err).sum(axis=1), n)
-        if SQUARED_CE in self.metrics:
-            out[SQUARED_CE] = self._squared_ce(pos, neg, bin_err)
-        cum_neg = np.cumsum(neg, axis=1)
-        cum_pos = np.cumsum(pos, axis=1)
-        # AUROC: each positive scores 1 per negative below it and 1/2 per tie.
-        cum_neg -= 0.5 * neg
-        s = np.einsum("ij,ij->i", pos, cum_neg)
-        out["auroc"] = _div(s, n_pos * n_neg)
-        # Average precision: thresholds at unique scores, descending; TPc / Tot at each.
-        cum_neg += 0.5 * neg  # back to the inclusive cumulative count
-        tot_above = (n[:, None] - cum_pos - cum_neg) + pos + neg
-        tp_above = n_pos[:, None] - cum_pos + pos
-        np.maximum(tot_above, 1.0, out=tot_above)
-        s_ap = np.einsum("ij,ij->i", pos, tp_above / tot_above)
-        out["auprc"] = _div(s_ap, n_pos)
-        return out
+            return out if metrics is None else {m: out[m] for m in out if m in want}
+        if "brier" in want:
+            out["brier"] = _div(pos @ self._sq_pos + neg @ self._sq_neg, n)
+        if not want.isdisjoint(("ece", SQUARED_CE)):
+            bin_err = self._bin_sums((pos + neg) * self.u - pos)
+            if "ece" in want:
+                out["ece"] = _div(np.abs(bin_err).sum(axis=1), n)
+            if SQUARED_CE in want and SQUARED_CE in self.metrics:
+                out[SQUARED_CE] = self._squared_ce(pos, neg, bin_err)
+        if not want.isdisjoint(("auroc", "auprc")):
+            cum_neg = np.cumsum(neg, axis=1)
+            # AUROC: each positive scores 1 per negative below it and 1/2 per tie.
+            cum_neg -= 0.5 * neg
+            if "auroc" in want:
+                s = np.einsum("ij,ij->i", pos, cum_neg)
+                out["auroc"] = _div(s, n_pos * n_neg)
+            if "auprc" in want:
+                # Average precision: thresholds at unique scores, descending; TPc / Tot at each.
+                cum_pos = np.cumsum(pos, axis=1)
+                cum_neg += 0.5 * neg  # back to the inclusive cumulative count
+                tot_above = (n[:, None] - cum_pos - cum_neg) + pos + neg
+                tp_above = n_pos[:, None] - cum_pos + pos
+                np.maximum(tot_above, 1.0, out=tot_above)
+                s_ap = np.einsum("ij,ij->i", pos, tp_above / tot_above)
+                out["auprc"] = _div(s_ap, n_pos)
+        return out if metrics is None else {m: out[m] for m in out if m in want}
 
     def _bin_sums(self, err: np.ndarray) -> np.ndarray:
         """Per ECE bin, the sum of `err` (B, K) over the bin's cells: (B, non-empty bins)."""

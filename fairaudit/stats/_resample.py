@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 _CHUNK_ELEMENTS = 400_000
 # Below this much work (cases x resamples, all tasks), processes cost more than they save.
 _PARALLEL_MIN_WORK = 20_000_000
+# Parts per worker when run_parts cuts tasks: enough that the workers finish together.
+_PARTS_PER_WORKER = 4
 
 
 def chunk_bounds(total: int, width: int) -> list[tuple[int, int]]:
@@ -85,15 +87,22 @@ def cells_width(cells: Cells) -> int:
 
 
 def bootstrap_task(
-    cells: Cells, threshold: float, with_scores: bool, size: int, seed: int, key: tuple[int, ...]
+    cells: Cells,
+    threshold: float,
+    with_scores: bool,
+    size: int,
+    seed: int,
+    key: tuple[int, ...],
+    chunks: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every metric over `size` bootstrap resamples of one group."""
+    """Every metric over `size` bootstrap resamples of one group (`chunks`: only those, see
+    `run_parts`)."""
     kernel = MetricKernel(cells.u, threshold, with_scores)
 
     def draw(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return bootstrap_counts(cells, k, rng)
 
-    return resampled_metrics(kernel, draw, cells_width(cells), size, seed, key)
+    return resampled_metrics(kernel, draw, cells_width(cells), size, seed, key, chunks)
 
 
 def permutation_task(
@@ -104,6 +113,7 @@ def permutation_task(
     size: int,
     seed: int,
     key: tuple[int, ...],
+    chunks: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Null distribution of (first group - second group) under shuffled group labels."""
     kernel = MetricKernel(pooled.u, threshold, True)
@@ -112,19 +122,33 @@ def permutation_task(
     def draw(k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         return permutation_counts(pooled, n_first, k, rng)
 
-    return null_differences(kernel, pooled, metrics, draw, width, size, seed, key)
+    return null_differences(kernel, pooled, metrics, draw, width, size, seed, key, chunks)
 
 
 #: Draws `k` resamples' (pos, neg) counts per cell with a generator.
 Draw = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 
 
+def _chunks(size: int, width: int, chunks: tuple[int, int] | None) -> list[tuple[int, int, int]]:
+    """(stream index, first, end) of each chunk, all of them or the run `chunks` of them."""
+    bounds = chunk_bounds(size, width)
+    lo, hi = (0, len(bounds)) if chunks is None else chunks
+    return [(i, *bounds[i]) for i in range(lo, min(hi, len(bounds)))]
+
+
 def resampled_metrics(
-    kernel: MetricKernel, draw: Draw, width: int, size: int, seed: int, key: tuple[int, ...]
+    kernel: MetricKernel,
+    draw: Draw,
+    width: int,
+    size: int,
+    seed: int,
+    key: tuple[int, ...],
+    chunks: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every metric of `size` resamples, drawn a chunk at a time, each chunk its own stream."""
+    """Every metric of `size` resamples, drawn a chunk at a time, each chunk its own stream
+    (`chunks`: only the chunks first..end-1, a part of the task that `run_parts` runs)."""
     parts = []
-    for i, (a, b) in enumerate(chunk_bounds(size, width)):
+    for i, a, b in _chunks(size, width, chunks):
         parts.append(kernel.evaluate(*draw(b - a, generator(seed, key + (i,)))))
     return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
 
@@ -138,13 +162,15 @@ def null_differences(
     size: int,
     seed: int,
     key: tuple[int, ...],
+    chunks: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """(first - second group) of each metric over `size` splits of the pool, as `draw` makes them."""
+    """(first - second group) of each metric over `size` splits of the pool, as `draw` makes
+    them; only `metrics` are evaluated (`chunks`: as in `resampled_metrics`)."""
     parts = []
-    for i, (a, b) in enumerate(chunk_bounds(size, width)):
+    for i, a, b in _chunks(size, width, chunks):
         pos_g, neg_g = draw(b - a, generator(seed, key + (i,)))
-        m_g = kernel.evaluate(pos_g, neg_g)
-        m_r = kernel.evaluate(pooled.pos[None, :] - pos_g, pooled.neg[None, :] - neg_g)
+        m_g = kernel.evaluate(pos_g, neg_g, metrics)
+        m_r = kernel.evaluate(pooled.pos[None, :] - pos_g, pooled.neg[None, :] - neg_g, metrics)
         parts.append({m: m_g[m] - m_r[m] for m in metrics})
     return {m: np.concatenate([p[m] for p in parts]) for m in metrics}
 
@@ -157,6 +183,45 @@ def workers_default() -> int:
     if env is not None:
         return env
     return max(1, os.cpu_count() or 1)
+
+
+def run_parts(
+    fn: Callable[..., dict[str, np.ndarray]],
+    tasks: list[tuple[Any, ...]],
+    n_chunks: Sequence[int],
+    work: float,
+    workers: int | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """`run_tasks`, with each task cut into runs of its chunks when processes run them.
+
+    Every chunk draws from its own stream, so a task's parts put end to end are the whole
+    task's numbers. Cut, one large task (the raised permutations of a multi-label audit are
+    often one comparison of tens of thousands of patients) no longer leaves the other workers
+    idle. `fn` takes the run of chunks (first, end) as its last argument; `n_chunks`: each
+    task's number of chunks (`chunk_bounds`).
+    """
+    workers = workers_default() if workers is None else max(1, workers)
+    total = float(sum(n_chunks))
+    if (
+        workers <= 1
+        or work < _PARALLEL_MIN_WORK
+        or total <= 0
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        return run_tasks(fn, tasks, work, workers)
+    # Parts of about equal work (chunks of one task are of one size; tasks' chunk sizes differ
+    # little, each about _CHUNK_ELEMENTS), several per worker so that they finish together.
+    per_part = max(1.0, total / (workers * _PARTS_PER_WORKER))
+    parts: list[tuple[int, int, int]] = []
+    for t, count in enumerate(n_chunks):
+        pieces = min(count, max(1, round(count / per_part)))
+        edges = np.linspace(0, count, pieces + 1).round().astype(int)
+        parts += [(t, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    results = run_tasks(fn, [(*tasks[t], (a, b)) for t, a, b in parts], work, workers)
+    out: list[list[dict[str, np.ndarray]]] = [[] for _ in tasks]
+    for (t, _, _), res in zip(parts, results, strict=True):
+        out[t].append(res)
+    return [{m: np.concatenate([r[m] for r in rs]) for m in rs[0]} for rs in out]
 
 
 def run_tasks(

@@ -1,5 +1,5 @@
-"""Per-case segmentation metrics (docs/segmentation.md): dice, iou, hd95, assd, volume_error,
-and the normalized surface dice (NSD, not yet reported by the audit).
+"""Per-case segmentation metrics (docs/segmentation.md): dice, iou, hd95, assd, volume_error
+and the normalized surface dice `nsd` at a tolerance (`--nsd-tolerance-mm`, default 1 mm).
 
 numpy and scipy only (no torch), so a segmentation audit of mask files starts fast.
 Surfaces and distances follow MONAI's `compute_hausdorff_distance(percentile=95)`,
@@ -28,7 +28,8 @@ transform this module used before, bit for bit where the nearest voxel is unique
 Empty masks: empty vs empty gives dice = iou = 1; empty vs non-empty gives 0. A distance
 needs two surfaces, so hd95 and assd are undefined (NaN here, null with a reason in
 results.json) when either mask is empty; volume_error = (pred - truth) / truth is
-undefined when the truth is empty.
+undefined when the truth is empty. NSD, as MONAI's compute_surface_dice: undefined (NaN)
+when both masks are empty, 0 when only one is.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-SEGMENTATION_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "assd", "volume_error")
+SEGMENTATION_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "assd", "volume_error", "nsd")
+
+#: The NSD tolerance when none is given (`--nsd-tolerance-mm`): 1 mm, or 1 pixel when the
+#: distances are in pixels (Metrics Reloaded asks for one chosen per structure).
+DEFAULT_NSD_TOLERANCE = 1.0
 
 # Which direction is worse, for "worst group" summaries (None: signed, no direction is worse).
 SEGMENTATION_HIGHER_IS_BETTER: dict[str, bool | None] = {
@@ -48,10 +53,11 @@ SEGMENTATION_HIGHER_IS_BETTER: dict[str, bool | None] = {
     "hd95": False,
     "assd": False,
     "volume_error": None,
+    "nsd": True,
 }
 
 # Metrics whose group/reference ratio means something (volume_error is signed).
-RATIO_METRICS: frozenset[str] = frozenset({"dice", "iou", "hd95", "assd"})
+RATIO_METRICS: frozenset[str] = frozenset({"dice", "iou", "hd95", "assd", "nsd"})
 
 REASON_BOTH_EMPTY = "both masks empty: no surface to measure"
 REASON_TRUTH_EMPTY = "empty ground-truth mask"
@@ -169,19 +175,34 @@ def surface_distances(
     return directed_point_distances(sp_, st, sp), directed_point_distances(st, sp_, sp)
 
 
+def _check_tolerance(tolerance: float) -> float:
+    tol = float(tolerance)
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tolerance {tolerance!r}: NSD needs a finite tolerance >= 0")
+    return tol
+
+
+def _nsd(d_pt: np.ndarray, d_tp: np.ndarray, tol: float) -> float:
+    """The share of both surfaces' distances within `tol` (both surfaces non-empty).
+
+    Compared in single precision, as MONAI does: a distance equal to the tolerance in
+    exact arithmetic (3-4-5 offsets at 0.2 mm for 1 mm) can come out one double-precision
+    step above it, and would otherwise be counted as outside."""
+    limit = np.float32(tol)
+    within = np.count_nonzero(d_pt.astype(np.float32) <= limit) + np.count_nonzero(
+        d_tp.astype(np.float32) <= limit
+    )
+    return float(within / (len(d_pt) + len(d_tp)))
+
+
 def normalized_surface_dice(
     truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float] | None, tolerance: float
 ) -> float:
     """Normalized surface dice (NSD; Nikolov et al. 2021, Metrics Reloaded): the share of
     both surfaces' voxels that lie within `tolerance` (units of `spacing`) of the other
     surface. As MONAI's `compute_surface_dice(class_thresholds=[tolerance])`: NaN when
-    both masks are empty, 0 when one is.
-
-    Not an audit metric yet (not in SEGMENTATION_METRICS): results.json stays as it is
-    until the audit takes a tolerance (docs/segmentation.md)."""
-    tol = float(tolerance)
-    if not np.isfinite(tol) or tol < 0:
-        raise ValueError(f"tolerance {tolerance!r}: NSD needs a finite tolerance >= 0")
+    both masks are empty, 0 when one is. The audit's `nsd` (case_metrics)."""
+    tol = _check_tolerance(tolerance)
     truth = np.asarray(truth, dtype=bool)
     pred = np.asarray(pred, dtype=bool)
     sp = _check(truth, pred, spacing)
@@ -190,15 +211,7 @@ def normalized_surface_dice(
         return float("nan")
     if len(st) == 0 or len(sp_) == 0:
         return 0.0
-    d_pt, d_tp = directed_point_distances(sp_, st, sp), directed_point_distances(st, sp_, sp)
-    # Compared in single precision, as MONAI does: a distance equal to the tolerance in
-    # exact arithmetic (3-4-5 offsets at 0.2 mm for 1 mm) can come out one double-precision
-    # step above it, and would otherwise be counted as outside.
-    limit = np.float32(tol)
-    within = np.count_nonzero(d_pt.astype(np.float32) <= limit) + np.count_nonzero(
-        d_tp.astype(np.float32) <= limit
-    )
-    return float(within / (len(d_pt) + len(d_tp)))
+    return _nsd(directed_point_distances(sp_, st, sp), directed_point_distances(st, sp_, sp), tol)
 
 
 def _overlap(truth: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:
@@ -233,8 +246,16 @@ def dice_batch(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.where(total == 0, 1.0, 2.0 * inter / np.maximum(total, 1)).astype(float)
 
 
-def case_metrics(truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float] | None = None) -> CaseMetrics:
-    """Every segmentation metric of one case; `spacing` per axis (None: 1 per voxel)."""
+def case_metrics(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    spacing: Sequence[float] | None = None,
+    nsd_tolerance: float = DEFAULT_NSD_TOLERANCE,
+) -> CaseMetrics:
+    """Every segmentation metric of one case; `spacing` per axis (None: 1 per voxel), the
+    NSD tolerance in the same unit. The surface distances are computed once for hd95,
+    assd and nsd."""
+    tol = _check_tolerance(nsd_tolerance)
     truth = np.asarray(truth, dtype=bool)
     pred = np.asarray(pred, dtype=bool)
     _check(truth, pred, spacing)
@@ -256,12 +277,17 @@ def case_metrics(truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float] |
     if why:
         values["hd95"] = values["assd"] = float("nan")
         reasons["hd95"] = reasons["assd"] = why
+        # NSD: 0 when one surface is missing (none of the other's voxels is matched), as MONAI.
+        values["nsd"] = float("nan") if nt == 0 and np_ == 0 else 0.0
+        if nt == 0 and np_ == 0:
+            reasons["nsd"] = why
     else:
         dists = surface_distances(truth, pred, spacing)
         assert dists is not None
         d_pt, d_tp = dists
         values["hd95"] = float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)))
         values["assd"] = float(np.concatenate([d_pt, d_tp]).mean())
+        values["nsd"] = _nsd(d_pt, d_tp, tol)
     if nt == 0:
         values["volume_error"] = float("nan")
         reasons["volume_error"] = REASON_TRUTH_EMPTY + ": relative volume error undefined"

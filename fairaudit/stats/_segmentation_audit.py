@@ -13,8 +13,9 @@ Same statistics as the classification engine (docs/statistics.md; docs/segmentat
   `adjust`, the permutation count raised so that its smallest p can pass the first corrected
   threshold (docs/statistics.md).
 Plus, per attribute, the summary measures the segmentation-fairness literature uses:
-the skewed error ratio (1 - min group Dice) / (1 - max group Dice) and the standard
-deviation (population, ddof = 0) of the group mean Dice, over groups of adequate size.
+the skewed error ratio (1 - min group Dice) / (1 - max group Dice), the standard
+deviation (population, ddof = 0) of the group mean Dice and the equity-scaled Dice (ES-Dice,
+FairSeg: overall / (1 + sum |group - overall|)), over groups of adequate size.
 With patient ids (`clusters`), bootstrap and permutation draws take whole patients, the
 jackknife leaves one patient out, and Welch's ANOVA compares patients' means
 (docs/statistics.md, "Patient-level resampling").
@@ -110,6 +111,9 @@ class _Group:
     point: dict[str, float] = field(default_factory=dict)
     boot: dict[str, np.ndarray] = field(default_factory=dict)
     loo: dict[str, np.ndarray] = field(default_factory=dict)
+    # Per bootstrap resample, how many defined Dice values it holds (the weight of the
+    # group's resampled mean in the pooled mean of ES-Dice).
+    boot_n_dice: np.ndarray | None = None
     clusters: np.ndarray | None = None  # per case, its patient (0..P-1); None: cases are the unit
 
     @property
@@ -175,6 +179,7 @@ def _prepare(g: _Group, cfg: AuditConfig, key: tuple[int, ...]) -> None:
             with np.errstate(invalid="ignore", divide="ignore"):
                 loo = np.where(count > 0, (s - total) / (k - count), s / k if k else np.nan)
             g.loo[m] = loo.astype(np.float64)
+    g.boot_n_dice = np.zeros(cfg.bootstrap)
     if n == 0:
         return
     if g.clusters is not None:
@@ -186,6 +191,7 @@ def _prepare(g: _Group, cfg: AuditConfig, key: tuple[int, ...]) -> None:
         idx = generator(cfg.seed, key + (i,)).integers(0, n, size=(b - a, n))
         for m in SEGMENTATION_METRICS:
             g.boot[m][a:b] = _nanmean_rows(g.values[m][idx])
+        g.boot_n_dice[a:b] = np.isfinite(g.values["dice"][idx]).sum(axis=1)
 
 
 def _prepare_clusters(g: _Group, cfg: AuditConfig, key: tuple[int, ...]) -> None:
@@ -200,6 +206,8 @@ def _prepare_clusters(g: _Group, cfg: AuditConfig, key: tuple[int, ...]) -> None
             with np.errstate(invalid="ignore", divide="ignore"):
                 num, den = weights @ total, weights @ count
                 g.boot[m][a:b] = np.where(den > 0, num / np.maximum(den, 1e-300), np.nan)
+                if m == "dice":
+                    g.boot_n_dice[a:b] = den
 
 
 def _interval(cfg: AuditConfig, boot: np.ndarray, value: float, strata) -> tuple[float, float] | None:
@@ -231,9 +239,14 @@ def _group_estimates(g: _Group, cfg: AuditConfig) -> dict[str, Estimate]:
 
 
 def distribution(values: np.ndarray) -> dict[str, Any]:
-    """Histogram (20 equal bins over [0, 1], the last closed) and quantiles of defined values."""
-    d = values[np.isfinite(values)]
-    counts, _ = np.histogram(np.clip(d, 0.0, 1.0), bins=DISTRIBUTION_BINS, range=(0.0, 1.0))
+    """Histogram (20 equal bins over the values' own range, the last closed) and quantiles of
+    the defined values. Bins over [0, 1] put a good model's Dice in one bar (issue 23), so the
+    edges follow the data; a group whose values are all equal gets one 0.05 wide span around them."""
+    d = np.clip(values[np.isfinite(values)], 0.0, 1.0)
+    lo, hi = (float(d.min()), float(d.max())) if d.size else (0.0, 1.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5 / DISTRIBUTION_BINS, hi + 0.5 / DISTRIBUTION_BINS
+    counts, edges = np.histogram(d, bins=DISTRIBUTION_BINS, range=(lo, hi))
     quantiles = (
         {
             f"{q:g}": float(v)
@@ -244,7 +257,7 @@ def distribution(values: np.ndarray) -> dict[str, Any]:
     )
     return {
         "n": int(d.size),
-        "edges": [k / DISTRIBUTION_BINS for k in range(DISTRIBUTION_BINS + 1)],
+        "edges": [round(float(e), 10) for e in edges],
         "counts": [int(c) for c in counts],
         "quantiles": quantiles,
         "min": float(d.min()) if d.size else None,
@@ -371,14 +384,37 @@ def _omnibus(groups: list[_Group]) -> list[Omnibus]:
     return out
 
 
-def _summaries(big: list[_Group], cfg: AuditConfig) -> dict[str, MetricSummary]:
-    """Between-group spread of each metric over groups of adequate size (percentile intervals)."""
+def _worst_comparison(m: str, rows: list[Comparison]) -> Comparison | None:
+    """The comparison with the most harmful signed difference to the reference (the
+    headline's, as for classification): lowest where higher is better, highest where lower
+    is better, largest in size for the signed volume_error; not-small comparisons first."""
+    rows = [c for c in rows if c.metric == m and c.difference.value is not None]
+    if not rows:
+        return None
+    direction = SEGMENTATION_HIGHER_IS_BETTER[m]
+
+    def harm(c: Comparison) -> float:
+        d = float(c.difference.value)
+        return -d if direction is True else d if direction is False else abs(d)
+
+    return max(rows, key=lambda c: (not c.small, harm(c)))
+
+
+def _summaries(
+    big: list[_Group], cfg: AuditConfig, comparisons: list[Comparison], omnibus: list[Omnibus]
+) -> dict[str, MetricSummary]:
+    """Between-group spread of each metric over groups of adequate size (percentile
+    intervals), with the worst comparison and the omnibus test (the report's headline)."""
     out: dict[str, MetricSummary] = {}
+    tests = {o.metric: o for o in omnibus}
     for m in SEGMENTATION_METRICS:
+        worst_row, heterogeneity = _worst_comparison(m, comparisons), tests.get(m)
         defined = [g for g in big if np.isfinite(g.point[m])]
         if len(defined) < 2:
             reason = "fewer than two groups of adequate size with a defined value"
-            out[m] = MetricSummary(Estimate(None, None, reason), Estimate(None, None, reason), None)
+            out[m] = MetricSummary(
+                Estimate(None, None, reason), Estimate(None, None, reason), None, worst_row, heterogeneity
+            )
             continue
         vals = np.array([g.point[m] for g in defined])
         boots = np.vstack([g.boot[m] for g in defined])
@@ -400,15 +436,22 @@ def _summaries(big: list[_Group], cfg: AuditConfig) -> dict[str, MetricSummary]:
             worst = defined[int(np.argmax(vals))].name
         else:
             worst = None
-        out[m] = MetricSummary(Estimate(d, percentile_interval(bmax - bmin, cfg.ci_level)), ratio_est, worst)
+        out[m] = MetricSummary(
+            Estimate(d, percentile_interval(bmax - bmin, cfg.ci_level)),
+            ratio_est,
+            worst,
+            worst_row,
+            heterogeneity,
+        )
     return out
 
 
 def fairness_summary(big: list[_Group], cfg: AuditConfig) -> dict[str, Any]:
-    """Skewed error ratio and SD of group mean Dice, with percentile intervals.
+    """Skewed error ratio, SD of group mean Dice and ES-Dice, with percentile intervals.
 
     results.json: attributes[].segmentation_summary = {"metric": "dice", "groups": [...],
-    "skewed_error_ratio": ESTIMATE, "sd_group_means": ESTIMATE}.
+    "skewed_error_ratio": ESTIMATE, "sd_group_means": ESTIMATE, "es_dice": ESTIMATE +
+    {"overall_dice"}}.
     """
     groups = [g for g in big if np.isfinite(g.point["dice"])]
     out: dict[str, Any] = {"metric": "dice", "groups": [g.name for g in groups]}
@@ -416,6 +459,7 @@ def fairness_summary(big: list[_Group], cfg: AuditConfig) -> dict[str, Any]:
         reason = "fewer than two groups of adequate size"
         out["skewed_error_ratio"] = Estimate(None, None, reason).to_dict()
         out["sd_group_means"] = Estimate(None, None, reason).to_dict()
+        out["es_dice"] = Estimate(None, None, reason).to_dict() | {"overall_dice": None}
         return out
     vals = np.array([g.point["dice"] for g in groups])
     boots = np.vstack([g.boot["dice"] for g in groups])
@@ -429,6 +473,29 @@ def fairness_summary(big: list[_Group], cfg: AuditConfig) -> dict[str, Any]:
     out["sd_group_means"] = Estimate(
         float(vals.std(ddof=0)), percentile_interval(boots.std(axis=0, ddof=0), cfg.ci_level)
     ).to_dict()
+    out["es_dice"] = _es_dice(groups, vals, boots, cfg)
+    return out
+
+
+def equity_scaled(overall: np.ndarray | float, group_means: np.ndarray) -> np.ndarray | float:
+    """ES-Dice (FairSeg, Tian et al. 2024): overall / (1 + sum over groups |group - overall|).
+    `group_means` has the groups on axis 0 (and resamples on axis 1 with an array `overall`)."""
+    return overall / (1.0 + np.abs(group_means - overall).sum(axis=0))
+
+
+def _es_dice(groups: list[_Group], vals: np.ndarray, boots: np.ndarray, cfg: AuditConfig) -> dict[str, Any]:
+    """ES-Dice of the groups compared, with its percentile interval and the overall Dice it
+    scales: the mean over these groups' cases, which each resample recomputes from the
+    groups' resampled means and counts (groups are resampled apart, sizes fixed)."""
+    counts = np.array([g.defined("dice").size for g in groups], dtype=np.float64)
+    overall = float((vals * counts).sum() / counts.sum())
+    weights = np.vstack([g.boot_n_dice for g in groups])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot_overall = np.nansum(boots * weights, axis=0) / weights.sum(axis=0)
+        boot_es = equity_scaled(boot_overall, boots)
+    boot_es = np.where(np.isfinite(boot_es), boot_es, np.nan)
+    out = Estimate(float(equity_scaled(overall, vals)), percentile_interval(boot_es, cfg.ci_level)).to_dict()
+    out["overall_dice"] = overall
     return out
 
 
@@ -469,10 +536,17 @@ def run_segmentation_audit(
     (intersections already combined) to one group label per case.
     """
     references = references or {}
-    vals = {m: np.asarray(values[m], dtype=np.float64) for m in SEGMENTATION_METRICS}
-    n = vals["dice"].size
+    n = np.asarray(values["dice"]).size
+    # A metric the caller did not compute (nsd from an older caller): undefined, with the reason.
+    vals = {
+        m: np.asarray(values[m], dtype=np.float64) if m in values else np.full(n, np.nan)
+        for m in SEGMENTATION_METRICS
+    }
     why = {
-        m: np.asarray(reasons[m] if reasons and m in reasons else [""] * n, dtype=object)
+        m: np.asarray(
+            reasons[m] if reasons and m in reasons else [""] * n if m in values else ["not computed"] * n,
+            dtype=object,
+        )
         for m in SEGMENTATION_METRICS
     }
     nonempty = np.ones(n, bool) if truth_nonempty is None else np.asarray(truth_nonempty, bool)
@@ -521,14 +595,15 @@ def run_segmentation_audit(
             if g.name != ref_name:
                 comparisons += _compare(g, ref, cfg, small[g.name] or small[ref_name], n_perm, (2, ai, gi))
         big = [g for g in groups if not small[g.name]]
+        omnibus = _omnibus(groups)
         attr_results.append(
             SegmentationAttributeResult(
                 name=attr,
                 reference=ref_name,
                 groups=[_group_result(g, cfg) for g in groups],
                 comparisons=comparisons,
-                omnibus=_omnibus(groups),
-                summary=_summaries(big, cfg),
+                omnibus=omnibus,
+                summary=_summaries(big, cfg, comparisons, omnibus),
                 segmentation_summary=fairness_summary(big, cfg),
                 n_missing=int(np.sum(labels == ABSENT)),
             )

@@ -188,7 +188,10 @@ def welch_anova(samples: list[np.ndarray]) -> TestResult:
     p = float(res.pvalue)
     if not np.isfinite(p):
         return TestResult(name, None, reason="undefined (no variation within groups)")
-    return TestResult(name, p, statistic=float(res.statistic), df=len(samples) - 1)
+    # Groups that differ but do not vary within (nsd of 1 in every case of one group, 0.9 in
+    # every case of another): F is infinite and p = 0; the statistic is left out of JSON.
+    statistic = float(res.statistic)
+    return TestResult(name, p, statistic=statistic if np.isfinite(statistic) else None, df=len(samples) - 1)
 
 
 def hanley_mcneil_variance(auc: float, n_pos: int, n_neg: int) -> float:

@@ -34,7 +34,9 @@ LABEL_COLUMN_CANDIDATES = ("label", "finding", "target", "y")
 
 @dataclass
 class TrainingData:
-    """Preprocessed cases: images (N, C, H, W); targets (N,) 0/1 or (N, H, W) labels."""
+    """Preprocessed cases: images (N, C, H, W); targets (N,) 0/1, (N, K) 0/1/NaN (one column
+    per finding of a multi-label classifier, `classes`; NaN: uncertain or not mentioned, left
+    out of that finding's loss) or (N, H, W) labels."""
 
     images: np.ndarray
     targets: np.ndarray
@@ -44,6 +46,7 @@ class TrainingData:
     manifest: list[dict[str, Any]] = field(default_factory=list)
     id_column: str = ""
     patient_column: str = ""
+    classes: list[str] = field(default_factory=list)  # a multi-label classifier's findings
 
     @property
     def n(self) -> int:
@@ -96,6 +99,7 @@ def load_training_data(
     mask_labels: tuple[int, ...] | None = None,
     id_column: str | None = None,
     label_column: str | None = None,
+    findings: tuple[str, ...] | None = None,
     patient_column: str | None = None,
     workers: int | None = None,
     progress: bool = True,
@@ -105,7 +109,10 @@ def load_training_data(
     """Decode, join and preprocess. Classification needs `labels`; segmentation `masks`
     (foreground = any nonzero value, or the values in `mask_labels`). `max_pixels` and
     `max_file_size` (--max-pixels, --max-file-size) bound what one DICOM file may cost, as
-    in an audit (None: the reader's defaults); a file over them is excluded in the manifest."""
+    in an audit (None: the reader's defaults); a file over them is excluded in the manifest.
+    `findings` (("all",) or names, as `--findings` of an audit): a multi-label classifier,
+    one target per finding column of `labels`; -1 (uncertain) and blank leave a case out of
+    that finding's loss only (CheXpert's U-Ignore)."""
     from fairaudit.io.dicom import iter_outcomes, limited_options
 
     options = limited_options(max_pixels, max_file_size, frames="middle")  # checked before any read
@@ -158,7 +165,15 @@ def load_training_data(
     demo_index = _index(demo, id_col)
     label_values = None
     lab_index: dict[str, int] = {}
-    if lab is not None:
+    classes: list[str] = []
+    if lab is not None and findings:
+        classes = _finding_columns(lab, findings, id_col)
+        label_values = np.column_stack(
+            [parse_binary(lab, c, "label", uncertain=True).to_numpy() for c in classes]
+        )
+        label_values[label_values == -1.0] = np.nan  # U-Ignore
+        lab_index = _index(lab, id_col)
+    elif lab is not None:
         lcol = _label_column(lab, label_column, id_col)
         label_values = parse_binary(lab, lcol, "label").to_numpy()
         lab_index = _index(lab, id_col)
@@ -209,10 +224,12 @@ def load_training_data(
             continue
         spacing = tuple(outcome.spacing[-2:]) if outcome.spacing else None
         if task == "classification":
-            if key not in lab_index or np.isnan(label_values[lab_index[key]]):
+            if key not in lab_index or np.isnan(label_values[lab_index[key]]).all():
                 exclude("dicom", key, "no label")
                 continue
-            target: np.ndarray | float = float(label_values[lab_index[key]])
+            target: np.ndarray | float = (
+                label_values[lab_index[key]].copy() if classes else float(label_values[lab_index[key]])
+            )
         else:
             from fairaudit.io.masks import MaskReadError, foreground, read_label_image
 
@@ -267,4 +284,14 @@ def load_training_data(
         manifest=manifest,
         id_column=id_col,
         patient_column=pat_col,
+        classes=classes,
     )
+
+
+def _finding_columns(lab: Table, findings: tuple[str, ...], id_col: str) -> list[str]:
+    """The finding columns of the labels file (`findings`: ("all",) or names)."""
+    from fairaudit.cohort.findings import ALL, finding_candidates
+
+    if findings == (ALL,):
+        return finding_candidates(lab, {id_col, "patient_id"})
+    return [lab.column(f, argument="findings") for f in findings]

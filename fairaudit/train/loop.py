@@ -174,6 +174,9 @@ class _Objective:
         else:
             logits = model(x)
             penalty = zero
+        if y.ndim == 2:  # multi-label: no fairness penalty (refused in train_model)
+            task = masked_bce(logits, y)
+            return task, task, penalty
         logits = logits.reshape(-1)
         task = F.binary_cross_entropy_with_logits(logits, y.float())
         p = torch.sigmoid(logits)
@@ -184,6 +187,15 @@ class _Objective:
         elif cfg.fairness == "calibration":
             penalty = losses.calibration_penalty(p, y, g)
         return task + cfg.fairness_weight * penalty, task, penalty
+
+
+def masked_bce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy over the known (finite) targets of a multi-label batch:
+    an uncertain or unmentioned finding (NaN) adds nothing to the loss (U-Ignore)."""
+    known = torch.isfinite(y)
+    target = torch.where(known, y, torch.zeros_like(y))
+    total = F.binary_cross_entropy_with_logits(logits, target, weight=known.float(), reduction="sum")
+    return total / known.sum().clamp(min=1)
 
 
 def _predict(model: torch.nn.Module, x: torch.Tensor, batch: int, device: str) -> torch.Tensor:
@@ -223,7 +235,14 @@ def train_model(
             argument="fairness_attribute",
         )
     is_seg = cfg.task == "segmentation"
-    strata = strata_of(data.attributes, None if is_seg else data.targets)
+    multi = bool(data.classes)
+    if multi and cfg.fairness != "none":
+        raise InputError(
+            f"{arg('fairness')} {cfg.fairness}: the fairness penalties train one finding; a multi-label "
+            f"classifier ({arg('findings')}) trains with {arg('fairness')} none.",
+            argument="fairness",
+        )
+    strata = strata_of(data.attributes, None if is_seg or multi else data.targets)
     train_idx, val_idx = patient_split(data.patients, strata, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise InputError(f"too few patients ({len(set(data.patients))}) for a train/validation split.")
@@ -233,6 +252,8 @@ def train_model(
     kwargs.setdefault("in_channels", int(data.images.shape[1]))
     if is_seg:
         kwargs.setdefault("out_channels", 2)
+    if multi:
+        kwargs["num_outputs"] = len(data.classes)
     if cfg.fairness == "adversarial":
         kwargs["adversary_groups"] = len(group_names)
 
@@ -320,6 +341,19 @@ def train_model(
         pred = val_logits.argmax(dim=1).numpy()
         dice = dice_batch(y_va.numpy() >= 1, pred >= 1)
         validation = segmentation_validation(dice, val_attrs, n_resamples=cfg.bootstrap, seed=cfg.seed)
+    elif multi:
+        probs = torch.sigmoid(val_logits).numpy()
+        targets = y_va.numpy()
+        validation = {"findings": []}
+        for j, name in enumerate(data.classes):
+            known = np.isfinite(targets[:, j])
+            one = classification_validation(
+                targets[known, j].astype(int), probs[known, j],
+                {a: v[known] for a, v in val_attrs.items()}, n_resamples=cfg.bootstrap, seed=cfg.seed,
+            )  # fmt: skip
+            validation["findings"].append({"finding": name, **one})
+        for key in ("ci_method", "bootstrap", "ci_level", "seed", "threshold"):
+            validation[key] = validation["findings"][0][key]
     else:
         scores = torch.sigmoid(val_logits.reshape(-1)).numpy()
         validation = classification_validation(
@@ -378,6 +412,9 @@ def _val_objective(objective: _Objective, logits: torch.Tensor, y: torch.Tensor,
             else torch.zeros(())
         )
     else:
+        if y.ndim == 2:
+            task = masked_bce(logits, y)
+            return float(task), float(task), 0.0
         flat = logits.reshape(-1)
         task = F.binary_cross_entropy_with_logits(flat, y.float())
         p = torch.sigmoid(flat)
@@ -424,7 +461,19 @@ def _meta(
         for g in sorted(set(values.tolist())):
             sel = values == g
             entry = {"train": int(sel[train_idx].sum()), "val": int(sel[val_idx].sum())}
-            if not is_seg:
+            if data.classes:  # positives per finding
+                t = np.nan_to_num(np.asarray(data.targets), nan=0.0)
+                entry["train_positive"] = dict(
+                    zip(
+                        data.classes,
+                        t[train_idx][sel[train_idx]].sum(axis=0).astype(int).tolist(),
+                        strict=True,
+                    )
+                )
+                entry["val_positive"] = dict(
+                    zip(data.classes, t[val_idx][sel[val_idx]].sum(axis=0).astype(int).tolist(), strict=True)
+                )
+            elif not is_seg:
                 t = np.asarray(data.targets)
                 entry["train_positive"] = int(t[train_idx][sel[train_idx]].sum())
                 entry["val_positive"] = int(t[val_idx][sel[val_idx]].sum())
@@ -440,7 +489,11 @@ def _meta(
             "architecture": arch,
             "device": device,
             "optimizer": "AdamW",
-            "loss": "dice + cross-entropy" if is_seg else "binary cross-entropy",
+            "loss": "dice + cross-entropy"
+            if is_seg
+            else "binary cross-entropy per finding, uncertain and blank labels left out (U-Ignore)"
+            if data.classes
+            else "binary cross-entropy",
             "fairness_attribute": cfg.fairness_attribute or attributes[0],
             "augmentation": AugmentConfig().to_dict() if cfg.augment else None,
             "epochs_run": len(history),
@@ -448,7 +501,8 @@ def _meta(
             "seconds": round(seconds, 1),
             "torch_version": torch.__version__,
             "log": LOG_FILE,
-            "split": "patient-level, stratified by " + ("attributes" if is_seg else "label and attributes"),
+            "split": "patient-level, stratified by "
+            + ("attributes" if is_seg or data.classes else "label and attributes"),
         }
     )
     outputs = (
@@ -464,6 +518,18 @@ def _meta(
             "activation": "softmax over channels, argmax -> label map",
         }
         if is_seg
+        else {
+            "type": "probabilities",
+            "format": "classification",
+            "num_channels": len(data.classes),
+            "spatial_shape": [1],
+            "dtype": "float32",
+            "value_range": [],
+            "is_patch_data": False,
+            "channel_def": {str(i): c for i, c in enumerate(data.classes)},
+            "activation": "sigmoid per output -> P(finding), one per class (multi-label)",
+        }
+        if data.classes
         else {
             "type": "probabilities",
             "format": "classification",
@@ -503,7 +569,8 @@ def _meta(
             "outputs": {"pred": outputs},
         },
         "preprocessing": spec,
-        "classes": ["background", "lung"] if is_seg else ["no_finding", "finding"],
+        "classes": ["background", "lung"] if is_seg else list(data.classes) or ["no_finding", "finding"],
+        **({"multilabel": True} if data.classes else {}),
         "training": training,
         "data_summary": {
             "n_cases": data.n,

@@ -19,7 +19,7 @@ from fairaudit.errors import InputError, arg, cli_example
 if TYPE_CHECKING:
     from fairaudit.workflows.core import AuditOutcome
 
-TASKS = ("classification", "segmentation")
+TASKS = ("classification", "segmentation", "multiclass")
 
 
 def check_audit(
@@ -36,8 +36,15 @@ def check_audit(
     `argument` set). `req` is an AuditRequest; the rest are the model and mask arguments."""
     if task not in TASKS:
         raise InputError(
-            f"{arg('task')} must be classification or segmentation, not '{task}'.", argument="task"
+            f"{arg('task')} must be classification, segmentation or multiclass, not '{task}'.",
+            argument="task",
         )
+    if task == "multiclass" or getattr(req, "multiclass", False):  # docs/multiclass.md
+        from fairaudit.workflows.multiclass import check_multiclass
+
+        if task == "multiclass" and hasattr(req, "multiclass"):
+            req.multiclass = True
+        check_multiclass(req, model)
     mask_given = masks is not None or pred_masks is not None
     segmentation = task == "segmentation" or mask_given
     if getattr(req, "predictions", None) is None and model is None and not segmentation:
@@ -61,6 +68,11 @@ def check_audit(
             f"{arg('score_scale')} percent applies to a predictions file: a model's scores are probabilities.",
             argument="score_scale",
         )
+    if not segmentation and getattr(req, "nsd_tolerance_mm", 1.0) != 1.0:
+        raise InputError(
+            f"{arg('nsd_tolerance_mm')} is the tolerance of a segmentation metric: add {arg('task')} segmentation.",
+            argument="nsd_tolerance_mm",
+        )
     if segmentation and (getattr(req, "positive_label", None) is not None or scale != "probability"):
         raise InputError(
             f"{arg('positive_label')} and {arg('score_scale')} apply to classification labels and scores.",
@@ -80,12 +92,21 @@ def check_audit(
             argument="masks" if masks is not None else "pred_masks",
         )
     if segmentation:
-        dicom_named = any(a.strip().startswith("dicom:") for a in _attribute_names(req))
-        if getattr(req, "bins", None) or dicom_named:
+        # dicom: attributes are read from DICOM_DIR's headers (workflows.segmentation); --bins
+        # cuts those only: a demographics column is binned in the CSV.
+        csv_bins = [t for t in getattr(req, "bins", None) or {} if not t.strip().startswith("dicom:")]
+        if csv_bins:
             raise InputError(
-                f"{arg('bins')} and dicom: attributes are not available for segmentation audits yet; "
-                "put the attribute in the demographics CSV.",
-                argument="bins" if getattr(req, "bins", None) else "attributes",
+                f"{arg('bins')} {csv_bins[0]}=...: a segmentation audit bins dicom: attributes only; "
+                "put the binned column in the demographics CSV.",
+                argument="bins",
+            )
+        if any(a.strip().startswith("dicom:") for a in _attribute_names(req)) or getattr(req, "bins", None):
+            from fairaudit.io import dicom_attributes
+
+            # Vetted (identifying keywords refused, DICOM_DIR needed) before a model runs.
+            dicom_attributes.requested(
+                _attribute_names(req), [], dict(getattr(req, "bins", None) or {}), req.dicom_dir is not None
             )
         if getattr(req, "merge_small_groups", False):
             raise InputError(
@@ -152,7 +173,7 @@ def _check_findings(req: Any, segmentation: bool, model: str | None) -> None:
                 f"{arg('uncertain')} applies to a multi-label audit: add {arg('findings')} all or A,B.",
                 argument="uncertain",
             )
-        if len(scores) > 1:
+        if len(scores) > 1 and not getattr(req, "multiclass", False):
             raise InputError(
                 f"{arg('score_column')} is given more than once: give it once (with {arg('findings')}, "
                 "once per finding as FINDING=COLUMN).",
@@ -161,8 +182,6 @@ def _check_findings(req: Any, segmentation: bool, model: str | None) -> None:
         return
     clash = [
         (segmentation, "task", "a segmentation audit has no findings"),
-        (model is not None, "model", "a model run audits its one output (a multi-output model: not yet); "
-         "audit its predictions file with one score column per finding"),
         (getattr(req, "label_column", "label") != "label", "label_column",
          "the finding columns are the labels"),
         (getattr(req, "positive_label", None) is not None, "positive_label",

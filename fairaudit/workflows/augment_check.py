@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from fairaudit._util.formatting import fmt_ci, fmt_num, fmt_sig
+from fairaudit._util.formatting import fmt_ci, fmt_sig
 from fairaudit._util.privacy import IdHasher, use_for_logs
 from fairaudit.augment._base import Transform, check_strength
 from fairaudit.augment._geometric import Geometric
@@ -377,7 +377,12 @@ def _load_model(req: AugmentCheckRequest) -> Any:
             f"{arg('model')} needs the models extra (torch): {exc}. Install it with pip install 'fairaudit-imaging[models]'.",
             argument="model",
         ) from None
-    return load_predictor(req.model, req.device, trust_model=req.trust_model)
+    predictor = load_predictor(req.model, req.device, trust_model=req.trust_model)
+    if predictor.task == "classification" and predictor.outputs:
+        from fairaudit.models.outputs import output_for
+
+        output_for(predictor.outputs, req.label_column)  # a label column the model has no output for: exit 2
+    return predictor
 
 
 def _predict_case(
@@ -397,6 +402,12 @@ def _predict_case(
         preds.append(predictor.predict(all_inputs[i : i + step]))
     pred = np.concatenate(preds)
     n = req.n_augment
+    if predictor.task == "classification" and predictor.outputs:  # the label column's output
+        from fairaudit.models.outputs import single_score
+
+        pred = single_score(
+            dict(zip(predictor.outputs, pred.T, strict=True)), predictor.outputs, req.label_column
+        )[0]
     if predictor.task == "classification":
         case.score_clean = float(pred[0])
         for f_i, family in enumerate(families):
@@ -645,15 +656,13 @@ def _summary(a: dict[str, Any], level: float) -> str:
                 continue
             g = max(deg, key=lambda k: deg[k]["value"])
             e = deg[g]
-            ci = f" {fmt_ci(e['ci'])}" if e.get("ci") else ""
+            ci = f" {fmt_ci(e['ci'], 3, fmt_sig)}" if e.get("ci") else ""  # round-off reads 0
             if e["value"] <= 0:
                 text = f"{f['family']}: {metric} does not drop for any {a['name']} group"
             elif not e.get("ci") or e["ci"][0] <= 0:
-                text = f"{f['family']}: no clear drop in {metric} (largest for {a['name']} = {g}: {fmt_num(e['value'])}{ci})"
+                text = f"{f['family']}: no clear drop in {metric} (largest for {a['name']} = {g}: {fmt_sig(e['value'], 3)}{ci})"
             else:
-                text = (
-                    f"{f['family']}: {metric} drops most for {a['name']} = {g} (by {fmt_num(e['value'])}{ci})"
-                )
+                text = f"{f['family']}: {metric} drops most for {a['name']} = {g} (by {fmt_sig(e['value'], 3)}{ci})"
             p_adj = f["test"].get("p_adjusted")
             if f["test"].get("significant"):
                 text += f", and the per-image {per_case} differs between groups (adjusted p = {fmt_sig(p_adj, 3)})"

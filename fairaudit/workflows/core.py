@@ -131,8 +131,17 @@ def base_config(body: Mapping[str, Any], *, id_column: str, cluster_column: str 
 
 
 # ---------------------------------------------------------------------------- write
-def write_outcome(report: AuditReport, outs: Any, formats: Iterable[str]) -> AuditOutcome:
+def write_outcome(
+    report: AuditReport, outs: Any, formats: Iterable[str], review: Mapping[str, Any] | None = None
+) -> AuditOutcome:
     """Write `report` into the run's open output set (fairaudit._util.atomic.output_set,
-    opened before the work so that a bad --out fails first) and give the CLI its outcome."""
+    opened before the work so that a bad --out fails first) and give the CLI its outcome.
+
+    `review` (--title, --context, --reference-population; fairaudit.report.review_view) is
+    recorded in results.json first."""
+    if review:
+        from fairaudit.report.review_view import apply_review
+
+        apply_review(report.data, review)
     files = report.write(outs, formats)
     return AuditOutcome(results=report.data, files=files, exit_code=report.exit_code, report=report)

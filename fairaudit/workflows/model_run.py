@@ -10,8 +10,10 @@ gets the scores with pseudonymized ids (the same salted hash as manifest.csv; --
 keeps them, and then the file can be audited again with --predictions).
 
 Segmentation: the predicted label maps, restored to each image's original grid, are
-written to OUT_DIR/pred_masks/<id>.png (hashed id unless --keep-ids) and handed to the
-segmentation audit (fairaudit.workflows.segmentation) keyed by the real id.
+written to OUT_DIR/pred_masks/<id>.png (hashed id unless --keep-ids), listed in
+pred_masks/index.csv so that `--pred-masks OUT_DIR/pred_masks` audits them again
+(fairaudit.workflows.mask_index), and handed to the segmentation audit
+(fairaudit.workflows.segmentation) keyed by the real id.
 
 results.json's `model` object names the model (name, sha256 of the weights or file,
 source, task, device) and the run (files, images/s, batch size).
@@ -150,7 +152,7 @@ def _check_attributes(req: Any, id_col: str, segmentation: bool) -> None:
         if not a.strip().startswith("dicom:"):
             demo.column(a, argument="attributes")
     labels = getattr(req, "labels", None)
-    if labels is not None and not segmentation:
+    if labels is not None and not segmentation and getattr(req, "findings", None) is None:
         read_header(labels).column(req.label_column, argument="label_column")
     max_groups = getattr(req, "max_groups", DEFAULT_MAX_GROUPS)
     if max_groups <= 0:
@@ -227,8 +229,18 @@ def _audit_with_model(
         task="segmentation" if segmentation else "classification",
         trust_model=getattr(req, "trust_model", False),
     )
+    if not segmentation:
+        _check_outputs(req, predictor, id_col)  # refused before the model runs
     out = Path(req.out)
     out.mkdir(parents=True, exist_ok=True)
+    if segmentation and predictor.volume is not None:  # a 3D model, or 2D slice by slice (docs/models.md)
+        from fairaudit.workflows.volume_run import audit_volumes_with_model
+
+        return audit_volumes_with_model(
+            req, predictor, id_col=id_col, path_ids=path_ids, hasher=hasher, masks=masks,
+            mask_labels=mask_labels, pred_mask_labels=pred_mask_labels, spacing=spacing,
+            batch_size=batch_size,
+        )  # fmt: skip
 
     mask_files: dict[str, Path] = {}
     mask_rows: list[dict[str, str]] = []
@@ -287,12 +299,15 @@ def _audit_with_model(
     if segmentation:
         from fairaudit._util.sanitize import write_csv
         from fairaudit.report.provenance import file_sha256
+        from fairaudit.workflows.mask_index import write_mask_index
         from fairaudit.workflows.segmentation import audit_segmentation, request_from_audit
 
         path = req.outputs.path(PREDICTIONS_FILE)
         with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             write_csv(pd.DataFrame(mask_rows, columns=["id", "mask"]), fh)  # docs/reports.md
         info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
+        # pred_masks/index.csv: --pred-masks OUT/pred_masks audits them again (fairaudit.workflows.mask_index)
+        write_mask_index(mask_dir, [(r["id"], r["mask"]) for r in mask_rows], hasher)
         if run.unreadable:
             reasons = Counter(why for _, why in run.unreadable)
             log.warning(
@@ -308,6 +323,54 @@ def _audit_with_model(
             )
         )  # fmt: skip
     return _audit_scores(req, run, id_col, hasher, info, path_ids)
+
+
+def _check_outputs(req: Any, predictor: Any, id_col: str) -> None:
+    """What a classifier's outputs must give, checked once it is loaded and before it runs:
+    with --findings, a multi-output model with one output per audited finding; without, the
+    output --label-column names (fairaudit.models.outputs). docs/models.md."""
+    findings = getattr(req, "findings", None)
+    if findings is None:
+        if predictor.outputs:
+            from fairaudit.models.outputs import output_for
+
+            output_for(predictor.outputs, req.label_column)
+        return
+    if not predictor.outputs:
+        raise InputError(
+            f"{arg('findings')} with {arg('model')} needs a multi-output model (model.json lists one "
+            f"class per output); {predictor.name} gives one score per image.",
+            hint=f"Audit it with {arg('label_column')} NAME, or audit a predictions file with one score "
+            "column per finding.",
+            argument="findings",
+        )
+    if req.labels is None:
+        raise InputError(
+            f"{arg('findings')} with {arg('model')} reads the finding columns from {arg('labels')}: pass it.",
+            argument="labels",
+        )
+    from fairaudit.cohort.findings import ALL, finding_candidates
+    from fairaudit.io.tables import ID_CANDIDATES, read_header
+    from fairaudit.models.outputs import fold
+
+    labels = read_header(req.labels)
+    if findings == (ALL,):
+        skip = {id_col, *ID_CANDIDATES, *req.attributes, *(getattr(req, "within", None) or [])}
+        if getattr(req, "cluster_column", None):
+            skip.add(req.cluster_column)
+        names = finding_candidates(labels, {c for c in skip if c})
+    else:
+        names = [labels.column(f, argument="findings") for f in findings]
+    outputs = {fold(o) for o in predictor.outputs}
+    missing = [n for n in names if fold(n) not in outputs]
+    if missing:
+        raise InputError(
+            f"{arg('findings')}: the model has no output for {', '.join(missing)} (its outputs: "
+            f"{', '.join(predictor.outputs)}).",
+            file=labels.name,
+            hint=f"Name the findings it has with {arg('findings')} A,B,C.",
+            argument="findings",
+        )
 
 
 def _check_masks_match(req: Any, masks: Path, id_col: str) -> None:
@@ -339,7 +402,11 @@ def _segmentation_id(req: Any) -> str:
             f"a segmentation audit needs {arg('demographics')} (one row per case, with the attributes).",
             argument="demographics",
         )
-    found = detect_id_column([read_table(req.demographics)], req.id_column)
+    table = read_table(req.demographics)
+    # series_instance_uid last: it names the volumes of a 3D model run (docs/models.md).
+    found = detect_id_column([table], req.id_column) or detect_id_column(
+        [table], None, ("series_instance_uid",)
+    )
     if found is None:
         raise InputError(
             "a model run names each image by a DICOM id or by its path: the demographics need one of "
@@ -393,7 +460,7 @@ def _audit_scores(
             "demographics that holds their file names (docs/images.md).",
             argument="id_column",
         )
-    scores = np.asarray(run.scores, dtype=np.float64)
+    scores, outputs = _run_scores(req, run, info)
     names = records.names
     if any(n.startswith("dicom:") for n in names):
         # `--attribute dicom:KEYWORD`: the groups are made from the whole column (bins).
@@ -417,7 +484,7 @@ def _audit_scores(
         ],
         columns=["source", "row", "id", "status", "reason"],
     )
-    predictions = _write_predictions(req, id_col, records, key, scores, hasher, info)
+    predictions = _write_predictions(req, id_col, records, key, scores, hasher, info, outputs)
     files = (table, bad)
     # Held by the tables' readers alone: audit_predictions lets go of them after the join.
     del table, bad, records, scores
@@ -427,6 +494,30 @@ def _audit_scores(
             score_column_given=True,
         )
     )  # fmt: skip
+
+
+def _run_scores(req: Any, run: Any, info: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(the `score` column, the `score_<output>` columns of a multi-output model).
+
+    A multi-output model's `score` is the output --label-column names (or 1 - P(No Finding)
+    for `finding`; fairaudit.models.outputs), recorded in results.json's model.score_output;
+    with --findings every finding takes its own `score_<output>` column and `score` is
+    the `finding` score where the model has a No Finding output, else empty (NaN)."""
+    if not run.outputs:
+        return np.asarray(run.scores, dtype=np.float64), {}
+    from fairaudit.models.outputs import single_score
+
+    names = list(run.outputs)
+    outputs = {f"score_{n}": np.asarray(v, dtype=np.float64) for n, v in run.outputs.items()}
+    by_output = {n: outputs[f"score_{n}"] for n in names}
+    label = "finding" if getattr(req, "findings", None) is not None else req.label_column
+    try:
+        scores, how = single_score(by_output, names, label)
+    except InputError:  # --findings without a No Finding output (checked before the run otherwise)
+        scores, how = np.full(len(by_output[names[0]]), np.nan), None
+    info["score_output"] = how
+    info["output_columns"] = {n: f"score_{n}" for n in names}
+    return scores, outputs
 
 
 def _table(
@@ -487,6 +578,7 @@ def _write_predictions(
     scores: np.ndarray,
     hasher: Any,
     info: dict[str, Any],
+    outputs: Mapping[str, np.ndarray] | None = None,
 ) -> Table:
     """Write OUT_DIR/predictions.csv (pseudonymized ids) a chunk of records at a time; return
     the table the audit joins on: the ids in clear and the scores as numbers (the exact
@@ -505,14 +597,16 @@ def _write_predictions(
             # The user-facing predictions.csv: pseudonymized ids, score, and the label when known.
             public = pd.DataFrame({"id" if not req.keep_ids else id_col: [hasher(i) for i in ids]})
             public["score"] = [repr(float(v)) for v in scores[at:b]]  # the numbers the audit used, exactly
+            for name, values in (outputs or {}).items():  # a multi-output model: score_<output>
+                public[name] = [repr(float(v)) for v in values[at:b]]
             if label_values is not None:
                 public["label"] = label_values[at:b]
             # Formula-like ids neutralised; scores and labels stay numbers (docs/reports.md).
-            write_csv(public, fh, header=at == 0, numeric=("score", "label"))
+            write_csv(public, fh, header=at == 0, numeric=("score", "label", *(outputs or {})))
             at = b
     info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
-    extra: dict[str, np.ndarray] = {"score": scores}
-    columns = [id_col, "score"]
+    extra: dict[str, np.ndarray] = {"score": scores, **(outputs or {})}
+    columns = [id_col, "score", *(outputs or {})]
     if req.labels is None:  # the labels sit in the demographics: carry them in the predictions
         extra[req.label_column] = (
             label_values if label_values is not None else np.full(len(scores), "", dtype=object)

@@ -150,11 +150,13 @@ def build_multilabel_report(
         "n": len(findings),
     }
     config["threshold_policy"] = req.threshold_policy or "fixed"
-    from fairaudit.workflows.predictions import attach_provenance, audit_inputs
+    from fairaudit.workflows.predictions import attach_provenance, audit_inputs, without_timings
 
     inputs = audit_inputs(req, cohort, config, dicom_files)
     report = AuditReport(
-        assemble(command=req.command, body=body, config=config, inputs=inputs, model=None),
+        assemble(
+            command=req.command, body=body, config=config, inputs=inputs, model=without_timings(req.model)
+        ),
         result=result,
         manifest=spool,
     )

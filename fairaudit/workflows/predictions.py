@@ -99,6 +99,14 @@ class AuditRequest:
     # --within: every comparison again within the strata of these columns, pooled (Mantel-Haenszel
     # for rates; docs/statistics.md, "Confounders"): does a gap survive adjustment for the site?
     within: list[str] = field(default_factory=list)
+    # --title, --context, --reference-population, read and checked (fairaudit.report.review_view)
+    review: Any = None
+    # --task multiclass: class names or integers in the label column, one probability column
+    # per class (--score-column CLASS=COLUMN); docs/multiclass.md.
+    multiclass: bool = False
+    nsd_tolerance_mm: float = 1.0  # --nsd-tolerance-mm: segmentation's NSD tolerance (docs/segmentation.md)
+    # --structures 1=liver,2=tumour: segmentation, each label audited on its own (docs/segmentation.md)
+    structures: tuple[tuple[int, str], ...] | None = None
 
 
 def parse_references(values: list[str]) -> dict[str, str]:
@@ -135,7 +143,7 @@ def audit_predictions(req: AuditRequest) -> AuditOutcome:
 
     # --out is checked (a folder, writable) before the work; the files reach it as one set.
     with output_set(req.out, protect=input_paths(req), shared=req.outputs) as outs, ManifestSpool() as spool:
-        return write_outcome(build_report(req, spool), outs, req.formats)
+        return write_outcome(build_report(req, spool), outs, req.formats, req.review)
 
 
 def build_report(req: AuditRequest, spool: Any) -> AuditReport:
@@ -155,6 +163,10 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
     check_audit(req)  # which arguments go together, in one place
     policy = load_gate(req.gate, "classification")
     cfg = audit_config(req, policy, threshold=req.threshold, permutations=req.permutations)
+    if req.multiclass:
+        from fairaudit.workflows.multiclass import check_policy, class_score_map
+
+        check_policy(policy)
 
     # 2. cohort: the DICOM files (if any) and the join, every row into the manifest
     hasher = IdHasher(req.salt, req.keep_ids)
@@ -211,6 +223,8 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
         finding_scores=parse_score_map(req.score_columns) if req.findings is not None else {},
         uncertain=req.uncertain,
         strata=list(req.within),
+        multiclass=req.multiclass,
+        class_scores=class_score_map(req) if req.multiclass else {},
     )
     if candidates is not None:
         spec.id_candidates = candidates
@@ -224,6 +238,13 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
     _release_joined(req, files)
     known = list(cohort.attributes)
     references = resolve_references(req.references, known)
+    if cohort.classes is not None:
+        from fairaudit.workflows.multiclass import build_multiclass_report
+
+        return build_multiclass_report(
+            req, cohort, cfg, policy, spool, references=references, dicom_files=dicom_files,
+            dicom_records=dicom_records,
+        )  # fmt: skip
     if cohort.findings is not None:
         from fairaudit.workflows.multilabel import build_multilabel_report
 

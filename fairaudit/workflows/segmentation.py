@@ -1,7 +1,7 @@
 """A segmentation audit as a library call: masks + demographics -> AuditResult -> files.
 
 `audit_segmentation(SegmentationRequest(...))` compares predicted masks with ground-truth
-masks case by case (dice, iou, hd95, assd, volume_error; fairaudit.stats._segmentation),
+masks case by case (dice, iou, hd95, assd, volume_error, nsd; fairaudit.stats._segmentation),
 then runs the per-group statistics (fairaudit.stats._segmentation_audit) and writes
 results.json, the reports, manifest.csv and segmentation_cases.csv. Predicted masks come
 from a folder (`--pred-masks`) or, for a model run, as a mapping id -> array.
@@ -73,6 +73,10 @@ class SegmentationRequest:
     mask_labels: tuple[int, ...] | None = None
     pred_mask_labels: tuple[int, ...] | None = None
     spacing: tuple[float, ...] | None = None
+    bins: dict[str, list[float]] = field(default_factory=dict)  # --bins dicom:KVP=60,80 (dicom: attributes)
+    nsd_tolerance_mm: float = 1.0  # --nsd-tolerance-mm (in pixels when the distances are)
+    # --structures 1=liver,2=tumour: each label audited on its own (fairaudit.workflows.structures)
+    structures: tuple[tuple[int, str], ...] | None = None
     bootstrap: int = 2000
     ci_level: float = 0.95
     ci_method: str = "score"
@@ -96,6 +100,10 @@ class SegmentationRequest:
     # The set of outputs a model run opened (it writes pred_masks/ first); None: the audit opens one.
     outputs: Any = None
     max_groups: int = 20  # --max-groups: an attribute with more groups is refused (an identifier?)
+    # A model run on volumes (fairaudit.workflows.volume_run) hands the folder's files by id
+    # (a _Dicom: a series is many files, one id), so the folder is not scanned file by file.
+    dicom_index: Any = None
+    review: Any = None  # --title, --context, --reference-population (fairaudit.report.review_view)
 
 
 @dataclass
@@ -108,13 +116,34 @@ class _Dicom:
     paths_by_id: dict[str, list[str]]
     unreadable: list[tuple[str, str]]
     images: set[str] = field(default_factory=set)
+    #: NIfTI volumes' canonical grids (fairaudit.io.nifti.Grid) by id: a mask must share it.
+    grids: dict[str, Any] = field(default_factory=dict)
+    #: `--attribute dicom:KEYWORD`: each id's raw header text per keyword (io.dicom_attributes).
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Ids are SeriesInstanceUIDs: each names a series assembled into one volume (its grid in
+    #: `grids`), matched with NIfTI masks (docs/nifti.md); a series that is not one regular
+    #: volume has its reason here.
+    series: bool = False
+    series_reasons: dict[str, str] = field(default_factory=dict)
 
 
-def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool, path_ids: Any = None) -> _Dicom:
+def _scan_dicom(
+    root: Path,
+    id_col: str,
+    workers: int | None,
+    progress: bool,
+    path_ids: Any = None,
+    keywords: tuple[str, ...] = (),
+) -> _Dicom:
     """The folder's files by id: a DICOM id from the header, or (`path_ids`, a
-    fairaudit.cohort.dicom_files.PathIds) the path as the demographics name it."""
-    from fairaudit.io.dicom import iter_outcomes
+    fairaudit.cohort.dicom_files.PathIds) the path as the demographics name it; the header
+    text of `keywords` (vetted `dicom:` attributes) per id."""
+    from fairaudit.io.dicom import HEADER_FIELDS, iter_outcomes, limited_options
+    from fairaudit.io.dicom_attributes import header_text
     from fairaudit.io.tables import DICOM_ID_TAGS
+
+    options = limited_options(extra_header=tuple(k for k in keywords if k not in HEADER_FIELDS))
+    texts_by_path: dict[str, dict[str, str]] = {}
 
     root = Path(root)
     if not root.is_dir():
@@ -133,24 +162,70 @@ def _scan_dicom(root: Path, id_col: str, workers: int | None, progress: bool, pa
     paths: dict[str, list[str]] = {}
     unreadable: list[tuple[str, str]] = []
     found: list[tuple[str, str, tuple[float, ...] | None, tuple[int, int] | None, bool]] = []
-    for o in iter_outcomes(root, header_only=True, workers=workers, progress=progress):
+    grids_by_path: dict[str, Any] = {}  # NIfTI volumes (docs/nifti.md)
+    series_files = []  # --id-column series_instance_uid: the headers to assemble series from
+    for o in iter_outcomes(root, header_only=True, workers=workers, progress=progress, options=options):
         if o.status != "ok" or o.header is None:
             unreadable.append((o.path, f"{o.status}: {o.reason}" if o.reason else o.status))
             continue
+        if tag == "SeriesInstanceUID":
+            series_files.append(o)
+        if keywords:
+            texts_by_path[o.path] = {kw: header_text(o.header.get(kw)) for kw in keywords}
         key = str(o.header.get(tag) or "").strip() if tag is not None else ""
         rows, cols = o.header.get("Rows"), o.header.get("Columns")
         shape = (int(rows), int(cols)) if rows and cols else None
         spacing = tuple(float(s) for s in o.spacing) if o.spacing is not None else None
         found.append((key, o.path, spacing, shape, o.file_format in ("png", "jpeg")))
+        if o.affine is not None and o.volume_shape is not None:
+            from fairaudit.io.nifti import Grid
+
+            grids_by_path[o.path] = Grid(tuple(o.volume_shape), o.affine)
     keys = path_ids([f[1] for f in found]) if path_ids is not None else [f[0] for f in found]
     images: set[str] = set()
+    grids: dict[str, Any] = {}
     for key, (_, path, spacing, shape, is_image) in zip(keys, found, strict=True):
         paths.setdefault(key, []).append(path)
         by_id[key] = (path, spacing, shape)
+        if path in grids_by_path:
+            grids[key] = grids_by_path[path]
         if is_image:
             images.add(key)
     ambiguous = {k for k, v in paths.items() if len(v) > 1}
-    return _Dicom(by_id, ambiguous, paths, unreadable, images)
+    headers = {
+        key: texts_by_path[path]
+        for key, (_, path, *_) in zip(keys, found, strict=True)
+        if path in texts_by_path
+    }
+    found_dicom = _Dicom(by_id, ambiguous, paths, unreadable, images, grids, headers)
+    if tag == "SeriesInstanceUID":
+        _series_volumes(found_dicom, series_files)
+    return found_dicom
+
+
+def _series_volumes(dicom: _Dicom, files: list) -> None:
+    """Ids that are SeriesInstanceUIDs: each CT or MR series assembled (header only) into
+    one volume whose RAS grid its NIfTI mask must share (docs/nifti.md, "DICOM series and
+    NIfTI masks"); spacing from the series, per canonical axis."""
+    from fairaudit.io.dicom import assemble_series
+    from fairaudit.io.dicom._series import series_affine
+    from fairaudit.io.nifti import canonical_grid
+
+    dicom.series = True
+    for volume in assemble_series(files):
+        uid = volume.series_uid
+        if not uid or uid not in dicom.paths_by_id:
+            continue
+        affine = series_affine(volume)
+        dicom.ambiguous.discard(uid)
+        rows, cols = (volume.header or {}).get("Rows"), (volume.header or {}).get("Columns")
+        if affine is None or not rows or not cols:
+            dicom.series_reasons[uid] = volume.reason or "no slice spacing or orientation"
+            dicom.by_id.pop(uid, None)
+            continue
+        grid, zooms = canonical_grid((volume.n_slices, int(rows), int(cols)), affine)
+        dicom.by_id[uid] = (volume.paths[0], zooms, None)
+        dicom.grids[uid] = grid
 
 
 def audit_segmentation(req: SegmentationRequest) -> AuditOutcome:
@@ -161,16 +236,21 @@ def audit_segmentation(req: SegmentationRequest) -> AuditOutcome:
     from fairaudit._util.atomic import output_set
 
     with output_set(req.out, protect=input_paths(req), shared=req.outputs) as outs:
-        return write_outcome(build_segmentation_report(req), outs, req.formats)
+        return write_outcome(build_segmentation_report(req), outs, req.formats, req.review)
 
 
 def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     """The segmentation audit as an AuditReport (with manifest.csv and
     segmentation_cases.csv as its companions), nothing written."""
+    if req.structures:  # one audit per structure, combined (docs/segmentation.md)
+        from fairaudit.workflows.structures import build_structures_report
+
+        return build_structures_report(req)
     from fairaudit._util.privacy import IdHasher, use_for_logs
     from fairaudit.cohort.dicom_files import PathIds, is_path_id
     from fairaudit.cohort.join import INTERSECTION_SEP, MISSING_GROUP, intersection_name, pseudonymize_sources
     from fairaudit.io.masks import index_masks
+    from fairaudit.io.nifti import strip_suffix
     from fairaudit.io.tables import detect_id_column, is_missing, read_table
     from fairaudit.results import AuditReport, assemble
     from fairaudit.stats._segmentation import SEGMENTATION_METRICS
@@ -187,6 +267,14 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     hasher = IdHasher(req.salt, req.keep_ids)
     use_for_logs(hasher)  # log lines name files as the outputs do
     pred_labels = req.pred_mask_labels if req.pred_mask_labels is not None else req.mask_labels
+    tolerance = float(req.nsd_tolerance_mm)
+    if not np.isfinite(tolerance) or tolerance < 0:
+        raise InputError(
+            f"{arg('nsd_tolerance_mm')} {req.nsd_tolerance_mm}: the tolerance of the normalized surface "
+            "Dice must be a finite number of mm >= 0.",
+            hint=f"Pass {arg('nsd_tolerance_mm')} 1 (the default) or the tolerance chosen for the structure.",
+            argument="nsd_tolerance_mm",
+        )
 
     demo = read_table(req.demographics)
     id_col = detect_id_column([demo], req.id_column)
@@ -204,7 +292,13 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
             f"no {arg('attributes')} given: name at least one demographic column to audit by.",
             argument="attributes",
         )
-    attr_cols = {a: demo.column(a, argument="attributes") for a in needed}
+    # `--attribute dicom:KEYWORD`: vetted now, read from the headers of DICOM_DIR with the scan.
+    from fairaudit.io import dicom_attributes as dicom_attrs
+
+    dicom_wanted = dicom_attrs.requested(needed, [], req.bins, req.dicom_dir is not None)
+    attr_cols = {
+        a: demo.column(a, argument="attributes") for a in needed if not dicom_attrs.is_dicom_attribute(a)
+    }
     from fairaudit.cohort.join import cluster_source
 
     cluster = cluster_source(req.cluster_column, id_col_actual, [demo])
@@ -224,17 +318,25 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     truth_index = index_masks(req.masks, argument="masks")
     pred_index = None if isinstance(req.pred_masks, Mapping) else index_masks(req.pred_masks, "pred_masks")
     pred_ids = set(req.pred_masks) if isinstance(req.pred_masks, Mapping) else set(pred_index.files)
+    if pred_index is not None:  # by name, or through a model run's index.csv (docs/segmentation.md)
+        pred_index = _match_pred_index(req, pred_index, demo, id_col_actual, truth_index.files)
+        pred_ids = set(pred_index.files)
     path_ids = None
     if req.dicom_dir and is_path_id(id_col):  # files named by their path (docs/images.md)
         path_ids = PathIds.from_tables([demo], id_col)
-    dicom = _scan_dicom(req.dicom_dir, id_col, req.workers, req.progress, path_ids) if req.dicom_dir else None
+    dicom = req.dicom_index
+    if dicom is None and req.dicom_dir:
+        keywords = tuple(a.keyword for a in dicom_wanted)
+        dicom = _scan_dicom(req.dicom_dir, id_col, req.workers, req.progress, path_ids, keywords)
+    dicom_records = _dicom_groups(req, demo, id_col_actual, dicom, dicom_wanted, attr_cols)
     if dicom is not None:
         spacing_source = "dicom"  # or, when no case takes its spacing from a file, see below
     elif req.spacing is not None:
         spacing_source = "--spacing"
     else:
         spacing_source = "none"
-        log.warning("no DICOM folder and no %s: hd95 and assd are in pixels, not mm", arg("spacing"))
+        if not any(strip_suffix(p.name) for p in truth_index.files.values()):  # NIfTI: from the headers
+            log.warning("no DICOM folder and no %s: hd95 and assd are in pixels, not mm", arg("spacing"))
 
     ids = demo.frame[id_col_actual].astype(str)
     dup = ids.duplicated(keep=False)
@@ -246,7 +348,8 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     nonempty: list[bool] = []
     cases: list[_Case] = []  # rows whose masks are read and compared
     n_mm_fallback = 0
-    n_from_files = 0  # cases whose spacing came from their DICOM file
+    n_from_files = 0  # cases whose spacing came from their DICOM file (or a NIfTI header)
+    n_nifti = 0  # cases whose spacing came from a NIfTI header (image or mask)
     for i, (key, is_dup) in enumerate(zip(ids, dup, strict=True)):
         why = ""
         if is_missing(key):
@@ -259,28 +362,51 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
             why = "no predicted mask for this id"
         spacing: tuple[float, ...] | None = req.spacing
         dshape = None
+        grid = None  # a NIfTI image's voxel grid, which its masks must share
+        from_file = False
+        nifti_mask = not why and strip_suffix(truth_index.files[key].name) is not None
         if not why and dicom is not None:
             if key in dicom.ambiguous:
                 why = f"several DICOM files with this id ({len(dicom.paths_by_id[key])})"
+            elif key in dicom.series_reasons:
+                why = f"the DICOM series of this id is not one regular volume: {dicom.series_reasons[key]}"
+            elif dicom.series and key in dicom.grids and not nifti_mask:
+                why = "a DICOM series volume is matched with a NIfTI mask only (its affine places it): save the mask as .nii.gz"
             elif key not in dicom.by_id:
                 why = "no readable DICOM file with this id (see the files' rows in the manifest)"
             else:
                 _, dsp, dshape = dicom.by_id[key]
+                grid = dicom.grids.get(key)
+                if grid is not None:  # a volume: its whole grid is checked, not (rows, cols)
+                    dshape = None
+                    n_nifti += 0 if dicom.series else 1  # a series' spacing is DICOM's
                 if dsp is not None and all(np.isfinite(dsp)):
                     spacing = dsp
                     n_from_files += 1
+                    from_file = True
+                elif nifti_mask:
+                    pass  # the mask's NIfTI header gives it (below)
                 elif req.spacing is not None:
                     n_mm_fallback += 1
                 elif key not in dicom.images:
                     why = "the DICOM file has no pixel spacing (pass --spacing to give one)"
                 # else a PNG or JPEG image without --spacing: measured in pixels (below)
+        header = bool(nifti_mask and not from_file)  # spacing from the NIfTI mask's header
+        if not why and header:
+            spacing = None
+            n_from_files += 1
+            n_nifti += 1
         if not why:
-            cases.append(_Case(i, key, spacing, dshape))
+            cases.append(_Case(i, key, spacing, dshape, grid, header))
         reasons.append(why)
     if dicom is not None and req.spacing is None:
         cases, spacing_source = _pixel_cases(cases, reasons, n_from_files)
     elif dicom is not None and n_from_files == 0:  # no file gave one: every case in --spacing's mm
         spacing_source = "--spacing"
+    if n_nifti:  # NIfTI headers gave spacing (docs/nifti.md): cases in pixels cannot join them
+        if dicom is None and req.spacing is None:
+            cases, _ = _pixel_cases(cases, reasons, n_from_files)
+        spacing_source = "nifti" if n_nifti == n_from_files else "dicom"
     # Reading both masks and the metrics: in worker processes, in row order (_measure_all).
     sources = _Sources(
         truth_files=truth_index.files,
@@ -288,7 +414,9 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
         pred_arrays=req.pred_masks if pred_index is None else None,  # type: ignore[arg-type]
         mask_labels=req.mask_labels,
         pred_labels=pred_labels,
+        nsd_tolerance=tolerance,
     )
+    case_by_row = {c.row: c for c in cases}  # for the example cases drawn after the statistics
     for case, (why, bad_file, m) in zip(cases, _measure_all(sources, cases, req.workers), strict=True):
         if bad_file is not None:
             file_reason[(bad_file[0], case.key)] = bad_file[1]
@@ -415,6 +543,7 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
 
     # 4. attach
     body = result.to_dict()
+    _attach_examples(body, values["dice"], attributes, [case_by_row[r] for r in case_rows], sources)
     config = base_config(
         body, id_column=id_col, cluster_column=None if cluster is None else cluster[1],
         cluster_missing=cluster_missing, unit="image",
@@ -428,6 +557,10 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
         "spacing": list(req.spacing) if req.spacing else None,
         "hd95": "max of the two directed 95th percentiles of surface distances (as MONAI)",
         "assd": "mean of both directions' surface distances pooled (as MONAI, symmetric)",
+        "nsd": "share of both surfaces' voxels within the tolerance of the other surface "
+        "(as MONAI's compute_surface_dice)",
+        "nsd_tolerance": tolerance,
+        "nsd_tolerance_unit": "pixels" if spacing_source == "none" else "mm",
         "group_value": "mean over the group's cases where the metric is defined (see n_defined)",
     }
     inputs = {
@@ -447,6 +580,8 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
             "unreadable": len(dicom.unreadable),
         },
     }
+    if dicom_records:  # `dicom:` attributes: how their groups were formed (as for classification)
+        inputs["dicom_attributes"] = dicom_records
     # Formula-like cells neutralised (docs/reports.md); row numbers and metrics stay numbers.
     manifest_text = frame_to_csv(pd.concat(manifest, ignore_index=True), numeric=("row",))
     cases = pd.DataFrame({"id": ids.iloc[rows_idx].map(hasher).to_numpy()})
@@ -498,6 +633,58 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     return report
 
 
+def _dicom_groups(
+    req: SegmentationRequest,
+    demo: Any,
+    id_col: str,
+    dicom: _Dicom | None,
+    wanted: list,
+    attr_cols: dict[str, str],
+) -> list[dict[str, Any]]:
+    """`dicom:` attributes as demographics columns: each row's group from the header of its
+    DICOM file (binned or hashed as for classification, fairaudit.io.dicom_attributes), so the
+    rest of the audit treats them as any column; the records of how, for results.json."""
+    if not wanted:
+        return []
+    from fairaudit._util.privacy import IdHasher
+    from fairaudit.io import dicom_attributes as dicom_attrs
+
+    headers = dicom.headers if dicom is not None else {}
+    keys = demo.frame[id_col].astype(str)
+    records = []
+    for a in wanted:
+        raw = keys.map(lambda k, kw=a.keyword: (headers.get(k) or {}).get(kw, ""))
+        # Hashes, never clear text, whatever --keep-ids says (as for classification).
+        groups, record = dicom_attrs.derive_groups(a, raw, req.bins.get(a.name), IdHasher(req.salt))
+        demo.frame[a.name] = groups.astype(str)
+        attr_cols[a.name] = a.name
+        records.append(record)
+    return records
+
+
+def _match_pred_index(req: SegmentationRequest, pred_index: Any, demo: Any, id_col: str, truth: Any) -> Any:
+    """The predicted-mask folder's files keyed by demographics id: by file name, or through
+    a model run's pred_masks/index.csv (fairaudit.workflows.mask_index); index.csv itself is
+    no mask. Files no id claims keep their own name (manifest: no demographics row)."""
+    from dataclasses import replace
+
+    from fairaudit.io.tables import is_missing
+    from fairaudit.workflows.mask_index import INDEX_FILE, match_pred_masks, read_mask_index
+
+    ids = [str(k) for k in demo.frame[id_col] if not is_missing(k)]
+    folder = Path(req.pred_masks)  # type: ignore[arg-type]
+    matched = match_pred_masks(
+        folder, pred_index.files, ids, [k for k in ids if k in truth], salt=req.salt, id_column=id_col,
+        table=demo.name,
+    )  # fmt: skip
+    if read_mask_index(folder) is None:
+        return pred_index
+    claimed = {p.name for p in matched.values()}
+    rest = {k: f for k, f in pred_index.files.items() if f.name not in claimed}
+    skipped = [(rel, why) for rel, why in pred_index.skipped if rel != INDEX_FILE]
+    return replace(pred_index, files={**rest, **matched}, skipped=skipped)
+
+
 # ----------------------------------------------------------------------------- per-case metrics
 # Reading two masks and measuring them is the audit's per-case cost (tens of ms for a
 # 1024 x 1024 lung), so cases go to forked worker processes as fairaudit.io.dicom._parallel
@@ -519,6 +706,8 @@ class _Case:
     key: str
     spacing: tuple[float, ...] | None
     dshape: tuple[int, int] | None
+    grid: Any = None  # fairaudit.io.nifti.Grid of a NIfTI image: the masks must share it
+    header_spacing: bool = False  # spacing from the ground-truth NIfTI mask's header
 
 
 @dataclass(frozen=True)
@@ -530,6 +719,7 @@ class _Sources:
     pred_arrays: Mapping[str, np.ndarray] | None
     mask_labels: tuple[int, ...] | None
     pred_labels: tuple[int, ...] | None
+    nsd_tolerance: float = 1.0
 
 
 # (exclusion reason or "", (which file, its manifest reason) or None, metrics or None)
@@ -556,7 +746,7 @@ def _pixel_cases(cases: list[_Case], reasons: list[str], n_from_files: int) -> t
         return cases, "none"
     keep = []
     for case in cases:
-        if case.spacing is None:
+        if case.spacing is None and not case.header_spacing:
             reasons[case.row] = PIXELS_AMONG_MM
         else:
             keep.append(case)
@@ -566,23 +756,37 @@ def _pixel_cases(cases: list[_Case], reasons: list[str], n_from_files: int) -> t
 def _measure(src: _Sources, case: _Case) -> _Measured:
     """Read both masks of one case and measure them; a mask that cannot be used becomes
     the case's exclusion reason (and its file's manifest reason), never an error."""
-    from fairaudit.io.masks import MaskReadError, foreground, read_mask
+    from fairaudit.io.masks import MaskReadError, foreground, read_label_volume
+    from fairaudit.io.nifti import same_geometry
     from fairaudit.stats._segmentation import case_metrics
 
     key, spacing, dshape = case.key, case.spacing, case.dshape
     try:
-        truth = read_mask(src.truth_files[key], src.mask_labels)
+        truth, tinfo = read_label_volume(src.truth_files[key])
+        truth = foreground(truth, src.mask_labels)
     except MaskReadError as exc:
         return f"ground-truth mask {exc}", ("truth", str(exc)), None
+    pinfo = None
     try:
         if src.pred_files is not None:
-            pred = read_mask(src.pred_files[key], src.pred_labels)
+            pred, pinfo = read_label_volume(src.pred_files[key])
+            pred = foreground(pred, src.pred_labels)
         else:
             pred = foreground(np.asarray(src.pred_arrays[key]), src.pred_labels)  # type: ignore[index]
     except MaskReadError as exc:
         return f"predicted mask {exc}", ("pred", str(exc)), None
+    if case.header_spacing and tinfo is not None:
+        spacing = tinfo.spacing  # the NIfTI header's zooms, per canonical axis (docs/nifti.md)
     why = ""
-    if truth.shape != pred.shape:
+    # NIfTI files carry their grid: masks and image must share shape and affine (docs/nifti.md).
+    grid_why = same_geometry(tinfo, pinfo) if tinfo is not None and pinfo is not None else ""
+    if grid_why:
+        why = f"ground-truth and predicted NIfTI masks do not match: {grid_why}"
+    elif case.grid is not None and tinfo is not None and (grid_why := same_geometry(case.grid, tinfo)):
+        why = f"the ground-truth NIfTI mask does not match its image volume: {grid_why}"
+    elif case.grid is not None and tuple(truth.shape) != tuple(case.grid.shape):
+        why = f"mask shape {truth.shape} does not match the NIfTI image {tuple(case.grid.shape)}"
+    elif truth.shape != pred.shape:
         why = f"mask shapes differ: ground truth {truth.shape}, prediction {pred.shape}"
     elif dshape is not None and tuple(truth.shape[-2:]) != dshape:
         why = f"mask shape {truth.shape} does not match the DICOM image ({dshape[0]} x {dshape[1]})"
@@ -593,7 +797,41 @@ def _measure(src: _Sources, case: _Case) -> _Measured:
         )
     if why:
         return why, None, None
-    return "", None, case_metrics(truth, pred, spacing)
+    return "", None, case_metrics(truth, pred, spacing, src.nsd_tolerance)
+
+
+def _read_pair(src: _Sources, case: _Case) -> tuple[np.ndarray, np.ndarray, Any] | None:
+    """Both masks of a case `_measure` measured, read again (for its example image), with
+    the spacing it used; None when a file has changed and cannot be read."""
+    from fairaudit.io.masks import MaskReadError, foreground, read_label_volume
+
+    try:
+        truth, tinfo = read_label_volume(src.truth_files[case.key])
+        if src.pred_files is not None:
+            pred = foreground(read_label_volume(src.pred_files[case.key])[0], src.pred_labels)
+        else:
+            pred = foreground(np.asarray(src.pred_arrays[case.key]), src.pred_labels)  # type: ignore[index]
+    except (MaskReadError, OSError):
+        return None
+    spacing = tinfo.spacing if case.header_spacing and tinfo is not None else case.spacing
+    truth = foreground(truth, src.mask_labels)
+    return (truth, pred, spacing) if truth.shape == pred.shape else None
+
+
+def _attach_examples(
+    body: dict[str, Any],
+    dice: np.ndarray,
+    attributes: Mapping[str, np.ndarray],
+    cases: list[_Case],
+    src: _Sources,
+) -> None:
+    """attributes[].segmentation_examples: each group's median-Dice case drawn as contours
+    (fairaudit.workflows.segmentation_examples); two masks read again per group."""
+    from fairaudit.workflows.segmentation_examples import group_examples
+
+    examples = group_examples(dice, attributes, lambda i: _read_pair(src, cases[i]))
+    for attribute in body.get("attributes") or []:
+        attribute["segmentation_examples"] = examples.get(attribute.get("name"), [])
 
 
 def _measure_chunk(cases: list[_Case]) -> list[_Measured]:
@@ -690,6 +928,9 @@ def request_from_audit(
         if not isinstance(pred_mask_labels, str)
         else parse_labels(pred_mask_labels, "pred_mask_labels"),
         spacing=spacing if not isinstance(spacing, str) else parse_spacing(spacing),
+        structures=getattr(req, "structures", None),
+        nsd_tolerance_mm=float(getattr(req, "nsd_tolerance_mm", SegmentationRequest.nsd_tolerance_mm)),
+        bins=dict(getattr(req, "bins", None) or {}),
         bootstrap=req.bootstrap,
         ci_level=req.ci_level,
         ci_method=req.ci_method,
@@ -710,4 +951,5 @@ def request_from_audit(
         discover_metric=getattr(req, "discover_metric", None),
         discover_top=int(getattr(req, "discover_top", 10)),
         outputs=getattr(req, "outputs", None),
+        review=getattr(req, "review", None),
     )

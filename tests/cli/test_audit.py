@@ -96,10 +96,17 @@ def test_happy_path_writes_every_report(tmp_path: Path) -> None:
         "sex",
         "--attribute",
         "race",
+        "-v",  # the tables too (the default is the short summary)
     )
     assert res.exit_code == 0, res.output
     out = tmp_path / "out"
-    assert {p.name for p in out.iterdir()} == {"results.json", "report.md", "report.html", "manifest.csv"}
+    assert {p.name for p in out.iterdir()} == {
+        "results.json",
+        "model_card.json",
+        "report.md",
+        "report.html",
+        "manifest.csv",
+    }
 
     results = results_of(tmp_path)
     assert results["schema_version"] == "2"
@@ -320,7 +327,12 @@ def test_format_subset_still_writes_results_and_manifest(tmp_path: Path) -> None
         tmp_path, "--predictions", str(one_file(tmp_path)), "--attribute", "sex", "--format", "md", "--quiet"
     )
     assert res.exit_code == 0, res.output
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"results.json", "report.md", "manifest.csv"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "results.json",
+        "model_card.json",
+        "report.md",
+        "manifest.csv",
+    }
 
 
 def test_json_to_stdout(tmp_path: Path) -> None:
@@ -534,12 +546,18 @@ def test_console_script(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
         [*cmd, "audit", "--predictions", str(preds), "--demographics", str(demo), "--attribute", "sex",
-         "--attribute", "race", "--out", str(out), "--bootstrap", "100"],
+         "--attribute", "race", "--out", str(out), "--bootstrap", "100", "-v"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "sex (reference:" in proc.stdout
-    assert {p.name for p in out.iterdir()} == {"results.json", "report.md", "report.html", "manifest.csv"}
+    assert "sex (reference:" in proc.stdout  # -v: the tables
+    assert {p.name for p in out.iterdir()} == {
+        "results.json",
+        "model_card.json",
+        "report.md",
+        "report.html",
+        "manifest.csv",
+    }
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     validate_results(results)
     assert results["inputs"]["n_included"] == N

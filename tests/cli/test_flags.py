@@ -164,7 +164,7 @@ def test_no_library_message_writes_a_flag() -> None:
 # ----------------------------------------------------------------------------- which flags go together
 RULES = [
     (["--task", "foo", "--predictions", "p.csv"],
-     "--task must be classification or segmentation, not 'foo'."),
+     "--task must be classification, segmentation or multiclass, not 'foo'."),
     ([], "nothing to audit: pass --predictions preds.csv, or DICOM_DIR with --model (bundled:NAME, "
          "a bundle folder, a TorchScript or ONNX file)."),
     (["DIR", "--model", "bundled:x", "--task", "segmentation", "--pred-masks", "pm"],
@@ -174,11 +174,14 @@ RULES = [
      "--resume and --cache-dir apply to a model run: add --model."),
     (["--masks", "m", "--pred-masks", "pm"],
      "--masks and --pred-masks belong to a segmentation audit: add --task segmentation."),
-    (["--task", "segmentation", "--masks", "m", "--pred-masks", "pm", "--bins", "dicom:KVP=60"],
-     "--bins and dicom: attributes are not available for segmentation audits yet; put the attribute "
-     "in the demographics CSV."),
+    (["--task", "segmentation", "--masks", "m", "--pred-masks", "pm", "--bins", "age=40"],
+     "--bins age=...: a segmentation audit bins dicom: attributes only; put the binned column in the "
+     "demographics CSV."),
     (["--task", "segmentation", "--masks", "m", "--pred-masks", "pm", "--attribute", "dicom:KVP"],
-     "--bins and dicom: attributes are not available for segmentation audits yet"),
+     "--attribute dicom:KVP: dicom: attributes are read from the DICOM headers; pass the DICOM folder as "
+     "DICOM_DIR"),
+    (["--task", "segmentation", "--masks", "m", "--pred-masks", "pm", "--bins", "dicom:KVP=60"],
+     "--bins dicom:KVP=...: dicom:KVP is not among the audited attributes."),
     (["--task", "segmentation", "--masks", "m", "--pred-masks", "pm", "--baseline-predictions", "b.csv"],
      "--baseline-predictions is available for classification audits only."),
     (["--model", "bundled:x"],

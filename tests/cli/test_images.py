@@ -190,7 +190,10 @@ def test_image_index_column_and_jpeg(folders, dicom_run, tmp_path) -> None:
     assert res.exit_code == 0, res.output
     dicom, scores = _scores(dicom_run), _scores(jpg)
     diff = np.array([abs(dicom[c["uid"]] - scores[c["stem"]]) for c in folders["cases"]])
-    assert 0 < diff.max() < 0.02 and diff.mean() < 0.002, (diff.max(), diff.mean())
+    # The multi-label classifier's scores are mid-range on subtle findings (issue 21, point 10),
+    # where 8-bit lossy JPEG moves them most: measured max 0.091, mean 0.026 (0.02 and 0.002
+    # held for the earlier, saturated 0.997-AUROC model).
+    assert 0 < diff.max() < 0.15 and diff.mean() < 0.04, (diff.max(), diff.mean())
     flat = tmp_path / "flat"
     res = cli.audit(
         root / "flat", "--model", cli.CLASSIFIER, "--demographics", root / "data_entry.csv",

@@ -96,7 +96,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     res = cli.audit(
         "--predictions", pred_csv, "--labels", label_csv, "--demographics", demo_csv,
         "--id-column", "Path", "--attribute", "sex", "--attribute", "race", "--findings", "all",
-        "--gate", policy, "--format", "json,md,html,junit",
+        "--gate", policy, "--format", "json,md,html,junit", "-v",  # -v: the tables (issue 23)
         bootstrap=100, out=out,
     )  # fmt: skip
     assert res.exit_code in (0, 1), res.output
@@ -314,7 +314,9 @@ def test_terminal_gate_lines_name_the_finding(run: Run) -> None:
 
 
 def test_terminal_keeps_within_80_columns(run: Run) -> None:
-    res = cli.invoke(["report", run.out / "results.json", "--out", run.out.parent / "narrow"], columns=80)
+    res = cli.invoke(
+        ["report", run.out / "results.json", "--out", run.out.parent / "narrow", "-v"], columns=80
+    )
     table = res.stdout.split("Findings (", 1)[1].split("macro average", 1)[0]
     assert max(len(line) for line in table.splitlines()) <= 80
 
@@ -337,7 +339,7 @@ def test_finding_names_are_escaped_in_every_report(run: Run) -> None:
 
 def test_report_command_renders_the_same_reports(run: Run) -> None:
     again = run.out.parent / "again"
-    res = cli.invoke(["report", run.out / "results.json", "--out", again])
+    res = cli.invoke(["report", run.out / "results.json", "--out", again, "-v"])
     assert res.exit_code == run.exit_code, res.output
     for name in ("report.md", "report.html", "junit.xml"):
         assert (again / name).read_text(encoding="utf-8") == (run.out / name).read_text(encoding="utf-8")
@@ -349,3 +351,29 @@ def test_report_command_renders_the_same_reports(run: Run) -> None:
 def test_single_label_reports_have_no_finding_sections() -> None:
     md = render_markdown(make_results())
     assert "## Finding" not in md and "**Findings**" not in md and "Multi-label" not in md
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def test_printed_report_keeps_each_finding_to_its_forest_plots(run: Run, tmp_path: Path) -> None:
+    """Printed on A4 by headless Chromium (issue 23, point 5): each finding's section keeps its
+    forest plots and leaves its per-group tables, comparisons and omnibus tests to the screen."""
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed; `make test` installs it (Makefile target `browser`)")
+    html = _html(run)
+    assert html.count('class="finding"') == len(FINDINGS)
+    css = html.split("</style>", 1)[0]
+    assert "section.finding details.detail, section.finding .finding-headline" in css
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}",
+         "--no-pdf-header-footer", f"--print-to-pdf={pdf}", (run.out / "report.html").as_uri()],
+        capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    pages = len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf.read_bytes()))
+    assert 1 <= pages <= 8  # 7 (3 findings, 2 attributes); 13 with every finding's tables printed

@@ -188,7 +188,12 @@ document.getElementById("f").addEventListener("load", function () {
   var wide = Array.from(d.querySelectorAll("table, svg, figure, pre, code")).filter(function (e) {
     return e.getBoundingClientRect().right > width + 1;
   }).map(function (e) { return e.tagName + ":" + (e.textContent || "").slice(0, 60); });
-  document.getElementById("out").textContent = JSON.stringify({width: width, wide: wide});
+  // Every fold is open in print: each <details> shows what follows its <summary>.
+  var folded = Array.from(d.querySelectorAll("details")).filter(function (e) {
+    return Array.from(e.children).slice(1).every(function (c) { return c.getBoundingClientRect().height === 0; });
+  }).map(function (e) { return (e.querySelector("summary") || e).textContent.slice(0, 60); });
+  document.getElementById("out").textContent = JSON.stringify({width: width, wide: wide, folded: folded,
+    details: d.querySelectorAll("details").length});
 });
 </script></body></html>"""
 
@@ -200,6 +205,71 @@ def test_print_layout_fits_an_a4_page(report: Path, tmp_path: Path) -> None:
     facts = wrapper_facts(tmp_path, report.parent / "print_wrapper.html", _PRINT_WRAPPER)
     assert 700 <= facts["width"] <= 718
     assert facts["wide"] == []
+    assert facts["details"] > 5 and facts["folded"] == []  # folds open when printed
     pdf = tmp_path / "report.pdf"
     run_chromium(tmp_path, report.as_uri(), "--no-pdf-header-footer", f"--print-to-pdf={pdf}")
     assert pdf.read_bytes().startswith(b"%PDF")
+    # The demo's attributes and gate (issue 23: 26 pages before): at most 12 A4 pages, each
+    # with the title and date in its header (CSS margin boxes) and its number in the footer.
+    assert pdf_pages(pdf) <= 12
+    assert b"/MediaBox [0 0 594.9" in pdf.read_bytes()  # A4 (595 x 842 pt)
+    css = page.split("</style>", 1)[0]
+    assert re.search(r"@top-left \{ content: \"fairaudit report: classification\"", css)
+    assert '@top-right { content: "created ' in css and 'counter(page) " of " counter(pages)' in css
+
+
+def pdf_pages(pdf: Path) -> int:
+    """Pages of a PDF Chromium wrote: its page objects (Chromium writes them uncompressed)."""
+    return len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf.read_bytes()))
+
+
+_FIRST_SCREEN = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" src="report.html" style="width:1400px;height:900px;border:0"></iframe><pre id="out"></pre>
+<script>
+document.getElementById("f").addEventListener("load", function () {
+  var d = this.contentDocument;
+  function box(e) { if (!e) { return null; } var r = e.getBoundingClientRect(); return [r.top, r.bottom, e.textContent.slice(0, 200)]; }
+  document.getElementById("out").textContent = JSON.stringify({
+    verdict: box(d.querySelector("#verdict .verdict")),
+    finding: box(d.querySelector("#key-findings li")),
+    headline: box(d.querySelector("#verdict table tbody tr")),
+    height: d.documentElement.scrollHeight
+  });
+});
+</script></body></html>"""
+
+
+def test_first_screen_holds_the_verdict_and_the_first_key_finding(report: Path, tmp_path: Path) -> None:
+    """At 1400 x 900 the verdict and the first key finding are in view without scrolling."""
+    facts = wrapper_facts(tmp_path, report.parent / "first_screen.html", _FIRST_SCREEN)
+    assert facts["verdict"] is not None and 0 <= facts["verdict"][0] < facts["verdict"][1] <= 900
+    assert facts["finding"] is not None and facts["finding"][1] <= 900, facts["finding"]
+    assert facts["height"] < 14000  # the demo was 18,400 px before issue 23 (26,000 with its curves)
+
+
+_DEMO_LABELS = {
+    "single-label": ["--labels", SAMPLE / "labels.csv", "--label-column", "finding"],
+    # `make demo` as issue 21 makes it: every finding of findings.csv (needs the multi-label bundle).
+    "multi-label": ["--labels", SAMPLE / "findings.csv", "--findings", "all"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(_DEMO_LABELS))
+def test_make_demo_report_prints_on_at_most_12_pages(kind: str, tmp_path: Path) -> None:
+    """`make demo` itself (the bundled classifier on the DICOM files), printed: at most 12 A4
+    pages (test_print_layout_fits_an_a4_page checks the same on the sample predictions, fast)."""
+    from _helpers import cli
+
+    if kind == "multi-label" and not (SAMPLE / "findings.csv").exists():
+        pytest.skip("sample_data/findings.csv is not there yet (make sample-data writes it)")
+    out = tmp_path / "demo"
+    args = ["audit", SAMPLE / "images", "--model", "bundled:cxr_finding_classifier", *_DEMO_LABELS[kind],
+            "--demographics", SAMPLE / "demographics.csv", "--attribute", "sex",
+            "--attribute", "race", "--intersect", "sex,race", "--gate", ROOT / "fairaudit" / "policies" / "example.toml",
+            "--format", "html", "--out", out, "-q"]  # fmt: skip
+    result = cli.invoke(args)
+    assert result.exit_code in (0, 1), result.output
+    pdf = tmp_path / "demo.pdf"
+    run_chromium(tmp_path, (out / "report.html").as_uri(), "--no-pdf-header-footer", f"--print-to-pdf={pdf}")
+    assert 1 <= pdf_pages(pdf) <= 12

@@ -112,7 +112,7 @@ def test_help_does_not_import_torch_or_numpy() -> None:
         "assert r.exit_code == 0, r.output\n"
         "r = CliRunner().invoke(app, ['audit', '--help'])\n"
         "assert r.exit_code == 0, r.output\n"
-        "print(sorted(m for m in ('torch', 'numpy', 'pydicom') if m in sys.modules))\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'pydicom', 'nibabel') if m in sys.modules))\n"
     )
     proc = _run_python(code)
     assert proc.returncode == 0, proc.stderr
@@ -129,11 +129,11 @@ def test_predictions_audit_does_not_import_torch(tmp_path: Path) -> None:
         f" '--bootstrap', '50', '--quiet', '--out', {str(tmp_path / 'o')!r}]\n"
         "r = CliRunner().invoke(app, args)\n"
         "assert r.exit_code == 0, r.output\n"
-        "print('torch' in sys.modules, 'pydicom' in sys.modules)\n"
+        "print('torch' in sys.modules, 'pydicom' in sys.modules, 'nibabel' in sys.modules)\n"
     )
     proc = _run_python(code)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False False"
+    assert proc.stdout.strip() == "False False False"
 
 
 def test_help_answers_in_under_a_second() -> None:

@@ -84,6 +84,7 @@ def test_save_writes_the_set_and_refuses_unknown_formats(tmp_path: Path) -> None
     files = report.save(tmp_path / "out", formats=("json", "md"))
     assert {p.name for p in files.values()} == {
         "results.json",
+        "model_card.json",  # goes wherever results.json goes (docs/reports.md)
         "report.md",
         "manifest.csv",
         "segmentation_cases.csv",

@@ -25,6 +25,7 @@ import numpy as np
 from fairaudit._util.privacy import dataset_text, scrub_reason, shown_path
 from fairaudit.io.dicom._bounded import DEFAULT_MAX_FILE_SIZE
 from fairaudit.io.images import sniff as sniff_image
+from fairaudit.io.nifti import looks_like_start as looks_like_nifti
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +170,13 @@ class FileOutcome:
     # Set when a reader's `prepare` step (iter_outcomes) replaced `image` by a model's input:
     # the decoded image's shape, to restore a predicted mask onto.
     source_shape: tuple[int, ...] | None = None
-    # What the file was read as: "dicom", "png" or "jpeg" ("" when not recognized, or a
-    # file with a DICM marker that failed before its header was read).
+    # What the file was read as: "dicom", "png", "jpeg" or "nifti" ("" when not recognized,
+    # or a file with a DICM marker that failed before its header was read).
     file_format: str = ""
+    # A NIfTI volume (docs/nifti.md): its canonical (RAS+) voxel -> mm affine and shape; the
+    # image and spacing are then per canonical axis.
+    affine: np.ndarray | None = None
+    volume_shape: tuple[int, ...] | None = None
 
 
 class _Stop(Exception):
@@ -281,6 +286,11 @@ def _read(path: Path, rel: str, header_only: bool, options: DecodeOptions, state
         picture = None if preamble else sniff_image(head)
         if picture is not None:  # PNG or JPEG (docs/images.md)
             return _read_image(path, rel, picture, header_only, options, state)
+        if not preamble and looks_like_nifti(head):
+            from fairaudit.io.nifti import sniff as sniff_nifti
+
+            if sniff_nifti(fh) is not None:  # NIfTI-1 or -2, plain or gzip (docs/nifti.md)
+                return _read_volume(path, rel, header_only, options, state)
         if not preamble and not _bare_dataset_start(head):
             raise _Stop("skipped", "not a DICOM file")
         if size > options.max_file_size:  # from its size alone, before any parse (docs/dicom.md)
@@ -392,6 +402,31 @@ def _read_image(
     header["Rows"], header["Columns"] = info.rows, info.cols
     state["header"] = header
     return FileOutcome(rel, "ok", "", header, image=image, spacing=None, file_format=info.format)
+
+
+def _read_volume(path: Path, rel: str, header_only: bool, options: DecodeOptions, state: dict) -> FileOutcome:
+    """A NIfTI volume (fairaudit.io.nifti, docs/nifti.md) under the same limits as a DICOM
+    file: max_pixels bounds its voxels, max_file_size its file and its declared (inflated)
+    bytes. Its header holds Rows, Columns and NumberOfFrames (the canonical axes 0, 1, 2)
+    and no other field; spacing and affine are per canonical axis."""
+    from fairaudit.io.nifti import NiftiError, read_volume, volume_info
+
+    state["format"] = "nifti"
+    limits = {"max_voxels": options.max_pixels, "max_file_size": options.max_file_size}
+    try:
+        if header_only:
+            image, info = None, volume_info(path, **limits)
+        else:
+            image, info = read_volume(path, **limits)
+    except NiftiError as exc:
+        raise _Stop(exc.status, exc.reason) from None
+    header: dict[str, Any] = dict.fromkeys((*HEADER_FIELDS, *options.extra_header))
+    header["Rows"], header["Columns"], header["NumberOfFrames"] = info.shape
+    state["header"] = header
+    return FileOutcome(
+        rel, "ok", "", header, image=image, spacing=info.spacing, file_format="nifti",
+        affine=info.affine, volume_shape=info.shape,
+    )  # fmt: skip
 
 
 #: The most a Deflated Explicit VR Little Endian dataset may inflate to: pydicom inflates

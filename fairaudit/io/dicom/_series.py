@@ -218,3 +218,28 @@ def _multi_frame(uid: str, o: FileOutcome) -> SeriesVolume:
     spacing = o.spacing if o.spacing is not None and len(o.spacing) == 3 else None
     mask = o.padding_mask if volume is not None else None
     return SeriesVolume(uid, "ok", "", [o.path], o.header, volume=volume, spacing=spacing, padding_mask=mask)  # type: ignore[arg-type]
+
+
+def series_affine(series: SeriesVolume) -> np.ndarray | None:
+    """The voxel -> world (RAS+, mm) affine of a series' (slices, rows, cols) array, as a
+    NIfTI file converted from it states it (docs/nifti.md, "DICOM series and NIfTI masks"),
+    or None when the series has no usable geometry.
+
+    Voxel (s, r, c) lies at ImagePositionPatient of the first slice + s x slice spacing along
+    the normal + r x the row spacing along the column direction + c x the column spacing
+    along the row direction (ImageOrientationPatient's first three values are the direction
+    of increasing column index); DICOM's LPS is RAS with x and y negated."""
+    header = series.header or {}
+    if series.status != "ok" or series.spacing is None or series.normal is None:
+        return None
+    iop = _floats(header, "ImageOrientationPatient", 6)
+    ipp = _floats(header, "ImagePositionPatient", 3)
+    spacing = np.asarray(series.spacing, dtype=np.float64)
+    if iop is None or ipp is None or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        return None
+    lps = np.eye(4)
+    lps[:3, 0] = np.asarray(series.normal) * spacing[0]
+    lps[:3, 1] = iop[3:] * spacing[1]
+    lps[:3, 2] = iop[:3] * spacing[2]
+    lps[:3, 3] = ipp
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps

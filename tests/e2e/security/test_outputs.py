@@ -29,7 +29,7 @@ from _helpers import cli
 
 PASS_GATE = '[gate]\nmetrics = ["tpr"]\nmax_abs_difference = 0.9\n'
 FAIL_GATE = '[gate]\nmetrics = ["tpr"]\nmax_abs_difference = 0.0001\n'  # inconclusive: exit 1
-AUDIT_SET = {"results.json", "report.html", "report.md", "junit.xml", "manifest.csv"}
+AUDIT_SET = {"results.json", "model_card.json", "report.html", "report.md", "junit.xml", "manifest.csv"}
 _STAMP = re.compile(rb"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?(\.\d+)?Z?")
 DEAD_PID = 4_194_304 + 4321  # above Linux's largest pid_max: never a live process
 
@@ -127,13 +127,13 @@ def _first_run(out: Path, refs_dir: Path) -> None:
     shutil.copytree(refs_dir, out)
 
 
-# Steps of the second run's publish (5 files of the first run moved away, results.json
-# first; then 5 new ones moved in, results.json last): all staged, the old set half gone
+# Steps of the second run's publish (6 files of the first run moved away, results.json
+# first; then 6 new ones moved in, results.json last): all staged, the old set half gone
 # (results.json first), none of either set, all but results.json, all in.
-# Step 5 (mid-publish: old set moved aside, new set half in) runs in `make test`; the other
+# Step 6 (mid-publish: old set moved aside, new set not yet in) runs in `make test`; the other
 # steps are the same code path at other moments and run with `pytest -m slow`.
 @pytest.mark.parametrize(
-    "step", [pytest.param(k, marks=pytest.mark.slow) if k != 5 else k for k in (0, 3, 5, 9, 10)]
+    "step", [pytest.param(k, marks=pytest.mark.slow) if k != 6 else k for k in (0, 3, 6, 11, 12)]
 )
 def test_kill_9_while_publishing_a_reused_out_never_mixes_two_runs(references, gates, step: int) -> None:
     out, refs = references
@@ -147,7 +147,7 @@ def test_kill_9_while_publishing_a_reused_out_never_mixes_two_runs(references, g
     killed = _run(_audit_args(out, gates[1]), kill_at=step)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     run = _assert_one_set(out, refs)
-    assert run == ("A" if step == 0 else "B" if step == 10 else None)
+    assert run == ("A" if step == 0 else "B" if step == 12 else None)
     assert _leftovers(out), "the killed run's staging folder is what the next run removes"
 
     again = _run(_audit_args(out, gates[1]))
@@ -203,7 +203,7 @@ def test_reused_out_drops_the_first_runs_extra_formats(gates, tmp_path: Path) ->
     args = _audit_args(out, gates[1])
     args[args.index("html,md,json,junit")] = "json"
     assert _run(args).returncode == 1
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.csv", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.csv", "model_card.json", "results.json"]
     assert json.loads((out / "results.json").read_text())["gate"]["passed"] is False
 
 

@@ -746,7 +746,7 @@ def test_reports_say_inconclusive_with_counts() -> None:
     assert "Gate inconclusive" in html and line in html
     assert 'class="verdict inconclusive"' in html
     console = Console(record=True, width=200)
-    print_summary(results, console)
+    print_summary(results, console, verbose=True)  # the tables (-v)
     text = console.export_text()
     assert "Verdict: gate inconclusive: " + line in text
     assert "could not decide" in text

@@ -25,14 +25,18 @@ def test_bundle_loads_and_has_card(name: str) -> None:
     assert meta["task"] == EXPECTED[name]
     card = (folder / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "not for clinical use" in card.lower() and "sample-data" in card
-    for attr in meta["validation"]["attributes"]:
-        for g in attr["groups"]:
-            assert g["group"] in card
+    for val in meta["validation"].get("findings") or [meta["validation"]]:
+        assert val.get("finding", "") in card
+        for attr in val["attributes"]:
+            for g in attr["groups"]:
+                assert g["group"] in card
     image = np.random.default_rng(0).normal(1000, 100, size=(112, 112)).astype(np.float32)
     x = torch.from_numpy(prepare_image(image, (3.0, 3.0), meta["preprocessing"]))[None]
     out = bundle.model(x)
     h, w = meta["preprocessing"]["input_size"]
-    assert out.shape == ((1, 1) if EXPECTED[name] == "classification" else (1, 2, h, w))
+    # The classifier is multi-label: one output per class of model.json (issue 21, point 1).
+    k = len(meta["classes"])
+    assert out.shape == ((1, k) if EXPECTED[name] == "classification" else (1, 2, h, w))
 
 
 def test_bundles_are_small() -> None:
@@ -40,7 +44,12 @@ def test_bundles_are_small() -> None:
     assert total < 5 * 2**20
 
 
-def test_classifier_learned_the_finding() -> None:
+def test_classifier_learned_every_finding() -> None:
+    """Each finding learned (validation AUROC interval above chance), none perfectly: the
+    sample cohort's findings are subtle on purpose (issue 21, point 10)."""
     meta = load_bundle(resolve_bundled("cxr_finding_classifier")).meta
-    auroc = meta["validation"]["overall"]["metrics"]["auroc"]
-    assert auroc["ci"][0] > 0.8
+    assert meta["multilabel"] is True and len(meta["classes"]) >= 6 and "No Finding" in meta["classes"]
+    assert [f["finding"] for f in meta["validation"]["findings"]] == meta["classes"]
+    for f in meta["validation"]["findings"]:
+        auroc = f["overall"]["metrics"]["auroc"]
+        assert auroc["ci"][0] > 0.5 and auroc["value"] < 0.99, f["finding"]

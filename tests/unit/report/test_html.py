@@ -154,7 +154,10 @@ def test_many_groups_render_fast_and_capped(audit):
     assert "more groups are not drawn" in html
     forest = re.findall(r'<svg class="forest".*?</svg>', html, re.S)
     points = [len(re.findall(r'<g id="[^"]*-point-\d+">', svg)) for svg in forest]
-    assert max(points) == 40  # 62 groups in the intersection, 40 drawn
+    assert max(points) == 20  # 62 groups in the intersection, 20 drawn (the reference and the worst)
+    assert re.search(
+        r"the reference and the 11 served worst on \w+ first .*; the other \d+ are folded below", html
+    )
 
 
 def test_segmentation_distributions_render():
@@ -301,7 +304,7 @@ def test_terminal_summary_verdict_power_and_many_groups(audit):
         extra["group"] = f"g{i:02d}"
         attribute["groups"].append(extra)
     console = Console(record=True, width=80)
-    print_summary(results, console)
+    print_summary(results, console, verbose=True)  # the tables (-v)
     text = console.export_text()
     # The verdict says the recorded outcome (pass, fail or inconclusive) with its counts.
     label = {"pass": "passed", "fail": "failed", "inconclusive": "inconclusive"}[results["gate"]["outcome"]]
@@ -353,7 +356,9 @@ def test_forest_plots_show_the_results_numbers(audit):
         assert sorted(dots) == list(range(len(groups)))
         lo, hi = value(0.0), value(1.0)  # the value of one SVG unit, for the rounding tolerance
         tol = 1.5 * abs(hi - lo)
-        for i, group in enumerate(groups):
+        # Rows are sorted by estimate, highest first (ties in table order).
+        ranked = sorted(groups, key=lambda g: -g["metrics"][metric]["value"])
+        for i, group in enumerate(ranked):
             estimate = group["metrics"][metric]
             assert dots[i] == pytest.approx(estimate["value"], abs=tol), (metric, group["group"])
             assert whiskers[i][0] == pytest.approx(estimate["ci"][0], abs=tol)

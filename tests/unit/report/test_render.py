@@ -190,7 +190,7 @@ def test_markdown_hard_trim(results):
 
 def test_terminal_summary(results):
     console = Console(record=True, width=120)
-    print_summary(results, console)
+    print_summary(results, console, verbose=True)  # the tables (-v)
     text = console.export_text()
     assert "gate failed" in text
     assert XSS in text  # shown literally, not swallowed as markup
@@ -203,7 +203,7 @@ def test_terminal_summary_no_gate_and_markup_names(results):
     results["gate"] = None
     results["attributes"][1]["groups"][1]["group"] = "[bold red]x[/]"
     console = Console(record=True, width=120)
-    print_summary(results, console)
+    print_summary(results, console, verbose=True)  # the tables (-v)
     text = console.export_text()
     assert "no gate" in text
     assert "[bold red]x[/]" in text
@@ -214,7 +214,7 @@ def test_terminal_summary_no_gate_and_markup_names(results):
 
 def test_write_reports(tmp_path: Path, results):
     written = write_reports(results, tmp_path / "out", {"json", "md", "html", "junit"})
-    assert set(written) == {"json", "md", "html", "junit"}
+    assert set(written) == {"json", "md", "html", "junit", "model_card"}  # the card goes with results.json
     assert written["json"].name == "results.json"
     import xml.etree.ElementTree as ET
 
@@ -257,7 +257,7 @@ def test_segmentation_results_render():
         width = len(md_cells(table[0]))
         assert all(len(md_cells(row)) == width for row in table)
     console = Console(record=True, width=120)
-    print_summary(results, console)
+    print_summary(results, console, verbose=True)  # the tables (-v)
     text = console.export_text()
     assert "no gate" in text and "dice" in text and "hd95" in text
 

@@ -18,7 +18,7 @@ from pydicom.uid import PYDICOM_ROOT_UID, ExplicitVRLittleEndian, JPEGLSLossless
 from scipy import ndimage, stats
 
 from fairaudit.sample import phantom
-from fairaudit.sample.cohort import plan_cohort, simulated_scores
+from fairaudit.sample.cohort import FINDING_PREVALENCE, FINDINGS, plan_cohort, simulated_scores
 
 from _helpers import cli
 
@@ -56,7 +56,14 @@ def images(cohort: Path) -> list[dict]:
 
 
 def test_cli_writes_every_file(cohort: Path, images: list[dict]) -> None:
-    for name in ("demographics.csv", "labels.csv", "predictions.csv", "images.csv", "README.md"):
+    for name in (
+        "demographics.csv",
+        "labels.csv",
+        "findings.csv",
+        "predictions.csv",
+        "images.csv",
+        "README.md",
+    ):
         assert (cohort / name).is_file(), name
     assert len(images) == N
     dicoms = [p for p in (cohort / "images").rglob("*") if p.is_file()]
@@ -114,16 +121,21 @@ def test_monochrome1_is_stored_inverted(images: list[dict]) -> None:
 
 
 def test_masks_are_labelled_pngs_matching_findings(cohort: Path, images: list[dict]) -> None:
+    """Mask label 2 is the consolidation; labels.csv's finding is "any finding" (images.csv
+    records every true finding with its severity)."""
     finding = {r["sop_instance_uid"]: int(r["finding"]) for r in read_csv(cohort / "labels.csv")}
     assert 0 < sum(finding.values()) < N
     for im in images:
+        truth = im["row"]["findings"]
+        assert finding[im["row"]["sop_instance_uid"]] == int(truth != "")
+        assert {part.split(":")[0] for part in truth.split(";") if part} <= set(FINDINGS)
         m = im["mask"]
         assert m.mode == "L" and m.size == (SIZE, SIZE)
         a = np.asarray(m)
         assert set(np.unique(a)) <= {0, 1, 2}
         assert (a == phantom.LUNG).sum() > 0.1 * SIZE * SIZE
         has_lesion = bool((a == phantom.LESION).any())
-        assert has_lesion == bool(finding[im["row"]["sop_instance_uid"]])
+        assert has_lesion == ("Consolidation:" in im["row"]["findings"])
         if has_lesion:  # inside a lung field
             lungs = ndimage.binary_dilation(a == phantom.LUNG, iterations=2)
             assert lungs[a == phantom.LESION].mean() > 0.5
@@ -141,6 +153,17 @@ def test_csvs_join_one_to_one(cohort: Path, images: list[dict]) -> None:
     assert [r["sop_instance_uid"] for r in labels] == ids == [r["sop_instance_uid"] for r in preds]
     assert [r["finding"] for r in labels] == [r["label"] for r in preds]
     assert all(0.0 <= float(r["score"]) <= 1.0 for r in preds)
+    found = read_csv(cohort / "findings.csv")
+    assert list(found[0]) == ["sop_instance_uid", *FINDINGS, "No Finding"]
+    assert [r["sop_instance_uid"] for r in found] == ids
+    for row, truth in zip(found, labels, strict=True):
+        assert {row[f] for f in FINDINGS} <= {"1", "0", "-1", ""}
+        # CheXpert's rule: No Finding is 1 exactly when no finding is written 1 or -1.
+        assert row["No Finding"] == ("1" if all(row[f] in ("0", "") for f in FINDINGS) else "0")
+        # The labeller never writes a finding that is absent as present, nor misses one
+        # outright: a written 1 means present, and a present finding is 1 or -1.
+        if truth["finding"] == "0":
+            assert "1" not in {row[f] for f in FINDINGS}
     by_id = {r["sop_instance_uid"]: r for r in demo}
     for im in images:
         ds, d = im["ds"], by_id[im["ds"].SOPInstanceUID]
@@ -164,7 +187,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
         assert r.exit_code == 0, r.output
         runs[name] = digests(out)
     assert runs["r1"] == runs["r2"]
-    assert len(runs["r1"]) == 12 * 2 + 5
+    assert len(runs["r1"]) == 12 * 2 + 6
     assert set(runs["r1"].values()).isdisjoint(
         v for k, v in runs["r3"].items() if k.startswith("images/") or k == "predictions.csv"
     )
@@ -181,7 +204,10 @@ def test_site_correlates_with_race_and_sex_is_independent() -> None:
     sites, sexes = sorted(set(site)), ["F", "M"]
     table = np.array([[np.sum((site == s) & (sex == x)) for x in sexes] for s in sites])
     assert stats.chi2_contingency(table).pvalue > 0.01
-    assert abs(np.mean([p.finding for p in plans]) - 0.3) < 0.04
+    # Findings are drawn independently: P(any) = 1 - prod(1 - p) = 1 - 0.85**4 * 0.9 = 0.530.
+    assert abs(np.mean([p.finding for p in plans]) - (1 - 0.85**4 * 0.9)) < 0.03
+    for name, prevalence in FINDING_PREVALENCE.items():
+        assert abs(np.mean([p.truth[name] > 0 for p in plans]) - prevalence) < 0.025, name
     patients = Counter(p.patient_id for p in plans)
     assert 1 < max(patients.values()) <= 2  # some follow-ups, for patient-level splits
 
@@ -206,7 +232,16 @@ def test_lesions_are_harder_to_see_on_portable(cohort: Path) -> None:
     rows = [r for r in read_csv(cohort / "images.csv") if float(r["lesion_cnr"]) > 0]
     cnr = {s: [float(r["lesion_cnr"]) for r in rows if (r["site"] == "portable") == s] for s in (True, False)}
     assert cnr[True] and cnr[False]
-    assert max(cnr[True]) < min(cnr[False])
+    assert np.median(cnr[True]) < 0.5 * np.median(cnr[False])
+    # The same patient and lesion, imaged on each unit at nominal exposure: lower CNR on the portable.
+    rng = np.random.default_rng(7)
+    a, lesion = phantom.draw_anatomy(rng), phantom.draw_lesion(rng)
+    flat = phantom.Exposure(1.0, 0.0, 0.0, 0.0)
+    seen = {
+        s: phantom.render(a, lesion, phantom.SITES[s], flat, 64, np.random.default_rng(0)).lesion_cnr
+        for s in phantom.SITES
+    }
+    assert seen["portable"] < 0.5 * min(seen["fixed_1"], seen["fixed_2"])
     labels = np.ones(2000, dtype=int)
     low = simulated_scores(labels, np.full(2000, 2.0), seed=0)
     high = simulated_scores(labels, np.full(2000, 9.0), seed=0)
@@ -246,3 +281,34 @@ def test_command_module_is_import_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _mu(site: str, findings: phantom.Findings, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    a = phantom.draw_anatomy(np.random.default_rng(21))
+    c = (np.arange(size) + 0.5) / size * 2 - 1
+    x, y = np.meshgrid(c, c)
+    mu, lung, _ = phantom.mu_map(a, phantom.SITES[site], None, x, y, findings=findings)
+    fast = phantom.mu_map(a, phantom.SITES[site], None, x, y, findings=findings)[0]
+    full = phantom.mu_map(a, phantom.SITES[site], None, x, y, findings=findings, skip_tiles=False)[0]
+    assert np.array_equal(fast, full)  # the tiled drawing keeps its bits with findings too
+    return mu, lung
+
+
+def test_each_finding_is_drawn_into_the_phantom() -> None:
+    """Against the same patient without findings, in attenuation (no noise): cardiomegaly
+    takes lung field from the heart side, effusion and atelectasis add attenuation inside the
+    lung (the supine AP effusion a faint haze, its peak well under the upright meniscus's),
+    pneumothorax removes it along the wall."""
+    none = phantom.Findings()
+    for site in ("fixed_1", "portable"):
+        base, lung = _mu(site, none)
+        big, big_lung = _mu(site, phantom.Findings(cardiomegaly=0.25))
+        assert big_lung.sum() < 0.97 * lung.sum()
+        atel = _mu(site, phantom.Findings(atelectasis=0.5, atelectasis_side=-1))[0] - base
+        assert atel.max() > 0.3 and atel.min() >= -1e-12
+        ptx = _mu(site, phantom.Findings(pneumothorax=0.25, pneumothorax_side=1))[0] - base
+        assert ptx.min() < -0.2 and ptx.sum() < 0  # a rim of air, edged by a thin pleural line
+    upright = _mu("fixed_1", phantom.Findings(effusion=0.3, effusion_side=1))[0] - _mu("fixed_1", none)[0]
+    supine = _mu("portable", phantom.Findings(effusion=0.3, effusion_side=1))[0] - _mu("portable", none)[0]
+    assert upright.max() > 0.8 and upright.min() >= -1e-12
+    assert 0 < supine.max() < 0.3 * upright.max()

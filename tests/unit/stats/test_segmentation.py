@@ -102,7 +102,7 @@ def test_identical_masks_and_single_pixel():
     truth = np.zeros((8, 8), bool)
     truth[3, 4] = True
     m = case_metrics(truth, truth.copy(), spacing=(0.5, 0.5))
-    assert m.values == {"dice": 1.0, "iou": 1.0, "hd95": 0.0, "assd": 0.0, "volume_error": 0.0}
+    assert m.values == {"dice": 1.0, "iou": 1.0, "hd95": 0.0, "assd": 0.0, "volume_error": 0.0, "nsd": 1.0}
     pred = np.zeros_like(truth)
     pred[3, 7] = True  # 3 columns away
     m = case_metrics(truth, pred, spacing=(2.0, 0.5))
@@ -229,6 +229,9 @@ def _assert_like_monai(truth, pred, spacing, tolerances=(1.0, 2.0)) -> None:
     for tol in tolerances:
         nsd = normalized_surface_dice(truth, pred, spacing, tol)
         assert nsd == pytest.approx(_monai_nsd(truth, pred, spacing, tol), rel=1e-6, abs=1e-6), tol
+        # The audit's nsd (case_metrics, distances shared with hd95 and assd) is the same value.
+        assert case_metrics(truth, pred, spacing, nsd_tolerance=tol).values["nsd"] == nsd
+    assert ours.values["nsd"] == pytest.approx(_monai_nsd(truth, pred, spacing, 1.0), rel=1e-6, abs=1e-6)
 
 
 @pytest.mark.parametrize("spacing", [None, [0.139, 0.143], [0.2, 0.2]])
@@ -346,3 +349,56 @@ def test_nsd_by_hand():
     for tol in (0.0, 1.0, 1.5, 2.0):
         expected = ((d.min(axis=1) <= tol).sum() + (d.min(axis=0) <= tol).sum()) / (len(sp) + len(st))
         assert normalized_surface_dice(truth, pred, [1.0, 1.5], tol) == pytest.approx(expected)
+
+
+def _ellipsoid_volumes(seed: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """An organ-like ellipsoid and a prediction that is shifted a slice, dilated on one side
+    and ragged at the boundary: a 3-D case with surfaces thousands of voxels large."""
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij")
+    truth = (zz / 0.6) ** 2 + (yy / 0.7) ** 2 + (xx / 0.5) ** 2 <= 1
+    pred = np.roll(truth, 1, axis=0)
+    pred |= ndimage.binary_dilation(pred, iterations=2) & (xx > 0.2)
+    edge = pred ^ ndimage.binary_erosion(pred)
+    return truth, pred & ~(edge & (rng.random(shape) < 0.3))
+
+
+@pytest.mark.parametrize(
+    ("shape", "spacing"), [((24, 48, 40), [3.0, 0.8, 0.7]), ((20, 36, 36), [0.5, 1.25, 2.0])]
+)
+def test_3d_volumes_with_anisotropic_spacing_match_monai_compute_functions(shape, spacing):
+    """dice, hd95, assd and nsd of case_metrics on 3-D volumes equal MONAI's compute_dice,
+    compute_hausdorff_distance(percentile=95), compute_average_surface_distance(symmetric)
+    and compute_surface_dice to 1e-6 (hd95: MONAI's percentile in double precision, see
+    _monai_hd95_double); nsd at the default tolerance (1 mm) and at 2.5 mm."""
+    truth, pred = _ellipsoid_volumes(11, shape)
+    y, yp = _tensors(truth, pred)
+    ours = case_metrics(truth, pred, spacing)
+    assert ours.values["dice"] == pytest.approx(float(monai_metrics.compute_dice(yp, y).item()), abs=1e-6)
+    assert ours.values["assd"] == pytest.approx(
+        float(monai_metrics.compute_average_surface_distance(yp, y, symmetric=True, spacing=spacing).item()),
+        rel=1e-6,
+    )
+    assert ours.values["hd95"] == pytest.approx(_monai_hd95_double(truth, pred, spacing), rel=1e-6)
+    assert ours.values["hd95"] == pytest.approx(
+        float(monai_metrics.compute_hausdorff_distance(yp, y, percentile=95, spacing=spacing).item()),
+        rel=5e-6,
+    )
+    assert ours.values["nsd"] == pytest.approx(_monai_nsd(truth, pred, spacing, 1.0), abs=1e-6)
+    wide = case_metrics(truth, pred, spacing, nsd_tolerance=2.5).values["nsd"]
+    assert wide == pytest.approx(_monai_nsd(truth, pred, spacing, 2.5), abs=1e-6)
+    assert 0 < ours.values["nsd"] < wide < 1
+
+
+def test_nsd_in_case_metrics_empty_conventions_and_bad_tolerance():
+    """As MONAI's compute_surface_dice: both empty -> undefined (NaN, with the reason), one
+    empty -> 0; a negative tolerance is refused."""
+    empty = np.zeros((4, 6, 6), bool)
+    full = np.zeros((4, 6, 6), bool)
+    full[1:3, 1:4, 2:5] = True
+    both = case_metrics(empty, empty, [2.0, 1.0, 1.0])
+    assert math.isnan(both.values["nsd"]) and both.reasons["nsd"] == REASON_BOTH_EMPTY
+    assert case_metrics(full, empty).values["nsd"] == 0.0 == _monai_nsd(full, empty, None, 1.0)
+    assert case_metrics(empty, full).values["nsd"] == 0.0 == _monai_nsd(empty, full, None, 1.0)
+    with pytest.raises(ValueError, match="tolerance"):
+        case_metrics(full, full, nsd_tolerance=-1.0)

@@ -30,7 +30,8 @@ def _cohort(seed: int = 0):
     hd95[:3] = np.nan  # three cases with an empty predicted mask in A
     assd[:3] = np.nan
     sex = np.where(rng.random(group.size) < 0.5, "F", "M")
-    values = {"dice": dice, "iou": iou, "hd95": hd95, "assd": assd, "volume_error": vol}
+    nsd = np.clip(dice + rng.normal(0.02, 0.03, group.size), 0, 1)
+    values = {"dice": dice, "iou": iou, "hd95": hd95, "assd": assd, "volume_error": vol, "nsd": nsd}
     reasons = {m: ["empty predicted mask" if (m in ("hd95", "assd") and i < 3) else "" for i in range(group.size)]
                for m in SEGMENTATION_METRICS}  # fmt: skip
     return values, {"group": group, "sex": sex}, reasons
@@ -135,7 +136,7 @@ def test_distributions_and_schema(audited):
     g = result.attribute("group").group("C")
     dist = g.to_dict()["distributions"]["dice"]
     x = values["dice"][attrs["group"] == "C"]
-    counts, edges = np.histogram(x, bins=20, range=(0, 1))
+    counts, edges = np.histogram(x, bins=20, range=(x.min(), x.max()))  # the data's own range
     assert dist["counts"] == counts.tolist() and dist["edges"] == pytest.approx(edges.tolist())
     assert dist["quantiles"]["0.5"] == pytest.approx(np.median(x))
     validate_results(_results_dict(result))
@@ -196,8 +197,57 @@ def test_segmentation_permutations_raised_for_the_first_threshold() -> None:
     from fairaudit.stats._segmentation_audit import segmentation_permutations
 
     cfg = AuditConfig(bootstrap=50, seed=0)
-    # 4 pairs x 5 metrics = 20 tests in one family: P + 1 > 20 / 0.05 = 400.
-    assert segmentation_permutations(cfg, 4) == 401
+    # 4 pairs x 6 metrics (nsd the sixth) = 24 tests in one family: P + 1 > 24 / 0.05 = 480.
+    assert segmentation_permutations(cfg, 4) == 481
     assert segmentation_permutations(AuditConfig(bootstrap=50, correction="none"), 4) == 50
     primary = AuditConfig(bootstrap=50, primary_metrics=("dice",))
-    assert segmentation_permutations(primary, 4) == 321  # exploratory: 4 x 4 = 16 tests
+    assert segmentation_permutations(primary, 4) == 401  # exploratory: 4 x 5 = 20 tests
+
+
+def test_es_dice_by_hand_and_its_interval_against_an_independent_bootstrap(audited):
+    """ES-Dice (FairSeg) = overall / (1 + sum |group - overall|) over the groups of adequate
+    size (A and C; B is small), overall = the mean Dice of their cases; the percentile
+    interval close to that of a separate bootstrap of the same formula (other draws)."""
+    values, attrs, result = audited
+    es = result.attribute("group").segmentation_summary["es_dice"]
+    sel = {g: attrs["group"] == g for g in ("A", "C")}
+    dice = {g: values["dice"][s] for g, s in sel.items()}
+    overall = np.concatenate(list(dice.values())).mean()
+    expected = overall / (1 + sum(abs(d.mean() - overall) for d in dice.values()))
+    assert es["overall_dice"] == pytest.approx(overall)
+    assert es["value"] == pytest.approx(expected)
+    rng = np.random.default_rng(2024)
+    boot = []
+    for _ in range(2000):
+        draws = {g: rng.choice(d, d.size) for g, d in dice.items()}
+        o = np.concatenate(list(draws.values())).mean()
+        boot.append(o / (1 + sum(abs(d.mean() - o) for d in draws.values())))
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    assert es["ci"][0] == pytest.approx(lo, abs=0.006) and es["ci"][1] == pytest.approx(hi, abs=0.006)
+    assert es["ci"][0] < es["value"] < es["ci"][1]
+
+
+def test_es_dice_of_equal_groups_is_the_overall_dice_and_needs_two_groups():
+    dice = np.array([0.8, 0.9, 0.7, 0.8, 0.9, 0.7])
+    values = {m: dice for m in ("dice", "iou", "nsd")} | {
+        m: np.ones(6) for m in ("hd95", "assd", "volume_error")
+    }
+    cfg = AuditConfig(bootstrap=200, seed=1, min_group_size=1)
+    res = run_segmentation_audit(values, {"g": np.array(["a"] * 3 + ["b"] * 3)}, cfg)
+    es = res.attribute("g").segmentation_summary["es_dice"]
+    assert es["value"] == pytest.approx(0.8) and es["overall_dice"] == pytest.approx(0.8)
+    one = run_segmentation_audit(values, {"g": np.array(["a"] * 6)}, cfg)
+    assert one.attribute("g").segmentation_summary["es_dice"]["value"] is None
+
+
+def test_es_dice_with_patient_clusters_weights_groups_by_their_resampled_cases():
+    """With patients resampled, a group's weight in the overall mean follows its resampled
+    case count; the point value is still the hand formula."""
+    values, attrs, reasons = _cohort(2)
+    clusters = np.arange(values["dice"].size) // 2  # two cases per patient
+    res = run_segmentation_audit(values, attrs, AuditConfig(bootstrap=300, seed=4), clusters=clusters)
+    es = res.attribute("group").segmentation_summary["es_dice"]
+    d = {g: values["dice"][attrs["group"] == g] for g in ("A", "C")}
+    overall = np.concatenate(list(d.values())).mean()
+    assert es["value"] == pytest.approx(overall / (1 + sum(abs(x.mean() - overall) for x in d.values())))
+    assert es["ci"][0] < es["value"] < es["ci"][1]

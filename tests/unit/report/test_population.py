@@ -1,0 +1,94 @@
+"""Who is in the data (issue 23, point 4): the reference-population file's errors name the
+file, row and column (exit 2 in the CLI); the comparison's shares and tests equal a hand
+computation and scipy's; the table's counts, shares and missing records come from results.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from fairaudit.errors import InputError
+from fairaudit.report.population import compare_population, population_view, read_reference_population
+
+
+def _results() -> dict[str, Any]:
+    def g(name: str, n: int, pos: int) -> dict[str, Any]:
+        return {"group": name, "n": n, "n_positive": pos, "small": False, "metrics": {}}
+
+    return {
+        "config": {"correction": "holm", "ci_level": 0.95, "seed": 0},
+        "inputs": {"missing_attributes": {"race": 7}},
+        "attributes": [
+            {"name": "sex", "reference": "F", "groups": [g("F", 156, 40), g("M", 164, 45)]},
+            {"name": "race", "reference": "A", "groups": [g("A", 144, 36), g("B", 75, 22), g("C", 94, 25)]},
+        ],
+    }
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "reference.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_comparison_is_scipys_chisquare_corrected_by_holm(tmp_path: Path) -> None:
+    shares = read_reference_population(
+        _write(tmp_path, "attribute,group,share\nsex,F,0.5\nsex,M,0.5\nrace,A,0.6\nrace,B,0.2\nrace,C,0.2\n")
+    )
+    out = compare_population(_results(), shares, "reference.csv")
+    sex, race = out["attributes"]
+    expected_sex = stats.chisquare([156, 164], [160, 160])
+    expected_race = stats.chisquare([144, 75, 94], [0.6 * 313, 0.2 * 313, 0.2 * 313])
+    assert sex["p_value"] == pytest.approx(expected_sex.pvalue)
+    assert race["statistic"] == pytest.approx(expected_race.statistic)
+    holm = multipletests([expected_sex.pvalue, expected_race.pvalue], method="holm")[1]
+    assert [sex["p_adjusted"], race["p_adjusted"]] == pytest.approx(list(holm))
+    assert race["significant"] is True and sex["significant"] is False
+    a = race["groups"][0]
+    assert a["share"] == pytest.approx(144 / 313) and a["difference"] == pytest.approx(144 / 313 - 0.6)
+    assert a["expected_n"] == pytest.approx(0.6 * 313)
+    assert out["source"] == "reference.csv"
+
+
+def test_the_table_counts_shares_and_missing() -> None:
+    view = population_view(_results())
+    assert view is not None
+    race = view["attributes"][1]
+    assert race["n"] == "313" and race["missing"] == "7"
+    assert [r["share"] for r in race["rows"]] == [
+        f"{144 / 313 * 100:.1f}%",
+        f"{75 / 313 * 100:.1f}%",
+        f"{94 / 313 * 100:.1f}%",
+    ]
+    assert race["rows"][1]["prevalence"] == [f"{22 / 75:.3f}"]  # no interval stored: n_positive / n
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("attribute,group\nsex,F\n", "column 'share'"),
+        ("attribute,group,share\nsex,F,half\nsex,M,0.5\n", "row 2"),
+        ("attribute,group,share\nsex,F,50\nsex,M,50\n", "row 2"),
+        ("attribute,group,share\nsex,F,0.5\n,M,0.5\n", "row 3"),
+        ("attribute,group,share\nsex,F,0.5\nsex,F,0.5\n", "row 3"),
+        ("attribute,group,share\nsex,F,0.3\nsex,M,0.3\n", "sum to 0.600"),
+        ("attribute,group,share\n", "lists no groups"),
+    ],
+)
+def test_a_bad_file_names_where_and_what(tmp_path: Path, text: str, where: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(InputError) as caught:
+        read_reference_population(path)
+    message = str(caught.value)
+    assert str(path) in message and where in message
+
+
+def test_an_unknown_attribute_or_a_group_without_a_share_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="'age' is not one the audit analysed"):
+        compare_population(_results(), {"age": {"young": 1.0}}, "ref.csv")
+    with pytest.raises(InputError, match="'C' of 'race' are in the data but have no share"):
+        compare_population(_results(), {"race": {"A": 0.5, "B": 0.5}}, "ref.csv")
