@@ -525,7 +525,7 @@ def min_detectable_difference(
     if out["value"] is None and "reason" not in out:
         out["reason"] = (
             f"no difference within the metric's range is detected with {power:.0%} power by this test "
-            f"at level {1.0 - alpha:.4g} at these group sizes"
+            f"at significance level {alpha:.2g} (after the correction) at these group sizes"
         )
     return out
 

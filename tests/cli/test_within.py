@@ -62,7 +62,9 @@ def test_race_c_gap_goes_with_site_and_the_report_says_so(tmp_path: Path) -> Non
     assert "Sato" in html and "Cochran-Mantel-Haenszel" in html
     crude_md = (tmp_path / "c" / "report.md").read_text(encoding="utf-8")
     # (the regulatory appendix may suggest `--within site`; no within-stratum analysis is shown)
-    assert "**Within" not in crude_md and "- Within:" not in crude_md and "within each stratum" not in crude_md
+    assert (
+        "**Within" not in crude_md and "- Within:" not in crude_md and "within each stratum" not in crude_md
+    )
 
 
 def test_a_blank_site_leaves_the_within_analysis_only(tmp_path: Path) -> None:
