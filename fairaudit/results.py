@@ -241,6 +241,25 @@ class AuditReport:
             )
         return apply_gate(self.result, policy, baseline=self.data.get("baseline"))
 
+    # ------------------------------------------------------------------ review
+    def add_review(
+        self,
+        title: str | None = None,
+        context: Path | str | None = None,
+        reference_population: Path | str | None = None,
+    ) -> AuditReport:
+        """Record what `--title`, `--context FILE.md` and `--reference-population FILE.csv`
+        record on the command line (docs/reports.md): the title, the context read from its
+        Markdown file, and the tests of the group shares against the reference population.
+        The reports and results.json written afterwards show them; returns the report.
+        A bad file raises InputError naming it before anything is changed."""
+        from fairaudit.report.review_view import apply_review, load_review
+
+        review = load_review(title, context, reference_population)
+        if review:
+            apply_review(self.data, review)
+        return self
+
     # ------------------------------------------------------------------ files
     def write(self, outs: Any, formats: Iterable[str] = DEFAULT_FORMATS) -> dict[str, Path]:
         """Write results.json, the reports in `formats`, manifest.csv and the companion files

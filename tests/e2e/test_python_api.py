@@ -185,3 +185,35 @@ def test_import_stays_light() -> None:
     code = "import sys, fairaudit; print(sorted(m for m in ('pandas', 'torch', 'numpy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_add_review_records_what_the_cli_flags_record(tmp_path: Path) -> None:
+    """AuditReport.add_review = --title, --context and --reference-population: the title and
+    context in results.json and report.md, and the share test equal to scipy's chisquare on
+    the group counts (by_group) against the reference shares."""
+    from scipy import stats
+
+    import fairaudit
+
+    report = fairaudit.audit(
+        SAMPLE / "predictions.csv",
+        demographics=SAMPLE / "demographics.csv",
+        attributes=["sex"],
+        bootstrap=100,
+    )
+    (tmp_path / "ctx.md").write_text("Intended use: triage. <b>not bold</b>\n", encoding="utf-8")
+    (tmp_path / "ref.csv").write_text("attribute,group,share\nsex,F,0.6\nsex,M,0.4\n", encoding="utf-8")
+    assert report.add_review("Release 2", tmp_path / "ctx.md", tmp_path / "ref.csv") is report
+    data = report.to_dict()
+    assert data["title"] == "Release 2" and data["context"].startswith("Intended use: triage.")
+    counts = report.by_group("sex").set_index("group")["n"]
+    n = int(counts.sum())
+    expected = stats.chisquare([counts["F"], counts["M"]], [0.6 * n, 0.4 * n])
+    [sex] = data["population"]["reference"]["attributes"]
+    assert sex["p_value"] == pytest.approx(expected.pvalue, rel=1e-12)
+    report.save(tmp_path / "out", formats=("json", "md"))
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert md.startswith("# Release 2") and "<b>not bold</b>" not in md
+    with pytest.raises(fairaudit.InputError, match="ref_bad.csv"):
+        (tmp_path / "ref_bad.csv").write_text("attribute,group\nsex,F\n", encoding="utf-8")
+        report.add_review(reference_population=tmp_path / "ref_bad.csv")
