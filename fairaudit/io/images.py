@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from fairaudit.io._file_error import FileError
+from fairaudit.io._file_error import FileError, short_reason
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -242,24 +242,13 @@ def _read(
                 except ImageError:
                     raise
                 except Exception as exc:  # Pillow's errors for damaged data vary by format
-                    raise ImageError(_short(exc, f"cannot decode {kind.upper()}")) from None
+                    raise ImageError(short_reason(exc, f"cannot decode {kind.upper()}")) from None
     except ImageError:
         raise
     except MemoryError:
         raise ImageError("out of memory while decoding the image") from None
     except Exception as exc:  # every failure of one file is a reason, never a crash
-        raise ImageError(_short(exc, "cannot read the image")) from None
+        raise ImageError(short_reason(exc, "cannot read the image")) from None
     if image.ndim != 2:
         raise ImageError(f"not a 2-D image after conversion (shape {tuple(image.shape)})")
     return np.ascontiguousarray(image, dtype=np.float32), info
-
-
-def _short(exc: BaseException, context: str) -> str:
-    """One line: the context, the exception type and the first line of its message."""
-    if isinstance(exc, OSError) and exc.strerror:
-        text = f"{type(exc).__name__}: {exc.strerror}"
-    else:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    text = f"{context}: {text}"
-    return text if len(text) <= 240 else text[:237] + "..."

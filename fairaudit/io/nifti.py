@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
-from fairaudit.io._file_error import FileError
+from fairaudit.io._file_error import FileError, short_reason
 
 #: Suffixes of NIfTI files, longest first (`case.nii.gz` -> id `case`).
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -217,7 +217,7 @@ def _open(fh: BinaryIO, size: int, max_voxels: int, max_file_size: int | None) -
         affine = np.asarray(header.get_best_affine(), dtype=np.float64)
         zooms = [float(z) for z in (tuple(header.get_zooms()) + (1.0, 1.0))[:3]]
     except Exception as exc:
-        raise NiftiError(_short(exc, "damaged NIfTI header")) from None
+        raise NiftiError(short_reason(exc, "damaged NIfTI header")) from None
     # A single file's voxels start after the header and its 4-byte extension flag at least.
     offset = max(int(header.get_data_offset()), header_class.sizeof_hdr + 4)
     if offset > MAX_HEADER_BYTES:
@@ -281,11 +281,11 @@ def _read(path: Path, max_voxels: int, max_file_size: int | None, decode: bool, 
             except MemoryError:
                 raise NiftiError("out of memory while reading the volume") from None
             except Exception as exc:  # a cut gzip stream (EOFError), damaged data
-                raise NiftiError(_short(exc, "truncated or damaged NIfTI data")) from None
+                raise NiftiError(short_reason(exc, "truncated or damaged NIfTI data")) from None
     except NiftiError:
         raise
     except Exception as exc:  # every failure of one file is a reason, never a crash
-        raise NiftiError(_short(exc, "cannot read the NIfTI file")) from None
+        raise NiftiError(short_reason(exc, "cannot read the NIfTI file")) from None
     return data, volume.info
 
 
@@ -338,15 +338,3 @@ def same_geometry(a: Grid | VolumeInfo, b: Grid | VolumeInfo) -> str:
             "the volumes are not on the same voxel grid"
         )
     return ""
-
-
-def _short(exc: BaseException, context: str) -> str:
-    """One line: the context and the exception type, and its message's first line unless it
-    could quote a path (an OSError's file name)."""
-    if isinstance(exc, OSError) and exc.strerror:
-        text = f"{type(exc).__name__}: {exc.strerror}"
-    else:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    text = f"{context}: {text}"
-    return text if len(text) <= 240 else text[:237] + "..."

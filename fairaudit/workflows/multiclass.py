@@ -92,7 +92,7 @@ def build_multiclass_report(
     from fairaudit.results import AuditReport, assemble
     from fairaudit.stats._multiclass import run_multiclass
     from fairaudit.stats._power import attach_power
-    from fairaudit.workflows.predictions import attach_provenance, audit_inputs
+    from fairaudit.workflows.predictions import attach_cohort_inputs, attach_provenance, audit_inputs
 
     classes = cohort.classes or []
     log.info("auditing %d classes on %d of %d records", len(classes), cohort.n_included, cohort.n_records)
@@ -125,12 +125,7 @@ def build_multiclass_report(
     )
     report.data["multiclass"] = result.block()
     report.attach_gate(policy)
-    if cohort.binned:
-        report.data["inputs"]["binned_attributes"] = cohort.binned
-    if cohort.merged:
-        report.data["inputs"]["merged_groups"] = cohort.merged
-    if dicom_records:
-        report.data["inputs"]["dicom_attributes"] = dicom_records
+    attach_cohort_inputs(report, cohort, dicom_records)
     attach_power(report.data)
     for block in report.data["multiclass"]["per_class"]:
         attach_power({"config": config, "attributes": block["attributes"]})

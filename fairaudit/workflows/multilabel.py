@@ -150,7 +150,12 @@ def build_multilabel_report(
         "n": len(findings),
     }
     config["threshold_policy"] = req.threshold_policy or "fixed"
-    from fairaudit.workflows.predictions import attach_provenance, audit_inputs, without_timings
+    from fairaudit.workflows.predictions import (
+        attach_cohort_inputs,
+        attach_provenance,
+        audit_inputs,
+        without_timings,
+    )
 
     inputs = audit_inputs(req, cohort, config, dicom_files)
     report = AuditReport(
@@ -161,12 +166,7 @@ def build_multilabel_report(
         manifest=spool,
     )
     report.attach_gate(policy)
-    if cohort.binned:
-        report.data["inputs"]["binned_attributes"] = cohort.binned
-    if cohort.merged:
-        report.data["inputs"]["merged_groups"] = cohort.merged
-    if dicom_records:
-        report.data["inputs"]["dicom_attributes"] = dicom_records
+    attach_cohort_inputs(report, cohort, dicom_records)
     for block, f, audit in zip(report.data["findings"], findings, result.findings, strict=True):
         keep = f.usable
         attach_curves(

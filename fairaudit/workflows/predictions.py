@@ -331,13 +331,7 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
     else:
         baseline_manifest = None
     report.attach_gate(policy)
-    if cohort.binned:
-        report.data["inputs"]["binned_attributes"] = cohort.binned
-    if cohort.merged:
-        report.data["inputs"]["merged_groups"] = cohort.merged
-    if dicom_records:
-        inputs = report.data["inputs"]
-        inputs["dicom_attributes"] = dicom_records
+    attach_cohort_inputs(report, cohort, dicom_records)
     if req.discover:
         from fairaudit.stats._discover import discover_slices
 
@@ -367,6 +361,19 @@ def build_report(req: AuditRequest, spool: Any) -> AuditReport:
         spool.append(baseline_manifest, header=False)
     attach_provenance(report, req, spool)
     return report
+
+
+def attach_cohort_inputs(report: AuditReport, cohort: Any, dicom_records: list[dict[str, Any]]) -> None:
+    """results.json's `inputs` notes on how the cohort's groups were made: --bins edges,
+    --merge-small-groups pools and the `dicom:` attributes read (single-label, multi-label
+    and multi-class audits alike)."""
+    inputs = report.data["inputs"]
+    if cohort.binned:
+        inputs["binned_attributes"] = cohort.binned
+    if cohort.merged:
+        inputs["merged_groups"] = cohort.merged
+    if dicom_records:
+        inputs["dicom_attributes"] = dicom_records
 
 
 def attach_provenance(report: AuditReport, req: AuditRequest, spool: Any) -> None:

@@ -282,11 +282,10 @@ class _Threshold(torch.nn.Module):
         return torch.cat([0.5 - x[:, :1], x[:, :1] - 0.5], dim=1) * 10
 
 
-def test_segmentation_model_writes_masks_on_the_original_grid(cohort: Path, tmp_path: Path) -> None:
-    from PIL import Image
-
-    from fairaudit.io.dicom import read_file
-    from fairaudit.models.preprocessing import make_spec, prepare_image, restore_mask
+def _threshold_model(tmp_path: Path) -> tuple[Path, dict]:
+    """A TorchScript segmenter (lung where the min-max scaled pixel exceeds 0.5) on a 16 x 16
+    grid, with its `<file>.json`; the path and its preprocessing spec."""
+    from fairaudit.models.preprocessing import make_spec
 
     path = tmp_path / "thr.pt"
     torch.jit.trace(_Threshold(), torch.zeros(1, 1, 16, 16)).save(str(path))
@@ -296,6 +295,16 @@ def test_segmentation_model_writes_masks_on_the_original_grid(cohort: Path, tmp_
             {"name": "thr", "task": "segmentation", "classes": ["background", "lung"], "preprocessing": spec}
         )
     )
+    return path, spec
+
+
+def test_segmentation_model_writes_masks_on_the_original_grid(cohort: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from fairaudit.io.dicom import read_file
+    from fairaudit.models.preprocessing import prepare_image, restore_mask
+
+    path, spec = _threshold_model(tmp_path)
     out = tmp_path / "seg"
     res = cli.invoke(
         ["audit", str(cohort / "images"), "--model", str(path), "--trust-model", "--task", "segmentation",
@@ -363,7 +372,6 @@ def test_a_mask_a_worker_cannot_write_leaves_its_case_out_with_the_reason(
     """Masks are restored and written in worker processes (fairaudit.models.mask_writer):
     one that cannot be written is reported, and the other cases are audited."""
     import fairaudit.models.mask_writer as mask_writer
-    from fairaudit.models.preprocessing import make_spec
 
     images = pd.read_csv(cohort / "images.csv", dtype=str)
     victim = f"{_hash(images['sop_instance_uid'].iloc[0])}.png"
@@ -375,14 +383,7 @@ def test_a_mask_a_worker_cannot_write_leaves_its_case_out_with_the_reason(
         real(path, mask)
 
     monkeypatch.setattr(mask_writer, "write_png", failing)  # the forked workers inherit it
-    path = tmp_path / "thr.pt"
-    torch.jit.trace(_Threshold(), torch.zeros(1, 1, 16, 16)).save(str(path))
-    spec = make_spec(input_size=[16, 16], intensity="minmax")
-    Path(str(path) + ".json").write_text(
-        json.dumps(
-            {"name": "thr", "task": "segmentation", "classes": ["background", "lung"], "preprocessing": spec}
-        )
-    )
+    path, _ = _threshold_model(tmp_path)
     out = tmp_path / "seg"
     res = cli.invoke(
         ["audit", str(cohort / "images"), "--model", str(path), "--trust-model", "--task", "segmentation",
