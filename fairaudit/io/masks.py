@@ -151,6 +151,34 @@ def index_masks(root: Path | str, argument: str = "masks") -> MaskIndex:
     return MaskIndex(root, files, skipped)
 
 
+#: Extensions a demographics id may carry that a mask's id does not (the image's file name:
+#: `case_001.nii.gz`, `0001.png`); such an id also finds the mask named without it.
+_ID_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".npy")
+
+
+def _id_without_extension(key: str) -> str | None:
+    nifti_id = strip_suffix(key)
+    if nifti_id is not None:
+        return nifti_id
+    stem, dot, ext = key.rpartition(".")
+    return stem if dot and stem and f".{ext.lower()}" in _ID_EXTENSIONS else None
+
+
+def keyed_by_ids(index: MaskIndex, ids: Sequence[str]) -> MaskIndex:
+    """`index` with each mask renamed to the demographics id that names it with an image
+    file's extension: ids are matched with or without it, as images are (docs/nifti.md,
+    "Ids"). A mask that an id names exactly keeps its name."""
+    wanted = set(ids)
+    files = dict(index.files)
+    for key in ids:
+        if key in files:
+            continue
+        bare = _id_without_extension(key)
+        if bare is not None and bare in files and bare not in wanted:
+            files[key] = files.pop(bare)
+    return MaskIndex(index.root, files, index.skipped)
+
+
 class MaskReadError(Exception):
     """A mask file that cannot be used; the message is the manifest reason."""
 

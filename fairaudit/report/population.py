@@ -224,14 +224,18 @@ def _pct(value: Any) -> str:
 
 def population_view(results: Mapping[str, Any]) -> dict[str, Any] | None:
     """The reports' "Who is in the data" section: per attribute (and intersection) each
-    group's records, share and prevalence (per finding in a multi-label audit), the records
-    missing it, and the reference comparison when results.json has one."""
+    group's records, share and prevalence (per finding in a multi-label audit, per class in a
+    multi-class one), the records missing it, and the reference comparison when results.json
+    has one."""
     block = counts_block(results)
     attributes = block.get("attributes") or []
     if not attributes:
         return None
     blocks = _blocks(results)
-    multilabel = blocks[0][0] != ""
+    # A column of prevalence per block: per class of a multi-class audit (each class's share of
+    # the group's records), per finding of a multi-label one (whose counts are its largest block's).
+    multiclass = isinstance(results.get("multiclass"), Mapping) and blocks[0][0] != ""
+    multilabel = blocks[0][0] != "" and not multiclass
     missing = ((results.get("inputs") or {}).get("missing_attributes")) or {}
     population = results.get("population") if isinstance(results.get("population"), Mapping) else {}
     reference = population.get("reference") if isinstance(population.get("reference"), Mapping) else None
@@ -280,13 +284,14 @@ def population_view(results: Mapping[str, Any]) -> dict[str, Any] | None:
                 "missing": fmt_num(missing.get(name)) if missing.get(name) else "0",
                 "rows": rows,
                 "has_prevalence": has_prevalence,
-                "prevalence_columns": [f for f, _ in prevalence_by_finding] if multilabel else [""],
+                "prevalence_columns": [f for f, _ in prevalence_by_finding] if blocks[0][0] else [""],
                 "reference": _reference_test(ref, ci_level) if ref else None,
             }
         )
     return {
         "attributes": tables,
         "multilabel": multilabel,
+        "multiclass": multiclass,
         "reference_source": str((reference or {}).get("source") or ""),
         "has_reference": reference is not None,
         "correction": str((reference or {}).get("correction") or ""),

@@ -172,6 +172,16 @@ def _check_attributes(req: Any, id_col: str, segmentation: bool) -> None:
         check_group_count(a, len(seen), n, max_groups, file=demo.name)
 
 
+def dicom_keywords(req: Any) -> tuple[str, ...]:
+    """The header fields that `--attribute dicom:KEYWORD` (and --within, --intersect) need
+    from each file, vetted by name (fairaudit.io.dicom_attributes); () when none is asked."""
+    from fairaudit.io import dicom_attributes
+
+    named = [*req.attributes, *getattr(req, "within", [])]  # --within dicom: columns are read too
+    wanted = dicom_attributes.requested(named, req.intersections, getattr(req, "bins", {}), True)
+    return tuple(a.keyword for a in wanted)
+
+
 def audit_with_model(req: Any, model: str, **options: Any) -> Any:
     """Run `model` on req.dicom_dir and audit its predictions, the files reaching --out as
     one set: predictions.csv and pred_masks/ are written before the reports, and a run
@@ -264,13 +274,8 @@ def _audit_with_model(
             idents[rec["path"]] = ident
             mask_rows.append({"id": hasher(ident), "mask": f"{PRED_MASKS_DIR}/{name}"})
 
-    keywords: tuple[str, ...] = ()
-    if not segmentation:  # `--attribute dicom:KEYWORD`: keep those header fields of each file
-        from fairaudit.io import dicom_attributes
-
-        named = [*req.attributes, *getattr(req, "within", [])]  # --within dicom: columns are read too
-        wanted = dicom_attributes.requested(named, req.intersections, getattr(req, "bins", {}), True)
-        keywords = tuple(a.keyword for a in wanted)
+    # `--attribute dicom:KEYWORD`: keep those header fields of each file
+    keywords = () if segmentation else dicom_keywords(req)
     cache = None
     if not segmentation:
         from fairaudit.models.pred_cache import CACHE_DIR, PredictionCache

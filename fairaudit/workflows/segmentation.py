@@ -75,6 +75,8 @@ class SegmentationRequest:
     spacing: tuple[float, ...] | None = None
     bins: dict[str, list[float]] = field(default_factory=dict)  # --bins dicom:KVP=60,80 (dicom: attributes)
     nsd_tolerance_mm: float = 1.0  # --nsd-tolerance-mm (in pixels when the distances are)
+    max_pixels: int | None = None  # --max-pixels, --max-file-size: the image folder's limits
+    max_file_size: int | None = None
     # --structures 1=liver,2=tumour: each label audited on its own (fairaudit.workflows.structures)
     structures: tuple[tuple[int, str], ...] | None = None
     bootstrap: int = 2000
@@ -134,15 +136,17 @@ def _scan_dicom(
     progress: bool,
     path_ids: Any = None,
     keywords: tuple[str, ...] = (),
+    limits: tuple[int | None, int | None] = (None, None),
 ) -> _Dicom:
     """The folder's files by id: a DICOM id from the header, or (`path_ids`, a
     fairaudit.cohort.dicom_files.PathIds) the path as the demographics name it; the header
-    text of `keywords` (vetted `dicom:` attributes) per id."""
+    text of `keywords` (vetted `dicom:` attributes) per id. `limits`: --max-pixels and
+    --max-file-size (None: the defaults of docs/dicom.md)."""
     from fairaudit.io.dicom import HEADER_FIELDS, iter_outcomes, limited_options
     from fairaudit.io.dicom_attributes import header_text
     from fairaudit.io.tables import DICOM_ID_TAGS
 
-    options = limited_options(extra_header=tuple(k for k in keywords if k not in HEADER_FIELDS))
+    options = limited_options(*limits, extra_header=tuple(k for k in keywords if k not in HEADER_FIELDS))
     texts_by_path: dict[str, dict[str, str]] = {}
 
     root = Path(root)
@@ -249,7 +253,7 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     from fairaudit._util.privacy import IdHasher, use_for_logs
     from fairaudit.cohort.dicom_files import PathIds, is_path_id
     from fairaudit.cohort.join import INTERSECTION_SEP, MISSING_GROUP, intersection_name, pseudonymize_sources
-    from fairaudit.io.masks import index_masks
+    from fairaudit.io.masks import index_masks, keyed_by_ids
     from fairaudit.io.nifti import strip_suffix
     from fairaudit.io.tables import detect_id_column, is_missing, read_table
     from fairaudit.results import AuditReport, assemble
@@ -315,8 +319,12 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
         present = demo.frame[col][~demo.frame[col].map(is_missing)]
         check_group_count(a, int(present.nunique()), len(demo.frame), req.max_groups, file=demo.name)
 
-    truth_index = index_masks(req.masks, argument="masks")
-    pred_index = None if isinstance(req.pred_masks, Mapping) else index_masks(req.pred_masks, "pred_masks")
+    # Ids with or without the image's extension (case_001.nii.gz or case_001; docs/nifti.md).
+    demo_ids = [str(k) for k in demo.frame[id_col_actual] if not is_missing(k)]
+    truth_index = keyed_by_ids(index_masks(req.masks, argument="masks"), demo_ids)
+    pred_index = None
+    if not isinstance(req.pred_masks, Mapping):
+        pred_index = keyed_by_ids(index_masks(req.pred_masks, "pred_masks"), demo_ids)
     pred_ids = set(req.pred_masks) if isinstance(req.pred_masks, Mapping) else set(pred_index.files)
     if pred_index is not None:  # by name, or through a model run's index.csv (docs/segmentation.md)
         pred_index = _match_pred_index(req, pred_index, demo, id_col_actual, truth_index.files)
@@ -327,7 +335,8 @@ def build_segmentation_report(req: SegmentationRequest) -> AuditReport:
     dicom = req.dicom_index
     if dicom is None and req.dicom_dir:
         keywords = tuple(a.keyword for a in dicom_wanted)
-        dicom = _scan_dicom(req.dicom_dir, id_col, req.workers, req.progress, path_ids, keywords)
+        limits = (req.max_pixels, req.max_file_size)
+        dicom = _scan_dicom(req.dicom_dir, id_col, req.workers, req.progress, path_ids, keywords, limits)
     dicom_records = _dicom_groups(req, demo, id_col_actual, dicom, dicom_wanted, attr_cols)
     if dicom is not None:
         spacing_source = "dicom"  # or, when no case takes its spacing from a file, see below
@@ -930,6 +939,8 @@ def request_from_audit(
         spacing=spacing if not isinstance(spacing, str) else parse_spacing(spacing),
         structures=getattr(req, "structures", None),
         nsd_tolerance_mm=float(getattr(req, "nsd_tolerance_mm", SegmentationRequest.nsd_tolerance_mm)),
+        max_pixels=getattr(req, "max_pixels", None),
+        max_file_size=getattr(req, "max_file_size", None),
         bins=dict(getattr(req, "bins", None) or {}),
         bootstrap=req.bootstrap,
         ci_level=req.ci_level,

@@ -61,6 +61,8 @@ class VolumeRun:
     )
     paths_by_id: dict[str, list[str]] = field(default_factory=dict)
     grids: dict[str, Any] = field(default_factory=dict)  # NIfTI: id -> fairaudit.io.nifti.Grid
+    # `--attribute dicom:KEYWORD`: id -> the header text of its series' first slice per keyword
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
     ambiguous: set[str] = field(default_factory=set)  # ids that name several volumes
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, "status: reason")
     n_files: int = 0
@@ -214,20 +216,29 @@ def run_volumes(
     batch_size: int,
     max_pixels: int | None = None,
     max_file_size: int | None = None,
+    header_keywords: tuple[str, ...] = (),
 ) -> VolumeRun:
     """Plan, decode and predict every volume under `root`; write each mask to `mask_dir`
     (`name_of(id)`: its file stem). Nothing is fatal for one volume: it is excluded with
-    the reason (each of its files in the manifest)."""
-    from fairaudit.io.dicom import iter_outcomes, limited_options
+    the reason (each of its files in the manifest). `header_keywords`: the `dicom:`
+    attributes' header fields, kept per volume from its first file (a NIfTI file has none)."""
+    from fairaudit.io.dicom import HEADER_FIELDS, iter_outcomes, limited_options
+    from fairaudit.io.dicom_attributes import header_text
     from fairaudit.models.blocks import reason_of
     from fairaudit.models.volumes import predict_volume
 
     start = time.perf_counter()
     run = VolumeRun()
-    options = limited_options(max_pixels, max_file_size, frames="all")
+    extra = tuple(k for k in header_keywords if k not in HEADER_FIELDS)
+    options = limited_options(max_pixels, max_file_size, frames="all", extra_header=extra)
     headers = list(iter_outcomes(root, header_only=True, options=options, workers=workers, progress=progress))
     run.n_files = len(headers)
     planned, run.unreadable = plan_volumes(headers, id_col, path_ids)
+    texts = {
+        o.path: {kw: header_text(o.header.get(kw)) for kw in header_keywords}
+        for o in headers
+        if header_keywords and o.status == "ok" and o.header is not None and o.file_format == "dicom"
+    }
     del headers
     run.n_volumes = len(planned)
     if not run.n_volumes:
@@ -260,6 +271,8 @@ def run_volumes(
         if failures or vol is None:
             run.unreadable.extend(failures)
             continue
+        if v.paths[0] in texts:
+            run.headers[v.key] = texts[v.paths[0]]
         if not v.key or seen[v.key] > 1:  # no id, or two volumes share one: the audit excludes it
             _index(run, v, vol)
             continue
@@ -335,7 +348,7 @@ def audit_volumes_with_model(
     from fairaudit._util.sanitize import write_csv
     from fairaudit.models.inference import DEFAULT_BATCH_SIZE
     from fairaudit.report.provenance import file_sha256
-    from fairaudit.workflows.model_run import PRED_MASKS_DIR, PREDICTIONS_FILE, _safe
+    from fairaudit.workflows.model_run import PRED_MASKS_DIR, PREDICTIONS_FILE, _safe, dicom_keywords
     from fairaudit.workflows.segmentation import _Dicom, audit_segmentation, request_from_audit
 
     mask_dir = req.outputs.path(PRED_MASKS_DIR)
@@ -345,7 +358,7 @@ def audit_volumes_with_model(
         predictor, Path(req.dicom_dir), mask_dir, id_col=id_col, path_ids=path_ids,
         name_of=lambda key: _safe(hasher(key)), workers=req.workers, progress=req.progress,
         batch_size=size, max_pixels=getattr(req, "max_pixels", None),
-        max_file_size=getattr(req, "max_file_size", None),
+        max_file_size=getattr(req, "max_file_size", None), header_keywords=dicom_keywords(req),
     )  # fmt: skip
     rows = [{"id": hasher(k), "mask": f"{PRED_MASKS_DIR}/{p.name}"} for k, p in run.masks.items()]
     path = req.outputs.path(PREDICTIONS_FILE)
@@ -365,7 +378,7 @@ def audit_volumes_with_model(
             len(run.unreadable),
             "; ".join(f"{why} x {k}" for why, k in reasons.most_common(5)),
         )
-    index = _Dicom(run.by_id, run.ambiguous, run.paths_by_id, run.unreadable, set(), run.grids)
+    index = _Dicom(run.by_id, run.ambiguous, run.paths_by_id, run.unreadable, set(), run.grids, run.headers)
     seg = request_from_audit(
         req, masks=masks, pred_masks=VolumeMasks(run.masks), mask_labels=mask_labels,
         pred_mask_labels=pred_mask_labels, spacing=spacing, model=info,

@@ -185,6 +185,21 @@ def test_reports_have_a_section_per_class_and_escape_names(audited: tuple) -> No
     assert f"**{counts[0][0]}**" in md  # the diagonal in bold
 
 
+def test_who_is_in_the_data_speaks_of_classes(audited: tuple) -> None:
+    """The population table of a multi-class report: one prevalence column per class (its share
+    of the group's records), and nothing about findings (docs/reports.md, "Who is in the data")."""
+    _, out, res = audited
+    html = (out / "report.html").read_text()
+    md = (out / "report.md").read_text()
+    section = html.split('<section id="population">', 1)[1].split("</section>", 1)[0]
+    md_section = md.split("## Who is in the data", 1)[1].split("\n## ", 1)[0]
+    assert "finding" not in section and "finding" not in md_section
+    assert "each class's prevalence" in section and "prevalence per class" in md_section
+    for name in res["multiclass"]["classes"]:
+        escaped = name.replace("<", "&lt;").replace(">", "&gt;")
+        assert f"<th>prevalence: {escaped}</th>" in section
+
+
 def test_cli_terminal_summary(audited: tuple) -> None:
     _, out, _ = audited
     text = (out.parent / "terminal.txt").read_text()

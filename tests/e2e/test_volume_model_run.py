@@ -84,7 +84,7 @@ def _series_cohort(root: Path, n: int = 6) -> tuple[Path, Path, Path, dict[str, 
                 images / f"case{i}" / f"slice{SHAPE[0] - k:02d}.dcm", v[k], modality="CT",
                 SeriesInstanceUID=uid, StudyInstanceUID=study, ImagePositionPatient=[0.0, 0.0, 10.0 + SPACING[0] * k],
                 ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0], PixelSpacing=[SPACING[1], SPACING[2]],
-                InstanceNumber=k + 1,
+                InstanceNumber=k + 1, Manufacturer="VendorB" if i % 3 == 0 else "VendorA",
             )  # fmt: skip
         pred = v > 100
         truth = pred.copy()
@@ -137,6 +137,20 @@ def test_a_3d_model_runs_on_dicom_series(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     second = pd.read_csv(tmp_path / "again" / "segmentation_cases.csv", dtype={"id": str}).set_index("id")
     np.testing.assert_allclose(second.loc[cases.index, "dice"], cases["dice"])
+
+
+def test_dicom_attributes_group_the_series_of_a_volume_run(tmp_path: Path) -> None:
+    """`--attribute dicom:Manufacturer` on a 3D model run: each series is grouped by its
+    slices' header (cases 0 and 3 are VendorB), as a classification run groups files."""
+    images, masks, demo, expected = _series_cohort(tmp_path)
+    out = tmp_path / "out"
+    res = _run(images, _model(tmp_path), masks, demo, out, "--attribute", "dicom:Manufacturer")
+    assert res.exit_code == 0, res.output
+    results = json.loads((out / "results.json").read_text())
+    validate_results(results)
+    attr = next(a for a in results["attributes"] if a["name"] == "dicom:Manufacturer")
+    sizes = {g["group"]: g["n"] for g in attr["groups"]}
+    assert sorted(sizes.values()) == [2, 4] and len(expected) == 6
 
 
 @pytest.mark.slow  # the slices themselves: tests/unit/models/test_sliding_window.py; the wiring: the 3D tests

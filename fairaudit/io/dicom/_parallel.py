@@ -105,6 +105,7 @@ class _InSlot:
     offset: int
     shape: tuple[int, ...]
     dtype: str
+    order: str = "C"  # "F" for a Fortran-ordered array (a NIfTI volume), kept as it is
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class _Shared:
     name: str
     shape: tuple[int, ...]
     dtype: str
+    order: str = "C"
 
 
 def _new_block(size: int):
@@ -190,18 +192,22 @@ class _SlotWriter:
     def pack(self, array: np.ndarray | None) -> np.ndarray | _InSlot | _Shared | None:
         if array is None or array.nbytes < _SHARED_MIN_BYTES:
             return array
+        # Copied in the array's own memory order: a C-order copy of a Fortran-ordered
+        # volume is a transpose (docs/nifti.md).
+        order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
         block = self.block
         if block is not None and self.offset + array.nbytes <= block.size:  # type: ignore[attr-defined]
             offset = self.offset
-            np.ndarray(array.shape, array.dtype, buffer=block.buf, offset=offset)[...] = array  # type: ignore[attr-defined]
+            view = np.ndarray(array.shape, array.dtype, buffer=block.buf, offset=offset, order=order)  # type: ignore[attr-defined]
+            view[...] = array
             self.offset = (offset + array.nbytes + 63) // 64 * 64
-            return _InSlot(offset, array.shape, array.dtype.str)
+            return _InSlot(offset, array.shape, array.dtype.str, order)
         own = _new_block(array.nbytes)
         if own is None:  # no room in shared memory: the pipe it is
             return array
         try:
-            np.ndarray(array.shape, array.dtype, buffer=own.buf)[...] = array
-            return _Shared(own.name, array.shape, array.dtype.str)
+            np.ndarray(array.shape, array.dtype, buffer=own.buf, order=order)[...] = array
+            return _Shared(own.name, array.shape, array.dtype.str, order)
         finally:
             own.close()
 
@@ -210,13 +216,19 @@ def _unpack(value, block, keep: bool) -> np.ndarray | None:
     if isinstance(value, _InSlot):
         if not keep:
             return None
-        return np.ndarray(value.shape, np.dtype(value.dtype), buffer=block.buf, offset=value.offset).copy()
+        view = np.ndarray(
+            value.shape, np.dtype(value.dtype), buffer=block.buf, offset=value.offset, order=value.order
+        )
+        return view.copy(order="K")
     if isinstance(value, _Shared):
         from multiprocessing import shared_memory
 
         own = shared_memory.SharedMemory(name=value.name)
         try:
-            return np.ndarray(value.shape, np.dtype(value.dtype), buffer=own.buf).copy() if keep else None
+            if not keep:
+                return None
+            view = np.ndarray(value.shape, np.dtype(value.dtype), buffer=own.buf, order=value.order)
+            return view.copy(order="K")
         finally:
             own.close()
             own.unlink()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -117,3 +119,22 @@ def test_flags():
     for bad in ("0.5", "0x1", "a x b", "1x2x3x4", "-1x1"):
         with pytest.raises(InputError, match="spacing="):
             parse_spacing(bad)
+
+
+def test_ids_with_an_image_extension_find_their_masks(tmp_path: Path) -> None:
+    """`0001.png`, `0002.jpg` and `0003.nii.gz` name the masks 0001.png, 0002.npy and
+    0003.nii.gz; an id that names a mask exactly keeps it, an unknown extension does not match."""
+    from fairaudit.io.masks import index_masks, keyed_by_ids
+
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "0001.png")
+    np.save(tmp_path / "0002.npy", np.zeros((4, 4), np.uint8))
+    (tmp_path / "0003.nii.gz").write_bytes(b"")  # named only: indexing reads no content
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "0004.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "0005.png")
+    ids = ["0001.png", "0002.jpg", "0003.nii.gz", "0004", "0004.png", "0005.tiff"]
+    files = keyed_by_ids(index_masks(tmp_path), ids).files
+    assert files["0001.png"].name == "0001.png"
+    assert files["0002.jpg"].name == "0002.npy"
+    assert files["0003.nii.gz"].name == "0003.nii.gz"
+    assert files["0004"].name == "0004.png" and "0004.png" not in files
+    assert "0005.tiff" not in files and files["0005"].name == "0005.png"

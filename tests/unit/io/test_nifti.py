@@ -242,3 +242,60 @@ def test_path_ids_strip_both_nifti_suffixes() -> None:
     table = table_from_frame(pd.DataFrame({"path": ["a/case_1", "case_2"]}), "d.csv")
     ids = PathIds.from_tables([table], "path")
     assert ids(["a/case_1.nii.gz", "case_2.nii", "case_3.nii.gz"]) == ["a/case_1", "case_2", "case_3.nii.gz"]
+
+
+def test_concatenated_gzip_members_read_as_nibabel_does(tmp_path: Path) -> None:
+    """A .nii.gz written as two gzip members (as `cat a.gz b.gz` makes) is one stream."""
+    plain = _save(tmp_path / "plain.nii", _labels((20, 18, 7)).astype(np.int16), _affine())
+    raw = plain.read_bytes()
+    two = tmp_path / "two.nii.gz"
+    two.write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    array, _ = read_volume(two, raw=True)
+    np.testing.assert_array_equal(array, np.asanyarray(nib.as_closest_canonical(nib.load(str(two))).dataobj))
+
+
+def test_inflating_stops_at_the_declared_size(tmp_path: Path) -> None:
+    """A stream that inflates far past what its header declares (64 MiB of zeros after the
+    voxels) is read without inflating the rest: peak memory stays near the volume's size."""
+    import tracemalloc
+    import zlib
+
+    data = _labels((32, 32, 16)).astype(np.int16)
+    raw = _save(tmp_path / "v.nii", data, _affine()).read_bytes()
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    parts = [packer.compress(raw)]
+    zeros = bytes(2**20)
+    parts += [packer.compress(zeros) for _ in range(64)]
+    parts.append(packer.flush())
+    padded = tmp_path / "padded.nii.gz"
+    padded.write_bytes(b"".join(parts))
+    assert padded.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        array, _ = read_volume(padded, raw=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(array, data)
+    assert peak < 8 * 2**20
+
+
+@pytest.mark.parametrize("slot_bytes", [8 * 2**20, 128 * 2**10])
+def test_large_volumes_come_back_from_workers_unchanged(tmp_path: Path, monkeypatch, slot_bytes: int) -> None:
+    """Volumes above the shared-memory size travel from the workers in their own memory
+    order (docs/nifti.md), in the parent's slots or, when larger, in blocks of their own;
+    each equals nibabel's canonical array, flipped and permuted ones included."""
+    from fairaudit.io.dicom import _parallel
+
+    monkeypatch.setattr(_parallel, "_SLOT_BYTES", slot_bytes)
+    base = np.random.default_rng(3).integers(-500, 500, (48, 40, 36)).astype(np.int16)
+    _save(tmp_path / "a.nii.gz", base, _affine())
+    _save(tmp_path / "b.nii.gz", *_flipped(base, _affine(), 0))
+    permuted = _affine()[:, [1, 0, 2, 3]]
+    _save(tmp_path / "c.nii.gz", base.transpose(1, 0, 2).copy(), permuted)
+    outcomes = list(iter_outcomes(tmp_path, header_only=False, workers=2, progress=False))
+    assert [o.status for o in outcomes] == ["ok"] * 3
+    for o in outcomes:
+        expected = nib.as_closest_canonical(nib.load(str(tmp_path / o.path))).get_fdata()
+        np.testing.assert_array_equal(o.image, expected.astype(np.float32))
+        assert o.image.flags.writeable

@@ -12,6 +12,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from fairaudit.errors import InputError
+from fairaudit.report._templates import get_environment
 from fairaudit.report.population import compare_population, population_view, read_reference_population
 
 
@@ -92,3 +93,52 @@ def test_an_unknown_attribute_or_a_group_without_a_share_is_bad_input(tmp_path: 
         compare_population(_results(), {"age": {"young": 1.0}}, "ref.csv")
     with pytest.raises(InputError, match="'C' of 'race' are in the data but have no share"):
         compare_population(_results(), {"race": {"A": 0.5, "B": 0.5}}, "ref.csv")
+
+
+def _per_class(results: dict[str, Any]) -> dict[str, Any]:
+    """_results() as a three-class audit: every class block holds every record of its groups,
+    n_positive the records of that true class (docs/multiclass.md, results.json)."""
+    positives = {"normal": {"F": 90, "M": 100}, "viral": {"F": 40, "M": 30}, "bacterial": {"F": 26, "M": 34}}
+
+    def block(name: str) -> dict[str, Any]:
+        groups = [
+            {**g, "n_positive": positives[name][g["group"]]} for g in results["attributes"][0]["groups"]
+        ]
+        return {"class": name, "n": 320, "attributes": [{**results["attributes"][0], "groups": groups}]}
+
+    top = {**results, "attributes": results["attributes"][:1]}  # n_positive = n at the top (accuracy)
+    top["attributes"][0] = {
+        **top["attributes"][0],
+        "groups": [{**g, "n_positive": g["n"]} for g in top["attributes"][0]["groups"]],
+    }
+    return {**top, "multiclass": {"classes": list(positives), "per_class": [block(c) for c in positives]}}
+
+
+def test_a_multiclass_table_has_a_prevalence_per_class_and_speaks_of_classes() -> None:
+    view = population_view(_per_class(_results()))
+    assert view is not None and view["multiclass"] and not view["multilabel"]
+    sex = view["attributes"][0]
+    assert sex["n"] == "320" and [r["n"] for r in sex["rows"]] == ["156", "164"]
+    assert sex["prevalence_columns"] == ["normal", "viral", "bacterial"]
+    # each class's share of the group's records; the three add up to 1
+    assert sex["rows"][0]["prevalence"] == [f"{90 / 156:.3f}", f"{40 / 156:.3f}", f"{26 / 156:.3f}"]
+    env = get_environment()
+    config = {"ci_level": 0.95}
+    html = env.get_template("_population.html.j2").render(population=view, config=config)
+    md = env.get_template("_population.md.j2").render(population=view, config=config)
+    assert "finding" not in html and "each class's prevalence (records of that true class / records" in html
+    assert "finding" not in md and "(prevalence per class: records of that true class / records)" in md
+    assert "<th>prevalence: viral</th>" in html and "prevalence: viral |" in md
+
+
+def test_a_multilabel_table_still_speaks_of_findings() -> None:
+    results = _results()
+    blocks = [{"finding": f, "attributes": results["attributes"]} for f in ("Edema", "Effusion")]
+    view = population_view({**results, "findings": blocks})
+    assert view is not None and view["multilabel"] and not view["multiclass"]
+    html = (
+        get_environment()
+        .get_template("_population.html.j2")
+        .render(population=view, config={"ci_level": 0.95})
+    )
+    assert "prevalence is per finding" in html and "<th>prevalence: Effusion</th>" in html

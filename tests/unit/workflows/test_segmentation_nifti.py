@@ -313,3 +313,39 @@ def test_dicom_series_matches_its_nifti_mask_by_series_uid(tmp_path) -> None:
     cases = _cases(report).set_index("id")
     assert cases.loc[uids[0], "hd95"] == pytest.approx(hd95, abs=1e-6)
     assert cases.loc[uids[0], "dice"] == pytest.approx(_dice(truth > 0, pred > 0), abs=1e-12)
+
+
+def test_ids_with_the_nifti_extension_find_masks_named_without_it(cohort, plain, tmp_path) -> None:
+    """A demographics id written as the file name (`case3.nii.gz`) finds `case3.nii.gz` in
+    the image, mask and prediction folders alike, and the per-case metrics are those of
+    the ids written without it (docs/nifti.md, "Ids")."""
+    frame = pd.read_csv(cohort["demo"])
+    frame["path"] = frame["path"] + ".nii.gz"
+    demo = tmp_path / "demo_ext.csv"
+    frame.to_csv(demo, index=False)
+    report = build_segmentation_report(_request(cohort, demographics=demo, dicom_dir=cohort["images"]))
+    ext, bare = _cases(report).set_index("id"), _cases(plain).set_index("id")
+    assert report.data["inputs"]["n_included"] == N
+    assert sorted(ext.index) == sorted(f"{k}.nii.gz" for k in bare.index)
+    for k in bare.index:
+        assert ext.loc[f"{k}.nii.gz", "dice"] == pytest.approx(bare.loc[k, "dice"], abs=1e-12)
+    manifest = _manifest(report)
+    masks = manifest[manifest["source"].str.startswith("masks/case")]
+    assert set(masks["status"]) == {"included"}
+
+
+def test_image_folder_limits_reach_the_scan(cohort, tmp_path) -> None:
+    """--max-pixels bounds the image folder of a segmentation audit as it does a model
+    run's: a volume above it is excluded with the reason, the others are audited."""
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(cohort["images"], images)
+    big = np.zeros((SHAPE[0] * 2, SHAPE[1], SHAPE[2]), np.int16)
+    nib.save(nib.Nifti1Image(big, _affine()), str(images / "case0.nii.gz"))
+    limit = int(np.prod(SHAPE)) + 1
+    report = build_segmentation_report(_request(cohort, dicom_dir=images, max_pixels=limit))
+    manifest = _manifest(report)
+    row = manifest[manifest["source"] == "DICOM files/case0.nii.gz"].iloc[0]
+    assert row["status"] == "excluded" and f"max_pixels {limit}" in row["reason"]
+    assert report.data["inputs"]["n_included"] == N - 1
