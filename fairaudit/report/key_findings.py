@@ -40,6 +40,9 @@ METRIC_WORDS: dict[str, str] = {
     "hd95": "HD95",
     "assd": "ASSD",
     "volume_error": "Relative volume error",
+    "nsd": "Normalized surface Dice",
+    "macro_fpr": "Macro-averaged false-positive rate",
+    "macro_auroc": "Macro-averaged AUROC",
 }
 
 _DIRECTION: dict[str, bool | None] = {**HIGHER_IS_BETTER, **SEGMENTATION_HIGHER_IS_BETTER}
@@ -167,8 +170,17 @@ def _missed(comparison: Mapping[str, Any]) -> str:
     return f"; a difference smaller than {_num(mdd['value'])} could have been missed{power_text}"
 
 
+#: Metrics measured in the audit's distance unit (config.segmentation.distance_unit).
+_DISTANCES = frozenset({"hd95", "assd"})
+
+
 def _attribute_finding(
-    attribute: Mapping[str, Any], finding: str, primary: Iterable[str], correction: str, min_group_size: Any
+    attribute: Mapping[str, Any],
+    finding: str,
+    primary: Iterable[str],
+    correction: str,
+    min_group_size: Any,
+    distance_unit: str = "",
 ) -> KeyFinding:
     name = str(attribute.get("name", ""))
     summary = attribute.get("summary") or {}
@@ -204,6 +216,8 @@ def _attribute_finding(
         return f"{g} (the reference)" if g == reference else g
 
     words = METRIC_WORDS.get(metric, metric)
+    if metric in _DISTANCES and distance_unit:  # every number of the sentence is in this unit
+        words = f"{words} (in {distance_unit})"
     subject = f"{words} for {name} = {label(worse)} is {_value(worse_est)} against {_value(other_est)} for {label(other)}"
     diff_text = f"the difference {group} {_MINUS} {reference}, {_value(diff)},"
     comp = _comparison(attribute, metric, group)
@@ -274,6 +288,8 @@ def key_findings(results: Mapping[str, Any]) -> list[KeyFinding]:
     primary = tuple(config.get("primary_metrics") or ())
     correction = str(config.get("correction") or "")
     min_size = config.get("min_group_size")
+    segmentation = config.get("segmentation")
+    unit = str(segmentation.get("distance_unit") or "") if isinstance(segmentation, Mapping) else ""
     findings = results.get("findings")
     blocks = (
         [(str(b.get("finding", "")), b) for b in findings if isinstance(b, Mapping)]
@@ -283,7 +299,7 @@ def key_findings(results: Mapping[str, Any]) -> list[KeyFinding]:
     out = []
     for finding, block in blocks:
         for attribute in block.get("attributes") or []:
-            out.append(_attribute_finding(attribute, finding, primary, correction, min_size))
+            out.append(_attribute_finding(attribute, finding, primary, correction, min_size, unit))
     return out
 
 

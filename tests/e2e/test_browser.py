@@ -126,6 +126,7 @@ document.getElementById("f").addEventListener("load", function () {
     scripts: d.querySelectorAll("script").length,
     external: d.querySelectorAll("img, link, iframe, object, embed, video, audio, source").length,
     resources: w.performance.getEntriesByType("resource").length,
+    scroll: [d.documentElement.scrollWidth, d.documentElement.clientWidth],
     text: d.body.innerText
   });
 });
@@ -161,6 +162,9 @@ def test_every_plot_is_drawn_and_nothing_is_loaded(report: Path, tmp_path: Path)
     assert sum("Calibration curves" in label for label in facts["labels"]) == 3
     assert sum(label.startswith("Forest plot of ") for label in facts["labels"]) == 3 * 6
     assert facts["scripts"] == 0 and facts["external"] == 0 and facts["resources"] == 0
+    # The page never scrolls sideways: a table wider than the text column scrolls inside it.
+    scroll_width, client_width = facts["scroll"]
+    assert scroll_width <= client_width, facts["scroll"]
     # The hostile group name is shown as text, in tables and legends alike.
     assert XSS in facts["text"]
     assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") > 5

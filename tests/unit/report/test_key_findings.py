@@ -93,3 +93,34 @@ def test_the_reports_show_the_same_sentences(render: Any) -> None:
     plain = html.unescape(re.sub(r"\\(.)", r"\1", text))  # Markdown escapes and HTML entities undone
     assert sentence in plain
     assert plain.index("Key findings") < plain.index(sentence)
+
+
+def test_every_metric_an_audit_reports_has_words() -> None:
+    """A key finding names its metric in words, never by its key (`nsd`, `macro_auroc`):
+    every metric of the classification, segmentation and multi-class engines has some."""
+    from fairaudit.report.key_findings import METRIC_WORDS
+    from fairaudit.stats._metrics import METRICS
+    from fairaudit.stats._multiclass import CLASS_METRICS, SUMMARY_METRICS
+    from fairaudit.stats._segmentation import SEGMENTATION_METRICS
+
+    keys = {*METRICS, *SEGMENTATION_METRICS, *SUMMARY_METRICS, *CLASS_METRICS} - {"prevalence"}
+    assert sorted(keys - set(METRIC_WORDS)) == []
+    assert all(words and words != key for key, words in METRIC_WORDS.items())
+
+
+@pytest.mark.parametrize("unit", ["mm", "pixels"])
+def test_a_distance_finding_names_its_unit(unit: str) -> None:
+    """hd95 (lower is better) in a segmentation audit: the sentence says the unit of every
+    number in it, as the tables' headers do (docs/segmentation.md)."""
+    attribute = race_attribute()
+    del attribute["summary"]["tpr"]
+    attribute["summary"]["hd95"] = attribute["summary"].pop("fpr")
+    for g in attribute["groups"]:
+        g["metrics"]["hd95"] = g["metrics"].pop("fpr")
+    for c in attribute["comparisons"]:
+        c["metric"] = "hd95" if c["metric"] == "fpr" else c["metric"]
+    data = results(attribute)
+    data["task"] = "segmentation"
+    data["config"]["segmentation"] = {"distance_unit": unit}
+    [k] = key_findings(data)
+    assert k.sentence.startswith(f"HD95 (in {unit}) for race = B is 0.120 (0.060–0.220) against 0.100")
