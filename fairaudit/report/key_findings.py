@@ -1,6 +1,7 @@
-"""Key findings in plain words: per attribute (and per finding of a multi-label audit) the
-worst-served group, both values with intervals, the difference, whether it survives the
-correction and what could have been missed (docs/reports.md, "Key findings").
+"""Key findings in plain words: per attribute (and per finding of a multi-label audit, per
+structure of a `--structures` segmentation audit) the worst-served group, both values with
+intervals, the difference, whether it survives the correction and what could have been
+missed (docs/reports.md, "Key findings").
 
 Every sentence is filled in from results.json's numbers by the fixed wording below (no free
 text is generated), so report.md, report.html and the terminal say the same thing, and
@@ -10,10 +11,11 @@ text is generated), so report.md, report.html and the terminal say the same thin
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fairaudit._util.formatting import fmt_num, fmt_p, is_number
+from fairaudit.report.blocks import result_blocks
 from fairaudit.stats._metrics import HIGHER_IS_BETTER
 from fairaudit.stats._segmentation import SEGMENTATION_HIGHER_IS_BETTER
 
@@ -74,11 +76,12 @@ class KeyFinding:
     """One plain-words sentence. `status`: significant, not_significant, undecided (no
     test could be run) or insufficient (nothing to compare)."""
 
-    finding: str
+    finding: str  # the finding (multi-label) or structure (--structures) it is about, or ""
     attribute: str
     metric: str
     status: str
     sentence: str
+    block: str = ""  # "finding", "structure" or "" (fairaudit.report.blocks)
 
 
 def _num(value: Any) -> str:
@@ -282,24 +285,19 @@ def _legacy_finding(attribute: Mapping[str, Any], finding: str) -> KeyFinding | 
 
 
 def key_findings(results: Mapping[str, Any]) -> list[KeyFinding]:
-    """One KeyFinding per attribute of a single-label audit, or per finding and attribute of a
-    multi-label one, in results.json's order."""
+    """One KeyFinding per attribute of a single-label audit, or per finding (multi-label) or
+    structure (`--structures`) and attribute, in results.json's order."""
     config = results.get("config") or {}
     primary = tuple(config.get("primary_metrics") or ())
     correction = str(config.get("correction") or "")
     min_size = config.get("min_group_size")
     segmentation = config.get("segmentation")
     unit = str(segmentation.get("distance_unit") or "") if isinstance(segmentation, Mapping) else ""
-    findings = results.get("findings")
-    blocks = (
-        [(str(b.get("finding", "")), b) for b in findings if isinstance(b, Mapping)]
-        if isinstance(findings, list) and findings
-        else [("", results)]
-    )
     out = []
-    for finding, block in blocks:
-        for attribute in block.get("attributes") or []:
-            out.append(_attribute_finding(attribute, finding, primary, correction, min_size, unit))
+    for block in result_blocks(results):
+        for attribute in block.data.get("attributes") or []:
+            k = _attribute_finding(attribute, block.name, primary, correction, min_size, unit)
+            out.append(replace(k, block=block.kind))
     return out
 
 

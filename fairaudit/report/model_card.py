@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from fairaudit.report.blocks import Block, result_blocks
 from fairaudit.report.key_findings import key_findings
 from fairaudit.report.population import counts_block
 from fairaudit.report.regulatory import crossref
@@ -35,17 +36,15 @@ def _estimate(value: Any) -> dict[str, Any]:
     return out
 
 
-def _blocks(results: Mapping[str, Any]) -> list[tuple[str | None, Mapping[str, Any]]]:
-    findings = results.get("findings")
-    if isinstance(findings, list) and findings:
-        return [(str(b.get("finding", "")), b) for b in findings if isinstance(b, Mapping)]
-    return [(None, results)]
+def _named(block: Block, row: dict[str, Any]) -> dict[str, Any]:
+    """`row` led by the finding or structure it belongs to (none for a one-block audit)."""
+    return {block.kind: block.name, **row} if block.kind else row
 
 
 def _slices(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     out = []
-    for finding, block in _blocks(results):
-        for attribute in block.get("attributes") or []:
+    for block in result_blocks(results):
+        for attribute in block.data.get("attributes") or []:
             for g in attribute.get("groups") or []:
                 row: dict[str, Any] = {
                     "attribute": attribute.get("name"),
@@ -55,19 +54,18 @@ def _slices(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "small": bool(g.get("small")),
                     "metrics": {m: _estimate(e) for m, e in (g.get("metrics") or {}).items()},
                 }
-                if finding is not None:
-                    row = {"finding": finding, **row}
-                out.append(row)
+                out.append(_named(block, row))
     return out
 
 
 def _comparisons(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each attribute's headline comparison (the key finding's), with its test."""
     out = []
-    for finding, block in _blocks(results):
-        for attribute in block.get("attributes") or []:
+    for block in result_blocks(results):
+        for attribute in block.data.get("attributes") or []:
             summary = attribute.get("summary") or {}
-            for k in key_findings({**results, "findings": None, "attributes": [attribute]}):
+            one = {**results, "findings": None, "structures": None, "attributes": [attribute]}
+            for k in key_findings(one):
                 if not k.metric or "worst_difference" not in (summary.get(k.metric) or {}):
                     continue  # nothing to compare, or a version-1 results.json
                 worst = summary[k.metric]["worst_difference"]
@@ -90,7 +88,7 @@ def _comparisons(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "significant": comp.get("significant"),
                     "min_detectable_difference": (comp.get("min_detectable_difference") or {}).get("value"),
                 }
-                out.append({"finding": finding, **row} if finding is not None else row)
+                out.append(_named(block, row))
     return out
 
 
@@ -121,12 +119,12 @@ def _population(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _limitations(results: Mapping[str, Any]) -> list[str]:
     config = results.get("config") or {}
-    names = [str(a.get("name")) for _, b in _blocks(results) for a in b.get("attributes") or []]
+    names = [str(a.get("name")) for b in result_blocks(results) for a in b.data.get("attributes") or []]
     small = sorted(
         {
             f"{a.get('name')}={s}"
-            for _, b in _blocks(results)
-            for a in b.get("attributes") or []
+            for b in result_blocks(results)
+            for a in b.data.get("attributes") or []
             for s in a.get("small_groups") or []
         }
     )
@@ -157,7 +155,7 @@ def model_card(results: Mapping[str, Any]) -> dict[str, Any]:
     model = results.get("model")
     gate = results.get("gate")
     population = results.get("population") if isinstance(results.get("population"), Mapping) else {}
-    overall_blocks = [(f, b.get("overall") or {}) for f, b in _blocks(results)]
+    blocks = result_blocks(results)
     return {
         "model_card_version": MODEL_CARD_VERSION,
         "fairaudit_version": results.get("fairaudit_version"),
@@ -184,19 +182,24 @@ def model_card(results: Mapping[str, Any]) -> dict[str, Any]:
         },
         "quantitative_analysis": {
             "overall": [
-                {
-                    **({"finding": f} if f is not None else {}),
-                    "n": o.get("n"),
-                    "metrics": {m: _estimate(e) for m, e in (o.get("metrics") or {}).items()},
-                }
-                for f, o in overall_blocks
+                _named(
+                    b,
+                    {
+                        "n": (b.data.get("overall") or {}).get("n"),
+                        "metrics": {
+                            m: _estimate(e)
+                            for m, e in ((b.data.get("overall") or {}).get("metrics") or {}).items()
+                        },
+                    },
+                )
+                for b in blocks
             ],
             "slices": _slices(results),
             "comparisons": _comparisons(results),
         },
         "key_findings": [
             {
-                **({"finding": k.finding} if k.finding else {}),
+                **({k.block or "finding": k.finding} if k.finding else {}),
                 "attribute": k.attribute,
                 "metric": k.metric or None,
                 "status": k.status,
