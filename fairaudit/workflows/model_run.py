@@ -222,6 +222,10 @@ def _audit_with_model(
     from fairaudit.models.loading import load_predictor
 
     _check(req, model, segmentation, masks)
+    if segmentation and resume:  # said, not silently ignored (docs/models.md, "Interrupting ...")
+        log.warning(
+            "%s: segmentation runs are not cached yet, so every file is predicted again", arg("resume")
+        )
     # One salt for predictions.csv, pred_masks and manifest.csv, so their ids match; a
     # random one (never written) unless the user gave --salt.
     req = replace(req, salt=req.salt or secrets.token_hex(16))

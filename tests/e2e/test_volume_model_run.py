@@ -139,6 +139,15 @@ def test_a_3d_model_runs_on_dicom_series(tmp_path: Path) -> None:
     np.testing.assert_allclose(second.loc[cases.index, "dice"], cases["dice"])
 
 
+def test_resume_on_a_volume_run_says_it_predicts_again(tmp_path: Path) -> None:
+    """Segmentation runs keep no prediction cache: --resume is accepted (the command line is
+    the same as a classification run's) and says that every volume is predicted again."""
+    images, masks, demo, _ = _series_cohort(tmp_path, n=4)
+    res = _run(images, _model(tmp_path), masks, demo, tmp_path / "out", "--resume")
+    assert res.exit_code == 0, res.output
+    assert "--resume: segmentation runs are not cached yet" in " ".join(res.output.split())
+
+
 def test_dicom_attributes_group_the_series_of_a_volume_run(tmp_path: Path) -> None:
     """`--attribute dicom:Manufacturer` on a 3D model run: each series is grouped by its
     slices' header (cases 0 and 3 are VendorB), as a classification run groups files."""
