@@ -452,6 +452,8 @@ def _verdict(results: Mapping[str, Any]) -> dict[str, Any]:
         }
     checks = gate.get("checks") or []
     counts = {s: sum(1 for c in checks if c.get("status") == s) for s in ("pass", "fail", "inconclusive")}
+    # Each check named by its finding or structure (the templates show `finding`).
+    checks = [{**c, "finding": check_scope(c) or None} for c in checks]
     failed = [c for c in checks if c.get("status") == "fail" and c.get("decides", True) is not False]
     summary = gate_summary(gate)
     # What kept an inconclusive gate from passing: its deciding checks that did not decide.
@@ -707,7 +709,7 @@ def _gate_view(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
             note = "does not decide the gate"
         checks.append(
             {
-                "finding": finding_name(check.get("finding")),
+                "finding": check_scope(check),
                 "rule": str(check.get("rule", "")),
                 "metric": str(check.get("metric", "")),
                 "attribute": str(check.get("attribute", "")),
@@ -724,6 +726,10 @@ def _gate_view(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "decide": gate.get("decide"),
         "checks": checks,
         "has_findings": any(c["finding"] for c in checks),
+        # The column's header: a --structures gate names structures, a multi-label one findings.
+        "scope_label": "structure"
+        if any(c.get("structure") for c in gate.get("checks") or [])
+        else "finding",
         "notes": notes.items,
     }
 
@@ -826,6 +832,13 @@ def finding_name(value: Any) -> str:
     "" where nothing names a finding (a single-label audit).
     """
     return "" if value is None else display_name(value)
+
+
+def check_scope(check: Mapping[str, Any]) -> str:
+    """What a gate check is about beyond its attribute, as the reports name it: its finding
+    (multi-label) or its structure (`--structures`, whose checks are otherwise alike); ""."""
+    value = check.get("finding")
+    return finding_name(check.get("structure") if value is None else value)
 
 
 def is_multilabel(results: Mapping[str, Any]) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 from fairaudit._util.formatting import fmt_sig
 from fairaudit._util.sanitize import display_results
-from fairaudit.report._templates import finding_name, gate_summary
+from fairaudit.report._templates import check_scope, gate_summary
 
 
 def _fmt(est: Mapping[str, Any] | None) -> str:
@@ -70,8 +70,10 @@ def render_junit(results: Mapping[str, Any]) -> str:
             f"{c['rule']} on {c['metric']} for {c['attribute']}={c['group']} vs "
             f"{c.get('reference', 'reference')}: observed {_fmt(c.get('observed'))}, bound {c['bound']}"
         )
-        finding = finding_name(c.get("finding"))
-        if finding:  # a multi-label audit: one check per finding, attribute, group and metric
+        finding = check_scope(c)
+        if (
+            finding
+        ):  # multi-label or --structures: one check per finding (structure), attribute, group, metric
             name, classname, msg = (
                 f"{finding}: {name}",
                 f"fairaudit.{finding}.{c['attribute']}",

@@ -292,6 +292,9 @@ def population_view(results: Mapping[str, Any]) -> dict[str, Any] | None:
         "attributes": tables,
         "multilabel": multilabel,
         "multiclass": multiclass,
+        # A segmentation case's "positive" is a non-empty ground-truth mask, not a condition.
+        "segmentation": results.get("task") == "segmentation",
+        "prevalence_header": "non-empty truth" if results.get("task") == "segmentation" else "prevalence",
         "reference_source": str((reference or {}).get("source") or ""),
         "has_reference": reference is not None,
         "correction": str((reference or {}).get("correction") or ""),

@@ -106,7 +106,9 @@ def _gate_block(view: Mapping[str, Any], width: int) -> list[str]:
     shown, what = (bad, "failed") if bad else (unsure, "could not decide")
     if not shown or (not bad and verdict.get("outcome") != "inconclusive"):
         return []
-    lines = wrap(f"{len(shown)} deciding checks {what}:", width, "Gate:", indent=2)
+    lines = wrap(
+        f"{len(shown)} deciding check{'' if len(shown) == 1 else 's'} {what}:", width, "Gate:", indent=2
+    )
     for check in shown[:_MAX_CHECKS]:
         lines += wrap(_check_text(check), width, "  -", indent=4)
     if len(shown) > _MAX_CHECKS:

@@ -142,3 +142,18 @@ def test_a_multilabel_table_still_speaks_of_findings() -> None:
         .render(population=view, config={"ci_level": 0.95})
     )
     assert "prevalence is per finding" in html and "<th>prevalence: Effusion</th>" in html
+
+
+def test_a_segmentation_table_speaks_of_non_empty_masks_not_prevalence() -> None:
+    """A segmentation case's positive is a ground truth with the structure: the column says
+    so (40 of 156 cases -> 0.256), and no condition's prevalence is claimed."""
+    view = population_view({**_results(), "task": "segmentation"})
+    assert view is not None and view["segmentation"]
+    assert view["attributes"][0]["rows"][0]["prevalence"][0].startswith(f"{40 / 156:.3f}")
+    env = get_environment()
+    config = {"ci_level": 0.95}
+    html = env.get_template("_population.html.j2").render(population=view, config=config)
+    md = env.get_template("_population.md.j2").render(population=view, config=config)
+    assert "<th>non-empty truth</th>" in html and "ground-truth mask is not empty" in html
+    assert "| non-empty truth |" in md and "ground-truth mask is not empty" in md
+    assert "prevalence" not in html.lower() and "prevalence" not in md.lower()

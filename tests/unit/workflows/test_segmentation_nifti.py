@@ -387,3 +387,30 @@ def test_every_structure_gets_key_findings_and_model_card_entries(structures) ->
     }
     assert {g: s["metrics"]["dice"]["value"] for g, s in tumour.items()} == pytest.approx(expected)
     assert [k["structure"] for k in card["key_findings"]] == ["liver", "tumour"]
+
+
+def test_gate_checks_name_their_structure_in_every_report(structures) -> None:
+    """A --structures gate holds the same check once per structure: report.md, report.html
+    and junit.xml name the structure of each (liver's planted error fails, group b), and
+    the verdict says which structure the tables describe."""
+    import xml.etree.ElementTree as ET
+
+    from fairaudit.report.html import render_html
+    from fairaudit.report.junit import render_junit
+    from fairaudit.report.markdown import render_markdown
+
+    data = structures.data
+    failed = [c for c in data["gate"]["checks"] if c["status"] == "fail"]
+    assert failed and {c["structure"] for c in failed} == {"liver"}
+    md = render_markdown(data)
+    assert "| structure | rule | metric |" in md
+    for c in data["gate"]["checks"]:
+        assert f"| {c['structure']} | {c['rule']} | {c['metric']} | {c['attribute']} | {c['group']} |" in md
+    assert "- liver: max_abs_difference on dice, group = b" in md
+    assert "describe **liver**" in md
+    page = render_html(data)
+    assert "<th>structure</th><th>rule</th>" in page and "<li>liver: max_abs_difference on dice" in page
+    cases = ET.fromstring(render_junit(data)).iter("testcase")
+    names = [c.get("name") for c in cases]
+    assert len(names) == len(set(names)) == len(data["gate"]["checks"])
+    assert {n.split(":")[0] for n in names} == {"liver", "tumour"}
