@@ -245,7 +245,7 @@ def _attribute_finding(
     if worst.get("small"):
         small = (
             f" A group is small here (the metric's denominator is below {fmt_num(min_group_size)}): "
-            "the numbers are shown but do not decide the gate."
+            "its comparisons decide the gate only where their intervals prove a breach."
         )
     if higher is None:
         verdict += (

@@ -249,7 +249,7 @@ def print_tables(results: Mapping[str, Any], console: Console) -> None:
             names = ", ".join(escape(s) for s in attribute["small_groups"])
             console.print(
                 f"[yellow]Too little data (n < {escape(config['min_group_size'])}): {names}; "
-                "they do not decide the gate.[/]"
+                "they decide the gate only where an interval proves a breach.[/]"
             )
 
     if view.get("multiclass"):  # each class one-vs-rest and the confusion matrix

@@ -56,15 +56,31 @@ def wrap(text: str, width: int, first: str = "", indent: int = 2) -> list[str]:
     return [ln.rstrip() for ln in lines]
 
 
+def _failing(results: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(finding or structure, attribute) of each deciding gate check that failed."""
+    gate = results.get("gate") if isinstance(results.get("gate"), Mapping) else {}
+    out = set()
+    for c in gate.get("checks") or []:
+        if c.get("status") == "fail" and c.get("decides", True) is not False:
+            scope = c.get("finding") if c.get("finding") is not None else c.get("structure")
+            out.add((str(scope or ""), str(c.get("attribute", ""))))
+    return out
+
+
 def _sentences(results: Mapping[str, Any], view: Mapping[str, Any]) -> list[str]:
-    """The key-finding sentences (fairaudit.report.key_findings), the significant ones first
-    (the room runs out first for the rest), else the headline lines."""
+    """The key-finding sentences (fairaudit.report.key_findings): first those about an
+    attribute (of a finding) where the gate failed, then the significant ones (the room runs
+    out first for the rest); else the headline lines."""
     try:
         from fairaudit.report.key_findings import key_findings
     except ImportError:  # pragma: no cover - the key findings module ships with the reports
         key_findings = None
     if key_findings is not None:
-        found = sorted(key_findings(results), key=lambda k: k.status != "significant")
+        failing = _failing(results)
+        found = sorted(
+            key_findings(results),
+            key=lambda k: ((k.finding, k.attribute) not in failing, k.status != "significant"),
+        )
         if found:
             return [f"{k.finding}: {k.sentence}" if k.finding else k.sentence for k in found]
     out = []

@@ -120,3 +120,24 @@ def test_augment_check_table_shows_round_off_as_zero() -> None:
     assert len(lines) <= 8 and max(len(line) for line in lines) <= 80
     noise = next(line for line in lines if line.startswith("noise"))
     assert " B " in f" {noise} " and noise.rstrip().endswith("std")
+
+
+def test_findings_where_the_gate_failed_come_first() -> None:
+    """The brief has room for a few key findings: an attribute whose deciding gate check
+    failed comes before a significant difference elsewhere, which comes before the rest."""
+    from fairaudit.report.terminal_brief import _sentences
+
+    from _helpers.review import race_attribute, results
+
+    significant = race_attribute(p_adjusted=0.01, significant=True)
+    quiet = {**race_attribute(), "name": "site"}
+    other = {**race_attribute(), "name": "sex"}
+    data = results(other, significant, quiet)
+    data["gate"] = {
+        "checks": [
+            {"attribute": "site", "group": "C", "metric": "tpr", "status": "fail", "decides": True},
+            {"attribute": "sex", "group": "C", "metric": "tpr", "status": "fail", "decides": False},
+        ]
+    }
+    order = [s.split(" = ")[0].rsplit(" ", 1)[-1] for s in _sentences(data, {})]
+    assert order == ["site", "race", "sex"]
