@@ -61,7 +61,7 @@ def test_bundled_classifier_finds_race_disparity_not_sex(tmp_path: Path) -> None
         "audit", str(SAMPLE / "images"), "--model", f"bundled:{name}", "--demographics",
         str(SAMPLE / "demographics.csv"), "--labels", str(SAMPLE / "findings.csv"), "--findings", "Effusion",
         "--attribute", "race", "--attribute", "sex", "--bootstrap", "200", "--seed", "0", "--device", "cpu",
-        "--quiet",
+        "--quiet", "--format", "json",
     ]  # fmt: skip
     res = cli.invoke([*args, "--out", str(out)], columns=None)
     assert res.exit_code == 0, res.output
@@ -114,7 +114,7 @@ def test_bundled_segmenter_finds_race_disparity_not_sex(tmp_path: Path) -> None:
         ["audit", str(SAMPLE / "images"), "--model", f"bundled:{name}", "--task", "segmentation",
          "--masks", str(SAMPLE / "masks"), "--mask-labels", "1,2",
          "--demographics", str(SAMPLE / "demographics.csv"), "--attribute", "race", "--attribute", "sex",
-         "--bootstrap", "200", "--seed", "0", "--device", "cpu", "--quiet", "--out", str(out)],
+         "--bootstrap", "200", "--seed", "0", "--device", "cpu", "--quiet", "--format", "json", "--out", str(out)],
         columns=None,
     )  # fmt: skip
     assert res.exit_code == 0, res.output

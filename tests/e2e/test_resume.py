@@ -36,7 +36,8 @@ def _audit(cohort: Path, out: Path, *extra: str, interrupt: int | None = None) -
     args = [
         *cli.FAIRAUDIT, "audit", *cli.model_run_args(cohort), "--attribute", "sex", "--attribute", "race",
         "--bootstrap", "50", "--min-group-size", "5", "--device", "cpu",
-        "--batch-size", "4", "--workers", "2", "--salt", "s", "--quiet", "--out", str(out), *extra,
+        "--batch-size", "4", "--workers", "2", "--salt", "s", "--quiet", "--format", "json", "--out", str(out),
+        *extra,
     ]  # fmt: skip
     hook = None if interrupt is None else str(interrupt)
     env = cli.child_env({"OMP_NUM_THREADS": "1", "COLUMNS": "200", "FAIRAUDIT_TEST_INTERRUPT_AFTER": hook})
