@@ -24,6 +24,7 @@ import jinja2
 from fairaudit._util.formatting import DASH, fmt_ci, fmt_est, fmt_level, fmt_num, fmt_p, is_number
 from fairaudit._util.sanitize import clean_text, display_name, neutralize_md_links
 from fairaudit.report.baseline_view import baseline_view
+from fairaudit.report.blocks import check_block
 from fairaudit.report.segmentation_view import segmentation_view
 
 logger = logging.getLogger(__name__)
@@ -837,8 +838,7 @@ def finding_name(value: Any) -> str:
 def check_scope(check: Mapping[str, Any]) -> str:
     """What a gate check is about beyond its attribute, as the reports name it: its finding
     (multi-label) or its structure (`--structures`, whose checks are otherwise alike); ""."""
-    value = check.get("finding")
-    return finding_name(check.get("structure") if value is None else value)
+    return finding_name(check_block(check))
 
 
 def is_multilabel(results: Mapping[str, Any]) -> bool:

@@ -30,3 +30,10 @@ def result_blocks(results: Mapping[str, Any]) -> list[Block]:
     if isinstance(structures, list) and structures:
         return [Block("structure", str(s.get("name", "")), s) for s in structures if isinstance(s, Mapping)]
     return [Block("", "", results)]
+
+
+def check_block(check: Mapping[str, Any]) -> str | None:
+    """The block a gate check belongs to: its finding (multi-label) or its structure
+    (`--structures`, whose checks are otherwise alike); None for a one-block audit."""
+    value = check.get("finding")
+    return check.get("structure") if value is None else value

@@ -58,13 +58,14 @@ def wrap(text: str, width: int, first: str = "", indent: int = 2) -> list[str]:
 
 def _failing(results: Mapping[str, Any]) -> set[tuple[str, str]]:
     """(finding or structure, attribute) of each deciding gate check that failed."""
+    from fairaudit.report.blocks import check_block
+
     gate = results.get("gate") if isinstance(results.get("gate"), Mapping) else {}
-    out = set()
-    for c in gate.get("checks") or []:
-        if c.get("status") == "fail" and c.get("decides", True) is not False:
-            scope = c.get("finding") if c.get("finding") is not None else c.get("structure")
-            out.add((str(scope or ""), str(c.get("attribute", ""))))
-    return out
+    return {
+        (str(check_block(c) or ""), str(c.get("attribute", "")))
+        for c in gate.get("checks") or []
+        if c.get("status") == "fail" and c.get("decides", True) is not False
+    }
 
 
 def _sentences(results: Mapping[str, Any], view: Mapping[str, Any]) -> list[str]:

@@ -172,6 +172,38 @@ def _check_attributes(req: Any, id_col: str, segmentation: bool) -> None:
         check_group_count(a, len(seen), n, max_groups, file=demo.name)
 
 
+def publish_masks(
+    req: Any,
+    mask_dir: Path,
+    rows: list[dict[str, str]],
+    hasher: Any,
+    info: dict[str, Any],
+    unreadable: list[tuple[str, str]],
+    what: str,
+) -> None:
+    """A segmentation model run's predictions.csv (id, mask; docs/reports.md), its sha256 in
+    `info`, and pred_masks/index.csv, so that `--pred-masks OUT/pred_masks` audits the masks
+    again (fairaudit.workflows.mask_index); one warning for the files that gave no `what`
+    ("mask" of a 2-D run, "volume" of a 3-D one). Both kinds of run share it."""
+    from fairaudit._util.sanitize import write_csv
+    from fairaudit.report.provenance import file_sha256
+    from fairaudit.workflows.mask_index import write_mask_index
+
+    path = req.outputs.path(PREDICTIONS_FILE)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        write_csv(pd.DataFrame(rows, columns=["id", "mask"]), fh)
+    info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
+    write_mask_index(mask_dir, [(r["id"], r["mask"]) for r in rows], hasher)
+    if unreadable:
+        reasons = Counter(why for _, why in unreadable)
+        log.warning(
+            "%d files gave no predicted %s: %s",
+            len(unreadable),
+            what,
+            "; ".join(f"{why} x {k}" for why, k in reasons.most_common(5)),
+        )
+
+
 def dicom_keywords(req: Any) -> tuple[str, ...]:
     """The header fields that `--attribute dicom:KEYWORD` (and --within, --intersect) need
     from each file, vetted by name (fairaudit.io.dicom_attributes); () when none is asked."""
@@ -306,24 +338,9 @@ def _audit_with_model(
     info["run"] = run.summary()
 
     if segmentation:
-        from fairaudit._util.sanitize import write_csv
-        from fairaudit.report.provenance import file_sha256
-        from fairaudit.workflows.mask_index import write_mask_index
         from fairaudit.workflows.segmentation import audit_segmentation, request_from_audit
 
-        path = req.outputs.path(PREDICTIONS_FILE)
-        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            write_csv(pd.DataFrame(mask_rows, columns=["id", "mask"]), fh)  # docs/reports.md
-        info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
-        # pred_masks/index.csv: --pred-masks OUT/pred_masks audits them again (fairaudit.workflows.mask_index)
-        write_mask_index(mask_dir, [(r["id"], r["mask"]) for r in mask_rows], hasher)
-        if run.unreadable:
-            reasons = Counter(why for _, why in run.unreadable)
-            log.warning(
-                "%d files gave no predicted mask: %s",
-                len(run.unreadable),
-                "; ".join(f"{why} x {k}" for why, k in reasons.most_common(5)),
-            )
+        publish_masks(req, mask_dir, mask_rows, hasher, info, run.unreadable, "mask")
         return audit_segmentation(
             request_from_audit(
                 req, masks=masks, pred_masks=MaskFolder(mask_files), mask_labels=mask_labels,

@@ -342,13 +342,9 @@ def audit_volumes_with_model(
     batch_size: int | None,
 ) -> Any:
     """Run `predictor` on the volumes of req.dicom_dir and audit its masks (module doc)."""
-    import pandas as pd
-
     from fairaudit._util.safe_paths import own_folder
-    from fairaudit._util.sanitize import write_csv
     from fairaudit.models.inference import DEFAULT_BATCH_SIZE
-    from fairaudit.report.provenance import file_sha256
-    from fairaudit.workflows.model_run import PRED_MASKS_DIR, PREDICTIONS_FILE, _safe, dicom_keywords
+    from fairaudit.workflows.model_run import PRED_MASKS_DIR, _safe, dicom_keywords, publish_masks
     from fairaudit.workflows.segmentation import _Dicom, audit_segmentation, request_from_audit
 
     mask_dir = req.outputs.path(PRED_MASKS_DIR)
@@ -361,23 +357,10 @@ def audit_volumes_with_model(
         max_file_size=getattr(req, "max_file_size", None), header_keywords=dicom_keywords(req),
     )  # fmt: skip
     rows = [{"id": hasher(k), "mask": f"{PRED_MASKS_DIR}/{p.name}"} for k, p in run.masks.items()]
-    path = req.outputs.path(PREDICTIONS_FILE)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        write_csv(pd.DataFrame(rows, columns=["id", "mask"]), fh)
-    from fairaudit.workflows.mask_index import write_mask_index
-
-    write_mask_index(mask_dir, [(r["id"], r["mask"]) for r in rows], hasher)  # audited again: --pred-masks
     info = predictor.describe()
     info["batch_size"] = size
     info["run"] = run.summary()
-    info["predictions_file"] = {"name": PREDICTIONS_FILE, "sha256": file_sha256(path)}
-    if run.unreadable:
-        reasons = Counter(why for _, why in run.unreadable)
-        log.warning(
-            "%d files gave no predicted volume: %s",
-            len(run.unreadable),
-            "; ".join(f"{why} x {k}" for why, k in reasons.most_common(5)),
-        )
+    publish_masks(req, mask_dir, rows, hasher, info, run.unreadable, "volume")
     index = _Dicom(run.by_id, run.ambiguous, run.paths_by_id, run.unreadable, set(), run.grids, run.headers)
     seg = request_from_audit(
         req, masks=masks, pred_masks=VolumeMasks(run.masks), mask_labels=mask_labels,
